@@ -1,0 +1,53 @@
+//! Sans-IO core of the osmoda fabric.
+//!
+//! Everything here takes bytes, the current time and a random number
+//! generator as inputs and returns bytes, results and errors. Nothing here
+//! opens a socket, reads a clock or spawns a task; the `osmoda-fabric` crate
+//! wraps these state machines for libp2p and tokio, and the simulation can
+//! drive them directly.
+//!
+//! - [`cert`]: fleet root keys, membership certificates and revocations.
+//! - [`token`]: join tokens that carry a new member's credentials.
+//! - [`handshake`]: the hybrid post-quantum handshake
+//!   (`Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256`) as a state machine.
+//! - [`session`]: the transport cipher after the handshake: framing,
+//!   per-direction keys, nonces that never repeat, periodic rekeying.
+//!
+//! The wire formats are specified in `docs/protocol.md`.
+
+pub mod cert;
+pub mod handshake;
+mod noise;
+pub mod session;
+pub mod token;
+mod wire;
+
+pub use cert::{CertError, FleetCert, FleetRoot, Revocation, Role};
+pub use handshake::{Handshake, HandshakeError, LocalIdentity, PeerIdentity, Side};
+pub use session::{Session, SessionError};
+pub use token::{JoinToken, TokenError};
+
+/// Ed25519 public key of a node's identity; the libp2p peer id is derived from it.
+pub type NodeKey = [u8; 32];
+
+/// Ed25519 public key of a fleet's root; it names the fleet.
+pub type FleetKey = [u8; 32];
+
+/// Lower-case hexadecimal, used for fleet ids in files and messages.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses lower- or upper-case hexadecimal of exactly `N` bytes.
+pub fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let text = text.trim();
+    if text.len() != 2 * N || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
+        let s = std::str::from_utf8(chunk).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}

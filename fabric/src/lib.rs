@@ -1,0 +1,13 @@
+//! Networking shell of osmoda.
+//!
+//! Wraps the sans-IO core (`osmoda-fabric-proto`) for libp2p and tokio: the
+//! hybrid post-quantum security upgrade for TCP, a QUIC transport restricted
+//! to X25519MLKEM768, membership checks inside every handshake, discovery
+//! (mDNS, bootstrap, Kademlia), gossip and direct messages.
+
+pub mod credentials;
+pub mod membership;
+
+pub use credentials::Credentials;
+pub use membership::{node_key_of, peer_id_of, Membership, PeerRecord, Security};
+pub use osmoda_fabric_proto as proto;
