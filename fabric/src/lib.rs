@@ -11,3 +11,13 @@ pub mod membership;
 pub use credentials::Credentials;
 pub use membership::{node_key_of, peer_id_of, Membership, PeerRecord, Security};
 pub use osmoda_fabric_proto as proto;
+pub mod behaviour;
+pub mod handle;
+pub mod pq_tcp;
+pub mod runtime;
+pub mod topics;
+
+pub use handle::{
+    FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, InboxEntry, PeerInfo,
+};
+pub use runtime::{start, StartError};

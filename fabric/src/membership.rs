@@ -3,7 +3,7 @@
 //! is connected to. Shared between the transports (which consult it inside
 //! each handshake) and the swarm loop (which updates it).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use libp2p::identity::{ed25519, PublicKey};
@@ -67,7 +67,7 @@ pub struct PeerRecord {
 /// Thread-safe view of the fleet's membership.
 pub struct Membership {
     fleet: FleetKey,
-    revoked: RwLock<HashSet<NodeKey>>,
+    revoked: RwLock<HashMap<NodeKey, Revocation>>,
     peers: Mutex<HashMap<PeerId, PeerRecord>>,
 }
 
@@ -75,7 +75,7 @@ impl Membership {
     pub fn new(fleet: FleetKey) -> Arc<Self> {
         Arc::new(Self {
             fleet,
-            revoked: RwLock::new(HashSet::new()),
+            revoked: RwLock::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
         })
     }
@@ -88,20 +88,30 @@ impl Membership {
         self.revoked
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains(node)
+            .contains_key(node)
+    }
+
+    /// Every revocation known, for persistence and anti-entropy.
+    pub fn revocations(&self) -> Vec<Revocation> {
+        self.revoked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Checks a revocation's signature and records it. Returns whether it was new.
     pub fn apply_revocation(&self, rev: &Revocation) -> Result<bool, RevocationError> {
         rev.verify(&self.fleet)?;
         let mut revoked = self.revoked.write().unwrap_or_else(PoisonError::into_inner);
-        if revoked.contains(&rev.node) {
+        if revoked.contains_key(&rev.node) {
             return Ok(false);
         }
         if revoked.len() >= MAX_REVOCATIONS {
             return Err(RevocationError::Full);
         }
-        revoked.insert(rev.node);
+        revoked.insert(rev.node, rev.clone());
         Ok(true)
     }
 

@@ -1,1 +1,166 @@
-fn main() {}
+//! The `osmoda` binary.
+
+mod api;
+mod cli;
+mod client;
+mod config;
+mod datadir;
+mod fleet;
+mod output;
+mod run;
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use hyper::Method;
+use serde_json::{json, Value};
+
+use cli::{Cli, Command, FleetCommand, MeshCommand};
+use datadir::{DataDir, SOCKET};
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<client::NotRunning>().is_some() {
+                ExitCode::from(3)
+            } else if e.downcast_ref::<client::Refused>().is_some() {
+                ExitCode::from(4)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+async fn api(data: &DataDir, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+    client::call(&data.path(SOCKET), method, path, body).await
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    let data = DataDir::new(cli.data.clone().unwrap_or_else(DataDir::default_path));
+    let json = cli.json;
+    match cli.command {
+        Command::Run(args) => {
+            init_logging("info");
+            let overrides = config::Overrides {
+                listen: args.listen,
+                bootstrap: args.bootstrap,
+                no_mdns: args.no_mdns,
+            };
+            run::run(&data, overrides, &args.fleet_name, args.name.as_deref()).await
+        }
+        Command::Join(args) => {
+            init_logging("warn");
+            let token = if args.token == "-" {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("cannot read the token")?;
+                text
+            } else {
+                args.token
+            };
+            let joined = fleet::join(&data, &token)?;
+            output::joined(json, &data, &joined);
+            Ok(())
+        }
+        Command::Status => {
+            init_logging("warn");
+            let status = api(&data, Method::GET, "/v1/status", None).await?;
+            output::status(json, &status);
+            Ok(())
+        }
+        Command::Peers => {
+            init_logging("warn");
+            let peers = api(&data, Method::GET, "/v1/peers", None).await?;
+            output::peers(json, &peers);
+            Ok(())
+        }
+        Command::Fleet(command) => {
+            init_logging("warn");
+            fleet_command(&data, json, command).await
+        }
+        Command::Mesh(command) => {
+            init_logging("warn");
+            match command {
+                MeshCommand::Broadcast { text } => {
+                    let v = api(
+                        &data,
+                        Method::POST,
+                        "/v1/mesh/broadcast",
+                        Some(json!({ "text": text })),
+                    )
+                    .await?;
+                    output::done(json, &v, "sent to the fleet");
+                }
+                MeshCommand::Send { node, text } => {
+                    let v = api(
+                        &data,
+                        Method::POST,
+                        "/v1/mesh/send",
+                        Some(json!({ "node": node, "text": text })),
+                    )
+                    .await?;
+                    output::done(json, &v, "delivered");
+                }
+                MeshCommand::Inbox => {
+                    let v = api(&data, Method::GET, "/v1/mesh/inbox", None).await?;
+                    output::inbox(json, &v);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn fleet_command(data: &DataDir, json: bool, command: FleetCommand) -> Result<()> {
+    match command {
+        FleetCommand::Create { name, node_name } => {
+            let cert = fleet::create(data, &name, node_name.as_deref())?;
+            output::created(json, data, &name, &cert);
+        }
+        FleetCommand::Invite {
+            role,
+            ttl,
+            valid_for,
+            name,
+            bootstrap,
+        } => {
+            let invite =
+                fleet::invite(data, role, ttl, valid_for, name.as_deref(), bootstrap).await?;
+            output::invite(json, &invite);
+        }
+        FleetCommand::Revoke { node_id } => {
+            let (rev, live) = fleet::revoke(data, &node_id).await?;
+            output::revoked(json, &node_id, &rev, live);
+        }
+        FleetCommand::Show => {
+            output::fleet(json, data)?;
+        }
+    }
+    Ok(())
+}

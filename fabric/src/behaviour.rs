@@ -1,0 +1,195 @@
+//! The libp2p behaviours a node runs, and their configuration.
+
+use std::time::Duration;
+
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    connection_limits, gossipsub, identify, identity, kad, mdns, ping, request_response,
+    StreamProtocol,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::topics::{MeshText, MAX_GOSSIP_MESSAGE};
+
+/// Kademlia on a private protocol: only fleet members speak it, and the
+/// public IPFS DHT never mixes with ours.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/osmoda/kad/1.0.0");
+pub const IDENTIFY_PROTOCOL: &str = "/osmoda/id/1.0.0";
+pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/osmoda/direct/1.0.0");
+/// Largest direct request or response.
+pub const MAX_DIRECT_MESSAGE: u64 = 1024 * 1024;
+/// Revocations carried by one anti-entropy request.
+pub const MAX_REVOCATIONS_PER_SYNC: usize = 4096;
+
+/// Request of the direct (one peer to one peer) protocol.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DirectRequest {
+    /// `osmoda mesh send`.
+    Text(MeshText),
+    /// Sent on every new connection so that revocations reach nodes that
+    /// were away when they were gossiped. Hex-encoded binary revocations.
+    Revocations { revocations: Vec<String> },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DirectResponse {
+    Ack,
+    Refused { reason: String },
+}
+
+/// Limits on connections: a misbehaving or very large fleet cannot make a
+/// node hold unbounded connection state.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_established: u32,
+    pub max_pending_incoming: u32,
+    pub max_per_peer: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_established: 512,
+            max_pending_incoming: 64,
+            max_per_peer: 2,
+        }
+    }
+}
+
+#[derive(NetworkBehaviour)]
+pub struct FabricBehaviour {
+    pub limits: connection_limits::Behaviour,
+    pub gossipsub: gossipsub::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub direct: request_response::json::Behaviour<DirectRequest, DirectResponse>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BehaviourError {
+    #[error("gossipsub configuration: {0}")]
+    Gossipsub(String),
+    #[error("mDNS: {0}")]
+    Mdns(#[from] std::io::Error),
+}
+
+fn gossipsub(keypair: &identity::Keypair) -> Result<gossipsub::Behaviour, BehaviourError> {
+    let config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_millis(700))
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        // Messages are forwarded only after the fabric checked them.
+        .validate_messages()
+        .max_transmit_size(MAX_GOSSIP_MESSAGE)
+        // Bound what one slow peer can make us buffer (the default is 5000).
+        .connection_handler_queue_len(1024)
+        .publish_queue_duration(Duration::from_secs(5))
+        .forward_queue_duration(Duration::from_secs(1))
+        .max_ihave_messages_heartbeat(10)
+        .build()
+        .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
+    let mut behaviour = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(keypair.clone()),
+        config,
+    )
+    .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
+    behaviour
+        .with_peer_score(peer_score_params(), peer_score_thresholds())
+        .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
+    Ok(behaviour)
+}
+
+/// Scoring after the gossipsub v1.1 recommendations, scaled for small fleets:
+/// invalid messages and broken promises cost; IP colocation is not penalised
+/// because several nodes on one host is a normal osmoda setup.
+fn peer_score_params() -> gossipsub::PeerScoreParams {
+    let mut params = gossipsub::PeerScoreParams {
+        ip_colocation_factor_weight: 0.0,
+        behaviour_penalty_weight: -10.0,
+        behaviour_penalty_decay: 0.9,
+        ..Default::default()
+    };
+    for topic in crate::topics::ALL {
+        let hash = gossipsub::IdentTopic::new(topic).hash();
+        let topic_params = gossipsub::TopicScoreParams {
+            topic_weight: 1.0,
+            invalid_message_deliveries_weight: -100.0,
+            invalid_message_deliveries_decay: 0.5,
+            // Small fleets may be quiet for hours: no delivery quotas.
+            mesh_message_deliveries_weight: 0.0,
+            mesh_failure_penalty_weight: 0.0,
+            ..Default::default()
+        };
+        params.topics.insert(hash, topic_params);
+    }
+    params
+}
+
+fn peer_score_thresholds() -> gossipsub::PeerScoreThresholds {
+    gossipsub::PeerScoreThresholds {
+        gossip_threshold: -100.0,
+        publish_threshold: -500.0,
+        graylist_threshold: -1000.0,
+        accept_px_threshold: 10.0,
+        opportunistic_graft_threshold: 3.0,
+    }
+}
+
+impl FabricBehaviour {
+    pub fn new(
+        keypair: &identity::Keypair,
+        mdns_enabled: bool,
+        limits: &Limits,
+    ) -> Result<Self, BehaviourError> {
+        let peer_id = keypair.public().to_peer_id();
+        let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+        kad_config.set_query_timeout(Duration::from_secs(30));
+        // The fabric loop bootstraps when it has peers; the built-in timer
+        // would only warn on a node that is still alone.
+        kad_config.set_periodic_bootstrap_interval(None);
+        let mut kad =
+            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+        kad.set_mode(Some(kad::Mode::Server));
+        let mdns = if mdns_enabled {
+            Some(mdns::tokio::Behaviour::new(
+                mdns::Config {
+                    query_interval: Duration::from_secs(5),
+                    ..Default::default()
+                },
+                peer_id,
+            )?)
+        } else {
+            None
+        };
+        let codec = request_response::json::codec::Codec::default()
+            .set_request_size_maximum(MAX_DIRECT_MESSAGE)
+            .set_response_size_maximum(MAX_DIRECT_MESSAGE);
+        Ok(Self {
+            limits: connection_limits::Behaviour::new(
+                connection_limits::ConnectionLimits::default()
+                    .with_max_established(Some(limits.max_established))
+                    .with_max_pending_incoming(Some(limits.max_pending_incoming))
+                    .with_max_established_per_peer(Some(limits.max_per_peer)),
+            ),
+            gossipsub: gossipsub(keypair)?,
+            kad,
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_PROTOCOL.into(), keypair.public())
+                    .with_agent_version(format!("osmoda/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5))),
+            mdns: mdns.into(),
+            direct: request_response::Behaviour::with_codec(
+                codec,
+                [(DIRECT_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(10))
+                    .with_max_concurrent_streams(64),
+            ),
+        })
+    }
+}

@@ -1,0 +1,261 @@
+//! The fabric's public face: configuration, the handle the node holds, and
+//! the plain data it answers with.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use osmoda_fabric_proto::Revocation;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::behaviour::Limits;
+use crate::membership::Membership;
+
+/// Commands waiting for the fabric loop.
+pub const COMMAND_CAPACITY: usize = 256;
+/// Events waiting for the node; when full, new events are dropped and counted.
+pub const EVENT_CAPACITY: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct FabricConfig {
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub mdns: bool,
+    pub limits: Limits,
+    /// Connections with no open stream are closed after this long.
+    pub idle_timeout: Duration,
+    /// Messages kept in the inbox; the oldest go first.
+    pub inbox_capacity: usize,
+    /// How long a connection may take from first byte to a secured, multiplexed link.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for FabricConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/0"
+                    .parse()
+                    .unwrap_or_else(|_| unreachable!()),
+                "/ip4/0.0.0.0/udp/0/quic-v1"
+                    .parse()
+                    .unwrap_or_else(|_| unreachable!()),
+            ],
+            bootstrap: Vec::new(),
+            mdns: true,
+            limits: Limits::default(),
+            idle_timeout: Duration::from_secs(3600),
+            inbox_capacity: 1000,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FabricError {
+    #[error("the fabric has stopped")]
+    Stopped,
+    #[error("no connected peer subscribes to the topic yet; the message was not sent")]
+    NoPeers,
+    #[error("message of {0} bytes is too large")]
+    TooLarge(usize),
+    #[error("peer {0} is not connected")]
+    NotConnected(PeerId),
+    #[error("the peer did not take the message: {0}")]
+    Delivery(String),
+    #[error("publish failed: {0}")]
+    Publish(String),
+    #[error("revocation refused: {0}")]
+    Revocation(#[from] crate::membership::RevocationError),
+    #[error("dial failed: {0}")]
+    Dial(String),
+}
+
+/// One connected peer, as `osmoda peers` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerInfo {
+    pub node_id: String,
+    pub name: String,
+    pub role: String,
+    pub address: String,
+    pub transport: String,
+    pub key_exchange: String,
+    pub rtt_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FabricStatus {
+    pub node_id: String,
+    pub listen: Vec<String>,
+    pub connected_peers: usize,
+    pub revocations: usize,
+    pub events_dropped: u64,
+}
+
+/// A message that arrived for the operator (`osmoda mesh inbox`).
+#[derive(Debug, Clone, Serialize)]
+pub struct InboxEntry {
+    /// `broadcast` or `direct`.
+    pub kind: &'static str,
+    pub from: String,
+    pub from_name: Option<String>,
+    pub text: String,
+    pub sent_at_ms: u64,
+    pub received_at_ms: u64,
+}
+
+/// Bounded store of received messages.
+pub struct Inbox {
+    entries: VecDeque<InboxEntry>,
+    capacity: usize,
+    received: u64,
+}
+
+impl Inbox {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: VecDeque::new(),
+            capacity: capacity.max(1),
+            received: 0,
+        }
+    }
+
+    pub fn push(&mut self, entry: InboxEntry) {
+        if self.entries.len() == self.capacity {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(entry);
+        self.received += 1;
+    }
+
+    pub fn entries(&self) -> Vec<InboxEntry> {
+        self.entries.iter().cloned().collect()
+    }
+
+    /// Messages received since start, including those pushed out.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+}
+
+/// What the fabric reports to the node.
+#[derive(Debug, Clone)]
+pub enum FabricEvent {
+    /// A new, verified revocation; the node persists it.
+    Revoked(Revocation),
+    /// A gossip message on one of the state topics, for the layers above.
+    Gossip {
+        topic: String,
+        source: Option<PeerId>,
+        data: Vec<u8>,
+    },
+    PeerConnected(PeerId),
+    PeerDisconnected(PeerId),
+}
+
+pub(crate) enum Command {
+    Status(oneshot::Sender<FabricStatus>),
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+    Broadcast {
+        text: String,
+        reply: oneshot::Sender<Result<(), FabricError>>,
+    },
+    Send {
+        peer: PeerId,
+        text: String,
+        reply: oneshot::Sender<Result<(), FabricError>>,
+    },
+    Publish {
+        topic: &'static str,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), FabricError>>,
+    },
+    Revoke {
+        revocation: Revocation,
+        reply: oneshot::Sender<Result<bool, FabricError>>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(), FabricError>>,
+    },
+    Shutdown,
+}
+
+/// Cheap to clone; every method talks to the fabric loop.
+#[derive(Clone)]
+pub struct FabricHandle {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) inbox: Arc<Mutex<Inbox>>,
+    pub(crate) membership: Arc<Membership>,
+    pub(crate) local_peer_id: PeerId,
+}
+
+impl FabricHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, FabricError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| FabricError::Stopped)?;
+        rx.await.map_err(|_| FabricError::Stopped)
+    }
+
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    pub fn membership(&self) -> &Arc<Membership> {
+        &self.membership
+    }
+
+    pub async fn status(&self) -> Result<FabricStatus, FabricError> {
+        self.ask(Command::Status).await
+    }
+
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, FabricError> {
+        self.ask(Command::Peers).await
+    }
+
+    pub async fn broadcast(&self, text: String) -> Result<(), FabricError> {
+        self.ask(|reply| Command::Broadcast { text, reply }).await?
+    }
+
+    pub async fn send(&self, peer: PeerId, text: String) -> Result<(), FabricError> {
+        self.ask(|reply| Command::Send { peer, text, reply })
+            .await?
+    }
+
+    /// Publishes raw bytes on one of [`crate::topics::ALL`].
+    pub async fn publish(&self, topic: &'static str, data: Vec<u8>) -> Result<(), FabricError> {
+        self.ask(|reply| Command::Publish { topic, data, reply })
+            .await?
+    }
+
+    /// Applies a revocation, cuts the node off and spreads the word.
+    /// Returns whether the revocation was new.
+    pub async fn revoke(&self, revocation: Revocation) -> Result<bool, FabricError> {
+        self.ask(|reply| Command::Revoke { revocation, reply })
+            .await?
+    }
+
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), FabricError> {
+        self.ask(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    pub fn inbox(&self) -> Vec<InboxEntry> {
+        self.inbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries()
+    }
+
+    /// Asks the loop to stop; it closes every connection before it returns.
+    pub async fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+    }
+}

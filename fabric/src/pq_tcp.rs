@@ -1,0 +1,273 @@
+//! The hybrid post-quantum security upgrade for stream transports (TCP).
+//!
+//! A thin async shell around [`osmoda_fabric_proto::Handshake`] and
+//! [`osmoda_fabric_proto::Session`]: it moves length-prefixed handshake
+//! messages, checks membership through [`Membership`], and then exposes the
+//! encrypted connection as a byte stream on which libp2p negotiates yamux.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade, UpgradeInfo};
+use libp2p::PeerId;
+use osmoda_fabric_proto::session::{MAX_FRAME_LEN, MAX_PLAINTEXT_LEN};
+use osmoda_fabric_proto::{Handshake, HandshakeError, LocalIdentity, Session, SessionError, Side};
+
+use crate::membership::{peer_id_of, Membership, PeerRecord, Security};
+
+/// Negotiated with multistream-select before the handshake. A stock libp2p
+/// peer offers `/noise` or `/tls/1.0.0` and finds no common protocol.
+pub const PROTOCOL: &str = "/osmoda/pq-noise/1.0.0";
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PqError {
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    #[error("i/o during the handshake: {0}")]
+    Io(#[from] io::Error),
+    #[error("the peer's identity key is not an Ed25519 key")]
+    BadPeerKey,
+}
+
+/// The security upgrade; clone it into every connection.
+#[derive(Clone)]
+pub struct PqUpgrade {
+    local: Arc<LocalIdentity>,
+    membership: Arc<Membership>,
+}
+
+impl PqUpgrade {
+    pub fn new(local: Arc<LocalIdentity>, membership: Arc<Membership>) -> Self {
+        Self { local, membership }
+    }
+
+    async fn run<C>(self, mut io: C, side: Side) -> Result<(PeerId, PqStream<C>), PqError>
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut hs = Handshake::new(side, &self.local, &mut rand::rngs::OsRng);
+        while !hs.is_finished() {
+            if hs.wants_to_write() {
+                let msg = hs.write_message(&mut rand::rngs::OsRng)?;
+                io.write_all(&(msg.len() as u16).to_be_bytes()).await?;
+                io.write_all(&msg).await?;
+                io.flush().await?;
+            } else {
+                let mut len = [0u8; 2];
+                io.read_exact(&mut len).await?;
+                let len = u16::from_be_bytes(len) as usize;
+                let mut msg = vec![0u8; len];
+                io.read_exact(&mut msg).await?;
+                let membership = &self.membership;
+                hs.read_message(&msg, unix_now(), &|node| membership.is_revoked(node))?;
+            }
+        }
+        let (session, peer) = hs.finish()?;
+        let peer_id = peer_id_of(&peer.node).ok_or(PqError::BadPeerKey)?;
+        self.membership.record_peer(
+            peer_id,
+            PeerRecord {
+                cert: peer.cert,
+                security: Security::NoiseHybrid,
+            },
+        );
+        Ok((peer_id, PqStream::new(io, session)))
+    }
+}
+
+impl UpgradeInfo for PqUpgrade {
+    type Info = &'static str;
+    type InfoIter = std::iter::Once<Self::Info>;
+
+    fn protocol_info(&self) -> Self::InfoIter {
+        std::iter::once(PROTOCOL)
+    }
+}
+
+impl<C> InboundConnectionUpgrade<C> for PqUpgrade
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Output = (PeerId, PqStream<C>);
+    type Error = PqError;
+    type Future = BoxFuture<'static, Result<Self::Output, Self::Error>>;
+
+    fn upgrade_inbound(self, socket: C, _: Self::Info) -> Self::Future {
+        Box::pin(self.run(socket, Side::Responder))
+    }
+}
+
+impl<C> OutboundConnectionUpgrade<C> for PqUpgrade
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    type Output = (PeerId, PqStream<C>);
+    type Error = PqError;
+    type Future = BoxFuture<'static, Result<Self::Output, Self::Error>>;
+
+    fn upgrade_outbound(self, socket: C, _: Self::Info) -> Self::Future {
+        Box::pin(self.run(socket, Side::Initiator))
+    }
+}
+
+/// Room for two whole frames, so that one read can complete a frame and
+/// start the next.
+const READ_BUF_LEN: usize = 2 * (2 + MAX_FRAME_LEN);
+
+/// An encrypted connection: plaintext in, AES-256-GCM frames out.
+pub struct PqStream<C> {
+    io: C,
+    session: Session,
+    /// Raw bytes read from `io`, `rstart..rend` not yet parsed.
+    rbuf: Box<[u8]>,
+    rstart: usize,
+    rend: usize,
+    /// Decrypted bytes not yet handed to the reader.
+    plain: Vec<u8>,
+    plain_pos: usize,
+    /// Plaintext collected for the next frame.
+    wplain: Vec<u8>,
+    /// Sealed bytes not yet written to `io`.
+    wout: Vec<u8>,
+    wout_pos: usize,
+}
+
+impl<C> PqStream<C> {
+    fn new(io: C, session: Session) -> Self {
+        Self {
+            io,
+            session,
+            rbuf: vec![0u8; READ_BUF_LEN].into_boxed_slice(),
+            rstart: 0,
+            rend: 0,
+            plain: Vec::new(),
+            plain_pos: 0,
+            wplain: Vec::with_capacity(MAX_PLAINTEXT_LEN),
+            wout: Vec::with_capacity(2 + MAX_FRAME_LEN),
+            wout_pos: 0,
+        }
+    }
+
+    /// Decrypts the next complete frame in the read buffer, if there is one.
+    fn next_frame(&mut self) -> io::Result<bool> {
+        let avail = &self.rbuf[self.rstart..self.rend];
+        if avail.len() < 2 {
+            return Ok(false);
+        }
+        let len = u16::from_be_bytes([avail[0], avail[1]]) as usize;
+        if avail.len() < 2 + len {
+            return Ok(false);
+        }
+        let pt = self
+            .session
+            .open_frame(&avail[2..2 + len])
+            .map_err(session_error)?;
+        self.rstart += 2 + len;
+        self.plain = pt;
+        self.plain_pos = 0;
+        Ok(true)
+    }
+}
+
+fn session_error(e: SessionError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl<C: AsyncRead + Unpin> AsyncRead for PqStream<C> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            if this.plain_pos < this.plain.len() {
+                let n = buf.len().min(this.plain.len() - this.plain_pos);
+                buf[..n].copy_from_slice(&this.plain[this.plain_pos..this.plain_pos + n]);
+                this.plain_pos += n;
+                return Poll::Ready(Ok(n));
+            }
+            if this.next_frame()? {
+                continue;
+            }
+            // Make room: move the partial frame to the front.
+            if this.rstart > 0 {
+                this.rbuf.copy_within(this.rstart..this.rend, 0);
+                this.rend -= this.rstart;
+                this.rstart = 0;
+            }
+            let n = ready!(Pin::new(&mut this.io).poll_read(cx, &mut this.rbuf[this.rend..]))?;
+            if n == 0 {
+                return Poll::Ready(if this.rend == 0 {
+                    Ok(0)
+                } else {
+                    Err(io::ErrorKind::UnexpectedEof.into())
+                });
+            }
+            this.rend += n;
+        }
+    }
+}
+
+impl<C: AsyncWrite + Unpin> PqStream<C> {
+    /// Seals the pending plaintext, if any, and writes every sealed byte.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.wout_pos == self.wout.len() && !self.wplain.is_empty() {
+            self.wout.clear();
+            self.wout_pos = 0;
+            self.session
+                .seal_frame(&self.wplain, &mut self.wout)
+                .map_err(session_error)?;
+            self.wplain.clear();
+        }
+        while self.wout_pos < self.wout.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.wout[self.wout_pos..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.wout_pos += n;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<C: AsyncWrite + Unpin> AsyncWrite for PqStream<C> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.wplain.len() == MAX_PLAINTEXT_LEN {
+            ready!(this.poll_drain(cx))?;
+        }
+        let n = buf.len().min(MAX_PLAINTEXT_LEN - this.wplain.len());
+        this.wplain.extend_from_slice(&buf[..n]);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        ready!(Pin::new(&mut this.io).poll_flush(cx))?;
+        Pin::new(&mut this.io).poll_close(cx)
+    }
+}

@@ -1,0 +1,597 @@
+//! The fabric loop: one task owns the libp2p swarm; commands, swarm events
+//! and timers are its only inputs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use libp2p::core::transport::Transport as _;
+use libp2p::core::upgrade::Version;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{
+    gossipsub, identify, kad, mdns, ping, request_response, tcp, yamux, Multiaddr, PeerId, Swarm,
+};
+use osmoda_fabric_proto::Revocation;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::behaviour::{
+    BehaviourError, DirectRequest, DirectResponse, FabricBehaviour, FabricBehaviourEvent,
+    MAX_REVOCATIONS_PER_SYNC,
+};
+use crate::handle::{
+    Command, FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, Inbox, InboxEntry,
+    PeerInfo, COMMAND_CAPACITY, EVENT_CAPACITY,
+};
+use crate::membership::{node_key_of, peer_id_of, Membership};
+use crate::pq_tcp::PqUpgrade;
+use crate::topics::{self, FleetMessage, MeshText, MAX_TEXT_LEN};
+use crate::Credentials;
+
+/// How often the loop retries bootstrap addresses while it has no peer.
+const BOOTSTRAP_RETRY: Duration = Duration::from_secs(5);
+/// How often Kademlia refreshes its view of the fleet.
+const KAD_REFRESH: Duration = Duration::from_secs(30);
+/// Peers the node dials on its own from discovery; beyond this it only accepts.
+const DIAL_TARGET: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Behaviour(#[from] BehaviourError),
+    #[error("transport setup: {0}")]
+    Transport(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Builds the swarm, starts listening and spawns the loop.
+pub fn start(
+    credentials: Credentials,
+    membership: Arc<Membership>,
+    config: FabricConfig,
+) -> Result<(FabricHandle, mpsc::Receiver<FabricEvent>, JoinHandle<()>), StartError> {
+    let keypair = credentials.keypair().clone();
+    let tcp_security = PqUpgrade::new(credentials.handshake_identity(), membership.clone());
+    let handshake_timeout = config.handshake_timeout;
+    // QUIC_TRANSPORT_PLACEHOLDER
+    let behaviour = FabricBehaviour::new(&keypair, config.mdns, &config.limits)?;
+    let idle = config.idle_timeout;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_other_transport(|_| {
+            tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                .upgrade(Version::V1)
+                .authenticate(tcp_security)
+                .multiplex(yamux::Config::default())
+                .timeout(handshake_timeout)
+        })
+        .map_err(|e| StartError::Transport(e.to_string()))?
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| StartError::Transport(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build();
+
+    for topic in topics::ALL {
+        // Subscribing only fails for topics over the size limit, never for these.
+        let _ = swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&gossipsub::IdentTopic::new(topic));
+    }
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| StartError::Listen {
+                addr: addr.clone(),
+                reason: e.to_string(),
+            })?;
+    }
+    for addr in &config.bootstrap {
+        if let Err(e) = swarm.dial(addr.clone()) {
+            warn!(%addr, error = %e, "bootstrap dial failed");
+        }
+    }
+
+    let (commands, command_rx) = mpsc::channel(COMMAND_CAPACITY);
+    let (events, event_rx) = mpsc::channel(EVENT_CAPACITY);
+    let inbox = Arc::new(Mutex::new(Inbox::new(config.inbox_capacity)));
+    let local_peer_id = *swarm.local_peer_id();
+    let handle = FabricHandle {
+        commands,
+        inbox: inbox.clone(),
+        membership: membership.clone(),
+        local_peer_id,
+    };
+    let fabric = FabricLoop {
+        swarm,
+        membership,
+        inbox,
+        events,
+        events_dropped: 0,
+        bootstrap: config.bootstrap,
+        listen_addrs: Vec::new(),
+        connected: HashMap::new(),
+        rtt: HashMap::new(),
+        pending_sends: HashMap::new(),
+    };
+    let task = tokio::spawn(fabric.run(command_rx));
+    Ok((handle, event_rx, task))
+}
+
+struct FabricLoop {
+    swarm: Swarm<FabricBehaviour>,
+    membership: Arc<Membership>,
+    inbox: Arc<Mutex<Inbox>>,
+    events: mpsc::Sender<FabricEvent>,
+    events_dropped: u64,
+    bootstrap: Vec<Multiaddr>,
+    /// Addresses the listeners are bound to, with unspecified IPs expanded.
+    listen_addrs: Vec<Multiaddr>,
+    /// Remote address of one live connection per peer.
+    connected: HashMap<PeerId, Multiaddr>,
+    rtt: HashMap<PeerId, Duration>,
+    pending_sends: HashMap<
+        request_response::OutboundRequestId,
+        tokio::sync::oneshot::Sender<Result<(), FabricError>>,
+    >,
+}
+
+impl FabricLoop {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut bootstrap_timer = tokio::time::interval(BOOTSTRAP_RETRY);
+        let mut kad_timer = tokio::time::interval(KAD_REFRESH);
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown) | None => break,
+                    Some(command) => self.on_command(command),
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = bootstrap_timer.tick() => {
+                    if self.connected.is_empty() {
+                        for addr in self.bootstrap.clone() {
+                            let _ = self.swarm.dial(addr);
+                        }
+                    }
+                }
+                _ = kad_timer.tick() => {
+                    if !self.connected.is_empty() {
+                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    }
+                }
+            }
+        }
+        let peers: Vec<PeerId> = self.connected.keys().copied().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        info!("fabric stopped");
+    }
+
+    fn emit(&mut self, event: FabricEvent) {
+        if self.events.try_send(event).is_err() {
+            self.events_dropped += 1;
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Status(reply) => {
+                let _ = reply.send(FabricStatus {
+                    node_id: self.swarm.local_peer_id().to_string(),
+                    listen: self.listen_addrs.iter().map(|a| a.to_string()).collect(),
+                    connected_peers: self.connected.len(),
+                    revocations: self.membership.revocations().len(),
+                    events_dropped: self.events_dropped,
+                });
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.peer_infos());
+            }
+            Command::Broadcast { text, reply } => {
+                let _ = reply.send(self.broadcast(text));
+            }
+            Command::Send { peer, text, reply } => self.send_text(peer, text, reply),
+            Command::Publish { topic, data, reply } => {
+                let _ = reply.send(self.publish(topic, data));
+            }
+            Command::Revoke { revocation, reply } => {
+                let result = self.apply_revocation(&revocation, true);
+                let _ = reply.send(result);
+            }
+            Command::Dial { addr, reply } => {
+                let _ = reply.send(
+                    self.swarm
+                        .dial(addr)
+                        .map_err(|e| FabricError::Dial(e.to_string())),
+                );
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn peer_infos(&self) -> Vec<PeerInfo> {
+        let mut out: Vec<PeerInfo> = self
+            .connected
+            .iter()
+            .filter_map(|(peer, addr)| {
+                let record = self.membership.peer(peer)?;
+                Some(PeerInfo {
+                    node_id: peer.to_string(),
+                    name: record.cert.name.clone(),
+                    role: record.cert.role.to_string(),
+                    address: addr.to_string(),
+                    transport: record.security.transport().to_string(),
+                    key_exchange: record.security.key_exchange().to_string(),
+                    rtt_ms: self.rtt.get(peer).map(|d| d.as_secs_f64() * 1000.0),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    fn publish(&mut self, topic: &'static str, data: Vec<u8>) -> Result<(), FabricError> {
+        if data.len() > topics::MAX_GOSSIP_MESSAGE {
+            return Err(FabricError::TooLarge(data.len()));
+        }
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(gossipsub::IdentTopic::new(topic), data)
+        {
+            Ok(_) => Ok(()),
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Err(FabricError::NoPeers),
+            Err(e) => Err(FabricError::Publish(e.to_string())),
+        }
+    }
+
+    fn broadcast(&mut self, text: String) -> Result<(), FabricError> {
+        if text.len() > MAX_TEXT_LEN {
+            return Err(FabricError::TooLarge(text.len()));
+        }
+        let msg = MeshText {
+            text,
+            sent_at_ms: now_ms(),
+        };
+        let data = serde_json::to_vec(&msg).map_err(|e| FabricError::Publish(e.to_string()))?;
+        self.publish(topics::MESH, data)
+    }
+
+    fn send_text(
+        &mut self,
+        peer: PeerId,
+        text: String,
+        reply: tokio::sync::oneshot::Sender<Result<(), FabricError>>,
+    ) {
+        if text.len() > MAX_TEXT_LEN {
+            let _ = reply.send(Err(FabricError::TooLarge(text.len())));
+            return;
+        }
+        if !self.connected.contains_key(&peer) {
+            let _ = reply.send(Err(FabricError::NotConnected(peer)));
+            return;
+        }
+        let id = self.swarm.behaviour_mut().direct.send_request(
+            &peer,
+            DirectRequest::Text(MeshText {
+                text,
+                sent_at_ms: now_ms(),
+            }),
+        );
+        self.pending_sends.insert(id, reply);
+    }
+
+    /// Verifies and records a revocation; if it is new, cuts the node off,
+    /// tells the node, and (when `announce`) gossips it.
+    fn apply_revocation(&mut self, rev: &Revocation, announce: bool) -> Result<bool, FabricError> {
+        let new = self.membership.apply_revocation(rev)?;
+        if !new {
+            return Ok(false);
+        }
+        if let Some(peer) = peer_id_of(&rev.node) {
+            if peer == *self.swarm.local_peer_id() {
+                warn!("this node's own membership has been revoked; the fleet will refuse it");
+            } else {
+                info!(%peer, "revoked; closing its connections");
+                let _ = self.swarm.disconnect_peer_id(peer);
+                self.membership.forget_peer(&peer);
+            }
+        }
+        self.emit(FabricEvent::Revoked(rev.clone()));
+        if announce {
+            let msg = FleetMessage::Revocation {
+                revocation: osmoda_fabric_proto::hex(&rev.encode()),
+            };
+            if let Ok(data) = serde_json::to_vec(&msg) {
+                // With no peer yet, anti-entropy carries it on the next connection.
+                let _ = self.publish(topics::FLEET, data);
+            }
+        }
+        Ok(true)
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<FabricBehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                self.listen_addrs.push(address);
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen_addrs.retain(|a| a != &address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if self.membership.peer(&peer_id).is_none()
+                    || node_key_of(&peer_id).is_some_and(|n| self.membership.is_revoked(&n))
+                {
+                    // Every transport records the peer in its handshake; a
+                    // connection without a record did not pass one.
+                    warn!(%peer_id, "connection without a verified membership; closing");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                self.connected
+                    .insert(peer_id, endpoint.get_remote_address().clone());
+                if num_established.get() == 1 {
+                    info!(%peer_id, addr = %endpoint.get_remote_address(), "peer connected");
+                    self.sync_revocations(peer_id);
+                    self.emit(FabricEvent::PeerConnected(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.connected.remove(&peer_id);
+                    self.rtt.remove(&peer_id);
+                    info!(%peer_id, "peer disconnected");
+                    self.emit(FabricEvent::PeerDisconnected(peer_id));
+                }
+            }
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
+                debug!(%send_back_addr, %error, "incoming connection refused");
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(?peer_id, %error, "outgoing connection failed");
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn sync_revocations(&mut self, peer: PeerId) {
+        let revocations: Vec<String> = self
+            .membership
+            .revocations()
+            .iter()
+            .take(MAX_REVOCATIONS_PER_SYNC)
+            .map(|r| osmoda_fabric_proto::hex(&r.encode()))
+            .collect();
+        if !revocations.is_empty() {
+            self.swarm
+                .behaviour_mut()
+                .direct
+                .send_request(&peer, DirectRequest::Revocations { revocations });
+        }
+    }
+
+    fn dial_discovered(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if peer == *self.swarm.local_peer_id()
+            || self.connected.contains_key(&peer)
+            || self.connected.len() >= DIAL_TARGET
+            || node_key_of(&peer).is_some_and(|n| self.membership.is_revoked(&n))
+        {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!(%peer, error = %e, "dial of discovered peer not started");
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: FabricBehaviourEvent) {
+        match event {
+            FabricBehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                let acceptance = self.on_gossip(message);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+            }
+            FabricBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+                for (peer, addr) in found {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                    by_peer.entry(peer).or_default().push(addr);
+                }
+                for (peer, addrs) in by_peer {
+                    self.dial_discovered(peer, addrs);
+                }
+            }
+            FabricBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                for addr in info.listen_addrs.into_iter().take(16) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+                let _ = self.swarm.behaviour_mut().kad.bootstrap();
+            }
+            FabricBehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer, addresses, ..
+            }) => {
+                self.dial_discovered(peer, addresses.into_vec());
+            }
+            FabricBehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            }) => {
+                if self.connected.contains_key(&peer) {
+                    self.rtt.insert(peer, rtt);
+                }
+            }
+            FabricBehaviourEvent::Direct(event) => self.on_direct(event),
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, message: gossipsub::Message) -> gossipsub::MessageAcceptance {
+        use gossipsub::MessageAcceptance::{Accept, Reject};
+        let topic = message.topic.as_str();
+        if topic == gossipsub::IdentTopic::new(topics::MESH).hash().as_str() {
+            let Ok(msg) = serde_json::from_slice::<MeshText>(&message.data) else {
+                return Reject;
+            };
+            if msg.text.len() > MAX_TEXT_LEN {
+                return Reject;
+            }
+            self.push_inbox("broadcast", message.source, msg);
+            Accept
+        } else if topic == gossipsub::IdentTopic::new(topics::FLEET).hash().as_str() {
+            let Ok(FleetMessage::Revocation { revocation }) = serde_json::from_slice(&message.data)
+            else {
+                return Reject;
+            };
+            match decode_revocation(&revocation).map(|rev| self.apply_revocation(&rev, false)) {
+                Some(Ok(_)) => Accept,
+                _ => Reject,
+            }
+        } else {
+            let topic = topics::ALL
+                .iter()
+                .find(|t| gossipsub::IdentTopic::new(**t).hash().as_str() == topic);
+            match topic {
+                Some(t) => {
+                    self.emit(FabricEvent::Gossip {
+                        topic: t.to_string(),
+                        source: message.source,
+                        data: message.data,
+                    });
+                    Accept
+                }
+                None => Reject,
+            }
+        }
+    }
+
+    fn push_inbox(&mut self, kind: &'static str, from: Option<PeerId>, msg: MeshText) {
+        let from_name = from
+            .and_then(|p| self.membership.peer(&p))
+            .map(|r| r.cert.name);
+        let entry = InboxEntry {
+            kind,
+            from: from.map(|p| p.to_string()).unwrap_or_default(),
+            from_name,
+            text: msg.text,
+            sent_at_ms: msg.sent_at_ms,
+            received_at_ms: now_ms(),
+        };
+        info!(kind, from = %entry.from, bytes = entry.text.len(), "message received");
+        self.inbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(entry);
+    }
+
+    fn on_direct(&mut self, event: request_response::Event<DirectRequest, DirectResponse>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let response = match request {
+                    DirectRequest::Text(msg) if msg.text.len() <= MAX_TEXT_LEN => {
+                        self.push_inbox("direct", Some(peer), msg);
+                        DirectResponse::Ack
+                    }
+                    DirectRequest::Text(_) => DirectResponse::Refused {
+                        reason: "text too long".into(),
+                    },
+                    DirectRequest::Revocations { revocations } => {
+                        for rev in revocations.iter().take(MAX_REVOCATIONS_PER_SYNC) {
+                            if let Some(rev) = decode_revocation(rev) {
+                                if let Err(e) = self.apply_revocation(&rev, true) {
+                                    warn!(%peer, error = %e, "peer sent an invalid revocation");
+                                }
+                            }
+                        }
+                        DirectResponse::Ack
+                    }
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .direct
+                    .send_response(channel, response);
+            }
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.pending_sends.remove(&request_id) {
+                    let _ = reply.send(match response {
+                        DirectResponse::Ack => Ok(()),
+                        DirectResponse::Refused { reason } => Err(FabricError::Delivery(reason)),
+                    });
+                }
+            }
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(reply) = self.pending_sends.remove(&request_id) {
+                    let _ = reply.send(Err(FabricError::Delivery(error.to_string())));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn decode_revocation(hex: &str) -> Option<Revocation> {
+    if hex.len() != 2 * osmoda_fabric_proto::cert::REVOCATION_LEN {
+        return None;
+    }
+    let bytes =
+        osmoda_fabric_proto::parse_hex::<{ osmoda_fabric_proto::cert::REVOCATION_LEN }>(hex)?;
+    Revocation::decode(&bytes).ok()
+}

@@ -1,0 +1,223 @@
+//! The local control API: HTTP/JSON on a Unix socket (mode 0600) in the data
+//! folder. The CLI is its first client; `docs/api.md` lists the routes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use libp2p::PeerId;
+use osmoda_fabric::proto::Revocation;
+use osmoda_fabric::{FabricError, FabricHandle};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::datadir::{decode_hex, FleetInfo};
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub fabric: FabricHandle,
+    pub node: NodeInfo,
+}
+
+/// Facts about this node that do not change while it runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeInfo {
+    pub node_id: String,
+    pub name: String,
+    pub role: String,
+    pub fleet: FleetInfo,
+    pub certificate_expires_at: u64,
+    pub holds_root_key: bool,
+    pub version: &'static str,
+}
+
+/// An error with the status code that says whose fault it is.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<FabricError> for ApiError {
+    fn from(e: FabricError) -> Self {
+        let status = match &e {
+            FabricError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            FabricError::NoPeers | FabricError::NotConnected(_) => StatusCode::CONFLICT,
+            FabricError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            FabricError::Revocation(_) | FabricError::Dial(_) => StatusCode::BAD_REQUEST,
+            FabricError::Delivery(_) | FabricError::Publish(_) => StatusCode::BAD_GATEWAY,
+        };
+        Self {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        Self {
+            status: e.status(),
+            message: e.body_text(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+type ApiResult<T> = std::result::Result<Json<T>, ApiError>;
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/peers", get(peers))
+        .route("/v1/mesh/broadcast", post(broadcast))
+        .route("/v1/mesh/send", post(send))
+        .route("/v1/mesh/inbox", get(inbox))
+        .route("/v1/fleet/revocations", post(revoke))
+        .fallback(|| async {
+            ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: "no such route; see docs/api.md".into(),
+            }
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
+        .with_state(state)
+}
+
+/// Binds the socket with mode 0600, replacing a stale one from a crash.
+pub fn bind(path: &Path) -> Result<tokio::net::UnixListener> {
+    if path.as_os_str().len() >= 100 {
+        anyhow::bail!(
+            "the control socket path {} is too long for a Unix socket; use a shorter --data folder",
+            path.display()
+        );
+    }
+    if path.exists() {
+        // The data folder lock is held, so no live node owns this socket.
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot bind {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+#[derive(Serialize)]
+struct Status {
+    #[serde(flatten)]
+    node: NodeInfo,
+    #[serde(flatten)]
+    fabric: osmoda_fabric::FabricStatus,
+}
+
+async fn status(State(s): State<ApiState>) -> ApiResult<Status> {
+    Ok(Json(Status {
+        node: s.node.clone(),
+        fabric: s.fabric.status().await?,
+    }))
+}
+
+async fn peers(State(s): State<ApiState>) -> ApiResult<Vec<osmoda_fabric::PeerInfo>> {
+    Ok(Json(s.fabric.peers().await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TextBody {
+    text: String,
+}
+
+async fn broadcast(
+    State(s): State<ApiState>,
+    body: std::result::Result<Json<TextBody>, JsonRejection>,
+) -> ApiResult<serde_json::Value> {
+    let Json(body) = body?;
+    s.fabric.broadcast(body.text).await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendBody {
+    /// A node id (peer id) or the name of a connected node.
+    node: String,
+    text: String,
+}
+
+async fn send(
+    State(s): State<ApiState>,
+    body: std::result::Result<Json<SendBody>, JsonRejection>,
+) -> ApiResult<serde_json::Value> {
+    let Json(body) = body?;
+    let peer = match body.node.parse::<PeerId>() {
+        Ok(peer) => peer,
+        Err(_) => {
+            let peers = s.fabric.peers().await?;
+            let found: Vec<_> = peers.iter().filter(|p| p.name == body.node).collect();
+            match found.as_slice() {
+                [one] => one
+                    .node_id
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("peer id of a connected node is invalid"))?,
+                [] => {
+                    return Err(ApiError {
+                        status: StatusCode::NOT_FOUND,
+                        message: format!("no connected node has the id or name {:?}", body.node),
+                    })
+                }
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "several connected nodes are named {:?}; use the node id",
+                        body.node
+                    )))
+                }
+            }
+        }
+    };
+    s.fabric.send(peer, body.text).await?;
+    Ok(Json(json!({ "ok": true, "node_id": peer.to_string() })))
+}
+
+async fn inbox(State(s): State<ApiState>) -> ApiResult<Vec<osmoda_fabric::InboxEntry>> {
+    Ok(Json(s.fabric.inbox()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    /// A signed revocation in hex, as `osmoda fleet revoke` makes it.
+    revocation: String,
+}
+
+async fn revoke(
+    State(s): State<ApiState>,
+    body: std::result::Result<Json<RevokeBody>, JsonRejection>,
+) -> ApiResult<serde_json::Value> {
+    let Json(body) = body?;
+    let bytes = decode_hex(body.revocation.trim())
+        .ok_or_else(|| ApiError::bad_request("revocation is not hex"))?;
+    let rev = Revocation::decode(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("revocation is malformed: {e}")))?;
+    let new = s.fabric.revoke(rev).await?;
+    Ok(Json(json!({ "ok": true, "new": new })))
+}

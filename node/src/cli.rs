@@ -1,0 +1,137 @@
+//! Command-line definitions.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use osmoda_fabric::proto::Role;
+
+#[derive(Parser)]
+#[command(
+    name = "osmoda",
+    version,
+    about = "A mesh-first fabric for autonomous agents on fleets of edge hosts",
+    long_about = "A mesh-first fabric for autonomous agents on fleets of edge hosts.\n\n\
+                  Start a node with `osmoda run` (an empty data folder becomes a new fleet).\n\
+                  Exit codes: 0 ok, 1 error, 2 usage, 3 no node running, 4 refused by the node."
+)]
+pub struct Cli {
+    /// The node's state folder; several nodes on one host need one each.
+    #[arg(long, global = true, env = "OSMODA_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Start the node (creates a new fleet in an empty data folder).
+    Run(RunArgs),
+    /// Make this data folder a member of a fleet, with a token from `osmoda fleet invite`.
+    Join(JoinArgs),
+    /// Show this node's identity, fleet and connections.
+    Status,
+    /// List connected peers: node id, name, role, address, transport, key exchange, RTT.
+    Peers,
+    /// Create a fleet, invite nodes, revoke them.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+    /// Send messages across the mesh and read what arrived.
+    #[command(subcommand)]
+    Mesh(MeshCommand),
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Address to listen on (repeatable), e.g. /ip4/0.0.0.0/tcp/4001 or /ip4/0.0.0.0/udp/4001/quic-v1.
+    /// Replaces the configured list. Default: TCP and QUIC on random ports.
+    #[arg(
+        long,
+        value_name = "MULTIADDR",
+        env = "OSMODA_LISTEN",
+        value_delimiter = ','
+    )]
+    pub listen: Vec<String>,
+    /// Member to dial at start (repeatable), e.g. /ip4/192.0.2.7/tcp/4001.
+    #[arg(
+        long,
+        value_name = "MULTIADDR",
+        env = "OSMODA_BOOTSTRAP",
+        value_delimiter = ','
+    )]
+    pub bootstrap: Vec<String>,
+    /// Do not discover peers on the local network.
+    #[arg(long, env = "OSMODA_NO_MDNS")]
+    pub no_mdns: bool,
+    /// Fleet name, when this run creates a new fleet.
+    #[arg(long, default_value = "osmoda", value_name = "NAME")]
+    pub fleet_name: String,
+    /// This node's name, when this run creates a new fleet.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+#[derive(Args)]
+pub struct JoinArgs {
+    /// The join token; `-` reads it from standard input (keeps it out of shell history).
+    #[arg(env = "OSMODA_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+#[derive(Subcommand)]
+pub enum FleetCommand {
+    /// Create a new fleet; this node becomes its first admin and holds the root key.
+    Create {
+        /// The fleet's name.
+        #[arg(long, default_value = "osmoda")]
+        name: String,
+        /// This node's name.
+        #[arg(long)]
+        node_name: Option<String>,
+    },
+    /// Print a join token for a new node (needs the root key).
+    Invite {
+        #[arg(long, default_value = "member")]
+        role: Role,
+        /// How long the token can be used to join.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        ttl: Duration,
+        /// How long the new node's membership lasts.
+        #[arg(long, default_value = "365d", value_parser = parse_duration)]
+        valid_for: Duration,
+        /// The new node's name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Extra addresses for the new node to dial first (repeatable).
+        #[arg(long, value_name = "MULTIADDR")]
+        bootstrap: Vec<String>,
+    },
+    /// Revoke a node's membership; every member cuts it off (needs the root key).
+    Revoke {
+        /// The node id, as `osmoda peers` shows it.
+        node_id: String,
+    },
+    /// Show the fleet, this node's certificate and the revocations known here.
+    Show,
+}
+
+#[derive(Subcommand)]
+pub enum MeshCommand {
+    /// Send a text to every member.
+    Broadcast { text: String },
+    /// Send a text to one connected member, by node id or name.
+    Send { node: String, text: String },
+    /// Show the messages that arrived (newest last).
+    Inbox,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30m, 1h, 7d)"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}

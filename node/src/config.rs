@@ -1,0 +1,151 @@
+//! Node configuration: embedded defaults, then `config.toml` in the data
+//! folder, then environment variables and flags (clap folds those two).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use libp2p::Multiaddr;
+use osmoda_fabric::FabricConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::datadir::{DataDir, CONFIG};
+
+/// What `config.toml` may hold. Unknown keys are errors, so a typo is not
+/// silently ignored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// Multiaddrs to listen on.
+    pub listen: Vec<String>,
+    /// Members to dial at start.
+    pub bootstrap: Vec<String>,
+    /// Local-network discovery.
+    pub mdns: bool,
+    /// Messages kept for `osmoda mesh inbox`.
+    pub inbox_capacity: usize,
+    /// Seconds a connection may take to become secured.
+    pub handshake_timeout_secs: u64,
+    /// Most connections held at once.
+    pub max_connections: u32,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        let fabric = FabricConfig::default();
+        Self {
+            listen: fabric.listen.iter().map(|a| a.to_string()).collect(),
+            bootstrap: Vec::new(),
+            mdns: fabric.mdns,
+            inbox_capacity: fabric.inbox_capacity,
+            handshake_timeout_secs: fabric.handshake_timeout.as_secs(),
+            max_connections: fabric.limits.max_established,
+        }
+    }
+}
+
+/// Overrides from the command line and environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Vec<String>,
+    pub bootstrap: Vec<String>,
+    pub no_mdns: bool,
+}
+
+/// Reads `config.toml` if present. A broken file is an error that names the
+/// line and column.
+pub fn load(data: &DataDir) -> Result<FileConfig> {
+    let path = data.path(CONFIG);
+    if !path.exists() {
+        return Ok(FileConfig::default());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    parse(&text).with_context(|| format!("invalid configuration in {}", path.display()))
+}
+
+pub fn parse(text: &str) -> Result<FileConfig> {
+    toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", describe_toml_error(text, &e)))
+}
+
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {}", e.message())
+        }
+        None => e.message().to_string(),
+    }
+}
+
+fn parse_addrs(what: &str, addrs: &[String]) -> Result<Vec<Multiaddr>> {
+    addrs
+        .iter()
+        .map(|a| {
+            a.parse::<Multiaddr>().with_context(|| {
+                format!("{what} address {a:?} is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/4001)")
+            })
+        })
+        .collect()
+}
+
+/// The fabric configuration after all overrides.
+pub fn resolve(file: FileConfig, overrides: &Overrides) -> Result<FabricConfig> {
+    let listen = if overrides.listen.is_empty() {
+        &file.listen
+    } else {
+        &overrides.listen
+    };
+    let mut bootstrap = file.bootstrap.clone();
+    bootstrap.extend(overrides.bootstrap.iter().cloned());
+    let mut fabric = FabricConfig {
+        listen: parse_addrs("listen", listen)?,
+        bootstrap: parse_addrs("bootstrap", &bootstrap)?,
+        mdns: file.mdns && !overrides.no_mdns,
+        inbox_capacity: file.inbox_capacity.clamp(1, 1_000_000),
+        handshake_timeout: Duration::from_secs(file.handshake_timeout_secs.clamp(1, 300)),
+        ..FabricConfig::default()
+    };
+    fabric.limits.max_established = file.max_connections.max(1);
+    Ok(fabric)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_line() {
+        let err = parse("mdns = true\nlisten = 5\n").unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        let err = parse("mdns = true\n\nlistne = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3") && err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = parse("listen = [\"/ip4/127.0.0.1/tcp/1\"]\nmdns = true\n").unwrap();
+        let overrides = Overrides {
+            listen: vec!["/ip4/127.0.0.1/tcp/2".into()],
+            bootstrap: vec!["/ip4/127.0.0.1/tcp/3".into()],
+            no_mdns: true,
+        };
+        let fabric = resolve(file, &overrides).unwrap();
+        assert_eq!(fabric.listen[0].to_string(), "/ip4/127.0.0.1/tcp/2");
+        assert_eq!(fabric.bootstrap.len(), 1);
+        assert!(!fabric.mdns);
+    }
+
+    #[test]
+    fn bad_addresses_are_clear_errors() {
+        let overrides = Overrides {
+            bootstrap: vec!["localhost:4001".into()],
+            ..Default::default()
+        };
+        let err = resolve(FileConfig::default(), &overrides)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("localhost:4001"), "{err}");
+    }
+}

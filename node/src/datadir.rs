@@ -1,0 +1,227 @@
+//! The node's state folder: keys, certificate, fleet metadata, revocations,
+//! configuration and the control socket. Secrets are written with mode 0600
+//! through a temporary file and a rename, so a crash never leaves half a key.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use osmoda_fabric::proto::{hex, parse_hex, FleetCert, FleetRoot, Revocation};
+use serde::{Deserialize, Serialize};
+
+pub const IDENTITY_KEY: &str = "identity.key";
+pub const ROOT_KEY: &str = "root.key";
+pub const CERT: &str = "membership.cert";
+pub const FLEET: &str = "fleet.toml";
+pub const REVOCATIONS: &str = "revocations";
+pub const CONFIG: &str = "config.toml";
+pub const SOCKET: &str = "control.sock";
+pub const LOCK: &str = "lock";
+
+/// Non-secret facts about the fleet this folder belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetInfo {
+    pub name: String,
+    /// Hex of the root public key.
+    pub id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    /// `$OSMODA_DATA` is handled by clap; this is the fallback.
+    pub fn default_path() -> PathBuf {
+        if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
+            return PathBuf::from(dir).join("osmoda");
+        }
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(".local/share/osmoda");
+        }
+        PathBuf::from("osmoda-data")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn ensure(&self) -> Result<()> {
+        fs::create_dir_all(&self.root)
+            .with_context(|| format!("cannot create the data folder {}", self.root.display()))?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict {}", self.root.display()))?;
+        Ok(())
+    }
+
+    pub fn is_member(&self) -> bool {
+        self.path(IDENTITY_KEY).exists() && self.path(CERT).exists()
+    }
+
+    pub fn has_root(&self) -> bool {
+        self.path(ROOT_KEY).exists()
+    }
+
+    /// Holds an exclusive lock on the folder for as long as the file lives.
+    pub fn lock(&self) -> Result<File> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(self.path(LOCK))
+            .with_context(|| format!("cannot open {}", self.path(LOCK).display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(_) => bail!(
+                "another osmoda process is using {}; stop it first or pick another --data folder",
+                self.root.display()
+            ),
+        }
+    }
+
+    /// Writes `contents` atomically with the given mode.
+    pub fn write(&self, name: &str, contents: &[u8], mode: u32) -> Result<()> {
+        let path = self.path(name);
+        let tmp = self.path(&format!(".{name}.tmp"));
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(mode)
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
+        fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        if let Ok(dir) = File::open(&self.root) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
+    fn read_text(&self, name: &str) -> Result<String> {
+        let path = self.path(name);
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    }
+
+    fn read_secret(&self, name: &str) -> Result<[u8; 32]> {
+        let path = self.path(name);
+        let mode = fs::metadata(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "{} is readable by others (mode {:o}); run: chmod 600 {}",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+        parse_hex::<32>(&self.read_text(name)?)
+            .with_context(|| format!("{} does not hold a 32-byte hex key", path.display()))
+    }
+
+    pub fn write_identity(&self, secret: &[u8; 32]) -> Result<()> {
+        self.write(IDENTITY_KEY, format!("{}\n", hex(secret)).as_bytes(), 0o600)
+    }
+
+    pub fn identity(&self) -> Result<[u8; 32]> {
+        self.read_secret(IDENTITY_KEY)
+    }
+
+    pub fn write_root(&self, root: &FleetRoot) -> Result<()> {
+        self.write(
+            ROOT_KEY,
+            format!("{}\n", hex(&root.secret())).as_bytes(),
+            0o600,
+        )
+    }
+
+    pub fn fleet_root(&self) -> Result<FleetRoot> {
+        if !self.has_root() {
+            bail!(
+                "this node does not hold the fleet's root key ({} is missing); run this on the node that created the fleet",
+                self.path(ROOT_KEY).display()
+            );
+        }
+        Ok(FleetRoot::from_secret(self.read_secret(ROOT_KEY)?))
+    }
+
+    pub fn write_cert(&self, cert: &FleetCert) -> Result<()> {
+        self.write(CERT, format!("{}\n", hex(&cert.encode())).as_bytes(), 0o644)
+    }
+
+    pub fn cert(&self) -> Result<FleetCert> {
+        let text = self.read_text(CERT)?;
+        let bytes = decode_hex(text.trim())
+            .with_context(|| format!("{} is not hex", self.path(CERT).display()))?;
+        FleetCert::decode(&bytes)
+            .with_context(|| format!("{} is damaged", self.path(CERT).display()))
+    }
+
+    pub fn write_fleet(&self, info: &FleetInfo) -> Result<()> {
+        let text = toml::to_string(info)?;
+        self.write(FLEET, text.as_bytes(), 0o644)
+    }
+
+    pub fn fleet(&self) -> Result<FleetInfo> {
+        let text = self.read_text(FLEET)?;
+        toml::from_str(&text).with_context(|| format!("{} is damaged", self.path(FLEET).display()))
+    }
+
+    /// Revocations stored so far; damaged lines are reported and skipped.
+    pub fn revocations(&self) -> Result<Vec<Revocation>> {
+        let path = self.path(REVOCATIONS);
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for (i, line) in self.read_text(REVOCATIONS)?.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            match decode_hex(line).and_then(|b| Revocation::decode(&b).ok()) {
+                Some(rev) => out.push(rev),
+                None => {
+                    tracing::warn!(line = i + 1, file = %path.display(), "skipping a damaged revocation")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn write_revocations(&self, revocations: &[Revocation]) -> Result<()> {
+        let mut text = String::new();
+        for rev in revocations {
+            text.push_str(&hex(&rev.encode()));
+            text.push('\n');
+        }
+        self.write(REVOCATIONS, text.as_bytes(), 0o644)
+    }
+}
+
+pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}

@@ -1,0 +1,194 @@
+//! Fleet administration on the local folder: create, invite, join, revoke.
+//! These work without a running node; where one runs, they tell it too.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use ed25519_dalek::SigningKey;
+use libp2p::PeerId;
+use osmoda_fabric::proto::cert::validate_name;
+use osmoda_fabric::proto::{hex, FleetCert, FleetRoot, JoinToken, Revocation, Role};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::config::FileConfig;
+use crate::datadir::{DataDir, FleetInfo, CONFIG, SOCKET};
+
+/// How long the founding admin's certificate lasts.
+pub const FOUNDER_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// Certificates start a minute in the past, for clocks a little behind.
+const BACKDATE_SECS: u64 = 60;
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn default_node_name(node: &[u8; 32]) -> String {
+    format!("node-{}", &hex(node)[..8])
+}
+
+/// Creates a fleet in an empty folder; this node becomes its first admin.
+pub fn create(data: &DataDir, fleet_name: &str, node_name: Option<&str>) -> Result<FleetCert> {
+    if data.is_member() {
+        let fleet = data.fleet().map(|f| f.name).unwrap_or_else(|_| "?".into());
+        bail!(
+            "{} already belongs to the fleet {fleet:?}; use another --data folder",
+            data.root().display()
+        );
+    }
+    validate_name(fleet_name).context("invalid fleet name")?;
+    data.ensure()?;
+    let mut rng = rand::rngs::OsRng;
+    let root = FleetRoot::generate(&mut rng);
+    let identity = SigningKey::generate(&mut rng);
+    let node = identity.verifying_key().to_bytes();
+    let name = node_name
+        .map(str::to_owned)
+        .unwrap_or_else(|| default_node_name(&node));
+    let now = unix_now();
+    let cert = root.issue(
+        node,
+        &name,
+        Role::Admin,
+        now.saturating_sub(BACKDATE_SECS),
+        now + FOUNDER_VALIDITY.as_secs(),
+    )?;
+    data.write_root(&root)?;
+    data.write_identity(&identity.to_bytes())?;
+    data.write_cert(&cert)?;
+    data.write_fleet(&FleetInfo {
+        name: fleet_name.to_owned(),
+        id: hex(&root.public()),
+    })?;
+    Ok(cert)
+}
+
+pub struct Invite {
+    pub token: Zeroizing<String>,
+    pub cert: FleetCert,
+    pub bootstrap: Vec<String>,
+}
+
+/// Makes a join token for a new node. `bootstrap` lists where the new node
+/// should dial first; the running node's own addresses are added to it.
+pub async fn invite(
+    data: &DataDir,
+    role: Role,
+    ttl: Duration,
+    valid_for: Duration,
+    name: Option<&str>,
+    mut bootstrap: Vec<String>,
+) -> Result<Invite> {
+    let root = data.fleet_root()?;
+    let fleet = data.fleet()?;
+    let mut rng = rand::rngs::OsRng;
+    let identity = SigningKey::generate(&mut rng);
+    let node = identity.verifying_key().to_bytes();
+    let name = name
+        .map(str::to_owned)
+        .unwrap_or_else(|| default_node_name(&node));
+    let now = unix_now();
+    let cert = root.issue(
+        node,
+        &name,
+        role,
+        now.saturating_sub(BACKDATE_SECS),
+        now.saturating_add(valid_for.as_secs()),
+    )?;
+    if let Ok(status) =
+        crate::client::call(&data.path(SOCKET), hyper::Method::GET, "/v1/status", None).await
+    {
+        let id = status["node_id"].as_str().unwrap_or_default().to_string();
+        for addr in status["listen"].as_array().into_iter().flatten() {
+            if let Some(addr) = addr.as_str() {
+                bootstrap.push(format!("{addr}/p2p/{id}"));
+            }
+        }
+    }
+    bootstrap.truncate(osmoda_fabric::proto::token::MAX_BOOTSTRAP);
+    let token = JoinToken {
+        fleet_name: fleet.name,
+        node_secret: Zeroizing::new(identity.to_bytes()),
+        cert: cert.clone(),
+        valid_until: now.saturating_add(ttl.as_secs()),
+        bootstrap: bootstrap.clone(),
+    }
+    .encode(&root)?;
+    Ok(Invite {
+        token,
+        cert,
+        bootstrap,
+    })
+}
+
+/// Makes this folder a member, from a token.
+pub fn join(data: &DataDir, token: &str) -> Result<JoinToken> {
+    if data.is_member() {
+        bail!(
+            "{} is already a member of a fleet; use an empty --data folder to join",
+            data.root().display()
+        );
+    }
+    let token = JoinToken::decode(token, unix_now()).context("cannot join")?;
+    data.ensure()?;
+    data.write_identity(&token.node_secret)?;
+    data.write_cert(&token.cert)?;
+    data.write_fleet(&FleetInfo {
+        name: token.fleet_name.clone(),
+        id: hex(&token.cert.fleet),
+    })?;
+    if !token.bootstrap.is_empty() {
+        let mut config = if data.path(CONFIG).exists() {
+            crate::config::load(data)?
+        } else {
+            FileConfig::default()
+        };
+        for addr in &token.bootstrap {
+            if !config.bootstrap.contains(addr) {
+                config.bootstrap.push(addr.clone());
+            }
+        }
+        data.write(CONFIG, toml::to_string(&config)?.as_bytes(), 0o644)?;
+    }
+    Ok(token)
+}
+
+/// Signs a revocation with the root key, stores it, and hands it to the
+/// running node (which gossips it). Returns the revocation and whether a
+/// running node took it.
+pub async fn revoke(data: &DataDir, node_id: &str) -> Result<(Revocation, bool)> {
+    let root = data.fleet_root()?;
+    let peer: PeerId = node_id
+        .parse()
+        .with_context(|| format!("{node_id:?} is not a node id (see `osmoda peers`)"))?;
+    let node = osmoda_fabric::node_key_of(&peer)
+        .with_context(|| format!("{node_id} is not an osmoda node id"))?;
+    if node == data.cert()?.node {
+        bail!("refusing to revoke this node itself");
+    }
+    let rev = root.revoke(node, unix_now());
+    let socket = data.path(SOCKET);
+    let body = json!({ "revocation": hex(&rev.encode()) });
+    match crate::client::call(
+        &socket,
+        hyper::Method::POST,
+        "/v1/fleet/revocations",
+        Some(body),
+    )
+    .await
+    {
+        Ok(_) => Ok((rev, true)),
+        Err(e) if e.downcast_ref::<crate::client::NotRunning>().is_some() => {
+            let mut all = data.revocations()?;
+            if !all.iter().any(|r| r.node == rev.node) {
+                all.push(rev.clone());
+                data.write_revocations(&all)?;
+            }
+            Ok((rev, false))
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,101 @@
+//! `osmoda run`: the node's lifetime, from the folder lock to a clean stop.
+
+use anyhow::{Context, Result};
+use osmoda_fabric::proto::hex;
+use osmoda_fabric::{Credentials, FabricEvent, Membership};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{info, warn};
+
+use crate::api::{self, ApiState, NodeInfo};
+use crate::config::{self, Overrides};
+use crate::datadir::{DataDir, SOCKET};
+use crate::fleet::{self, unix_now};
+
+pub async fn run(
+    data: &DataDir,
+    overrides: Overrides,
+    fleet_name: &str,
+    node_name: Option<&str>,
+) -> Result<()> {
+    data.ensure()?;
+    let _lock = data.lock()?;
+    if !data.is_member() {
+        let cert = fleet::create(data, fleet_name, node_name)?;
+        info!(name = %cert.name, "created a new fleet; this node is its first admin");
+    }
+    let fabric_config = config::resolve(config::load(data)?, &overrides)?;
+    let cert = data.cert()?;
+    cert.verify(&cert.fleet, unix_now()).context(
+        "this node's membership certificate is not valid; ask an admin for a new invite",
+    )?;
+    let fleet_info = data.fleet()?;
+    let credentials = Credentials::new(&data.identity()?, cert.clone())
+        .context("identity key and certificate disagree")?;
+    let membership = Membership::new(cert.fleet);
+    for rev in data.revocations()? {
+        if let Err(e) = membership.apply_revocation(&rev) {
+            warn!(error = %e, "ignoring a stored revocation");
+        }
+    }
+    let node = NodeInfo {
+        node_id: credentials.peer_id().to_string(),
+        name: cert.name.clone(),
+        role: cert.role.to_string(),
+        fleet: fleet_info.clone(),
+        certificate_expires_at: cert.expires_at,
+        holds_root_key: data.has_root(),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    let (fabric, mut events, fabric_task) =
+        osmoda_fabric::start(credentials, membership.clone(), fabric_config)
+            .context("cannot start the fabric")?;
+
+    let socket = data.path(SOCKET);
+    let listener = api::bind(&socket)?;
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = api::router(ApiState {
+        fabric: fabric.clone(),
+        node: node.clone(),
+    });
+    let api_task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = api_stopped.await;
+            })
+            .await;
+    });
+    eprintln!(
+        "osmoda node {} ({}) of fleet {} [{}]\n  data: {}\n  control: {}",
+        node.name,
+        node.node_id,
+        fleet_info.name,
+        &fleet_info.id[..16],
+        data.root().display(),
+        socket.display()
+    );
+
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => { info!("interrupted; stopping"); break; }
+            _ = sigterm.recv() => { info!("SIGTERM; stopping"); break; }
+            event = events.recv() => match event {
+                Some(FabricEvent::Revoked(rev)) => {
+                    info!(node = %hex(&rev.node), "revocation recorded");
+                    if let Err(e) = data.write_revocations(&membership.revocations()) {
+                        warn!(error = %e, "cannot store revocations");
+                    }
+                }
+                Some(_) => {}
+                None => { warn!("the fabric stopped on its own"); break; }
+            }
+        }
+    }
+    fabric.shutdown().await;
+    let _ = fabric_task.await;
+    let _ = stop_api.send(());
+    let _ = api_task.await;
+    let _ = std::fs::remove_file(&socket);
+    info!("stopped");
+    Ok(())
+}
