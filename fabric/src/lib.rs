@@ -7,6 +7,7 @@
 
 pub mod credentials;
 pub mod membership;
+pub mod quic;
 
 pub use credentials::Credentials;
 pub use membership::{node_key_of, peer_id_of, Membership, PeerRecord, Security};

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
+use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::Transport as _;
 use libp2p::core::upgrade::Version;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
@@ -64,7 +65,15 @@ pub fn start(
     let keypair = credentials.keypair().clone();
     let tcp_security = PqUpgrade::new(credentials.handshake_identity(), membership.clone());
     let handshake_timeout = config.handshake_timeout;
-    // QUIC_TRANSPORT_PLACEHOLDER
+    let quic = crate::quic::QuicTransport::new(
+        credentials.clone(),
+        membership.clone(),
+        crate::quic::QuicConfig {
+            handshake_timeout,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| StartError::Transport(e.to_string()))?;
     let behaviour = FabricBehaviour::new(&keypair, config.mdns, &config.limits)?;
     let idle = config.idle_timeout;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -76,6 +85,8 @@ pub fn start(
                 .multiplex(yamux::Config::default())
                 .timeout(handshake_timeout)
         })
+        .map_err(|e| StartError::Transport(e.to_string()))?
+        .with_other_transport(|_| quic.map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))))
         .map_err(|e| StartError::Transport(e.to_string()))?
         .with_behaviour(|_| behaviour)
         .map_err(|e| StartError::Transport(e.to_string()))?
@@ -357,15 +368,13 @@ impl FabricLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
             } => {
-                if num_established == 0 {
-                    self.connected.remove(&peer_id);
-                    self.rtt.remove(&peer_id);
-                    info!(%peer_id, "peer disconnected");
-                    self.emit(FabricEvent::PeerDisconnected(peer_id));
-                }
+                self.connected.remove(&peer_id);
+                self.rtt.remove(&peer_id);
+                info!(%peer_id, "peer disconnected");
+                self.emit(FabricEvent::PeerDisconnected(peer_id));
             }
             SwarmEvent::IncomingConnectionError {
                 send_back_addr,
@@ -457,10 +466,8 @@ impl FabricLoop {
                 peer,
                 result: Ok(rtt),
                 ..
-            }) => {
-                if self.connected.contains_key(&peer) {
-                    self.rtt.insert(peer, rtt);
-                }
+            }) if self.connected.contains_key(&peer) => {
+                self.rtt.insert(peer, rtt);
             }
             FabricBehaviourEvent::Direct(event) => self.on_direct(event),
             _ => {}
