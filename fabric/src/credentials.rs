@@ -66,6 +66,19 @@ impl Credentials {
         &self.cert
     }
 
+    /// Makes the TCP handshake present `bytes` instead of the certificate.
+    /// Only for tests that play a peer without a valid certificate.
+    #[doc(hidden)]
+    pub fn presenting_certificate_bytes(
+        mut self,
+        bytes: Vec<u8>,
+    ) -> Result<Self, CredentialsError> {
+        let local = LocalIdentity::new(&self.signing, self.cert.clone(), &mut rand::rngs::OsRng)
+            .map_err(|_| CredentialsError::CertificateMismatch)?;
+        self.local = Arc::new(local.presenting_certificate_bytes(bytes));
+        Ok(self)
+    }
+
     pub fn handshake_identity(&self) -> Arc<LocalIdentity> {
         self.local.clone()
     }

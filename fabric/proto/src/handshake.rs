@@ -118,6 +118,14 @@ impl LocalIdentity {
         &self.cert
     }
 
+    /// Presents `bytes` in place of the certificate in handshakes. Only for
+    /// tests that play a peer without a valid certificate.
+    #[doc(hidden)]
+    pub fn presenting_certificate_bytes(mut self, bytes: Vec<u8>) -> Self {
+        self.cert_bytes = bytes;
+        self
+    }
+
     pub fn fleet(&self) -> FleetKey {
         self.cert.fleet
     }

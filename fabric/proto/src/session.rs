@@ -78,7 +78,7 @@ impl Session {
         let ct = self.send.encrypt_with_ad(&[], plaintext)?;
         out.extend_from_slice(&(ct.len() as u16).to_be_bytes());
         out.extend_from_slice(&ct);
-        if self.send.nonce() % self.rekey_interval == 0 {
+        if self.send.nonce().is_multiple_of(self.rekey_interval) {
             self.send.rekey();
         }
         Ok(())
@@ -87,7 +87,7 @@ impl Session {
     /// Decrypts the body of one frame (the bytes after its length prefix).
     pub fn open_frame(&mut self, body: &[u8]) -> Result<Vec<u8>, SessionError> {
         let pt = self.recv.decrypt_with_ad(&[], body)?;
-        if self.recv.nonce() % self.rekey_interval == 0 {
+        if self.recv.nonce().is_multiple_of(self.rekey_interval) {
             self.recv.rekey();
         }
         Ok(pt)

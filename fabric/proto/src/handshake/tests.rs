@@ -296,3 +296,16 @@ proptest! {
         prop_assert!(i.read_message(&m2, NOW, &not_revoked).is_err());
     }
 }
+
+#[test]
+fn a_peer_without_a_certificate_is_refused() {
+    let root = FleetRoot::generate(&mut OsRng);
+    let a = member(&root, "a", NOW + 100);
+    let bare = member(&root, "b", NOW + 100).presenting_certificate_bytes(Vec::new());
+    for (i, r) in [(&a, &bare), (&bare, &a)] {
+        assert_eq!(
+            run(i, r, &|_, _| {}, &not_revoked).err(),
+            Some(HandshakeError::Certificate(CertError::Malformed))
+        );
+    }
+}
