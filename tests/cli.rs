@@ -1,0 +1,209 @@
+//! The command line and the control API against bad input: clear errors,
+//! meaningful exit codes, secrets kept private, no crash.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use common::{fleet, Node};
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn commands_without_a_running_node_exit_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::new(tmp.path(), "idle");
+    for args in [
+        &["status"][..],
+        &["peers"],
+        &["mesh", "inbox"],
+        &["mesh", "broadcast", "x"],
+    ] {
+        let out = node.cli(args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no node is running"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn secrets_are_private_and_tokens_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nodes = fleet(tmp.path(), 2);
+    for node in &nodes {
+        let mode = std::fs::metadata(node.dir.join("identity.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "identity.key");
+    }
+    let root_mode = std::fs::metadata(nodes[0].dir.join("root.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(root_mode & 0o777, 0o600);
+    assert!(
+        !nodes[1].dir.join("root.key").exists(),
+        "a joined node must not get the root key"
+    );
+
+    // A joined folder cannot join again, and cannot invite.
+    let out = nodes[1].cli(&["fleet", "invite"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("root key"), "{}", stderr(&out));
+
+    let fresh = Node::new(tmp.path(), "fresh");
+    for bad in ["", "hello", "osmoda1", "osmoda1!!!!", "osmoda1AAAA"] {
+        let out = fresh.cli(&["join", bad]);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}");
+        assert!(
+            stderr(&out).contains("cannot join"),
+            "{bad:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(
+        !fresh.dir.join("identity.key").exists(),
+        "a bad token left state behind"
+    );
+
+    // An expired token is refused with a reason.
+    let token = nodes[0].cli(&["fleet", "invite", "--ttl", "1s"]);
+    let token = String::from_utf8(token.stdout).unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    let out = fresh.cli(&["join", token.trim()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("expired"), "{}", stderr(&out));
+
+    // Bad flag values are usage errors.
+    let out = nodes[0].cli(&["fleet", "invite", "--role", "king"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = nodes[0].cli(&["fleet", "invite", "--ttl", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_broken_config_file_is_an_error_naming_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::new(tmp.path(), "n");
+    assert!(node.cli(&["fleet", "create"]).status.success());
+    std::fs::write(
+        node.dir.join("config.toml"),
+        "mdns = false\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nbootstrap = 7\n",
+    )
+    .unwrap();
+    let out = node.cli(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("line 3"), "{}", stderr(&out));
+    std::fs::write(
+        node.dir.join("config.toml"),
+        "listen = [\"not an address\"]\nmdns = false\n",
+    )
+    .unwrap();
+    let out = node.cli(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not an address"), "{}", stderr(&out));
+}
+
+fn raw_request(socket: &std::path::Path, request: &str) -> String {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
+#[test]
+fn the_control_api_is_private_and_answers_bad_requests_with_4xx() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = fleet(tmp.path(), 1);
+    let node = &mut nodes[0];
+    node.start_local(&[]);
+    let socket = node.dir.join("control.sock");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let post = |path: &str, body: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let cases = [
+        (post("/v1/mesh/broadcast", "{bad}"), "400"),
+        (post("/v1/mesh/broadcast", r#"{"txt":"a"}"#), "422"),
+        (
+            post("/v1/mesh/send", r#"{"node":"nobody","text":""}"#),
+            "404",
+        ),
+        (
+            post("/v1/fleet/revocations", r#"{"revocation":"zz"}"#),
+            "400",
+        ),
+        (
+            post("/v1/fleet/revocations", r#"{"revocation":"00"}"#),
+            "400",
+        ),
+        (
+            "GET /v1/nothing HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_string(),
+            "404",
+        ),
+    ];
+    for (request, code) in cases {
+        let response = raw_request(&socket, &request);
+        let status_line = response.lines().next().unwrap_or_default().to_string();
+        assert!(status_line.contains(code), "{request:?} -> {status_line}");
+        assert!(
+            response.contains("\"error\""),
+            "no reason given: {response}"
+        );
+    }
+    // Junk on the socket does not bring the node down.
+    let _ = raw_request(&socket, "\x00\x01garbage\r\n\r\n");
+    assert!(node.cli(&["status"]).status.success());
+
+    // A broadcast with no peer is a refusal (exit 4), not a silent loss.
+    let out = node.cli(&["mesh", "broadcast", "anyone?"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+
+    // A second node on the same folder is refused while the first runs.
+    let out = node.cli(&["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("another osmoda process"),
+        "{}",
+        stderr(&out)
+    );
+    node.stop();
+}
+
+#[test]
+fn run_on_an_empty_folder_creates_a_fleet_and_the_token_never_reaches_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Node::new(tmp.path(), "auto");
+    node.start_local(&[]);
+    let status = node.status();
+    assert_eq!(status["role"], "admin");
+    assert_eq!(status["holds_root_key"], true);
+    let token = node.cli(&["fleet", "invite", "--name", "b"]);
+    let token = String::from_utf8(token.stdout).unwrap();
+    assert!(token.trim().starts_with("osmoda1"));
+    node.stop();
+    assert!(!node.log().contains(token.trim()), "the token was logged");
+    let key = std::fs::read_to_string(node.dir.join("identity.key")).unwrap();
+    assert!(
+        !node.log().contains(key.trim()),
+        "the identity key was logged"
+    );
+}
