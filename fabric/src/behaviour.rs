@@ -15,7 +15,8 @@ use crate::topics::{MeshText, MAX_GOSSIP_MESSAGE};
 /// Kademlia on a private protocol: only fleet members speak it, and the
 /// public IPFS DHT never mixes with ours.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/osmoda/kad/1.0.0");
-pub const IDENTIFY_PROTOCOL: &str = "/osmoda/id/1.0.0";
+/// Reported inside identify messages (identify itself runs on `/ipfs/id/1.0.0`).
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "osmoda/1";
 pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/osmoda/direct/1.0.0");
 /// Largest direct request or response.
 pub const MAX_DIRECT_MESSAGE: u64 = 1024 * 1024;
@@ -178,7 +179,7 @@ impl FabricBehaviour {
             gossipsub: gossipsub(keypair)?,
             kad,
             identify: identify::Behaviour::new(
-                identify::Config::new(IDENTIFY_PROTOCOL.into(), keypair.public())
+                identify::Config::new(IDENTIFY_PROTOCOL_VERSION.into(), keypair.public())
                     .with_agent_version(format!("osmoda/{}", env!("CARGO_PKG_VERSION"))),
             ),
             ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5))),

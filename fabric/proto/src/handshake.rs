@@ -323,6 +323,9 @@ impl<'a> Handshake<'a> {
             .ss
             .decrypt_and_hash(r.bytes(KEM_PUBLIC_LEN).map_err(malformed(1))?)
             .map_err(cipher(1))?;
+        if !crate::kem::encapsulation_key_is_canonical(&re1) {
+            return Err(HandshakeError::Malformed(1));
+        }
         let re1 = ml_kem::Encoded::<KemEncapsulationKey>::try_from(re1.as_slice())
             .map_err(|_| HandshakeError::Malformed(1))?;
         self.re1 = Some(Box::new(KemEncapsulationKey::from_bytes(&re1)));

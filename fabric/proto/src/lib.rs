@@ -17,6 +17,7 @@
 
 pub mod cert;
 pub mod handshake;
+pub mod kem;
 mod noise;
 pub mod session;
 pub mod token;

@@ -33,8 +33,6 @@ pub const CLIENT_SHARE_LEN: usize = MLKEM_ENCAPSULATION_KEY_LEN + X25519_LEN;
 pub const SERVER_SHARE_LEN: usize = MLKEM_CIPHERTEXT_LEN + X25519_LEN;
 /// Length of the combined shared secret.
 pub const SHARED_SECRET_LEN: usize = MLKEM_SHARED_SECRET_LEN + X25519_LEN;
-/// The ML-KEM modulus.
-const Q: u16 = 3329;
 
 /// The X25519MLKEM768 group. Use it through [`X25519_MLKEM768`].
 #[derive(Debug)]
@@ -144,28 +142,12 @@ fn invalid_share() -> Error {
 
 /// Parses the client's ML-KEM key after the FIPS 203 §7.2 input check.
 fn encapsulation_key(bytes: &[u8]) -> Result<EncapsulationKey, Error> {
-    if !encapsulation_key_is_canonical(bytes) {
+    if !osmoda_fabric_proto::kem::encapsulation_key_is_canonical(bytes) {
         return Err(invalid_share());
     }
     let encoded =
         ml_kem::Encoded::<EncapsulationKey>::try_from(bytes).map_err(|_| invalid_share())?;
     Ok(EncapsulationKey::from_bytes(&encoded))
-}
-
-/// FIPS 203 §7.2 "modulus check": every 12-bit coefficient of the key's
-/// vector must already be reduced mod q. `ml-kem` 0.2 would silently reduce
-/// them, accepting several encodings of one key, which the draft forbids.
-fn encapsulation_key_is_canonical(bytes: &[u8]) -> bool {
-    if bytes.len() != MLKEM_ENCAPSULATION_KEY_LEN {
-        return false;
-    }
-    // The last 32 bytes are the matrix seed, which is not checked.
-    let vector = &bytes[..MLKEM_ENCAPSULATION_KEY_LEN - 32];
-    vector.chunks_exact(3).all(|c| {
-        let first = u16::from(c[0]) | (u16::from(c[1] & 0x0f) << 8);
-        let second = u16::from(c[1] >> 4) | (u16::from(c[2]) << 4);
-        first < Q && second < Q
-    })
 }
 
 /// X25519 with the peer's share, refusing a result of all zeros: a low-order
