@@ -42,6 +42,20 @@ pub enum Security {
 }
 
 impl Security {
+    /// How a connection with this remote address was secured: QUIC runs
+    /// TLS, everything else runs the Noise upgrade. A peer may hold one
+    /// connection of each kind, so this is per connection, not per peer.
+    pub fn of_address(addr: &libp2p::Multiaddr) -> Self {
+        if addr
+            .iter()
+            .any(|p| matches!(p, libp2p::multiaddr::Protocol::QuicV1))
+        {
+            Security::TlsHybrid
+        } else {
+            Security::NoiseHybrid
+        }
+    }
+
     pub fn transport(self) -> &'static str {
         match self {
             Security::NoiseHybrid => "tcp",

@@ -27,7 +27,7 @@ use crate::handle::{
     Command, FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, Inbox, InboxEntry,
     PeerInfo, COMMAND_CAPACITY, EVENT_CAPACITY,
 };
-use crate::membership::{node_key_of, peer_id_of, Membership};
+use crate::membership::{node_key_of, peer_id_of, Membership, Security};
 use crate::pq_tcp::PqUpgrade;
 use crate::topics::{self, FleetMessage, MeshText, MAX_TEXT_LEN};
 use crate::Credentials;
@@ -47,6 +47,25 @@ pub enum StartError {
     Transport(String),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: Multiaddr, reason: String },
+}
+
+/// An error with its sources, for errors (like libp2p's `TransportError`)
+/// whose own message leaves the cause to `source()`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        // Many errors already print their source; do not repeat it.
+        if !out.contains(&part) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&part);
+        }
+        source = s.source();
+    }
+    out
 }
 
 fn now_ms() -> u64 {
@@ -105,7 +124,7 @@ pub fn start(
             .listen_on(addr.clone())
             .map_err(|e| StartError::Listen {
                 addr: addr.clone(),
-                reason: e.to_string(),
+                reason: error_chain(&e),
             })?;
     }
     for addr in &config.bootstrap {
@@ -238,13 +257,14 @@ impl FabricLoop {
             .iter()
             .filter_map(|(peer, addr)| {
                 let record = self.membership.peer(peer)?;
+                let security = Security::of_address(addr);
                 Some(PeerInfo {
                     node_id: peer.to_string(),
                     name: record.cert.name.clone(),
                     role: record.cert.role.to_string(),
                     address: addr.to_string(),
-                    transport: record.security.transport().to_string(),
-                    key_exchange: record.security.key_exchange().to_string(),
+                    transport: security.transport().to_string(),
+                    key_exchange: security.key_exchange().to_string(),
                     rtt_ms: self.rtt.get(peer).map(|d| d.as_secs_f64() * 1000.0),
                 })
             })
