@@ -207,3 +207,28 @@ fn run_on_an_empty_folder_creates_a_fleet_and_the_token_never_reaches_the_log() 
         "the identity key was logged"
     );
 }
+
+#[test]
+fn a_second_node_on_the_host_falls_back_to_random_ports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::new(tmp.path(), "a");
+    let mut b = Node::new(tmp.path(), "b");
+    // Default listen addresses (port 7410, or random when taken), no mDNS.
+    a.start(&["--no-mdns"]);
+    b.start(&["--no-mdns"]);
+    let tcp_port = |n: &Node| -> String {
+        let status = n.status();
+        let addr = status["listen"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str())
+            .find(|a| a.contains("/tcp/"))
+            .unwrap()
+            .to_string();
+        addr.rsplit('/').next().unwrap().to_string()
+    };
+    assert_ne!(tcp_port(&a), tcp_port(&b));
+    a.stop();
+    b.stop();
+}

@@ -10,6 +10,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::datadir::{DataDir, CONFIG};
 
+/// The port a node listens on by default, for TCP and for QUIC. A stable
+/// port keeps the addresses in join tokens valid across restarts; when it is
+/// taken (a second node on the host), the node falls back to random ports.
+pub const DEFAULT_PORT: u16 = 7410;
+
+/// The default listen addresses.
+pub fn default_listen(port: u16) -> Vec<String> {
+    vec![
+        format!("/ip4/0.0.0.0/tcp/{port}"),
+        format!("/ip4/0.0.0.0/udp/{port}/quic-v1"),
+    ]
+}
+
 /// What `config.toml` may hold. Unknown keys are errors, so a typo is not
 /// silently ignored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,7 +46,7 @@ impl Default for FileConfig {
     fn default() -> Self {
         let fabric = FabricConfig::default();
         Self {
-            listen: fabric.listen.iter().map(|a| a.to_string()).collect(),
+            listen: default_listen(DEFAULT_PORT),
             bootstrap: Vec::new(),
             mdns: fabric.mdns,
             inbox_capacity: fabric.inbox_capacity,
@@ -77,7 +90,7 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
-fn parse_addrs(what: &str, addrs: &[String]) -> Result<Vec<Multiaddr>> {
+pub fn parse_addrs(what: &str, addrs: &[String]) -> Result<Vec<Multiaddr>> {
     addrs
         .iter()
         .map(|a| {
@@ -86,6 +99,11 @@ fn parse_addrs(what: &str, addrs: &[String]) -> Result<Vec<Multiaddr>> {
             })
         })
         .collect()
+}
+
+/// True when neither the flags nor the file chose listen addresses.
+pub fn listens_by_default(file: &FileConfig, overrides: &Overrides) -> bool {
+    overrides.listen.is_empty() && file.listen == default_listen(DEFAULT_PORT)
 }
 
 /// The fabric configuration after all overrides.

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use osmoda_fabric::proto::hex;
-use osmoda_fabric::{Credentials, FabricEvent, Membership};
+use osmoda_fabric::{Credentials, FabricConfig, FabricEvent, Membership, StartError};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
@@ -23,7 +23,9 @@ pub async fn run(
         let cert = fleet::create(data, fleet_name, node_name)?;
         info!(name = %cert.name, "created a new fleet; this node is its first admin");
     }
-    let fabric_config = config::resolve(config::load(data)?, &overrides)?;
+    let file_config = config::load(data)?;
+    let default_listen = config::listens_by_default(&file_config, &overrides);
+    let fabric_config = config::resolve(file_config, &overrides)?;
     let cert = data.cert()?;
     cert.verify(&cert.fleet, unix_now()).context(
         "this node's membership certificate is not valid; ask an admin for a new invite",
@@ -46,9 +48,22 @@ pub async fn run(
         holds_root_key: data.has_root(),
         version: env!("CARGO_PKG_VERSION"),
     };
-    let (fabric, mut events, fabric_task) =
-        osmoda_fabric::start(credentials, membership.clone(), fabric_config)
-            .context("cannot start the fabric")?;
+    let started = match osmoda_fabric::start(
+        credentials.clone(),
+        membership.clone(),
+        fabric_config.clone(),
+    ) {
+        Err(StartError::Listen { addr, reason }) if default_listen => {
+            warn!(%addr, %reason, "the default port is taken (another node on this host?); using random ports");
+            let fallback = FabricConfig {
+                listen: config::parse_addrs("listen", &config::default_listen(0))?,
+                ..fabric_config
+            };
+            osmoda_fabric::start(credentials, membership.clone(), fallback)
+        }
+        other => other,
+    };
+    let (fabric, mut events, fabric_task) = started.context("cannot start the fabric")?;
 
     let socket = data.path(SOCKET);
     let listener = api::bind(&socket)?;
