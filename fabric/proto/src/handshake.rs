@@ -351,11 +351,7 @@ impl<'a> Handshake<'a> {
             .map_err(|()| HandshakeError::Malformed(1))?;
         out.extend_from_slice(&self.ss.encrypt_and_hash(&kem_ct).map_err(cipher(2))?);
         self.ss.mix_key(&kem_ss); // ekem1: the ciphertext is hashed before its secret is mixed
-        let s = self.local.static_public;
-        out.extend_from_slice(&self.ss.encrypt_and_hash(s.as_bytes()).map_err(cipher(2))?);
-        self.dh(DhSecret::Static, re)?; // es
-        let payload = self.local.payload();
-        out.extend_from_slice(&self.ss.encrypt_and_hash(&payload).map_err(cipher(2))?);
+        self.write_static_and_payload(2, re, &mut out)?; // s, es
         self.step = Step::ReadMessage3;
         Ok(out)
     }
@@ -385,19 +381,7 @@ impl<'a> Handshake<'a> {
             .decapsulate(&kem_ct)
             .map_err(|()| HandshakeError::Decrypt(2))?;
         self.ss.mix_key(&kem_ss);
-        let rs = self
-            .ss
-            .decrypt_and_hash(r.bytes(DH_LEN + TAGLEN).map_err(malformed(2))?)
-            .map_err(cipher(2))?;
-        let rs = PublicKey::from(
-            <[u8; 32]>::try_from(rs.as_slice()).map_err(|_| HandshakeError::Malformed(2))?,
-        );
-        self.rs = Some(rs);
-        // es, from the initiator's side: our ephemeral with their static.
-        self.dh(DhSecret::Ephemeral, rs)?;
-        let rest = r.bytes(r.remaining()).map_err(malformed(2))?;
-        let payload = self.ss.decrypt_and_hash(rest).map_err(cipher(2))?;
-        self.remote = Some(self.verify_payload(2, &payload, rs, now, is_revoked)?);
+        self.read_static_and_payload(2, &mut r, now, is_revoked)?; // s, es
         self.step = Step::WriteMessage3;
         Ok(())
     }
@@ -406,11 +390,7 @@ impl<'a> Handshake<'a> {
     fn write_message3(&mut self) -> Result<Vec<u8>, HandshakeError> {
         let re = self.re.ok_or(HandshakeError::Failed)?;
         let mut out = Vec::with_capacity(512);
-        let s = self.local.static_public;
-        out.extend_from_slice(&self.ss.encrypt_and_hash(s.as_bytes()).map_err(cipher(3))?);
-        self.dh(DhSecret::Static, re)?; // se
-        let payload = self.local.payload();
-        out.extend_from_slice(&self.ss.encrypt_and_hash(&payload).map_err(cipher(3))?);
+        self.write_static_and_payload(3, re, &mut out)?; // s, se
         self.step = Step::Done;
         Ok(out)
     }
@@ -425,20 +405,58 @@ impl<'a> Handshake<'a> {
             return Err(HandshakeError::Malformed(3));
         }
         let mut r = Reader::new(msg);
+        self.read_static_and_payload(3, &mut r, now, is_revoked)?; // s, se
+        self.step = Step::Done;
+        Ok(())
+    }
+
+    /// `s` followed by the DH of our static key with the peer's ephemeral
+    /// (`es` for the responder, `se` for the initiator), then our payload.
+    fn write_static_and_payload(
+        &mut self,
+        message: u8,
+        re: PublicKey,
+        out: &mut Vec<u8>,
+    ) -> Result<(), HandshakeError> {
+        let s = self.local.static_public;
+        out.extend_from_slice(
+            &self
+                .ss
+                .encrypt_and_hash(s.as_bytes())
+                .map_err(cipher(message))?,
+        );
+        self.dh(DhSecret::Static, re)?;
+        let payload = self.local.payload();
+        out.extend_from_slice(
+            &self
+                .ss
+                .encrypt_and_hash(&payload)
+                .map_err(cipher(message))?,
+        );
+        Ok(())
+    }
+
+    /// The peer's `s`, the DH of our ephemeral with it, then the peer's
+    /// payload, which must prove membership. The payload is the rest of `r`.
+    fn read_static_and_payload(
+        &mut self,
+        message: u8,
+        r: &mut Reader<'_>,
+        now: u64,
+        is_revoked: &dyn Fn(&NodeKey) -> bool,
+    ) -> Result<(), HandshakeError> {
         let rs = self
             .ss
-            .decrypt_and_hash(r.bytes(DH_LEN + TAGLEN).map_err(malformed(3))?)
-            .map_err(cipher(3))?;
-        let rs = PublicKey::from(
-            <[u8; 32]>::try_from(rs.as_slice()).map_err(|_| HandshakeError::Malformed(3))?,
-        );
+            .decrypt_and_hash(r.bytes(DH_LEN + TAGLEN).map_err(malformed(message))?)
+            .map_err(cipher(message))?;
+        let rs =
+            <[u8; 32]>::try_from(rs.as_slice()).map_err(|_| HandshakeError::Malformed(message))?;
+        let rs = PublicKey::from(rs);
         self.rs = Some(rs);
-        // se, from the responder's side: our ephemeral with their static.
         self.dh(DhSecret::Ephemeral, rs)?;
-        let rest = r.bytes(r.remaining()).map_err(malformed(3))?;
-        let payload = self.ss.decrypt_and_hash(rest).map_err(cipher(3))?;
-        self.remote = Some(self.verify_payload(3, &payload, rs, now, is_revoked)?);
-        self.step = Step::Done;
+        let rest = r.bytes(r.remaining()).map_err(malformed(message))?;
+        let payload = self.ss.decrypt_and_hash(rest).map_err(cipher(message))?;
+        self.remote = Some(self.verify_payload(message, &payload, rs, now, is_revoked)?);
         Ok(())
     }
 
