@@ -30,6 +30,30 @@ fn default_node_name(node: &[u8; 32]) -> String {
     format!("node-{}", &hex(node)[..8])
 }
 
+/// A fresh identity key and the root's certificate for it, valid from a
+/// minute ago for `valid_for`.
+fn new_member(
+    root: &FleetRoot,
+    name: Option<&str>,
+    role: Role,
+    valid_for: Duration,
+) -> Result<(SigningKey, FleetCert)> {
+    let identity = SigningKey::generate(&mut rand::rngs::OsRng);
+    let node = identity.verifying_key().to_bytes();
+    let name = name
+        .map(str::to_owned)
+        .unwrap_or_else(|| default_node_name(&node));
+    let now = unix_now();
+    let cert = root.issue(
+        node,
+        &name,
+        role,
+        now.saturating_sub(BACKDATE_SECS),
+        now.saturating_add(valid_for.as_secs()),
+    )?;
+    Ok((identity, cert))
+}
+
 /// Creates a fleet in an empty folder; this node becomes its first admin.
 pub fn create(data: &DataDir, fleet_name: &str, node_name: Option<&str>) -> Result<FleetCert> {
     if data.is_member() {
@@ -41,28 +65,17 @@ pub fn create(data: &DataDir, fleet_name: &str, node_name: Option<&str>) -> Resu
     }
     validate_name(fleet_name).context("invalid fleet name")?;
     data.ensure()?;
-    let mut rng = rand::rngs::OsRng;
-    let root = FleetRoot::generate(&mut rng);
-    let identity = SigningKey::generate(&mut rng);
-    let node = identity.verifying_key().to_bytes();
-    let name = node_name
-        .map(str::to_owned)
-        .unwrap_or_else(|| default_node_name(&node));
-    let now = unix_now();
-    let cert = root.issue(
-        node,
-        &name,
-        Role::Admin,
-        now.saturating_sub(BACKDATE_SECS),
-        now + FOUNDER_VALIDITY.as_secs(),
-    )?;
+    let root = FleetRoot::generate(&mut rand::rngs::OsRng);
+    let (identity, cert) = new_member(&root, node_name, Role::Admin, FOUNDER_VALIDITY)?;
+    // The certificate goes last: its presence is what makes the folder a
+    // member, so a crash part-way leaves a folder that can be created again.
     data.write_root(&root)?;
     data.write_identity(&identity.to_bytes())?;
-    data.write_cert(&cert)?;
     data.write_fleet(&FleetInfo {
         name: fleet_name.to_owned(),
         id: hex(&root.public()),
     })?;
+    data.write_cert(&cert)?;
     Ok(cert)
 }
 
@@ -84,20 +97,8 @@ pub async fn invite(
 ) -> Result<Invite> {
     let root = data.fleet_root()?;
     let fleet = data.fleet()?;
-    let mut rng = rand::rngs::OsRng;
-    let identity = SigningKey::generate(&mut rng);
-    let node = identity.verifying_key().to_bytes();
-    let name = name
-        .map(str::to_owned)
-        .unwrap_or_else(|| default_node_name(&node));
+    let (identity, cert) = new_member(&root, name, role, valid_for)?;
     let now = unix_now();
-    let cert = root.issue(
-        node,
-        &name,
-        role,
-        now.saturating_sub(BACKDATE_SECS),
-        now.saturating_add(valid_for.as_secs()),
-    )?;
     if let Ok(status) =
         crate::client::call(&data.path(SOCKET), hyper::Method::GET, "/v1/status", None).await
     {
@@ -135,7 +136,6 @@ pub fn join(data: &DataDir, token: &str) -> Result<JoinToken> {
     let token = JoinToken::decode(token, unix_now()).context("cannot join")?;
     data.ensure()?;
     data.write_identity(&token.node_secret)?;
-    data.write_cert(&token.cert)?;
     data.write_fleet(&FleetInfo {
         name: token.fleet_name.clone(),
         id: hex(&token.cert.fleet),
@@ -153,6 +153,8 @@ pub fn join(data: &DataDir, token: &str) -> Result<JoinToken> {
         }
         data.write(CONFIG, toml::to_string(&config)?.as_bytes(), 0o644)?;
     }
+    // Last, as in `create`: the certificate marks the folder a member.
+    data.write_cert(&token.cert)?;
     Ok(token)
 }
 
