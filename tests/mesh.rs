@@ -112,6 +112,16 @@ fn revocation_cuts_a_live_node_off_and_keeps_it_out() {
         nodes[1].dir.join("revocations").exists()
     });
     assert!(stored, "n1 did not store the revocation");
+    // n0's operator revoked; n1 heard it from a peer. Both audited it.
+    let audited = |node: &Node, action: &str| {
+        node.json(&["audit", "log", "--limit", "1000"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == action && e["target"] == victim.as_str())
+    };
+    assert!(audited(&nodes[0], "fleet.revoke"));
+    assert!(audited(&nodes[1], "fleet.revocation"));
 
     // The revoked node keeps trying (bootstrap retries) and stays out.
     std::thread::sleep(Duration::from_secs(6));

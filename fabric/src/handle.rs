@@ -143,8 +143,12 @@ impl Inbox {
 /// What the fabric reports to the node.
 #[derive(Debug, Clone)]
 pub enum FabricEvent {
-    /// A new, verified revocation; the node persists it.
-    Revoked(Revocation),
+    /// A new, verified revocation; the node persists it. `from` is the peer
+    /// it came from, or `None` when it was applied through the handle.
+    Revoked {
+        revocation: Revocation,
+        from: Option<PeerId>,
+    },
     /// A gossip message on one of the state topics, for the layers above.
     Gossip {
         topic: String,

@@ -237,7 +237,7 @@ impl FabricLoop {
                 let _ = reply.send(self.publish(topic, data));
             }
             Command::Revoke { revocation, reply } => {
-                let result = self.apply_revocation(&revocation, true);
+                let result = self.apply_revocation(&revocation, true, None);
                 let _ = reply.send(result);
             }
             Command::Dial { addr, reply } => {
@@ -327,7 +327,12 @@ impl FabricLoop {
 
     /// Verifies and records a revocation; if it is new, cuts the node off,
     /// tells the node, and (when `announce`) gossips it.
-    fn apply_revocation(&mut self, rev: &Revocation, announce: bool) -> Result<bool, FabricError> {
+    fn apply_revocation(
+        &mut self,
+        rev: &Revocation,
+        announce: bool,
+        from: Option<PeerId>,
+    ) -> Result<bool, FabricError> {
         let new = self.membership.apply_revocation(rev)?;
         if !new {
             return Ok(false);
@@ -341,7 +346,10 @@ impl FabricLoop {
                 self.membership.forget_peer(&peer);
             }
         }
-        self.emit(FabricEvent::Revoked(rev.clone()));
+        self.emit(FabricEvent::Revoked {
+            revocation: rev.clone(),
+            from,
+        });
         if announce {
             let msg = FleetMessage::Revocation {
                 revocation: osmoda_fabric_proto::hex(&rev.encode()),
@@ -511,7 +519,9 @@ impl FabricLoop {
             else {
                 return Reject;
             };
-            match decode_revocation(&revocation).map(|rev| self.apply_revocation(&rev, false)) {
+            match decode_revocation(&revocation)
+                .map(|rev| self.apply_revocation(&rev, false, message.source))
+            {
                 Some(Ok(_)) => Accept,
                 _ => Reject,
             }
@@ -573,7 +583,7 @@ impl FabricLoop {
                     DirectRequest::Revocations { revocations } => {
                         for rev in revocations.iter().take(MAX_REVOCATIONS_PER_SYNC) {
                             if let Some(rev) = decode_revocation(rev) {
-                                if let Err(e) = self.apply_revocation(&rev, true) {
+                                if let Err(e) = self.apply_revocation(&rev, true, Some(peer)) {
                                     warn!(%peer, error = %e, "peer sent an invalid revocation");
                                 }
                             }

@@ -17,12 +17,42 @@ use osmoda_fabric::{FabricError, FabricHandle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use std::sync::Arc;
+
+use osmoda_crdt_state::{Actor, Outcome};
+
+use crate::audit::AuditLog;
 use crate::datadir::{decode_hex, FleetInfo};
 
 #[derive(Clone)]
 pub struct ApiState {
     pub fabric: FabricHandle,
     pub node: NodeInfo,
+    pub audit: Arc<AuditLog>,
+}
+
+impl ApiState {
+    /// Audits an operator's action with the outcome it had. A failure to
+    /// audit fails the request: an unaudited change must not look done.
+    async fn audit<T>(
+        &self,
+        action: &str,
+        target: &str,
+        result: &Result<T, FabricError>,
+    ) -> Result<(), ApiError> {
+        let outcome = match result {
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        self.audit
+            .record(Actor::Operator, action, target, outcome, "")
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: format!("cannot write the audit log: {e:#}"),
+            })
+    }
 }
 
 /// Facts about this node that do not change while it runs.
@@ -93,6 +123,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/mesh/send", post(send))
         .route("/v1/mesh/inbox", get(inbox))
         .route("/v1/fleet/revocations", post(revoke))
+        .route("/v1/audit/log", get(audit_log))
+        .route("/v1/audit/verify", post(audit_verify))
+        .route("/v1/audit/record", post(audit_record))
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
@@ -152,7 +185,11 @@ async fn broadcast(
     body: std::result::Result<Json<TextBody>, JsonRejection>,
 ) -> ApiResult<serde_json::Value> {
     let Json(body) = body?;
-    s.fabric.broadcast(body.text).await?;
+    let bytes = body.text.len();
+    let result = s.fabric.broadcast(body.text).await;
+    s.audit("mesh.broadcast", &format!("{bytes} bytes"), &result)
+        .await?;
+    result?;
     Ok(Json(json!({ "ok": true })))
 }
 
@@ -194,7 +231,9 @@ async fn send(
             }
         }
     };
-    s.fabric.send(peer, body.text).await?;
+    let result = s.fabric.send(peer, body.text).await;
+    s.audit("mesh.send", &peer.to_string(), &result).await?;
+    result?;
     Ok(Json(json!({ "ok": true, "node_id": peer.to_string() })))
 }
 
@@ -218,6 +257,83 @@ async fn revoke(
         .ok_or_else(|| ApiError::bad_request("revocation is not hex"))?;
     let rev = Revocation::decode(&bytes)
         .map_err(|e| ApiError::bad_request(format!("revocation is malformed: {e}")))?;
-    let new = s.fabric.revoke(rev).await?;
+    let target = osmoda_fabric::peer_id_of(&rev.node)
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let result = s.fabric.revoke(rev).await;
+    s.audit("fleet.revoke", &target, &result).await?;
+    let new = result?;
     Ok(Json(json!({ "ok": true, "new": new })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    #[serde(default)]
+    start: u64,
+    #[serde(default = "default_limit")]
+    limit: u64,
+}
+
+fn default_limit() -> u64 {
+    100
+}
+
+fn internal(e: anyhow::Error) -> ApiError {
+    ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: format!("{e:#}"),
+    }
+}
+
+async fn audit_log(
+    State(s): State<ApiState>,
+    query: std::result::Result<
+        axum::extract::Query<LogQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> ApiResult<Vec<crate::audit::EntryView>> {
+    let axum::extract::Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    Ok(Json(
+        crate::audit::read_entries(s.audit.store(), q.start, q.limit).map_err(internal)?,
+    ))
+}
+
+async fn audit_verify(State(s): State<ApiState>) -> ApiResult<crate::audit::VerifyReport> {
+    let owner = osmoda_fabric::node_key_of(&s.fabric.local_peer_id())
+        .ok_or_else(|| internal(anyhow::anyhow!("local node id carries no key")))?;
+    Ok(Json(
+        crate::audit::verify_stored(s.audit.store(), &owner).map_err(internal)?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordBody {
+    action: String,
+    #[serde(default)]
+    target: String,
+    #[serde(default)]
+    details: String,
+}
+
+/// Lets the CLI audit what it did on its own (an invite signed with the root
+/// key) while the node holds the store.
+async fn audit_record(
+    State(s): State<ApiState>,
+    body: std::result::Result<Json<RecordBody>, JsonRejection>,
+) -> ApiResult<serde_json::Value> {
+    let Json(body) = body?;
+    let seq = s
+        .audit
+        .record(
+            Actor::Operator,
+            &body.action,
+            &body.target,
+            Outcome::Ok,
+            &body.details,
+        )
+        .await
+        .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+    Ok(Json(json!({ "ok": true, "seq": seq })))
 }

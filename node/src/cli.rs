@@ -42,6 +42,25 @@ pub enum Command {
     /// Send messages across the mesh and read what arrived.
     #[command(subcommand)]
     Mesh(MeshCommand),
+    /// Read and verify this node's audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Show entries of this node's audit log, oldest first.
+    Log {
+        /// First sequence number to show.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// Most entries to show (at most 4096).
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+    /// Check every stored entry, the hash chain and the signed checkpoint;
+    /// names the first entry that fails. Exit code 1 when one does.
+    Verify,
 }
 
 #[derive(Args)]

@@ -19,6 +19,7 @@ pub const REVOCATIONS: &str = "revocations";
 pub const CONFIG: &str = "config.toml";
 pub const SOCKET: &str = "control.sock";
 pub const LOCK: &str = "lock";
+pub const STATE: &str = "state.redb";
 
 /// Non-secret facts about the fleet this folder belongs to.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +65,12 @@ impl DataDir {
         fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
             .with_context(|| format!("cannot restrict {}", self.root.display()))?;
         Ok(())
+    }
+
+    /// Opens the node's durable store (the running node holds it open).
+    pub fn store(&self) -> Result<osmoda_store::Store> {
+        let path = self.path(STATE);
+        osmoda_store::Store::open(&path).with_context(|| format!("cannot open {}", path.display()))
     }
 
     pub fn is_member(&self) -> bool {

@@ -30,6 +30,37 @@ fn default_node_name(node: &[u8; 32]) -> String {
     format!("node-{}", &hex(node)[..8])
 }
 
+/// Audits an operator action taken by the CLI itself: through the running
+/// node when there is one (it holds the store), else in the store directly.
+pub async fn audit(data: &DataDir, action: &str, target: &str) -> Result<()> {
+    let body = json!({ "action": action, "target": target });
+    match crate::client::call(
+        &data.path(SOCKET),
+        hyper::Method::POST,
+        "/v1/audit/record",
+        Some(body),
+    )
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.downcast_ref::<crate::client::NotRunning>().is_some() => {
+            let key = SigningKey::from_bytes(&data.identity()?);
+            let log = crate::audit::AuditLog::open(&data.store()?, key)?;
+            log.record(
+                osmoda_crdt_state::Actor::Operator,
+                action,
+                target,
+                osmoda_crdt_state::Outcome::Ok,
+                "",
+            )
+            .await?;
+            log.checkpoint()?;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// A fresh identity key and the root's certificate for it, valid from a
 /// minute ago for `valid_for`.
 fn new_member(

@@ -1,6 +1,7 @@
 //! The `osmoda` binary.
 
 mod api;
+mod audit;
 mod cli;
 mod client;
 mod config;
@@ -17,7 +18,7 @@ use clap::Parser;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use cli::{Cli, Command, FleetCommand, MeshCommand};
+use cli::{AuditCommand, Cli, Command, FleetCommand, MeshCommand};
 use datadir::{DataDir, SOCKET};
 
 fn init_logging(default: &str) {
@@ -85,6 +86,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 args.token
             };
             let joined = fleet::join(&data, &token)?;
+            fleet::audit(&data, "fleet.join", &joined.fleet_name).await?;
             output::joined(json, &data, &joined);
             Ok(())
         }
@@ -99,6 +101,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let peers = api(&data, Method::GET, "/v1/peers", None).await?;
             output::peers(json, &peers);
             Ok(())
+        }
+        Command::Audit(command) => {
+            init_logging("warn");
+            audit_command(&data, json, command).await
         }
         Command::Fleet(command) => {
             init_logging("warn");
@@ -141,6 +147,7 @@ async fn fleet_command(data: &DataDir, json: bool, command: FleetCommand) -> Res
     match command {
         FleetCommand::Create { name, node_name } => {
             let cert = fleet::create(data, &name, node_name.as_deref())?;
+            fleet::audit(data, "fleet.create", &name).await?;
             output::created(json, data, &name, &cert);
         }
         FleetCommand::Invite {
@@ -152,10 +159,19 @@ async fn fleet_command(data: &DataDir, json: bool, command: FleetCommand) -> Res
         } => {
             let invite =
                 fleet::invite(data, role, ttl, valid_for, name.as_deref(), bootstrap).await?;
+            let node_id = osmoda_fabric::peer_id_of(&invite.cert.node)
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            let target = format!("{} {node_id}", invite.cert.name);
+            fleet::audit(data, "fleet.invite", &target).await?;
             output::invite(json, &invite);
         }
         FleetCommand::Revoke { node_id } => {
             let (rev, live) = fleet::revoke(data, &node_id).await?;
+            if !live {
+                // A running node audits the revocation itself.
+                fleet::audit(data, "fleet.revoke", &node_id).await?;
+            }
             output::revoked(json, &node_id, &rev, live);
         }
         FleetCommand::Show => {
@@ -163,4 +179,36 @@ async fn fleet_command(data: &DataDir, json: bool, command: FleetCommand) -> Res
         }
     }
     Ok(())
+}
+
+/// Asks the running node; when none runs, reads the store directly.
+async fn audit_command(data: &DataDir, json: bool, command: AuditCommand) -> Result<()> {
+    match command {
+        AuditCommand::Log { start, limit } => {
+            let path = format!("/v1/audit/log?start={start}&limit={limit}");
+            let entries = match api(data, Method::GET, &path, None).await {
+                Err(e) if e.downcast_ref::<client::NotRunning>().is_some() => {
+                    serde_json::to_value(audit::read_entries(&data.store()?, start, limit)?)?
+                }
+                other => other?,
+            };
+            output::audit_log(json, &entries);
+            Ok(())
+        }
+        AuditCommand::Verify => {
+            let report = match api(data, Method::POST, "/v1/audit/verify", Some(json!({}))).await {
+                Err(e) if e.downcast_ref::<client::NotRunning>().is_some() => {
+                    let owner = data.cert()?.node;
+                    serde_json::to_value(audit::verify_stored(&data.store()?, &owner)?)?
+                }
+                other => other?,
+            };
+            output::audit_verify(json, &report);
+            if report["ok"].as_bool() == Some(true) {
+                Ok(())
+            } else {
+                anyhow::bail!("the audit log does not verify")
+            }
+        }
+    }
 }

@@ -202,3 +202,37 @@ pub fn done(json: bool, v: &Value, text: &str) {
         println!("{text}");
     }
 }
+
+pub fn audit_log(json: bool, v: &Value) {
+    if json {
+        return print_json(v);
+    }
+    for e in v.as_array().cloned().unwrap_or_default() {
+        println!(
+            "{:>6}  {}  {:<22} {:<14} {:<8} {}",
+            e["seq"],
+            e["time_ms"],
+            e["actor"].as_str().unwrap_or("?"),
+            e["action"].as_str().unwrap_or("?"),
+            e["outcome"].as_str().unwrap_or("?"),
+            e["target"].as_str().unwrap_or(""),
+        );
+    }
+}
+
+pub fn audit_verify(json: bool, v: &Value) {
+    if json {
+        return print_json(v);
+    }
+    if v["ok"].as_bool() == Some(true) {
+        println!(
+            "audit log verifies: {} entries, {} covered by the signed checkpoint",
+            v["entries"], v["checkpoint_size"]
+        );
+    } else {
+        println!(
+            "audit log does NOT verify: {}",
+            v["problem"].as_str().unwrap_or("?")
+        );
+    }
+}

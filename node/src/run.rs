@@ -6,7 +6,16 @@ use osmoda_fabric::{Credentials, FabricConfig, FabricEvent, Membership, StartErr
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use osmoda_crdt_state::{Actor, Outcome};
+
 use crate::api::{self, ApiState, NodeInfo};
+use crate::audit::AuditLog;
+
+/// How often the node signs a checkpoint of its audit log, when it grew.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 use crate::config::{self, Overrides};
 use crate::datadir::{DataDir, SOCKET};
 use crate::fleet::{self, unix_now};
@@ -19,7 +28,8 @@ pub async fn run(
 ) -> Result<()> {
     data.ensure()?;
     let _lock = data.lock()?;
-    if !data.is_member() {
+    let created = !data.is_member();
+    if created {
         let cert = fleet::create(data, fleet_name, node_name)?;
         info!(name = %cert.name, "created a new fleet; this node is its first admin");
     }
@@ -33,6 +43,18 @@ pub async fn run(
     let fleet_info = data.fleet()?;
     let credentials = Credentials::new(&data.identity()?, cert.clone())
         .context("identity key and certificate disagree")?;
+    let audit = Arc::new(AuditLog::open(
+        &data.store()?,
+        ed25519_dalek::SigningKey::from_bytes(&data.identity()?),
+    )?);
+    if created {
+        audit
+            .record(Actor::Operator, "fleet.create", fleet_name, Outcome::Ok, "")
+            .await?;
+    }
+    audit
+        .record(Actor::Node, "node.start", &cert.name, Outcome::Ok, "")
+        .await?;
     let membership = Membership::new(cert.fleet);
     for rev in data.revocations()? {
         if let Err(e) = membership.apply_revocation(&rev) {
@@ -71,6 +93,7 @@ pub async fn run(
     let app = api::router(ApiState {
         fabric: fabric.clone(),
         node: node.clone(),
+        audit: audit.clone(),
     });
     let api_task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -90,15 +113,33 @@ pub async fn run(
     );
 
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut checkpoint_timer = tokio::time::interval(CHECKPOINT_EVERY);
+    let mut checkpointed = 0;
     loop {
         tokio::select! {
+            _ = checkpoint_timer.tick() => {
+                if audit.len() != checkpointed {
+                    match audit.checkpoint() {
+                        Ok(cp) => checkpointed = cp.size,
+                        Err(e) => warn!(error = %e, "cannot sign an audit checkpoint"),
+                    }
+                }
+            }
             _ = tokio::signal::ctrl_c() => { info!("interrupted; stopping"); break; }
             _ = sigterm.recv() => { info!("SIGTERM; stopping"); break; }
             event = events.recv() => match event {
-                Some(FabricEvent::Revoked(rev)) => {
-                    info!(node = %hex(&rev.node), "revocation recorded");
+                Some(FabricEvent::Revoked { revocation, from }) => {
+                    info!(node = %hex(&revocation.node), "revocation recorded");
                     if let Err(e) = data.write_revocations(&membership.revocations()) {
                         warn!(error = %e, "cannot store revocations");
+                    }
+                    // Revocations made here are audited by the API handler.
+                    if let Some(peer) = from {
+                        let actor = osmoda_fabric::node_key_of(&peer).map(Actor::Peer).unwrap_or(Actor::Node);
+                        let target = osmoda_fabric::peer_id_of(&revocation.node).map(|p| p.to_string()).unwrap_or_default();
+                        if let Err(e) = audit.record(actor, "fleet.revocation", &target, Outcome::Ok, "received from a peer").await {
+                            warn!(error = %e, "cannot audit a revocation");
+                        }
                     }
                 }
                 Some(_) => {}
@@ -108,6 +149,15 @@ pub async fn run(
     }
     fabric.shutdown().await;
     let _ = fabric_task.await;
+    if let Err(e) = audit
+        .record(Actor::Node, "node.stop", &node.name, Outcome::Ok, "")
+        .await
+    {
+        warn!(error = %e, "cannot audit the stop");
+    }
+    if let Err(e) = audit.checkpoint() {
+        warn!(error = %e, "cannot sign the final audit checkpoint");
+    }
     let _ = stop_api.send(());
     let _ = api_task.await;
     let _ = std::fs::remove_file(&socket);
