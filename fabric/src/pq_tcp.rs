@@ -292,7 +292,11 @@ mod tests {
     }
 
     impl AsyncWrite for Trickle {
-        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
             self.calls += 1;
             if self.calls.is_multiple_of(2) {
                 cx.waker().wake_by_ref();
@@ -315,7 +319,13 @@ mod tests {
         let ident = |name: &str| {
             let key = ed25519_dalek::SigningKey::generate(&mut OsRng);
             let cert = root
-                .issue(key.verifying_key().to_bytes(), name, Role::Member, 0, u64::MAX)
+                .issue(
+                    key.verifying_key().to_bytes(),
+                    name,
+                    Role::Member,
+                    0,
+                    u64::MAX,
+                )
                 .unwrap();
             LocalIdentity::new(&key, cert, &mut OsRng).unwrap()
         };
@@ -323,9 +333,12 @@ mod tests {
         let mut i = Handshake::new(Side::Initiator, &a, &mut OsRng);
         let mut r = Handshake::new(Side::Responder, &b, &mut OsRng);
         let no = |_: &[u8; 32]| false;
-        r.read_message(&i.write_message(&mut OsRng).unwrap(), 1, &no).unwrap();
-        i.read_message(&r.write_message(&mut OsRng).unwrap(), 1, &no).unwrap();
-        r.read_message(&i.write_message(&mut OsRng).unwrap(), 1, &no).unwrap();
+        r.read_message(&i.write_message(&mut OsRng).unwrap(), 1, &no)
+            .unwrap();
+        i.read_message(&r.write_message(&mut OsRng).unwrap(), 1, &no)
+            .unwrap();
+        r.read_message(&i.write_message(&mut OsRng).unwrap(), 1, &no)
+            .unwrap();
         (i.finish().unwrap().0, r.finish().unwrap().0)
     }
 
