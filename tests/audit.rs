@@ -72,3 +72,85 @@ fn actions_are_audited_and_a_changed_byte_is_named() {
     let human = node.cli(&["audit", "verify"]);
     assert!(String::from_utf8_lossy(&human.stdout).contains("entry 3"));
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "control.sock" || name == "lock" {
+            continue;
+        }
+        std::fs::copy(entry.path(), to.join(&name)).unwrap();
+    }
+}
+
+fn forked_nodes(node: &Node) -> Vec<String> {
+    node.json(&["audit", "forks"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["node_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_node_that_forks_its_log_is_reported_by_the_others() {
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = fleet(tmp.path(), 3);
+    nodes[0].start_local(&[]);
+    let boot = nodes[0].addr("tcp");
+    nodes[1].start_local(std::slice::from_ref(&boot));
+    // A backup of n2 taken before it ever ran: restoring it later rewrites
+    // history that the fleet has already seen signed.
+    let backup = tmp.path().join("n2-backup");
+    copy_dir(&nodes[2].dir, &backup);
+
+    let run = |node: &mut Node, label: &str| {
+        node.start_local(std::slice::from_ref(&boot));
+        assert!(common::wait_until(Duration::from_secs(20), || node
+            .peer_ids()
+            .len()
+            == 2));
+        for i in 0..3 {
+            let _ = node.cli(&["mesh", "broadcast", &format!("{label} {i}")]);
+            std::thread::sleep(Duration::from_millis(600));
+        }
+    };
+    run(&mut nodes[2], "first life");
+    let victim = nodes[2].node_id();
+    let seen = common::wait_until(Duration::from_secs(10), || {
+        nodes[0]
+            .json(&["audit", "heads"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["node_id"] == victim.as_str() && h["size"].as_u64() >= Some(4))
+    });
+    assert!(seen, "n0 never saw n2's checkpoints");
+    assert!(forked_nodes(&nodes[0]).is_empty());
+    nodes[2].stop();
+
+    std::fs::remove_dir_all(&nodes[2].dir).unwrap();
+    copy_dir(&backup, &nodes[2].dir);
+    run(&mut nodes[2], "second life");
+
+    for i in [0, 1] {
+        let reported = common::wait_until(Duration::from_secs(40), || {
+            forked_nodes(&nodes[i]).contains(&victim)
+        });
+        assert!(reported, "n{i} did not report the fork");
+        assert!(
+            forked_nodes(&nodes[i]).iter().all(|n| n == &victim),
+            "an honest node was accused"
+        );
+    }
+    let audited = nodes[0]
+        .json(&["audit", "log", "--limit", "1000"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "audit.fork" && e["target"] == victim.as_str());
+    assert!(audited, "n0 did not audit the fork");
+}

@@ -29,6 +29,7 @@ pub struct ApiState {
     pub fabric: FabricHandle,
     pub node: NodeInfo,
     pub audit: Arc<AuditLog>,
+    pub heads: Arc<crate::heads::FleetHeads>,
 }
 
 impl ApiState {
@@ -126,6 +127,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/audit/log", get(audit_log))
         .route("/v1/audit/verify", post(audit_verify))
         .route("/v1/audit/record", post(audit_record))
+        .route("/v1/audit/heads", get(audit_heads))
+        .route("/v1/audit/forks", get(audit_forks))
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
@@ -336,4 +339,12 @@ async fn audit_record(
         .await
         .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
     Ok(Json(json!({ "ok": true, "seq": seq })))
+}
+
+async fn audit_heads(State(s): State<ApiState>) -> ApiResult<Vec<crate::heads::HeadView>> {
+    Ok(Json(s.heads.heads()))
+}
+
+async fn audit_forks(State(s): State<ApiState>) -> ApiResult<Vec<crate::heads::ForkView>> {
+    Ok(Json(s.heads.forks()))
 }

@@ -171,13 +171,17 @@ impl AuditLog {
         Ok(seq)
     }
 
-    /// Signs a checkpoint of the log as it is and keeps it in the store.
-    pub fn checkpoint(&self) -> Result<Checkpoint> {
-        let cp = self
-            .memory
+    /// Signs a checkpoint of the log as it is, without storing it.
+    pub fn signed_checkpoint(&self) -> Checkpoint {
+        self.memory
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .checkpoint(now_ms());
+            .checkpoint(now_ms())
+    }
+
+    /// Signs a checkpoint of the log as it is and keeps it in the store.
+    pub fn checkpoint(&self) -> Result<Checkpoint> {
+        let cp = self.signed_checkpoint();
         self.store.put(META, CHECKPOINT_KEY, &cp.encode())?;
         Ok(cp)
     }

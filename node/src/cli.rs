@@ -61,6 +61,10 @@ pub enum AuditCommand {
     /// Check every stored entry, the hash chain and the signed checkpoint;
     /// names the first entry that fails. Exit code 1 when one does.
     Verify,
+    /// The latest signed checkpoint of every node's log, as gossiped.
+    Heads,
+    /// Nodes with evidence that they forked their audit log.
+    Forks,
 }
 
 #[derive(Args)]

@@ -7,6 +7,7 @@ mod client;
 mod config;
 mod datadir;
 mod fleet;
+mod heads;
 mod output;
 mod run;
 
@@ -193,6 +194,16 @@ async fn audit_command(data: &DataDir, json: bool, command: AuditCommand) -> Res
                 other => other?,
             };
             output::audit_log(json, &entries);
+            Ok(())
+        }
+        AuditCommand::Heads => {
+            let v = api(data, Method::GET, "/v1/audit/heads", None).await?;
+            output::audit_heads(json, &v);
+            Ok(())
+        }
+        AuditCommand::Forks => {
+            let v = api(data, Method::GET, "/v1/audit/forks", None).await?;
+            output::audit_forks(json, &v);
             Ok(())
         }
         AuditCommand::Verify => {

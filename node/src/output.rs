@@ -236,3 +236,34 @@ pub fn audit_verify(json: bool, v: &Value) {
         );
     }
 }
+
+pub fn audit_heads(json: bool, v: &Value) {
+    if json {
+        return print_json(v);
+    }
+    for h in v.as_array().cloned().unwrap_or_default() {
+        println!(
+            "{:<53} size {:>6}  root {}",
+            h["node_id"].as_str().unwrap_or("?"),
+            h["size"],
+            h["root"].as_str().unwrap_or("?")
+        );
+    }
+}
+
+pub fn audit_forks(json: bool, v: &Value) {
+    if json {
+        return print_json(v);
+    }
+    let list = v.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("no forks known");
+    }
+    for f in list {
+        println!(
+            "FORK {}: {} piece(s) of evidence",
+            f["node_id"].as_str().unwrap_or("?"),
+            f["evidence"].as_array().map(|e| e.len()).unwrap_or(0)
+        );
+    }
+}

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use osmoda_fabric::proto::hex;
 use osmoda_fabric::{Credentials, FabricConfig, FabricEvent, Membership, StartError};
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +13,37 @@ use osmoda_crdt_state::{Actor, Outcome};
 
 use crate::api::{self, ApiState, NodeInfo};
 use crate::audit::AuditLog;
+use crate::heads::FleetHeads;
+use osmoda_fabric::topics;
 
-/// How often the node signs a checkpoint of its audit log, when it grew.
+/// How often the node stores a signed checkpoint of its audit log, when it grew.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+/// How often the node gossips a fresh checkpoint, when its log grew.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(250);
+/// How often the node gossips everything it knows of the fleet's heads.
+const STATE_EVERY: Duration = Duration::from_secs(30);
+
+/// Logs and audits fork evidence that is new here.
+async fn report_forks(audit: &AuditLog, nodes: Vec<osmoda_crdt_state::NodeKey>) {
+    for node in nodes {
+        let id = osmoda_fabric::peer_id_of(&node)
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        error!(node = %id, "fork evidence: this node signed two audit logs that cannot both be true");
+        if let Err(e) = audit
+            .record(
+                Actor::Node,
+                "audit.fork",
+                &id,
+                Outcome::Ok,
+                "fork evidence received or found",
+            )
+            .await
+        {
+            warn!(error = %e, "cannot audit fork evidence");
+        }
+    }
+}
 use crate::config::{self, Overrides};
 use crate::datadir::{DataDir, SOCKET};
 use crate::fleet::{self, unix_now};
@@ -90,10 +118,12 @@ pub async fn run(
     let socket = data.path(SOCKET);
     let listener = api::bind(&socket)?;
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let heads = Arc::new(FleetHeads::default());
     let app = api::router(ApiState {
         fabric: fabric.clone(),
         node: node.clone(),
         audit: audit.clone(),
+        heads: heads.clone(),
     });
     let api_task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -115,8 +145,29 @@ pub async fn run(
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut checkpoint_timer = tokio::time::interval(CHECKPOINT_EVERY);
     let mut checkpointed = 0;
+    let mut announce_timer = tokio::time::interval(ANNOUNCE_EVERY);
+    let mut announced = None;
+    let mut state_timer = tokio::time::interval(STATE_EVERY);
     loop {
         tokio::select! {
+            _ = announce_timer.tick() => {
+                let size = audit.len();
+                if announced != Some(size) {
+                    announced = Some(size);
+                    match heads.insert(audit.signed_checkpoint()) {
+                        Ok((message, forks)) => {
+                            report_forks(&audit, forks).await;
+                            let _ = fabric.publish(topics::AUDIT, message).await;
+                        }
+                        Err(e) => warn!(error = %e, "own audit checkpoint refused"),
+                    }
+                }
+            }
+            _ = state_timer.tick() => {
+                for chunk in heads.chunks() {
+                    let _ = fabric.publish(topics::AUDIT, chunk).await;
+                }
+            }
             _ = checkpoint_timer.tick() => {
                 if audit.len() != checkpointed {
                     match audit.checkpoint() {
@@ -140,6 +191,12 @@ pub async fn run(
                         if let Err(e) = audit.record(actor, "fleet.revocation", &target, Outcome::Ok, "received from a peer").await {
                             warn!(error = %e, "cannot audit a revocation");
                         }
+                    }
+                }
+                Some(FabricEvent::Gossip { topic, data, source }) if topic == topics::AUDIT => {
+                    match heads.merge_gossip(&data) {
+                        Ok(forks) => report_forks(&audit, forks).await,
+                        Err(e) => debug!(?source, error = %e, "ignoring an invalid audit-heads message"),
                     }
                 }
                 Some(_) => {}

@@ -1,0 +1,110 @@
+//! The fleet's audit heads as this node knows them: for every node, its
+//! latest signed checkpoints and any evidence that it forked its log. Kept
+//! in memory, exchanged over gossip (`osmoda/audit/1`): this node's own
+//! checkpoint whenever its log grows, and the whole state now and then, so
+//! that nodes that were away catch up.
+
+use std::sync::Mutex;
+
+use osmoda_crdt_state::{AuditHeads, Checkpoint, HeadsError, NodeKey};
+use serde::Serialize;
+
+/// Largest gossip message a chunk of the state may take.
+pub const MAX_CHUNK: usize = 60 * 1024;
+
+#[derive(Debug, Serialize)]
+pub struct HeadView {
+    pub node_id: String,
+    pub size: u64,
+    pub root: String,
+    pub time_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ForkView {
+    pub node_id: String,
+    /// Hex of each piece of evidence, which any member can verify.
+    pub evidence: Vec<String>,
+}
+
+fn node_id(key: &NodeKey) -> String {
+    osmoda_fabric::peer_id_of(key)
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| osmoda_fabric::proto::hex(key))
+}
+
+#[derive(Default)]
+pub struct FleetHeads {
+    inner: Mutex<AuditHeads>,
+}
+
+impl FleetHeads {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AuditHeads> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds one checkpoint (this node's own); returns the gossip message
+    /// that announces it, and the nodes whose fork evidence is new.
+    pub fn insert(&self, cp: Checkpoint) -> Result<(Vec<u8>, Vec<NodeKey>), HeadsError> {
+        let mut one = AuditHeads::new();
+        one.insert_checkpoint(cp)?;
+        let message = one.encode();
+        Ok((message, self.merge(one)))
+    }
+
+    /// Merges a gossiped state or delta; returns the nodes whose fork
+    /// evidence is new here.
+    pub fn merge_gossip(&self, data: &[u8]) -> Result<Vec<NodeKey>, HeadsError> {
+        Ok(self.merge(AuditHeads::decode(data)?))
+    }
+
+    fn merge(&self, theirs: AuditHeads) -> Vec<NodeKey> {
+        let mut heads = self.lock();
+        let nodes: Vec<NodeKey> = theirs
+            .heads()
+            .map(|c| c.node)
+            .chain(theirs.forks().map(|(n, _)| *n))
+            .collect();
+        let before: Vec<usize> = nodes.iter().map(|n| heads.evidence(n).len()).collect();
+        heads.merge(&theirs);
+        let mut new: Vec<NodeKey> = nodes
+            .iter()
+            .zip(before)
+            .filter(|(n, b)| heads.evidence(n).len() > *b)
+            .map(|(n, _)| *n)
+            .collect();
+        new.sort();
+        new.dedup();
+        new
+    }
+
+    /// The whole state, cut into gossip-sized messages.
+    pub fn chunks(&self) -> Vec<Vec<u8>> {
+        self.lock().encode_chunks(MAX_CHUNK)
+    }
+
+    pub fn heads(&self) -> Vec<HeadView> {
+        self.lock()
+            .heads()
+            .map(|c| HeadView {
+                node_id: node_id(&c.node),
+                size: c.size,
+                root: osmoda_fabric::proto::hex(&c.root),
+                time_ms: c.time_ms,
+            })
+            .collect()
+    }
+
+    pub fn forks(&self) -> Vec<ForkView> {
+        self.lock()
+            .forks()
+            .map(|(node, evidence)| ForkView {
+                node_id: node_id(node),
+                evidence: evidence
+                    .iter()
+                    .map(|e| osmoda_fabric::proto::hex(&e.encode()))
+                    .collect(),
+            })
+            .collect()
+    }
+}
