@@ -1,0 +1,191 @@
+//! One replicated document: an Automerge document plus what the node needs
+//! to store it as bytes (save, incremental save, dirty tracking).
+//!
+//! All writes go through [`Doc::transact`], one Automerge change per
+//! operation, committed with the caller's time: the crate never reads a
+//! clock. Reading and syncing never leave a transaction open, so heads are
+//! always those of committed changes.
+
+use automerge::transaction::{CommitOptions, Transaction};
+use automerge::{Automerge, AutomergeError, Change, ChangeHash};
+
+use crate::chunks::{self, ChunkKind};
+
+use crate::error::DocError;
+use crate::ids::NodeActor;
+use crate::summary::{heads_digest, HeadsDigest};
+
+/// A replicated Automerge document (one knowledge shard, or the routine
+/// book).
+#[derive(Debug)]
+pub struct Doc {
+    am: Automerge,
+    /// Heads at the last save or load: the document is dirty when its heads
+    /// differ, whatever path (local write, sync, merge) changed it.
+    saved_heads: Vec<ChangeHash>,
+}
+
+impl Doc {
+    pub(crate) fn new(actor: &NodeActor) -> Self {
+        Self {
+            am: Automerge::new().with_actor(actor.actor_id().clone()),
+            saved_heads: Vec::new(),
+        }
+    }
+
+    /// Loads a document from bytes made by [`Doc::save`] (optionally
+    /// followed by [`Doc::save_incremental`] outputs). The bytes are
+    /// untrusted: corruption is an error. The loaded document is clean.
+    pub fn load(bytes: &[u8], actor: &NodeActor) -> Result<Self, DocError> {
+        let am = Automerge::load(bytes)
+            .map_err(DocError::load)?
+            .with_actor(actor.actor_id().clone());
+        let saved_heads = am.get_heads();
+        Ok(Self { am, saved_heads })
+    }
+
+    /// The whole document, compacted. Marks it clean.
+    pub fn save(&mut self) -> Vec<u8> {
+        self.saved_heads = self.am.get_heads();
+        self.am.save()
+    }
+
+    /// The changes since the last save or load, to append to the stored
+    /// bytes (concatenated saves load as one document). Marks it clean.
+    pub fn save_incremental(&mut self) -> Vec<u8> {
+        let out = self.am.save_after(&self.saved_heads);
+        self.saved_heads = self.am.get_heads();
+        out
+    }
+
+    /// The changes not reachable from `heads`, for another replica's
+    /// [`Doc::apply_changes`]. Unknown heads are ignored, so this errs on
+    /// the side of sending more.
+    pub fn changes_since(&self, heads: &[ChangeHash]) -> Vec<u8> {
+        self.am.save_after(heads)
+    }
+
+    /// Merges changes (or a whole saved document) into this one.
+    /// Idempotent and order-free: changes whose dependencies are missing
+    /// wait inside Automerge until those arrive. Returns whether the heads
+    /// moved.
+    ///
+    /// Strict, unlike Automerge's incremental load (which skips what it
+    /// cannot parse): any malformed chunk is an error and nothing is
+    /// applied. Compressed chunks are inflated without a bound, so this is
+    /// for bytes this node stored; peers' bytes go through
+    /// [`crate::SyncSession`].
+    pub fn apply_changes(&mut self, bytes: &[u8]) -> Result<bool, DocError> {
+        let chunks = chunks::split(bytes).map_err(DocError::Framing)?;
+        let mut changes = Vec::new();
+        let mut docs = Vec::new();
+        for (kind, chunk) in chunks {
+            match kind {
+                ChunkKind::Document => docs.push(Automerge::load(chunk).map_err(DocError::load)?),
+                ChunkKind::Change | ChunkKind::Compressed => changes
+                    .push(Change::try_from(chunk).map_err(|e| DocError::Change(e.to_string()))?),
+            }
+        }
+        let before = self.am.get_heads();
+        for mut doc in docs {
+            self.am.merge(&mut doc).map_err(DocError::load)?;
+        }
+        self.am.apply_changes(changes).map_err(DocError::load)?;
+        Ok(self.am.get_heads() != before)
+    }
+
+    /// The current heads, sorted.
+    pub fn heads(&self) -> Vec<ChangeHash> {
+        self.am.get_heads()
+    }
+
+    /// The digest of the heads that goes in a gossip summary; `None` for a
+    /// document without changes (equivalent to a missing one).
+    pub fn heads_digest(&self) -> Option<HeadsDigest> {
+        let heads = self.am.get_heads();
+        (!heads.is_empty()).then(|| heads_digest(&heads))
+    }
+
+    /// Whether the document changed since the last save or load.
+    pub fn is_dirty(&self) -> bool {
+        self.am.get_heads() != self.saved_heads
+    }
+
+    /// Whether the document has no changes at all.
+    pub fn is_empty(&self) -> bool {
+        self.am.get_heads().is_empty()
+    }
+
+    pub(crate) fn am(&self) -> &Automerge {
+        &self.am
+    }
+
+    pub(crate) fn am_mut(&mut self) -> &mut Automerge {
+        &mut self.am
+    }
+
+    /// Runs `f` in one transaction committed at `now_ms`. An error from
+    /// `f` rolls everything back (the transaction is dropped uncommitted).
+    pub(crate) fn transact<T, E>(
+        &mut self,
+        now_ms: u64,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<AutomergeError>,
+    {
+        let mut tx = self.am.transaction();
+        let out = f(&mut tx)?;
+        let time = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        tx.commit_with(CommitOptions::default().with_time(time));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+    use automerge::ROOT;
+
+    fn actor() -> NodeActor {
+        NodeActor::new("node-a").expect("valid node id")
+    }
+
+    #[test]
+    fn save_load_and_dirty_tracking() {
+        let mut doc = Doc::new(&actor());
+        assert!(!doc.is_dirty() && doc.is_empty());
+        doc.transact(5, |tx| tx.put(ROOT, "k", "v").map(|_| ()))
+            .expect("put");
+        assert!(doc.is_dirty());
+        let bytes = doc.save();
+        assert!(!doc.is_dirty());
+        doc.transact(6, |tx| tx.put(ROOT, "k2", "v2").map(|_| ()))
+            .expect("put");
+        let mut stored = bytes.clone();
+        stored.extend(doc.save_incremental());
+        let loaded = Doc::load(&stored, &actor()).expect("load");
+        assert_eq!(loaded.heads(), doc.heads());
+        assert!(!loaded.is_dirty());
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(Doc::load(b"not automerge", &actor()).is_err());
+        let mut doc = Doc::new(&actor());
+        assert!(doc.apply_changes(b"garbage garbage").is_err());
+        assert!(doc
+            .apply_changes(&[0x85, 0x6f, 0x4a, 0x83, 1, 2, 3])
+            .is_err());
+        let mut other = Doc::new(&actor());
+        other
+            .transact(1, |tx| tx.put(ROOT, "k", "v").map(|_| ()))
+            .expect("put");
+        let mut bytes = other.save();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x55;
+        assert!(doc.apply_changes(&bytes).is_err());
+        assert!(Doc::load(&bytes, &actor()).is_err());
+    }
+}

@@ -1,0 +1,306 @@
+//! The sharded knowledge collection of one node.
+
+use automerge::ChangeHash;
+
+use super::entry::{self, Entry, EntryUpdate, NewEntry};
+use super::read;
+use crate::doc::Doc;
+use crate::error::KnowledgeError;
+use crate::ids::{check_id, NodeActor};
+use crate::search::{ListQuery, TextQuery};
+use crate::shard::{ShardId, SHARD_COUNT};
+use crate::summary::HeadsSummary;
+
+/// All knowledge entries known to a node, split over [`SHARD_COUNT`]
+/// Automerge documents created on first use.
+///
+/// The store does no IO: the node saves dirty shards with
+/// [`KnowledgeStore::save_dirty`] (or [`Doc::save_incremental`]) and loads
+/// them back with [`KnowledgeStore::load_shard`].
+#[derive(Debug)]
+pub struct KnowledgeStore {
+    node: NodeActor,
+    shards: Vec<Option<Doc>>,
+}
+
+fn checked(id: &str) -> Result<(), KnowledgeError> {
+    check_id(id).map_err(KnowledgeError::InvalidId)
+}
+
+impl KnowledgeStore {
+    /// An empty store whose writes are all made as `node`.
+    pub fn new(node: NodeActor) -> Self {
+        Self {
+            node,
+            shards: (0..SHARD_COUNT).map(|_| None).collect(),
+        }
+    }
+
+    pub fn node(&self) -> &NodeActor {
+        &self.node
+    }
+
+    /// Creates an entry. The id must be new: ids of deleted entries stay
+    /// taken, so a tombstone is never silently overwritten.
+    pub fn put(&mut self, new: NewEntry, now_ms: u64) -> Result<(), KnowledgeError> {
+        checked(&new.id)?;
+        entry::check_title(&new.title)?;
+        entry::check_body(&new.body)?;
+        entry::check_actor(&new.actor)?;
+        let tags = entry::check_tags(&new.tags)?;
+        let author = self.node.node_id().to_owned();
+        let doc = self.shard_mut(ShardId::of(&new.id));
+        if read::entry_obj(doc.am(), &new.id)?.is_some() {
+            return Err(KnowledgeError::AlreadyExists(new.id));
+        }
+        doc.transact(now_ms, |tx| {
+            entry::write_new(tx, &new, &tags, &author, now_ms)
+        })
+    }
+
+    /// A live entry; `None` if unknown or deleted.
+    pub fn get(&self, id: &str) -> Result<Option<Entry>, KnowledgeError> {
+        Ok(self.get_with_deleted(id)?.filter(|e| !e.deleted))
+    }
+
+    /// An entry, tombstones included.
+    pub fn get_with_deleted(&self, id: &str) -> Result<Option<Entry>, KnowledgeError> {
+        checked(id)?;
+        let Some(doc) = self.shard(ShardId::of(id)) else {
+            return Ok(None);
+        };
+        match read::entry_obj(doc.am(), id)? {
+            Some(obj) => read::read_entry(doc.am(), id, &obj).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Changes the title, body (as a text diff) and/or tags of a live entry.
+    pub fn update(
+        &mut self,
+        id: &str,
+        update: &EntryUpdate,
+        now_ms: u64,
+    ) -> Result<(), KnowledgeError> {
+        checked(id)?;
+        if let Some(title) = &update.title {
+            entry::check_title(title)?;
+        }
+        if let Some(body) = &update.body {
+            entry::check_body(body)?;
+        }
+        let tags = update.tags.as_deref().map(entry::check_tags).transpose()?;
+        let doc = self.live_doc(id)?;
+        doc.transact(now_ms, |tx| {
+            let obj = read::entry_obj(tx, id)?.ok_or_else(|| not_found(id))?;
+            entry::write_update(tx, id, &obj, update, tags.as_ref(), now_ms)
+        })
+    }
+
+    /// Replaces the body by diffing against the current text.
+    pub fn update_body(&mut self, id: &str, body: &str, now_ms: u64) -> Result<(), KnowledgeError> {
+        let update = EntryUpdate {
+            body: Some(body.to_owned()),
+            ..EntryUpdate::default()
+        };
+        self.update(id, &update, now_ms)
+    }
+
+    /// Marks an entry deleted. A tombstone rather than a map delete: the id
+    /// stays taken (a later `put` with it is refused instead of reviving
+    /// it), lists can show what was deleted and when, and a concurrent
+    /// update on another node cannot resurrect it (only `delete` ever
+    /// writes the flag). Automerge keeps history either way, so a map
+    /// delete would not free space.
+    pub fn delete(&mut self, id: &str, now_ms: u64) -> Result<(), KnowledgeError> {
+        checked(id)?;
+        let doc = self.live_doc(id)?;
+        doc.transact(now_ms, |tx| {
+            let obj = read::entry_obj(tx, id)?.ok_or_else(|| not_found(id))?;
+            entry::write_delete(tx, &obj, now_ms)
+        })
+    }
+
+    /// The shard holding `id` if the entry exists and is live.
+    fn live_doc(&mut self, id: &str) -> Result<&mut Doc, KnowledgeError> {
+        let shard = ShardId::of(id);
+        let doc = self.shards[usize::from(shard.index())]
+            .as_mut()
+            .ok_or_else(|| not_found(id))?;
+        let obj = read::entry_obj(doc.am(), id)?.ok_or_else(|| not_found(id))?;
+        let meta =
+            read::read_fields(doc.am(), &obj)
+                .meta()
+                .ok_or_else(|| KnowledgeError::Malformed {
+                    id: id.to_owned(),
+                    reason: "bad updated_ms or deleted",
+                })?;
+        if meta.deleted {
+            return Err(KnowledgeError::Deleted(id.to_owned()));
+        }
+        Ok(doc)
+    }
+
+    /// Entries matching `query`, newest first. Malformed entries (written
+    /// by a faulty or incompatible replica) are skipped.
+    pub fn list(&self, query: &ListQuery) -> Vec<Entry> {
+        let mut hits: Vec<(u64, String, ShardId)> = Vec::new();
+        for (shard, doc) in self.docs() {
+            let am = doc.am();
+            for (id, obj) in read::entries(am) {
+                if query
+                    .id_prefix
+                    .as_ref()
+                    .is_some_and(|p| !id.starts_with(p.as_str()))
+                {
+                    continue;
+                }
+                let fields = read::read_fields(am, &obj);
+                let Some(meta) = fields.meta() else {
+                    continue;
+                };
+                if meta.deleted && !query.include_deleted {
+                    continue;
+                }
+                if query.tag.as_ref().is_some_and(|t| !fields.has_tag(am, t)) {
+                    continue;
+                }
+                hits.push((meta.updated_ms, id, shard));
+            }
+        }
+        self.materialise(hits, query.limit)
+    }
+
+    /// Live entries whose title or body contain every whitespace-separated
+    /// token of `query`, ignoring case; newest first, at most `limit`.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Entry>, KnowledgeError> {
+        let query = TextQuery::parse(query)?;
+        if query.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut hits = Vec::new();
+        for (shard, doc) in self.docs() {
+            let am = doc.am();
+            for (id, obj) in read::entries(am) {
+                let fields = read::read_fields(am, &obj);
+                if fields.meta().is_none_or(|m| m.deleted) {
+                    continue;
+                }
+                let Some((title, body)) = fields.text(am) else {
+                    continue;
+                };
+                if query.matches(&title, &body) {
+                    hits.push((fields.updated_ms.unwrap_or(0), id, shard));
+                }
+            }
+        }
+        Ok(self.materialise(hits, limit))
+    }
+
+    fn materialise(&self, mut hits: Vec<(u64, String, ShardId)>, limit: usize) -> Vec<Entry> {
+        hits.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        hits.truncate(limit);
+        hits.into_iter()
+            .filter_map(|(_, id, shard)| {
+                let am = self.shard(shard)?.am();
+                let obj = read::entry_obj(am, &id).ok()??;
+                read::read_entry(am, &id, &obj).ok()
+            })
+            .collect()
+    }
+
+    /// Number of live entries.
+    pub fn len(&self) -> usize {
+        let mut n = 0;
+        for (_, doc) in self.docs() {
+            let am = doc.am();
+            for (_, obj) in read::entries(am) {
+                let meta = read::read_fields(am, &obj).meta();
+                n += usize::from(meta.is_some_and(|m| !m.deleted));
+            }
+        }
+        n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn docs(&self) -> impl Iterator<Item = (ShardId, &Doc)> {
+        ShardId::all()
+            .zip(&self.shards)
+            .filter_map(|(s, d)| Some((s, d.as_ref()?)))
+    }
+
+    /// A shard, if it was ever created here.
+    pub fn shard(&self, shard: ShardId) -> Option<&Doc> {
+        self.shards[usize::from(shard.index())].as_ref()
+    }
+
+    /// A shard, created empty on first use (e.g. to receive it by sync).
+    pub fn shard_mut(&mut self, shard: ShardId) -> &mut Doc {
+        let node = &self.node;
+        self.shards[usize::from(shard.index())].get_or_insert_with(|| Doc::new(node))
+    }
+
+    /// A shard's heads (empty for a shard never created).
+    pub fn shard_heads(&self, shard: ShardId) -> Vec<ChangeHash> {
+        self.shard(shard).map(Doc::heads).unwrap_or_default()
+    }
+
+    /// Shards changed since their last save or load.
+    pub fn dirty_shards(&self) -> Vec<ShardId> {
+        self.docs()
+            .filter(|(_, d)| d.is_dirty())
+            .map(|(s, _)| s)
+            .collect()
+    }
+
+    /// Saves every dirty shard (whole and compacted), marking it clean.
+    pub fn save_dirty(&mut self) -> Vec<(ShardId, Vec<u8>)> {
+        ShardId::all()
+            .zip(self.shards.iter_mut())
+            .filter_map(|(s, d)| {
+                let d = d.as_mut()?;
+                d.is_dirty().then(|| (s, d.save()))
+            })
+            .collect()
+    }
+
+    /// Saves every shard that exists (a full snapshot), marking all clean.
+    pub fn save_all(&mut self) -> Vec<(ShardId, Vec<u8>)> {
+        ShardId::all()
+            .zip(self.shards.iter_mut())
+            .filter_map(|(s, d)| Some((s, d.as_mut()?.save())))
+            .collect()
+    }
+
+    /// Loads a stored shard. Into a shard that already exists, the bytes
+    /// are merged (a union, so loading twice or after local writes is
+    /// harmless).
+    pub fn load_shard(&mut self, shard: ShardId, bytes: &[u8]) -> Result<(), KnowledgeError> {
+        let slot = &mut self.shards[usize::from(shard.index())];
+        match slot {
+            Some(doc) => {
+                doc.apply_changes(bytes)?;
+            }
+            None => *slot = Some(Doc::load(bytes, &self.node)?),
+        }
+        Ok(())
+    }
+
+    /// The per-shard heads digests, for gossip.
+    pub fn heads_summary(&self) -> HeadsSummary {
+        let mut summary = HeadsSummary::default();
+        for (shard, doc) in self.docs() {
+            if let Some(digest) = doc.heads_digest() {
+                summary.insert(shard, digest);
+            }
+        }
+        summary
+    }
+}
+
+fn not_found(id: &str) -> KnowledgeError {
+    KnowledgeError::NotFound(id.to_owned())
+}

@@ -1,0 +1,88 @@
+//! Sans-IO core of osmoda's replicated documents: knowledge entries and
+//! routine definitions as Automerge CRDTs, sharded, with bounded sync.
+//!
+//! # Design
+//!
+//! - **Knowledge** ([`KnowledgeStore`]): entries (title, body as Automerge
+//!   Text, tags as a set, author, times, a tombstone) live in
+//!   [`SHARD_COUNT`] = 256 Automerge documents, picked by a BLAKE3 hash of
+//!   the entry id ([`ShardId::of`]). Each shard is created on first use and
+//!   stays small (some 100 KiB at 100,000 entries), so saving a shard after
+//!   a write, or syncing the one shard that changed, costs little. Body
+//!   updates are applied as text diffs, so concurrent edits of one body
+//!   merge as text.
+//! - **Routines** ([`RoutineBook`]): definitions (cron or interval schedule,
+//!   target, bounded action) in one document, at most [`MAX_ROUTINES`].
+//! - **Storage** is the caller's: every document saves to and loads from
+//!   bytes ([`Doc::save`], [`Doc::save_incremental`], [`Doc::load`],
+//!   [`KnowledgeStore::save_dirty`], [`KnowledgeStore::load_shard`]); the
+//!   store tracks which shards are dirty.
+//! - **Sync**: [`SyncSession`] is Automerge's sync protocol for one (peer,
+//!   document) pair as a bounded state machine; [`HeadsSummary`] is the
+//!   compact per-shard heads digest a node gossips, and [`StoreSync`] runs
+//!   sessions only for the shards whose digests differ.
+//!
+//! One node writes with one Automerge actor, derived from its node id
+//! ([`NodeActor`]), so every change is attributable.
+//!
+//! # Invariants
+//!
+//! - No IO, no clock (time is a `now_ms` argument, also used as the
+//!   Automerge change time), no threads, no tokio or libp2p. (Automerge
+//!   itself draws randomness for its internal skip lists and for the
+//!   placeholder actor it replaces at once; no document content depends
+//!   on it.)
+//! - Sync messages and loaded bytes are untrusted: errors, never panics.
+//!   Sync accepts only plain change chunks, since Automerge inflates
+//!   compressed ones without a limit.
+//! - Reads tolerate anything a faulty replica may have written: malformed
+//!   entries are skipped by lists and reported by `get`.
+//!
+//! # Bounds
+//!
+//! | what | bound |
+//! |------|-------|
+//! | entry / routine id | 1–64 bytes of `[A-Za-z0-9._-]` ([`MAX_ID_BYTES`]) |
+//! | title | 256 B ([`MAX_TITLE_BYTES`]) |
+//! | body | 256 KiB ([`MAX_BODY_BYTES`]) |
+//! | tags | 32 ([`MAX_TAGS`]) of 1–64 B ([`MAX_TAG_BYTES`]) |
+//! | routines | 10,000; name 128 B; schedule 128 B; command 1 KiB; 64 args of 1 KiB; timeout 1 s–1 day; 256 target nodes |
+//! | sync message | 4 MiB, sent and received ([`SyncLimits`]) |
+//! | sync session | 32 useless rounds in a row, 4,096 rounds, 256 MiB received |
+//! | heads summary | 4,613 B ([`MAX_SUMMARY_BYTES`]) |
+//!
+//! Bounds are checked on input. Concurrent edits can exceed some after a
+//! merge (two nodes each adding 20 tags); reads then return what merged.
+
+mod chunks;
+mod doc;
+mod error;
+mod ids;
+mod knowledge;
+mod routines;
+mod search;
+mod shard;
+mod store_sync;
+mod summary;
+mod sync;
+
+pub use doc::Doc;
+pub use error::{DocError, IdError, KnowledgeError, RoutineError, SummaryError, SyncError};
+pub use ids::{check_id, derive_id, NodeActor, MAX_ID_BYTES, MAX_NODE_ID_BYTES};
+pub use knowledge::{
+    Entry, EntryUpdate, KnowledgeStore, NewEntry, MAX_BODY_BYTES, MAX_TAGS, MAX_TAG_BYTES,
+    MAX_TITLE_BYTES,
+};
+pub use routines::{
+    Action, NewRoutine, Routine, RoutineBook, Schedule, Target, MAX_ARGS, MAX_ARG_BYTES,
+    MAX_COMMAND_BYTES, MAX_INTERVAL_SECS, MAX_LABEL_BYTES, MAX_NAME_BYTES, MAX_ROUTINES,
+    MAX_SCHEDULE_BYTES, MAX_TARGET_NODES, MAX_TIMEOUT_SECS,
+};
+pub use search::{ListQuery, MAX_QUERY_BYTES};
+pub use shard::{ShardId, SHARD_COUNT};
+pub use store_sync::StoreSync;
+pub use summary::{heads_digest, HeadsDigest, HeadsSummary, MAX_SUMMARY_BYTES};
+pub use sync::{SyncLimits, SyncSession, SyncStats};
+
+/// Automerge's change hash, the unit of document heads.
+pub use automerge::ChangeHash;

@@ -1,0 +1,264 @@
+//! Bounded Automerge sync sessions, one per (peer, document).
+//!
+//! [`SyncSession`] wraps `automerge::sync::State` and adds the bounds the
+//! network layer needs, since the peer is only as trustworthy as its node:
+//!
+//! - **Message size**: incoming messages over `max_message_bytes` are
+//!   refused; outgoing ones are split to fit (see below).
+//! - **Progress**: a round is useful when it changed our heads, or the peer
+//!   advertised heads not seen before in this session. `max_idle_rounds`
+//!   useless rounds in a row end the session, so a peer replaying messages
+//!   (or asking for the same changes forever) is cut off.
+//! - **Memory**: only plain change chunks are accepted. Automerge inflates
+//!   compressed chunks and saved documents with no limit, so a 4 MiB
+//!   message could otherwise grow to gigabytes; change chunks decode to
+//!   roughly their own size. The session also caps the bytes it receives
+//!   and its rounds, which bounds changes waiting for missing dependencies.
+//! - **Input Automerge trusts**: hash lists (heads, needs, last syncs) must
+//!   be strictly sorted, as honest peers send them; Automerge panics on a
+//!   duplicate need and asserts sortedness when replying.
+//!
+//! To keep the memory rule, a session never sends Automerge's "v2" messages
+//! (a whole compressed document): it hides the peer's v2 capability from
+//! Automerge, so every change goes as its own chunk. That also lets a big
+//! catch-up be split: changes that do not fit one message are withheld and
+//! go in the next round.
+//!
+//! A session that failed stays failed; every error ends it.
+
+use std::collections::HashSet;
+
+use automerge::sync::{Capability, Message, SyncDoc};
+use automerge::{Change, ChangeHash};
+
+use crate::chunks::{self, leb128_len, ChunkKind};
+use crate::doc::Doc;
+use crate::error::SyncError;
+use crate::summary::{heads_digest, HeadsDigest};
+
+/// Bounds of one sync session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncLimits {
+    /// Largest message sent or accepted.
+    pub max_message_bytes: usize,
+    /// Useless rounds in a row before the session fails.
+    pub max_idle_rounds: u32,
+    /// Messages received in one session.
+    pub max_rounds: u64,
+    /// Bytes received in one session.
+    pub max_session_bytes: u64,
+}
+
+impl Default for SyncLimits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 << 20,
+            max_idle_rounds: 32,
+            max_rounds: 4096,
+            max_session_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Counters of a session, for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    pub messages_sent: u64,
+    pub bytes_sent: u64,
+    pub messages_received: u64,
+    pub bytes_received: u64,
+}
+
+/// The sync state machine for one document with one peer.
+#[derive(Debug)]
+pub struct SyncSession {
+    state: automerge::sync::State,
+    limits: SyncLimits,
+    stats: SyncStats,
+    idle_rounds: u32,
+    /// Digests of every heads set the peer advertised in this session
+    /// (bounded by `max_rounds`).
+    seen_peer_heads: HashSet<HeadsDigest>,
+    failed: Option<String>,
+}
+
+impl SyncSession {
+    pub fn new(limits: SyncLimits) -> Self {
+        Self {
+            state: automerge::sync::State::new(),
+            limits,
+            stats: SyncStats::default(),
+            idle_rounds: 0,
+            seen_peer_heads: HashSet::new(),
+            failed: None,
+        }
+    }
+
+    pub fn stats(&self) -> SyncStats {
+        self.stats
+    }
+
+    pub fn has_failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// Whether the peer's last advertised heads equal ours: the document is
+    /// in sync as far as this session knows.
+    pub fn in_sync(&self, doc: &Doc) -> bool {
+        self.state.their_heads.as_ref() == Some(&doc.heads())
+    }
+
+    fn fail(&mut self, e: SyncError) -> SyncError {
+        self.failed = Some(e.to_string());
+        e
+    }
+
+    fn check_alive(&self) -> Result<(), SyncError> {
+        match &self.failed {
+            Some(why) => Err(SyncError::Failed(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// The next message for the peer, `None` when there is nothing to say
+    /// until it answers (or everything is in sync).
+    pub fn generate_message(&mut self, doc: &Doc) -> Result<Option<Vec<u8>>, SyncError> {
+        self.check_alive()?;
+        if let Some(caps) = self.state.their_capabilities.as_mut() {
+            caps.retain(|c| *c != Capability::MessageV2);
+        }
+        let Some(msg) = doc.am().generate_sync_message(&mut self.state) else {
+            return Ok(None);
+        };
+        let bytes = match self.fit(msg) {
+            Ok(bytes) => bytes,
+            Err(e) => return Err(self.fail(e)),
+        };
+        self.stats.messages_sent += 1;
+        self.stats.bytes_sent += bytes.len() as u64;
+        Ok(Some(bytes))
+    }
+
+    /// Encodes `msg`, withholding trailing changes if it is too large. The
+    /// withheld changes are removed from the state's "sent" set, so the
+    /// next round sends them once the peer's reply shows it lacks them.
+    fn fit(&mut self, msg: Message) -> Result<Vec<u8>, SyncError> {
+        let max = self.limits.max_message_bytes;
+        let full = msg.clone().encode();
+        if full.len() <= max {
+            return Ok(full);
+        }
+        let chunks: Vec<&[u8]> = msg.changes.iter().collect();
+        let cost = |c: &[u8]| c.len() + leb128_len(c.len() as u64);
+        let fixed = full.len() - chunks.iter().map(|c| cost(c)).sum::<usize>();
+        let mut used = fixed;
+        let mut keep = 0;
+        while keep < chunks.len() && used + cost(chunks[keep]) <= max {
+            used += cost(chunks[keep]);
+            keep += 1;
+        }
+        if keep == 0 {
+            let len = chunks.first().map_or(full.len(), |c| c.len());
+            return Err(SyncError::ChangeTooLarge { len, max });
+        }
+        for chunk in &chunks[keep..] {
+            // Our own changes: they parse. Should one not, it simply stays
+            // marked as sent, and the peer's `need` will ask for it again.
+            if let Ok(change) = Change::try_from(*chunk) {
+                self.state.sent_hashes.remove(&change.hash());
+            }
+        }
+        let kept: Vec<Vec<u8>> = chunks[..keep].iter().map(|c| c.to_vec()).collect();
+        let trimmed = Message {
+            changes: kept.into(),
+            ..msg
+        };
+        let bytes = trimmed.encode();
+        if bytes.len() > max {
+            return Err(SyncError::MessageTooLarge {
+                len: bytes.len(),
+                max,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Applies a message from the peer. Returns whether our document
+    /// changed (the caller then has dirty state to save).
+    pub fn receive_message(&mut self, doc: &mut Doc, bytes: &[u8]) -> Result<bool, SyncError> {
+        self.check_alive()?;
+        match self.receive_inner(doc, bytes) {
+            Ok(changed) => Ok(changed),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn receive_inner(&mut self, doc: &mut Doc, bytes: &[u8]) -> Result<bool, SyncError> {
+        let max = self.limits.max_message_bytes;
+        if bytes.len() > max {
+            return Err(SyncError::MessageTooLarge {
+                len: bytes.len(),
+                max,
+            });
+        }
+        self.stats.messages_received += 1;
+        self.stats.bytes_received += bytes.len() as u64;
+        if self.stats.bytes_received > self.limits.max_session_bytes {
+            return Err(SyncError::SessionBudget {
+                total: self.stats.bytes_received,
+                max: self.limits.max_session_bytes,
+            });
+        }
+        if self.stats.messages_received > self.limits.max_rounds {
+            return Err(SyncError::TooManyRounds {
+                rounds: self.stats.messages_received,
+            });
+        }
+        let msg = Message::decode(bytes).map_err(|e| SyncError::Decode(e.to_string()))?;
+        // Honest peers send every hash list sorted and without duplicates.
+        // Automerge trusts that: unsorted lists trip a debug assertion when
+        // we encode our reply, and a duplicate in `need` makes it panic
+        // while collecting changes. So anything else is refused here.
+        let sorted = |h: &[ChangeHash]| h.windows(2).all(|w| w[0] < w[1]);
+        if !sorted(&msg.heads)
+            || !sorted(&msg.need)
+            || msg.have.iter().any(|h| !sorted(&h.last_sync))
+        {
+            return Err(SyncError::Decode(
+                "hash lists are not strictly sorted".into(),
+            ));
+        }
+        for chunk in msg.changes.iter() {
+            check_change_chunks(chunk)?;
+        }
+        let peer_heads = heads_digest(&msg.heads);
+        let before: Vec<ChangeHash> = doc.heads();
+        doc.am_mut()
+            .receive_sync_message(&mut self.state, msg)
+            .map_err(|e| SyncError::Apply(e.to_string()))?;
+        let changed = doc.heads() != before;
+        let new_peer_heads = self.seen_peer_heads.insert(peer_heads);
+        if changed || new_peer_heads {
+            self.idle_rounds = 0;
+        } else {
+            self.idle_rounds += 1;
+            if self.idle_rounds > self.limits.max_idle_rounds {
+                return Err(SyncError::NoProgress {
+                    rounds: self.idle_rounds,
+                });
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// Checks that `bytes` holds only plain (uncompressed) change chunks.
+fn check_change_chunks(bytes: &[u8]) -> Result<(), SyncError> {
+    let chunks = chunks::split(bytes).map_err(SyncError::ForbiddenChunk)?;
+    if chunks.iter().any(|(kind, _)| *kind != ChunkKind::Change) {
+        return Err(SyncError::ForbiddenChunk(
+            "not a plain change (a document or compressed chunk)",
+        ));
+    }
+    Ok(())
+}
