@@ -154,3 +154,29 @@ fn a_node_that_forks_its_log_is_reported_by_the_others() {
         .any(|e| e["action"] == "audit.fork" && e["target"] == victim.as_str());
     assert!(audited, "n0 did not audit the fork");
 }
+
+#[test]
+fn a_member_fetches_and_verifies_another_nodes_log() {
+    use std::time::Duration;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = fleet(tmp.path(), 2);
+    nodes[0].start_local(&[]);
+    let boot = nodes[0].addr("tcp");
+    nodes[1].start_local(&[boot]);
+    assert!(common::wait_until(Duration::from_secs(20), || nodes[1].peer_ids().len() == 1));
+    // Enough entries for several requests (48 records each).
+    for i in 0..60 {
+        let _ = nodes[0].cli(&["mesh", "broadcast", &format!("entry {i}")]);
+    }
+    let id = nodes[0].node_id();
+    let report = nodes[1].json(&["audit", "verify", "--node", &id]);
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(report["entries"].as_u64().unwrap() >= 63, "{report}");
+
+    let theirs = nodes[1].json(&["audit", "log", "--node", &id, "--limit", "10"]);
+    let own = nodes[0].json(&["audit", "log", "--limit", "10"]);
+    assert_eq!(theirs, own);
+
+    let out = nodes[1].cli(&["audit", "verify", "--node", "not-a-node"]);
+    assert_eq!(out.status.code(), Some(4));
+}

@@ -32,14 +32,33 @@ pub enum DirectRequest {
     /// Sent on every new connection so that revocations reach nodes that
     /// were away when they were gossiped. Hex-encoded binary revocations.
     Revocations { revocations: Vec<String> },
+    /// Entries `start..start+count` of `node`'s audit log (hex of its
+    /// identity key), answered by that node itself.
+    AuditRange {
+        node: String,
+        start: u64,
+        count: u32,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DirectResponse {
     Ack,
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
+    /// The owner's latest signed checkpoint and the stored records
+    /// (`chain || entry`), hex-encoded.
+    AuditRange {
+        checkpoint: String,
+        records: Vec<String>,
+    },
 }
+
+/// Most audit records one request may ask for; keeps responses under the
+/// 1 MiB message limit (records are at most 8 KiB, hex doubles them).
+pub const MAX_AUDIT_RECORDS_PER_REQUEST: u32 = 48;
 
 /// Limits on connections: a misbehaving or very large fleet cannot make a
 /// node hold unbounded connection state.

@@ -10,7 +10,7 @@ use osmoda_fabric_proto::Revocation;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::behaviour::Limits;
+use crate::behaviour::{DirectRequest, DirectResponse, Limits};
 use crate::membership::Membership;
 
 /// Commands waiting for the fabric loop.
@@ -157,6 +157,13 @@ pub enum FabricEvent {
     },
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),
+    /// A peer's request that the node answers (an audit range); answer it
+    /// with [`FabricHandle::respond`] and this `id`.
+    Request {
+        id: u64,
+        peer: PeerId,
+        request: DirectRequest,
+    },
 }
 
 pub(crate) enum Command {
@@ -166,10 +173,14 @@ pub(crate) enum Command {
         text: String,
         reply: oneshot::Sender<Result<(), FabricError>>,
     },
-    Send {
+    Request {
         peer: PeerId,
-        text: String,
-        reply: oneshot::Sender<Result<(), FabricError>>,
+        request: DirectRequest,
+        reply: oneshot::Sender<Result<DirectResponse, FabricError>>,
+    },
+    Respond {
+        id: u64,
+        response: DirectResponse,
     },
     Publish {
         topic: &'static str,
@@ -229,9 +240,41 @@ impl FabricHandle {
         self.ask(|reply| Command::Broadcast { text, reply }).await?
     }
 
+    /// Sends a text to one connected member and waits for its acknowledgement.
     pub async fn send(&self, peer: PeerId, text: String) -> Result<(), FabricError> {
-        self.ask(|reply| Command::Send { peer, text, reply })
-            .await?
+        if text.len() > crate::topics::MAX_TEXT_LEN {
+            return Err(FabricError::TooLarge(text.len()));
+        }
+        let request = DirectRequest::Text(crate::topics::MeshText {
+            text,
+            sent_at_ms: crate::runtime::now_ms(),
+        });
+        match self.request(peer, request).await? {
+            DirectResponse::Ack => Ok(()),
+            DirectResponse::Refused { reason } => Err(FabricError::Delivery(reason)),
+            other => Err(FabricError::Delivery(format!(
+                "unexpected answer {other:?}"
+            ))),
+        }
+    }
+
+    /// Sends a direct request to a connected peer and waits for the answer.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        request: DirectRequest,
+    ) -> Result<DirectResponse, FabricError> {
+        self.ask(|reply| Command::Request {
+            peer,
+            request,
+            reply,
+        })
+        .await?
+    }
+
+    /// Answers a [`FabricEvent::Request`].
+    pub async fn respond(&self, id: u64, response: DirectResponse) {
+        let _ = self.commands.send(Command::Respond { id, response }).await;
     }
 
     /// Publishes raw bytes on one of [`crate::topics::ALL`].

@@ -29,8 +29,12 @@ use crate::handle::{
 };
 use crate::membership::{node_key_of, peer_id_of, Membership, Security};
 use crate::pq_tcp::PqUpgrade;
+
+mod direct;
+
 use crate::topics::{self, FleetMessage, MeshText, MAX_TEXT_LEN};
 use crate::Credentials;
+use direct::decode_revocation;
 
 /// How often the loop retries bootstrap addresses while it has no peer.
 const BOOTSTRAP_RETRY: Duration = Duration::from_secs(5);
@@ -68,7 +72,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -153,7 +157,9 @@ pub fn start(
         listen_addrs: Vec::new(),
         connected: HashMap::new(),
         rtt: HashMap::new(),
-        pending_sends: HashMap::new(),
+        pending_requests: HashMap::new(),
+        pending_inbound: HashMap::new(),
+        next_inbound: 0,
     };
     let task = tokio::spawn(fabric.run(command_rx));
     Ok((handle, event_rx, task))
@@ -171,10 +177,14 @@ struct FabricLoop {
     /// Remote address of one live connection per peer.
     connected: HashMap<PeerId, Multiaddr>,
     rtt: HashMap<PeerId, Duration>,
-    pending_sends: HashMap<
+    /// Our requests waiting for an answer; bounded by the request timeout.
+    pending_requests: HashMap<
         request_response::OutboundRequestId,
-        tokio::sync::oneshot::Sender<Result<(), FabricError>>,
+        tokio::sync::oneshot::Sender<Result<DirectResponse, FabricError>>,
     >,
+    /// Peers' requests handed to the node, waiting for its answer.
+    pending_inbound: HashMap<u64, request_response::ResponseChannel<DirectResponse>>,
+    next_inbound: u64,
 }
 
 impl FabricLoop {
@@ -232,7 +242,12 @@ impl FabricLoop {
             Command::Broadcast { text, reply } => {
                 let _ = reply.send(self.broadcast(text));
             }
-            Command::Send { peer, text, reply } => self.send_text(peer, text, reply),
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => self.send_request(peer, request, reply),
+            Command::Respond { id, response } => self.respond(id, response),
             Command::Publish { topic, data, reply } => {
                 let _ = reply.send(self.publish(topic, data));
             }
@@ -299,30 +314,6 @@ impl FabricLoop {
         };
         let data = serde_json::to_vec(&msg).map_err(|e| FabricError::Publish(e.to_string()))?;
         self.publish(topics::MESH, data)
-    }
-
-    fn send_text(
-        &mut self,
-        peer: PeerId,
-        text: String,
-        reply: tokio::sync::oneshot::Sender<Result<(), FabricError>>,
-    ) {
-        if text.len() > MAX_TEXT_LEN {
-            let _ = reply.send(Err(FabricError::TooLarge(text.len())));
-            return;
-        }
-        if !self.connected.contains_key(&peer) {
-            let _ = reply.send(Err(FabricError::NotConnected(peer)));
-            return;
-        }
-        let id = self.swarm.behaviour_mut().direct.send_request(
-            &peer,
-            DirectRequest::Text(MeshText {
-                text,
-                sent_at_ms: now_ms(),
-            }),
-        );
-        self.pending_sends.insert(id, reply);
     }
 
     /// Verifies and records a revocation; if it is new, cuts the node off,
@@ -561,74 +552,4 @@ impl FabricLoop {
             .unwrap_or_else(PoisonError::into_inner)
             .push(entry);
     }
-
-    fn on_direct(&mut self, event: request_response::Event<DirectRequest, DirectResponse>) {
-        match event {
-            request_response::Event::Message {
-                peer,
-                message:
-                    request_response::Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            } => {
-                let response = match request {
-                    DirectRequest::Text(msg) if msg.text.len() <= MAX_TEXT_LEN => {
-                        self.push_inbox("direct", Some(peer), msg);
-                        DirectResponse::Ack
-                    }
-                    DirectRequest::Text(_) => DirectResponse::Refused {
-                        reason: "text too long".into(),
-                    },
-                    DirectRequest::Revocations { revocations } => {
-                        for rev in revocations.iter().take(MAX_REVOCATIONS_PER_SYNC) {
-                            if let Some(rev) = decode_revocation(rev) {
-                                if let Err(e) = self.apply_revocation(&rev, true, Some(peer)) {
-                                    warn!(%peer, error = %e, "peer sent an invalid revocation");
-                                }
-                            }
-                        }
-                        DirectResponse::Ack
-                    }
-                };
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .direct
-                    .send_response(channel, response);
-            }
-            request_response::Event::Message {
-                message:
-                    request_response::Message::Response {
-                        request_id,
-                        response,
-                    },
-                ..
-            } => {
-                if let Some(reply) = self.pending_sends.remove(&request_id) {
-                    let _ = reply.send(match response {
-                        DirectResponse::Ack => Ok(()),
-                        DirectResponse::Refused { reason } => Err(FabricError::Delivery(reason)),
-                    });
-                }
-            }
-            request_response::Event::OutboundFailure {
-                request_id, error, ..
-            } => {
-                if let Some(reply) = self.pending_sends.remove(&request_id) {
-                    let _ = reply.send(Err(FabricError::Delivery(error.to_string())));
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-fn decode_revocation(hex: &str) -> Option<Revocation> {
-    if hex.len() != 2 * osmoda_fabric_proto::cert::REVOCATION_LEN {
-        return None;
-    }
-    let bytes =
-        osmoda_fabric_proto::parse_hex::<{ osmoda_fabric_proto::cert::REVOCATION_LEN }>(hex)?;
-    Revocation::decode(&bytes).ok()
 }

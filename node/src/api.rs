@@ -272,6 +272,9 @@ async fn revoke(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LogQuery {
+    /// Another node's id: fetch from that node instead of reading our own.
+    #[serde(default)]
+    node: Option<String>,
     #[serde(default)]
     start: u64,
     #[serde(default = "default_limit")]
@@ -297,12 +300,49 @@ async fn audit_log(
     >,
 ) -> ApiResult<Vec<crate::audit::EntryView>> {
     let axum::extract::Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    Ok(Json(
-        crate::audit::read_entries(s.audit.store(), q.start, q.limit).map_err(internal)?,
-    ))
+    let entries = match remote_peer(&s, q.node.as_deref())? {
+        Some(peer) => crate::audit::read_remote(&s.fabric, peer, q.start, q.limit)
+            .await
+            .map_err(gateway)?,
+        None => crate::audit::read_entries(s.audit.store(), q.start, q.limit).map_err(internal)?,
+    };
+    Ok(Json(entries))
 }
 
-async fn audit_verify(State(s): State<ApiState>) -> ApiResult<crate::audit::VerifyReport> {
+fn gateway(e: anyhow::Error) -> ApiError {
+    ApiError {
+        status: StatusCode::BAD_GATEWAY,
+        message: format!("{e:#}"),
+    }
+}
+
+/// `None` for this node; the peer id of another node.
+fn remote_peer(s: &ApiState, node: Option<&str>) -> Result<Option<PeerId>, ApiError> {
+    let Some(node) = node else { return Ok(None) };
+    let peer: PeerId = node
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("{node:?} is not a node id")))?;
+    Ok((peer != s.fabric.local_peer_id()).then_some(peer))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct VerifyBody {
+    #[serde(default)]
+    node: Option<String>,
+}
+
+async fn audit_verify(
+    State(s): State<ApiState>,
+    body: std::result::Result<Json<VerifyBody>, JsonRejection>,
+) -> ApiResult<crate::audit::VerifyReport> {
+    let Json(body) = body?;
+    if let Some(peer) = remote_peer(&s, body.node.as_deref())? {
+        let report = crate::audit::verify_remote(&s.fabric, peer)
+            .await
+            .map_err(gateway)?;
+        return Ok(Json(report));
+    }
     let owner = osmoda_fabric::node_key_of(&s.fabric.local_peer_id())
         .ok_or_else(|| internal(anyhow::anyhow!("local node id carries no key")))?;
     Ok(Json(

@@ -51,6 +51,9 @@ pub enum Command {
 pub enum AuditCommand {
     /// Show entries of this node's audit log, oldest first.
     Log {
+        /// Another node's id: fetch its log from it (48 entries at most).
+        #[arg(long)]
+        node: Option<String>,
         /// First sequence number to show.
         #[arg(long, default_value_t = 0)]
         start: u64,
@@ -60,7 +63,12 @@ pub enum AuditCommand {
     },
     /// Check every stored entry, the hash chain and the signed checkpoint;
     /// names the first entry that fails. Exit code 1 when one does.
-    Verify,
+    Verify {
+        /// Another node's id: fetch its whole log from it and verify it
+        /// against the checkpoint it signed.
+        #[arg(long)]
+        node: Option<String>,
+    },
     /// The latest signed checkpoint of every node's log, as gossiped.
     Heads,
     /// Nodes with evidence that they forked their audit log.

@@ -185,10 +185,13 @@ async fn fleet_command(data: &DataDir, json: bool, command: FleetCommand) -> Res
 /// Asks the running node; when none runs, reads the store directly.
 async fn audit_command(data: &DataDir, json: bool, command: AuditCommand) -> Result<()> {
     match command {
-        AuditCommand::Log { start, limit } => {
-            let path = format!("/v1/audit/log?start={start}&limit={limit}");
+        AuditCommand::Log { node, start, limit } => {
+            let mut path = format!("/v1/audit/log?start={start}&limit={limit}");
+            if let Some(node) = &node {
+                path.push_str(&format!("&node={node}"));
+            }
             let entries = match api(data, Method::GET, &path, None).await {
-                Err(e) if e.downcast_ref::<client::NotRunning>().is_some() => {
+                Err(e) if node.is_none() && e.downcast_ref::<client::NotRunning>().is_some() => {
                     serde_json::to_value(audit::read_entries(&data.store()?, start, limit)?)?
                 }
                 other => other?,
@@ -206,9 +209,10 @@ async fn audit_command(data: &DataDir, json: bool, command: AuditCommand) -> Res
             output::audit_forks(json, &v);
             Ok(())
         }
-        AuditCommand::Verify => {
-            let report = match api(data, Method::POST, "/v1/audit/verify", Some(json!({}))).await {
-                Err(e) if e.downcast_ref::<client::NotRunning>().is_some() => {
+        AuditCommand::Verify { node } => {
+            let body = json!({ "node": node });
+            let report = match api(data, Method::POST, "/v1/audit/verify", Some(body)).await {
+                Err(e) if node.is_none() && e.downcast_ref::<client::NotRunning>().is_some() => {
                     let owner = data.cert()?.node;
                     serde_json::to_value(audit::verify_stored(&data.store()?, &owner)?)?
                 }

@@ -14,6 +14,7 @@ use osmoda_crdt_state::{Actor, Outcome};
 use crate::api::{self, ApiState, NodeInfo};
 use crate::audit::AuditLog;
 use crate::heads::FleetHeads;
+use osmoda_fabric::behaviour::{DirectRequest, DirectResponse, MAX_AUDIT_RECORDS_PER_REQUEST};
 use osmoda_fabric::topics;
 
 /// How often the node stores a signed checkpoint of its audit log, when it grew.
@@ -22,6 +23,24 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(250);
 /// How often the node gossips everything it knows of the fleet's heads.
 const STATE_EVERY: Duration = Duration::from_secs(30);
+
+/// Answers a peer's request that the fabric handed to the node.
+fn answer(audit: &AuditLog, own: &[u8; 32], request: DirectRequest) -> DirectResponse {
+    let refuse = |reason: String| DirectResponse::Refused { reason };
+    match request {
+        DirectRequest::AuditRange { node, start, count } if node == hex(own) => {
+            match audit.serve_range(start, count.min(MAX_AUDIT_RECORDS_PER_REQUEST)) {
+                Ok((cp, records)) => DirectResponse::AuditRange {
+                    checkpoint: hex(&cp.encode()),
+                    records: records.iter().map(|r| hex(r)).collect(),
+                },
+                Err(e) => refuse(format!("cannot read the audit log: {e:#}")),
+            }
+        }
+        DirectRequest::AuditRange { .. } => refuse("only a node serves its own audit log".into()),
+        _ => refuse("not answered by the node".into()),
+    }
+}
 
 /// Logs and audits fork evidence that is new here.
 async fn report_forks(audit: &AuditLog, nodes: Vec<osmoda_crdt_state::NodeKey>) {
@@ -119,6 +138,7 @@ pub async fn run(
     let listener = api::bind(&socket)?;
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let heads = Arc::new(FleetHeads::default());
+    let node_key = cert.node;
     let app = api::router(ApiState {
         fabric: fabric.clone(),
         node: node.clone(),
@@ -192,6 +212,9 @@ pub async fn run(
                             warn!(error = %e, "cannot audit a revocation");
                         }
                     }
+                }
+                Some(FabricEvent::Request { id, request, .. }) => {
+                    fabric.respond(id, answer(&audit, &node_key, request)).await;
                 }
                 Some(FabricEvent::Gossip { topic, data, source }) if topic == topics::AUDIT => {
                     match heads.merge_gossip(&data) {

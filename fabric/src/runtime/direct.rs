@@ -1,0 +1,150 @@
+//! The direct (one peer to one peer) protocol inside the fabric loop: our
+//! requests and their answers, peers' requests answered here (texts,
+//! revocations) or by the node (audit ranges).
+
+use libp2p::{request_response, PeerId};
+use osmoda_fabric_proto::Revocation;
+use tokio::sync::oneshot;
+use tracing::warn;
+
+use super::FabricLoop;
+use crate::behaviour::{DirectRequest, DirectResponse, MAX_REVOCATIONS_PER_SYNC};
+use crate::handle::{FabricError, FabricEvent};
+use crate::topics::MAX_TEXT_LEN;
+
+/// Peers' requests the node may have in hand at once; more are refused.
+const MAX_PENDING_INBOUND: usize = 64;
+
+impl FabricLoop {
+    pub(super) fn send_request(
+        &mut self,
+        peer: PeerId,
+        request: DirectRequest,
+        reply: oneshot::Sender<Result<DirectResponse, FabricError>>,
+    ) {
+        if !self.connected.contains_key(&peer) {
+            let _ = reply.send(Err(FabricError::NotConnected(peer)));
+            return;
+        }
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .direct
+            .send_request(&peer, request);
+        self.pending_requests.insert(id, reply);
+    }
+
+    pub(super) fn respond(&mut self, id: u64, response: DirectResponse) {
+        if let Some(channel) = self.pending_inbound.remove(&id) {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .direct
+                .send_response(channel, response);
+        }
+    }
+
+    /// Hands a request to the node, or refuses it when the node is busy.
+    fn forward(
+        &mut self,
+        peer: PeerId,
+        request: DirectRequest,
+        channel: request_response::ResponseChannel<DirectResponse>,
+    ) {
+        // Channels whose requester gave up are dropped on the next pass.
+        self.pending_inbound.retain(|_, c| c.is_open());
+        let id = self.next_inbound;
+        let handed = self.pending_inbound.len() < MAX_PENDING_INBOUND
+            && self
+                .events
+                .try_send(FabricEvent::Request { id, peer, request })
+                .is_ok();
+        if handed {
+            self.next_inbound += 1;
+            self.pending_inbound.insert(id, channel);
+        } else {
+            let busy = DirectResponse::Refused {
+                reason: "busy".into(),
+            };
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .direct
+                .send_response(channel, busy);
+        }
+    }
+
+    pub(super) fn on_direct(
+        &mut self,
+        event: request_response::Event<DirectRequest, DirectResponse>,
+    ) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let response = match request {
+                    DirectRequest::Text(msg) if msg.text.len() <= MAX_TEXT_LEN => {
+                        self.push_inbox("direct", Some(peer), msg);
+                        DirectResponse::Ack
+                    }
+                    DirectRequest::Text(_) => DirectResponse::Refused {
+                        reason: "text too long".into(),
+                    },
+                    DirectRequest::Revocations { revocations } => {
+                        for rev in revocations.iter().take(MAX_REVOCATIONS_PER_SYNC) {
+                            if let Some(rev) = decode_revocation(rev) {
+                                if let Err(e) = self.apply_revocation(&rev, true, Some(peer)) {
+                                    warn!(%peer, error = %e, "peer sent an invalid revocation");
+                                }
+                            }
+                        }
+                        DirectResponse::Ack
+                    }
+                    request @ DirectRequest::AuditRange { .. } => {
+                        self.forward(peer, request, channel);
+                        return;
+                    }
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .direct
+                    .send_response(channel, response);
+            }
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(reply) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(reply) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Err(FabricError::Delivery(error.to_string())));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+pub(super) fn decode_revocation(hex: &str) -> Option<Revocation> {
+    if hex.len() != 2 * osmoda_fabric_proto::cert::REVOCATION_LEN {
+        return None;
+    }
+    let bytes =
+        osmoda_fabric_proto::parse_hex::<{ osmoda_fabric_proto::cert::REVOCATION_LEN }>(hex)?;
+    Revocation::decode(&bytes).ok()
+}
