@@ -163,7 +163,10 @@ fn a_member_fetches_and_verifies_another_nodes_log() {
     nodes[0].start_local(&[]);
     let boot = nodes[0].addr("tcp");
     nodes[1].start_local(&[boot]);
-    assert!(common::wait_until(Duration::from_secs(20), || nodes[1].peer_ids().len() == 1));
+    assert!(common::wait_until(Duration::from_secs(20), || nodes[1]
+        .peer_ids()
+        .len()
+        == 1));
     // Enough entries for several requests (48 records each).
     for i in 0..60 {
         let _ = nodes[0].cli(&["mesh", "broadcast", &format!("entry {i}")]);

@@ -30,16 +30,17 @@ pub struct ApiState {
     pub node: NodeInfo,
     pub audit: Arc<AuditLog>,
     pub heads: Arc<crate::heads::FleetHeads>,
+    pub docs: Arc<crate::docs::Docs>,
 }
 
 impl ApiState {
     /// Audits an operator's action with the outcome it had. A failure to
     /// audit fails the request: an unaudited change must not look done.
-    async fn audit<T>(
+    pub(crate) async fn audit<T, E: std::fmt::Display>(
         &self,
         action: &str,
         target: &str,
-        result: &Result<T, FabricError>,
+        result: &Result<T, E>,
     ) -> Result<(), ApiError> {
         let outcome = match result {
             Ok(_) => Outcome::Ok,
@@ -70,12 +71,12 @@ pub struct NodeInfo {
 
 /// An error with the status code that says whose fault it is.
 pub struct ApiError {
-    status: StatusCode,
-    message: String,
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
 }
 
 impl ApiError {
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
@@ -114,7 +115,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = std::result::Result<Json<T>, ApiError>;
+pub(crate) type ApiResult<T> = std::result::Result<Json<T>, ApiError>;
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
@@ -129,6 +130,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/audit/record", post(audit_record))
         .route("/v1/audit/heads", get(audit_heads))
         .route("/v1/audit/forks", get(audit_forks))
+        .merge(crate::docs_api::routes())
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,

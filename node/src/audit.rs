@@ -150,7 +150,15 @@ impl AuditLog {
                     .take(osmoda_crdt_state::entry::MAX_TARGET_LEN / 4)
                     .collect(),
                 ring: 0,
-                outcome,
+                outcome: match outcome {
+                    Outcome::Failed(reason) => Outcome::Failed(
+                        reason
+                            .chars()
+                            .take(osmoda_crdt_state::entry::MAX_REASON_LEN / 4)
+                            .collect(),
+                    ),
+                    other => other,
+                },
                 details: details
                     .chars()
                     .take(osmoda_crdt_state::entry::MAX_DETAILS_LEN / 4)

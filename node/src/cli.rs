@@ -45,6 +45,90 @@ pub enum Command {
     /// Read and verify this node's audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Knowledge entries: put, get, list, search, remove.
+    #[command(subcommand)]
+    Knowledge(KnowledgeCommand),
+    /// Routine definitions (running them comes with the scheduler).
+    #[command(subcommand)]
+    Routine(RoutineCommand),
+}
+
+#[derive(Subcommand)]
+pub enum KnowledgeCommand {
+    /// Store a new entry; prints its id.
+    Put {
+        #[arg(long)]
+        title: String,
+        /// Tag (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// The body text.
+        #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+        body: Option<String>,
+        /// Read the body from a file (`-` for standard input).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Show one entry.
+    Get { id: String },
+    /// List entries, newest first.
+    List {
+        #[arg(long)]
+        tag: Option<String>,
+        /// Only ids starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Entries whose title or body contains every word of QUERY.
+    Search {
+        query: String,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Delete an entry (the deletion replicates).
+    Rm { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum RoutineCommand {
+    /// Define a routine; prints its id. A bad schedule is refused.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// A cron expression ("*/5 * * * *") or an interval ("every 5m").
+        #[arg(long)]
+        schedule: String,
+        /// `all`, `nodes:a,b` or `label:key=value`.
+        #[arg(long, default_value = "all")]
+        target: String,
+        /// The command to run (no shell).
+        #[arg(long)]
+        command: String,
+        /// An argument (repeatable).
+        #[arg(long = "arg", allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// Seconds the command may run.
+        #[arg(long, default_value_t = 60)]
+        timeout: u32,
+        /// Define it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    List,
+    Show {
+        id: String,
+    },
+    Rm {
+        id: String,
+    },
+    Enable {
+        id: String,
+    },
+    Disable {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -6,6 +6,8 @@ mod cli;
 mod client;
 mod config;
 mod datadir;
+mod docs;
+mod docs_api;
 mod fleet;
 mod heads;
 mod output;
@@ -19,7 +21,9 @@ use clap::Parser;
 use hyper::Method;
 use serde_json::{json, Value};
 
-use cli::{AuditCommand, Cli, Command, FleetCommand, MeshCommand};
+use cli::{
+    AuditCommand, Cli, Command, FleetCommand, KnowledgeCommand, MeshCommand, RoutineCommand,
+};
 use datadir::{DataDir, SOCKET};
 
 fn init_logging(default: &str) {
@@ -102,6 +106,14 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let peers = api(&data, Method::GET, "/v1/peers", None).await?;
             output::peers(json, &peers);
             Ok(())
+        }
+        Command::Knowledge(command) => {
+            init_logging("warn");
+            knowledge_command(&data, json, command).await
+        }
+        Command::Routine(command) => {
+            init_logging("warn");
+            routine_command(&data, json, command).await
         }
         Command::Audit(command) => {
             init_logging("warn");
@@ -226,4 +238,128 @@ async fn audit_command(data: &DataDir, json: bool, command: AuditCommand) -> Res
             }
         }
     }
+}
+
+/// Percent-encodes a query value (the CLI's only URL building).
+fn query_value(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn knowledge_command(data: &DataDir, json: bool, command: KnowledgeCommand) -> Result<()> {
+    match command {
+        KnowledgeCommand::Put {
+            title,
+            tags,
+            body,
+            file,
+        } => {
+            let body = match (body, file) {
+                (Some(body), _) => body,
+                (None, Some(path)) if path.as_os_str() == "-" => {
+                    let mut text = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut text)
+                        .context("cannot read the body")?;
+                    text
+                }
+                (None, Some(path)) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                (None, None) => String::new(),
+            };
+            let v = api(
+                data,
+                Method::POST,
+                "/v1/knowledge",
+                Some(json!({ "title": title, "body": body, "tags": tags })),
+            )
+            .await?;
+            output::id(json, &v);
+        }
+        KnowledgeCommand::Get { id } => {
+            let v = api(
+                data,
+                Method::GET,
+                &format!("/v1/knowledge/{}", query_value(&id)),
+                None,
+            )
+            .await?;
+            output::entry(json, &v);
+        }
+        KnowledgeCommand::List { tag, prefix, limit } => {
+            let mut path = format!("/v1/knowledge?limit={limit}");
+            if let Some(tag) = tag {
+                path.push_str(&format!("&tag={}", query_value(&tag)));
+            }
+            if let Some(prefix) = prefix {
+                path.push_str(&format!("&prefix={}", query_value(&prefix)));
+            }
+            output::entries(json, &api(data, Method::GET, &path, None).await?);
+        }
+        KnowledgeCommand::Search { query, limit } => {
+            let path = format!(
+                "/v1/knowledge/search?q={}&limit={limit}",
+                query_value(&query)
+            );
+            output::entries(json, &api(data, Method::GET, &path, None).await?);
+        }
+        KnowledgeCommand::Rm { id } => {
+            let v = api(
+                data,
+                Method::DELETE,
+                &format!("/v1/knowledge/{}", query_value(&id)),
+                None,
+            )
+            .await?;
+            output::done(json, &v, "deleted");
+        }
+    }
+    Ok(())
+}
+
+async fn routine_command(data: &DataDir, json: bool, command: RoutineCommand) -> Result<()> {
+    let path = |id: &str, tail: &str| format!("/v1/routines/{}{tail}", query_value(id));
+    match command {
+        RoutineCommand::Add {
+            name,
+            schedule,
+            target,
+            command,
+            args,
+            timeout,
+            disabled,
+        } => {
+            let body = json!({ "name": name, "schedule": schedule, "target": target, "command": command, "args": args, "timeout_secs": timeout, "enabled": !disabled });
+            let v = api(data, Method::POST, "/v1/routines", Some(body)).await?;
+            output::id(json, &v);
+        }
+        RoutineCommand::List => {
+            output::routines(json, &api(data, Method::GET, "/v1/routines", None).await?)
+        }
+        RoutineCommand::Show { id } => {
+            output::routine(json, &api(data, Method::GET, &path(&id, ""), None).await?)
+        }
+        RoutineCommand::Rm { id } => output::done(
+            json,
+            &api(data, Method::DELETE, &path(&id, ""), None).await?,
+            "removed",
+        ),
+        RoutineCommand::Enable { id } => output::done(
+            json,
+            &api(data, Method::POST, &path(&id, "/enable"), Some(json!({}))).await?,
+            "enabled",
+        ),
+        RoutineCommand::Disable { id } => output::done(
+            json,
+            &api(data, Method::POST, &path(&id, "/disable"), Some(json!({}))).await?,
+            "disabled",
+        ),
+    }
+    Ok(())
 }

@@ -267,3 +267,95 @@ pub fn audit_forks(json: bool, v: &Value) {
         );
     }
 }
+
+pub fn id(json: bool, v: &Value) {
+    if json {
+        print_json(v);
+    } else {
+        println!("{}", v["id"].as_str().unwrap_or("?"));
+    }
+}
+
+pub fn entry(json: bool, e: &Value) {
+    if json {
+        return print_json(e);
+    }
+    println!(
+        "{}  {}",
+        e["id"].as_str().unwrap_or("?"),
+        e["title"].as_str().unwrap_or("")
+    );
+    let tags: Vec<&str> = e["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !tags.is_empty() {
+        println!("tags: {}", tags.join(", "));
+    }
+    println!(
+        "by {} on {}",
+        e["actor"].as_str().unwrap_or("?"),
+        e["author_node"].as_str().unwrap_or("?")
+    );
+    println!();
+    println!("{}", e["body"].as_str().unwrap_or(""));
+}
+
+pub fn entries(json: bool, v: &Value) {
+    if json {
+        return print_json(v);
+    }
+    let list = v.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("no entries");
+    }
+    for e in list {
+        println!(
+            "{}  {}",
+            e["id"].as_str().unwrap_or("?"),
+            e["title"].as_str().unwrap_or("")
+        );
+    }
+}
+
+pub fn routine(json: bool, r: &Value) {
+    if json {
+        return print_json(r);
+    }
+    let args: Vec<&str> = r["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    println!(
+        "{}  {} [{}] {} on {}: {} {} (timeout {}s)",
+        r["id"].as_str().unwrap_or("?"),
+        r["name"].as_str().unwrap_or(""),
+        if r["enabled"].as_bool() == Some(true) {
+            "enabled"
+        } else {
+            "disabled"
+        },
+        r["schedule"].as_str().unwrap_or(""),
+        r["target"].as_str().unwrap_or(""),
+        r["command"].as_str().unwrap_or(""),
+        args.join(" "),
+        r["timeout_secs"],
+    );
+}
+
+pub fn routines(json: bool, v: &Value) {
+    if json {
+        return print_json(v);
+    }
+    let list = v.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("no routines");
+    }
+    for r in list {
+        routine(false, &r);
+    }
+}

@@ -13,6 +13,7 @@ use osmoda_crdt_state::{Actor, Outcome};
 
 use crate::api::{self, ApiState, NodeInfo};
 use crate::audit::AuditLog;
+use crate::docs::Docs;
 use crate::heads::FleetHeads;
 use osmoda_fabric::behaviour::{DirectRequest, DirectResponse, MAX_AUDIT_RECORDS_PER_REQUEST};
 use osmoda_fabric::topics;
@@ -138,12 +139,14 @@ pub async fn run(
     let listener = api::bind(&socket)?;
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let heads = Arc::new(FleetHeads::default());
+    let docs = Arc::new(Docs::open(audit.store(), &node.node_id)?);
     let node_key = cert.node;
     let app = api::router(ApiState {
         fabric: fabric.clone(),
         node: node.clone(),
         audit: audit.clone(),
         heads: heads.clone(),
+        docs,
     });
     let api_task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)

@@ -1,0 +1,247 @@
+//! Knowledge entries and routine definitions on this node: the replicated
+//! Automerge documents of `osmoda-docs`, saved to the store before a write
+//! is acknowledged. Replication between nodes comes with the sync protocol;
+//! until then each node's documents are its own.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use osmoda_docs::{
+    derive_id, Entry, EntryUpdate, KnowledgeStore, ListQuery, NewEntry, NewRoutine, NodeActor,
+    Routine, RoutineBook, ShardId, SHARD_COUNT,
+};
+use osmoda_store::{Batch, Store};
+use serde::Serialize;
+
+const KNOWLEDGE: &str = "knowledge";
+const ROUTINES: &str = "routines";
+const BOOK: &[u8] = b"book";
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Serialize)]
+pub struct EntryView {
+    pub id: String,
+    pub title: String,
+    pub body: String,
+    pub tags: Vec<String>,
+    pub author_node: String,
+    pub actor: String,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+impl From<Entry> for EntryView {
+    fn from(e: Entry) -> Self {
+        Self {
+            id: e.id,
+            title: e.title,
+            body: e.body,
+            tags: e.tags.into_iter().collect(),
+            author_node: e.author_node,
+            actor: e.actor,
+            created_ms: e.created_ms,
+            updated_ms: e.updated_ms,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RoutineView {
+    pub id: String,
+    pub name: String,
+    pub schedule: String,
+    pub target: String,
+    pub command: String,
+    pub args: Vec<String>,
+    pub timeout_secs: u32,
+    pub enabled: bool,
+    pub created_by: String,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+impl From<Routine> for RoutineView {
+    fn from(r: Routine) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            schedule: r.schedule.to_string(),
+            target: r.target.to_string(),
+            command: r.action.command,
+            args: r.action.args,
+            timeout_secs: r.action.timeout_secs,
+            enabled: r.enabled,
+            created_by: r.created_by,
+            created_ms: r.created_ms,
+            updated_ms: r.updated_ms,
+        }
+    }
+}
+
+/// The node's documents. Writes change the document under a lock and queue
+/// the shard's bytes to the store under the same lock, so the store commits
+/// them in the order they were made; the caller is answered once durable.
+pub struct Docs {
+    store: Store,
+    knowledge: Mutex<KnowledgeStore>,
+    routines: Mutex<RoutineBook>,
+    node_id: String,
+    unique: AtomicU64,
+}
+
+fn shard_key(shard: ShardId) -> [u8; 2] {
+    shard.index().to_be_bytes()
+}
+
+impl Docs {
+    pub fn open(store: &Store, node_id: &str) -> Result<Self> {
+        let actor = NodeActor::new(node_id)?;
+        let mut knowledge = KnowledgeStore::new(actor.clone());
+        for (key, bytes) in store.scan_prefix(KNOWLEDGE, b"", SHARD_COUNT as usize)? {
+            let index = <[u8; 2]>::try_from(key.as_slice())
+                .ok()
+                .and_then(|k| ShardId::new(u16::from_be_bytes(k)))
+                .context("the knowledge table holds an unknown shard key")?;
+            knowledge
+                .load_shard(index, &bytes)
+                .with_context(|| format!("knowledge shard {} does not load", index.index()))?;
+        }
+        let routines = match store.get(ROUTINES, BOOK)? {
+            Some(bytes) => {
+                RoutineBook::load(&bytes, &actor).context("the routine book does not load")?
+            }
+            None => RoutineBook::new(&actor),
+        };
+        Ok(Self {
+            store: store.clone(),
+            knowledge: Mutex::new(knowledge),
+            routines: Mutex::new(routines),
+            node_id: node_id.to_owned(),
+            unique: AtomicU64::new(now_ms() << 16),
+        })
+    }
+
+    fn new_id(&self) -> String {
+        derive_id(&self.node_id, self.unique.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Applies `change` to the knowledge store and waits until the shards it
+    /// touched are on disk.
+    async fn write_knowledge<T>(
+        &self,
+        change: impl FnOnce(&mut KnowledgeStore) -> Result<T, osmoda_docs::KnowledgeError>,
+    ) -> Result<T> {
+        let (value, ack) = {
+            let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+            let value = change(&mut k)?;
+            let mut batch = Batch::new();
+            for (shard, bytes) in k.save_dirty() {
+                batch.put(KNOWLEDGE, &shard_key(shard), &bytes);
+            }
+            (value, self.store.submit_batch(batch)?)
+        };
+        ack.await?;
+        Ok(value)
+    }
+
+    async fn write_routines<T>(
+        &self,
+        change: impl FnOnce(&mut RoutineBook) -> Result<T, osmoda_docs::RoutineError>,
+    ) -> Result<T> {
+        let (value, ack) = {
+            let mut r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+            let value = change(&mut r)?;
+            let mut batch = Batch::new();
+            batch.put(ROUTINES, BOOK, &r.doc_mut().save());
+            (value, self.store.submit_batch(batch)?)
+        };
+        ack.await?;
+        Ok(value)
+    }
+
+    pub async fn put(
+        &self,
+        title: String,
+        body: String,
+        tags: Vec<String>,
+        actor: String,
+    ) -> Result<String> {
+        let id = self.new_id();
+        let new = NewEntry {
+            id: id.clone(),
+            title,
+            body,
+            tags,
+            actor,
+        };
+        self.write_knowledge(|k| k.put(new, now_ms())).await?;
+        Ok(id)
+    }
+
+    pub async fn update(&self, id: &str, update: EntryUpdate) -> Result<()> {
+        self.write_knowledge(|k| k.update(id, &update, now_ms()))
+            .await
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        self.write_knowledge(|k| k.delete(id, now_ms())).await
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<EntryView>> {
+        let k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(k.get(id)?.map(Into::into))
+    }
+
+    pub fn list(&self, query: &ListQuery) -> Vec<EntryView> {
+        let k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+        k.list(query).into_iter().map(Into::into).collect()
+    }
+
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<EntryView>> {
+        let k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(k.search(query, limit)?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    pub async fn add_routine(&self, mut new: NewRoutine) -> Result<String> {
+        new.id = self.new_id();
+        let id = new.id.clone();
+        self.write_routines(|r| r.add(new, now_ms())).await?;
+        Ok(id)
+    }
+
+    pub async fn set_routine(&self, id: &str, enabled: bool) -> Result<()> {
+        self.write_routines(|r| {
+            if enabled {
+                r.enable(id, now_ms())
+            } else {
+                r.disable(id, now_ms())
+            }
+        })
+        .await
+    }
+
+    pub async fn remove_routine(&self, id: &str) -> Result<()> {
+        self.write_routines(|r| r.remove(id, now_ms())).await
+    }
+
+    pub fn routine(&self, id: &str) -> Result<Option<RoutineView>> {
+        let r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(r.get(id)?.map(Into::into))
+    }
+
+    pub fn routines(&self) -> Vec<RoutineView> {
+        let r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+        r.list().into_iter().map(Into::into).collect()
+    }
+}

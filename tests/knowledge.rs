@@ -1,0 +1,193 @@
+//! Knowledge entries and routine definitions on one node: every command of
+//! the contract, clear refusals, and nothing acknowledged lost to kill -9.
+
+mod common;
+
+use common::{fleet, Node};
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn put(node: &Node, title: &str, body: &str, tags: &[&str]) -> String {
+    let mut args = vec!["knowledge", "put", "--title", title, "--body", body];
+    for t in tags {
+        args.extend(["--tag", t]);
+    }
+    let out = node.cli(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out)
+}
+
+#[test]
+fn knowledge_commands_work_and_survive_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = fleet(tmp.path(), 1);
+    let node = &mut nodes[0];
+    node.start_local(&[]);
+
+    let pump = put(
+        node,
+        "Pump 3 manual",
+        "Replace the seal every 500 hours",
+        &["pumps", "manuals"],
+    );
+    let fridge = put(node, "Fridge", "Defrost weekly", &["kitchen"]);
+    let file = node.dir.join("..").join("body.txt");
+    std::fs::write(&file, "from a file").unwrap();
+    let out = node.cli(&[
+        "knowledge",
+        "put",
+        "--title",
+        "Filed",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    let filed = stdout(&out);
+
+    let entry = node.json(&["knowledge", "get", &pump]);
+    assert_eq!(entry["body"], "Replace the seal every 500 hours");
+    assert_eq!(entry["tags"], serde_json::json!(["manuals", "pumps"]));
+    assert_eq!(
+        node.json(&["knowledge", "get", &filed])["body"],
+        "from a file"
+    );
+
+    let ids = |v: serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(node.json(&["knowledge", "list"])),
+        [filed.clone(), fridge.clone(), pump.clone()]
+    );
+    assert_eq!(
+        ids(node.json(&["knowledge", "list", "--tag", "pumps"])),
+        std::slice::from_ref(&pump)
+    );
+    assert_eq!(
+        ids(node.json(&["knowledge", "search", "SEAL hours"])),
+        std::slice::from_ref(&pump)
+    );
+    assert!(ids(node.json(&["knowledge", "search", "nothing like this"])).is_empty());
+
+    assert!(node.cli(&["knowledge", "rm", &fridge]).status.success());
+    assert_eq!(
+        node.cli(&["knowledge", "get", &fridge]).status.code(),
+        Some(4)
+    );
+    // Bad input is a refusal with a reason, not a crash.
+    let long = "x".repeat(300);
+    let out = node.cli(&["knowledge", "put", "--title", &long, "--body", "b"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("title"));
+
+    // Acknowledged writes survive SIGKILL.
+    let mut acked = Vec::new();
+    for i in 0..15 {
+        acked.push(put(node, &format!("note {i}"), "b", &[]));
+    }
+    node.kill();
+    node.start_local(&[]);
+    for id in &acked {
+        assert_eq!(node.json(&["knowledge", "get", id])["id"], id.as_str());
+    }
+    assert_eq!(
+        node.json(&["knowledge", "get", &pump])["title"],
+        "Pump 3 manual"
+    );
+    assert!(node.json(&["audit", "verify"])["ok"].as_bool().unwrap());
+    let actions: Vec<String> = node
+        .json(&["audit", "log", "--limit", "1000"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| *a == "knowledge.put").count(),
+        18 + 1,
+        "{actions:?}"
+    );
+    assert!(actions.contains(&"knowledge.delete".to_string()));
+}
+
+#[test]
+fn routines_are_validated_and_managed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = fleet(tmp.path(), 1);
+    let node = &mut nodes[0];
+    node.start_local(&[]);
+
+    let out = node.cli(&[
+        "routine",
+        "add",
+        "--name",
+        "bad",
+        "--schedule",
+        "61 * * * *",
+        "--command",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("schedule"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(node.json(&["routine", "list"]), serde_json::json!([]));
+
+    let out = node.cli(&[
+        "routine",
+        "add",
+        "--name",
+        "backup",
+        "--schedule",
+        "*/5 * * * *",
+        "--target",
+        "label:role=edge",
+        "--command",
+        "tar",
+        "--arg",
+        "-czf",
+        "--arg",
+        "/tmp/x.tgz",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = stdout(&out);
+    let every = node.cli(&[
+        "routine",
+        "add",
+        "--name",
+        "ping",
+        "--schedule",
+        "every 5m",
+        "--command",
+        "true",
+    ]);
+    assert!(every.status.success());
+
+    let r = node.json(&["routine", "show", &id]);
+    assert_eq!(r["args"], serde_json::json!(["-czf", "/tmp/x.tgz"]));
+    assert_eq!(r["enabled"], true);
+    assert!(node.cli(&["routine", "disable", &id]).status.success());
+    assert_eq!(node.json(&["routine", "show", &id])["enabled"], false);
+    assert!(node.cli(&["routine", "enable", &id]).status.success());
+    assert_eq!(node.json(&["routine", "list"]).as_array().unwrap().len(), 2);
+    node.stop();
+    node.start_local(&[]);
+    assert_eq!(node.json(&["routine", "list"]).as_array().unwrap().len(), 2);
+    assert!(node.cli(&["routine", "rm", &id]).status.success());
+    assert_eq!(node.cli(&["routine", "show", &id]).status.code(), Some(4));
+}
