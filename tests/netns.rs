@@ -178,14 +178,14 @@ fn nodes_in_namespaces_find_each_other_with_mdns_and_recover_a_cut_link() {
 
     // Cut n2 off; the others notice, then find it again once the link is back.
     lab.set_link(2, false);
-    let gone = wait_until(Duration::from_secs(60), || nodes[0].peer_ids().len() == 1);
+    let gone = wait_until(Duration::from_secs(120), || nodes[0].peer_ids().len() == 1);
     assert!(
         gone,
         "n0 still sees n2 after the cut: {:?}",
         nodes[0].peer_ids()
     );
     lab.set_link(2, true);
-    let back = wait_until(Duration::from_secs(60), || {
+    let back = wait_until(Duration::from_secs(120), || {
         nodes[0].peer_ids().len() == 2 && nodes[2].peer_ids().len() == 2
     });
     assert!(

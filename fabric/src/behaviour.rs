@@ -18,8 +18,11 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/osmoda/kad/1.0.0"
 /// Reported inside identify messages (identify itself runs on `/ipfs/id/1.0.0`).
 pub const IDENTIFY_PROTOCOL_VERSION: &str = "osmoda/1";
 pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/osmoda/direct/1.0.0");
-/// Largest direct request or response.
-pub const MAX_DIRECT_MESSAGE: u64 = 1024 * 1024;
+/// Largest direct request or response. Document sync rounds are the
+/// largest: up to 256 shard messages of at most [`MAX_SHARD_MESSAGE`].
+pub const MAX_DIRECT_MESSAGE: u64 = 16 * 1024 * 1024;
+/// Largest sync message for one shard in one round (before base64).
+pub const MAX_SHARD_MESSAGE: usize = 32 * 1024;
 /// Revocations carried by one anti-entropy request.
 pub const MAX_REVOCATIONS_PER_SYNC: usize = 4096;
 
@@ -39,6 +42,16 @@ pub enum DirectRequest {
         start: u64,
         count: u32,
     },
+    /// One round of Automerge sync of the knowledge shards, answered by the
+    /// node with its own round.
+    DocSync { messages: Vec<ShardMessage> },
+}
+
+/// A sync message for one knowledge shard; `data` is base64.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardMessage {
+    pub shard: u16,
+    pub data: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +66,9 @@ pub enum DirectResponse {
     AuditRange {
         checkpoint: String,
         records: Vec<String>,
+    },
+    DocSync {
+        messages: Vec<ShardMessage>,
     },
 }
 
@@ -201,7 +217,11 @@ impl FabricBehaviour {
                 identify::Config::new(IDENTIFY_PROTOCOL_VERSION.into(), keypair.public())
                     .with_agent_version(format!("osmoda/{}", env!("CARGO_PKG_VERSION"))),
             ),
-            ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(5))),
+            ping: ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(10)),
+            ),
             mdns: mdns.into(),
             direct: request_response::Behaviour::with_codec(
                 codec,

@@ -488,6 +488,16 @@ impl FabricLoop {
             }) if self.connected.contains_key(&peer) => {
                 self.rtt.insert(peer, rtt);
             }
+            FabricBehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(error),
+            }) => {
+                // A link that stopped answering pings is dead; closing it
+                // lets discovery and bootstrap find the peer again.
+                debug!(%peer, %error, "ping failed; closing the connection");
+                self.swarm.close_connection(connection);
+            }
             FabricBehaviourEvent::Direct(event) => self.on_direct(event),
             _ => {}
         }

@@ -9,8 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use osmoda_docs::{
-    derive_id, Entry, EntryUpdate, KnowledgeStore, ListQuery, NewEntry, NewRoutine, NodeActor,
-    Routine, RoutineBook, ShardId, SHARD_COUNT,
+    derive_id, Entry, EntryUpdate, HeadsSummary, KnowledgeStore, ListQuery, NewEntry, NewRoutine,
+    NodeActor, Routine, RoutineBook, ShardId, StoreSync, SHARD_COUNT,
 };
 use osmoda_store::{Batch, Store};
 use serde::Serialize;
@@ -233,6 +233,50 @@ impl Docs {
 
     pub async fn remove_routine(&self, id: &str) -> Result<()> {
         self.write_routines(|r| r.remove(id, now_ms())).await
+    }
+
+    /// This node's heads summary of the knowledge shards, for gossip.
+    pub fn summary(&self) -> HeadsSummary {
+        self.knowledge
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .heads_summary()
+    }
+
+    /// The next round of `sync`'s messages.
+    pub fn sync_generate(&self, sync: &mut StoreSync) -> Vec<(ShardId, Vec<u8>)> {
+        let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+        sync.generate(&mut k)
+    }
+
+    /// Applies a peer's round; stores the shards it changed. Returns how
+    /// many shards changed. A bad message fails that shard's session only.
+    pub fn sync_receive(
+        &self,
+        sync: &mut StoreSync,
+        messages: Vec<(ShardId, Vec<u8>)>,
+    ) -> Result<usize> {
+        let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+        let mut changed = 0;
+        for (shard, bytes) in messages {
+            match sync.receive(&mut k, shard, &bytes) {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!(shard = shard.index(), error = %e, "sync message refused")
+                }
+            }
+        }
+        let mut batch = Batch::new();
+        for (shard, bytes) in k.save_dirty() {
+            batch.put(KNOWLEDGE, &shard_key(shard), &bytes);
+        }
+        if !batch.is_empty() {
+            // Replicated data: queued in order under the lock; no need to
+            // hold the peer's round until it is on disk.
+            let _ack = self.store.submit_batch(batch)?;
+        }
+        Ok(changed)
     }
 
     pub fn routine(&self, id: &str) -> Result<Option<RoutineView>> {

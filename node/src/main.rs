@@ -12,6 +12,7 @@ mod fleet;
 mod heads;
 mod output;
 mod run;
+mod sync;
 
 use std::io::Read;
 use std::process::ExitCode;

@@ -15,6 +15,7 @@ use crate::api::{self, ApiState, NodeInfo};
 use crate::audit::AuditLog;
 use crate::docs::Docs;
 use crate::heads::FleetHeads;
+use crate::sync::Replicator;
 use osmoda_fabric::behaviour::{DirectRequest, DirectResponse, MAX_AUDIT_RECORDS_PER_REQUEST};
 use osmoda_fabric::topics;
 
@@ -22,6 +23,8 @@ use osmoda_fabric::topics;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 /// How often the node gossips a fresh checkpoint, when its log grew.
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(250);
+/// How often the node gossips its knowledge summary even when unchanged.
+const SUMMARY_EVERY: Duration = Duration::from_secs(5);
 /// How often the node gossips everything it knows of the fleet's heads.
 const STATE_EVERY: Duration = Duration::from_secs(30);
 
@@ -146,7 +149,7 @@ pub async fn run(
         node: node.clone(),
         audit: audit.clone(),
         heads: heads.clone(),
-        docs,
+        docs: docs.clone(),
     });
     let api_task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -171,6 +174,9 @@ pub async fn run(
     let mut announce_timer = tokio::time::interval(ANNOUNCE_EVERY);
     let mut announced = None;
     let mut state_timer = tokio::time::interval(STATE_EVERY);
+    let replicator = Replicator::new(docs.clone(), audit.clone(), fabric.clone());
+    let mut summary_timer = tokio::time::interval(ANNOUNCE_EVERY);
+    let mut summary_sent: Option<(Vec<u8>, std::time::Instant)> = None;
     loop {
         tokio::select! {
             _ = announce_timer.tick() => {
@@ -184,6 +190,15 @@ pub async fn run(
                         }
                         Err(e) => warn!(error = %e, "own audit checkpoint refused"),
                     }
+                }
+            }
+            _ = summary_timer.tick() => {
+                // On change, and every few seconds so that peers that were
+                // away (or missed a message) catch up.
+                let summary = replicator.summary();
+                let stale = summary_sent.as_ref().is_none_or(|(last, at)| *last != summary || at.elapsed() >= SUMMARY_EVERY);
+                if stale && fabric.publish(topics::STATE, summary.clone()).await.is_ok() {
+                    summary_sent = Some((summary, std::time::Instant::now()));
                 }
             }
             _ = state_timer.tick() => {
@@ -216,8 +231,19 @@ pub async fn run(
                         }
                     }
                 }
+                Some(FabricEvent::Request { id, peer, request: DirectRequest::DocSync { messages } }) => {
+                    // Answered off the loop: a round may take a while.
+                    let (replicator, fabric) = (replicator.clone(), fabric.clone());
+                    tokio::spawn(async move {
+                        let response = replicator.answer(peer, messages).await;
+                        fabric.respond(id, response).await;
+                    });
+                }
                 Some(FabricEvent::Request { id, request, .. }) => {
                     fabric.respond(id, answer(&audit, &node_key, request)).await;
+                }
+                Some(FabricEvent::Gossip { topic, data, source: Some(peer) }) if topic == topics::STATE => {
+                    replicator.on_summary(peer, &data);
                 }
                 Some(FabricEvent::Gossip { topic, data, source }) if topic == topics::AUDIT => {
                     match heads.merge_gossip(&data) {

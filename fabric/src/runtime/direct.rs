@@ -105,7 +105,8 @@ impl FabricLoop {
                         }
                         DirectResponse::Ack
                     }
-                    request @ DirectRequest::AuditRange { .. } => {
+                    request
+                    @ (DirectRequest::AuditRange { .. } | DirectRequest::DocSync { .. }) => {
                         self.forward(peer, request, channel);
                         return;
                     }

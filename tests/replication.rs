@@ -1,0 +1,112 @@
+//! Five real nodes replicate knowledge: writes on every node reach every
+//! node, and after a split (one group stopped while the other writes, then
+//! the reverse) they agree again on their own.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fleet, wait_until, Node};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts node `i` on its fixed port, bootstrapping to every other node.
+fn start(node: &mut Node, ports: &[u16], i: usize) {
+    let listen = format!("/ip4/127.0.0.1/tcp/{}", ports[i]);
+    let mut args = vec!["--no-mdns".to_string(), "--listen".into(), listen];
+    for (j, port) in ports.iter().enumerate() {
+        if j != i {
+            args.push("--bootstrap".into());
+            args.push(format!("/ip4/127.0.0.1/tcp/{port}"));
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    node.start(&args);
+}
+
+fn titles(node: &Node) -> Vec<String> {
+    let mut t: Vec<String> = node
+        .json(&["knowledge", "list", "--limit", "1000"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["title"].as_str().unwrap().to_string())
+        .collect();
+    t.sort();
+    t
+}
+
+fn put(node: &Node, title: &str) {
+    let out = node.cli(&["knowledge", "put", "--title", title, "--body", "replicated"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn converge(nodes: &[&Node], want: &[String]) {
+    for node in nodes {
+        let ok = wait_until(Duration::from_secs(45), || titles(node) == want);
+        assert!(
+            ok,
+            "{} has {:?}, want {:?}\n{}",
+            node.dir.display(),
+            titles(node),
+            want,
+            node.log()
+        );
+    }
+}
+
+#[test]
+fn five_nodes_converge_and_heal_after_a_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = fleet(tmp.path(), 5);
+    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    for (i, node) in nodes.iter_mut().enumerate() {
+        start(node, &ports, i);
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        put(node, &format!("written on n{i}"));
+    }
+    let mut want: Vec<String> = (0..5).map(|i| format!("written on n{i}")).collect();
+    want.sort();
+    converge(&nodes.iter().collect::<Vec<_>>(), &want);
+
+    // Split: {n3, n4} stop while {n0, n1, n2} write; then {n0, n1, n2} stop
+    // while {n3, n4} write; then everyone is back.
+    nodes[3].stop();
+    nodes[4].stop();
+    put(&nodes[0], "side A one");
+    put(&nodes[2], "side A two");
+    converge(&[&nodes[0], &nodes[1], &nodes[2]], &{
+        let mut w = want.clone();
+        w.extend(["side A one".to_string(), "side A two".to_string()]);
+        w.sort();
+        w
+    });
+    for node in &mut nodes[..3] {
+        node.stop();
+    }
+    for i in [3, 4] {
+        start(&mut nodes[i], &ports, i);
+    }
+    put(&nodes[3], "side B one");
+    put(&nodes[4], "side B two");
+    for (i, node) in nodes.iter_mut().enumerate().take(3) {
+        start(node, &ports, i);
+    }
+    want.extend(["side A one", "side A two", "side B one", "side B two"].map(String::from));
+    want.sort();
+    converge(&nodes.iter().collect::<Vec<_>>(), &want);
+    for node in &nodes {
+        assert_eq!(node.json(&["audit", "verify"])["ok"], true);
+    }
+}
