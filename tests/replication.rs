@@ -80,6 +80,33 @@ fn five_nodes_converge_and_heal_after_a_split() {
     want.sort();
     converge(&nodes.iter().collect::<Vec<_>>(), &want);
 
+    // Routine definitions replicate too.
+    let out = nodes[1].cli(&[
+        "routine",
+        "add",
+        "--name",
+        "fleet-backup",
+        "--schedule",
+        "0 3 * * *",
+        "--command",
+        "true",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for node in &nodes {
+        let has = wait_until(Duration::from_secs(45), || {
+            node.json(&["routine", "list"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "fleet-backup")
+        });
+        assert!(has, "{} did not get the routine", node.dir.display());
+    }
+
     // Split: {n3, n4} stop while {n0, n1, n2} write; then {n0, n1, n2} stop
     // while {n3, n4} write; then everyone is back.
     nodes[3].stop();

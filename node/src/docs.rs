@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use osmoda_docs::{
     derive_id, Entry, EntryUpdate, HeadsSummary, KnowledgeStore, ListQuery, NewEntry, NewRoutine,
-    NodeActor, Routine, RoutineBook, ShardId, StoreSync, SHARD_COUNT,
+    NodeActor, Routine, RoutineBook, ShardId, StoreSync, SyncSession, SHARD_COUNT,
 };
 use osmoda_store::{Batch, Store};
 use serde::Serialize;
@@ -241,6 +241,43 @@ impl Docs {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .heads_summary()
+    }
+
+    /// Digest of the routine book's heads (all zeros while it is empty).
+    pub fn routines_digest(&self) -> [u8; 16] {
+        let r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+        r.doc().heads_digest().map(|d| d.0).unwrap_or([0; 16])
+    }
+
+    /// The routine book's next sync message, if it has something to say.
+    pub fn routines_generate(&self, session: &mut SyncSession) -> Option<Vec<u8>> {
+        let r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+        match session.generate_message(r.doc()) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::debug!(error = %e, "routine sync session failed");
+                None
+            }
+        }
+    }
+
+    /// Applies a peer's routine sync message and stores the book if it
+    /// changed. Returns whether it changed.
+    pub fn routines_receive(&self, session: &mut SyncSession, bytes: &[u8]) -> Result<bool> {
+        let mut r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = match session.receive_message(r.doc_mut(), bytes) {
+            Ok(changed) => changed,
+            Err(e) => {
+                tracing::debug!(error = %e, "routine sync message refused");
+                return Ok(false);
+            }
+        };
+        if changed {
+            let mut batch = Batch::new();
+            batch.put(ROUTINES, BOOK, &r.doc_mut().save());
+            let _ack = self.store.submit_batch(batch)?;
+        }
+        Ok(changed)
     }
 
     /// The next round of `sync`'s messages.

@@ -5,7 +5,11 @@
 //! differs from its own runs rounds of Automerge sync with that peer over
 //! direct requests (`DocSync`) until neither side has anything to send; the
 //! peer answers each round from a session it keeps for the requester.
-//! Shards that differ are the only ones synced.
+//! Shards that differ are the only ones synced. The routine book rides in
+//! the same rounds, as the pseudo-shard [`ROUTINE_BOOK`].
+//!
+//! The gossiped state message is `0x02 || routine book heads digest (16) ||
+//! knowledge heads summary`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -15,7 +19,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use libp2p::PeerId;
 use osmoda_crdt_state::{Actor, Outcome};
-use osmoda_docs::{HeadsSummary, ShardId, StoreSync, SyncLimits};
+use osmoda_docs::{HeadsSummary, ShardId, StoreSync, SyncLimits, SyncSession};
 use osmoda_fabric::behaviour::{DirectRequest, DirectResponse, ShardMessage, MAX_SHARD_MESSAGE};
 use osmoda_fabric::FabricHandle;
 use tracing::{debug, info};
@@ -29,6 +33,43 @@ const MAX_ROUNDS: usize = 64;
 /// Peers a node answers sync rounds for at once; sessions idle this long go.
 const MAX_RESPONDERS: usize = 64;
 const RESPONDER_IDLE: Duration = Duration::from_secs(60);
+
+/// Shard number that carries the routine book in `doc_sync` rounds.
+pub const ROUTINE_BOOK: u16 = u16::MAX;
+const STATE_VERSION: u8 = 2;
+
+/// What the node gossips on `osmoda/state/1`.
+pub struct StateSummary {
+    pub routines: [u8; 16],
+    pub knowledge: HeadsSummary,
+}
+
+impl StateSummary {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![STATE_VERSION];
+        out.extend_from_slice(&self.routines);
+        out.extend_from_slice(&self.knowledge.encode());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let (&version, rest) = bytes.split_first()?;
+        if version != STATE_VERSION || rest.len() < 16 {
+            return None;
+        }
+        let (routines, knowledge) = rest.split_at(16);
+        Some(Self {
+            routines: routines.try_into().ok()?,
+            knowledge: HeadsSummary::decode(knowledge).ok()?,
+        })
+    }
+}
+
+/// One side's sessions with one peer: the knowledge shards and the book.
+struct Sessions {
+    shards: StoreSync,
+    book: SyncSession,
+}
 
 fn limits() -> SyncLimits {
     SyncLimits {
@@ -47,11 +88,21 @@ fn encode(messages: Vec<(ShardId, Vec<u8>)>) -> Vec<ShardMessage> {
         .collect()
 }
 
-fn decode(messages: Vec<ShardMessage>) -> Vec<(ShardId, Vec<u8>)> {
-    messages
-        .into_iter()
-        .filter_map(|m| Some((ShardId::new(m.shard)?, STANDARD.decode(m.data).ok()?)))
-        .collect()
+/// Splits a round into the knowledge shards' messages and the book's.
+fn decode(messages: Vec<ShardMessage>) -> (Vec<(ShardId, Vec<u8>)>, Option<Vec<u8>>) {
+    let mut book = None;
+    let mut shards = Vec::new();
+    for m in messages {
+        let Ok(data) = STANDARD.decode(m.data) else {
+            continue;
+        };
+        if m.shard == ROUTINE_BOOK {
+            book = Some(data);
+        } else if let Some(shard) = ShardId::new(m.shard) {
+            shards.push((shard, data));
+        }
+    }
+    (shards, book)
 }
 
 pub struct Replicator {
@@ -59,7 +110,7 @@ pub struct Replicator {
     audit: Arc<AuditLog>,
     fabric: FabricHandle,
     running: Mutex<HashSet<PeerId>>,
-    responders: Mutex<HashMap<PeerId, (StoreSync, Instant)>>,
+    responders: Mutex<HashMap<PeerId, (Sessions, Instant)>>,
 }
 
 impl Replicator {
@@ -74,17 +125,49 @@ impl Replicator {
     }
 
     pub fn summary(&self) -> Vec<u8> {
-        self.docs.summary().encode()
+        StateSummary {
+            routines: self.docs.routines_digest(),
+            knowledge: self.docs.summary(),
+        }
+        .encode()
+    }
+
+    /// The next round: messages for differing shards, then the book's.
+    fn generate(&self, sessions: &mut Sessions) -> Vec<ShardMessage> {
+        let mut out = encode(self.docs.sync_generate(&mut sessions.shards));
+        if let Some(book) = self.docs.routines_generate(&mut sessions.book) {
+            out.push(ShardMessage {
+                shard: ROUTINE_BOOK,
+                data: STANDARD.encode(book),
+            });
+        }
+        out
+    }
+
+    /// Applies a peer's round; returns how many documents changed.
+    fn receive(
+        &self,
+        sessions: &mut Sessions,
+        messages: Vec<ShardMessage>,
+    ) -> anyhow::Result<usize> {
+        let (shards, book) = decode(messages);
+        let mut changed = self.docs.sync_receive(&mut sessions.shards, shards)?;
+        if let Some(book) = book {
+            changed += usize::from(self.docs.routines_receive(&mut sessions.book, &book)?);
+        }
+        Ok(changed)
     }
 
     /// A peer's gossiped summary: start a sync with it if we differ.
     pub fn on_summary(self: &Arc<Self>, peer: PeerId, bytes: &[u8]) {
-        let Ok(remote) = HeadsSummary::decode(bytes) else {
-            debug!(%peer, "ignoring a malformed heads summary");
+        let Some(remote) = StateSummary::decode(bytes) else {
+            debug!(%peer, "ignoring a malformed state summary");
             return;
         };
         let local = self.docs.summary();
-        if local.differing_shards(&remote).is_empty() {
+        if local.differing_shards(&remote.knowledge).is_empty()
+            && remote.routines == self.docs.routines_digest()
+        {
             return;
         }
         if !self
@@ -97,7 +180,7 @@ impl Replicator {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            this.run(peer, local, remote).await;
+            this.run(peer, local, remote.knowledge).await;
             this.running
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -106,16 +189,17 @@ impl Replicator {
     }
 
     async fn run(&self, peer: PeerId, local: HeadsSummary, remote: HeadsSummary) {
-        let mut sync = StoreSync::new(&local, &remote, limits());
+        let mut sessions = Sessions {
+            shards: StoreSync::new(&local, &remote, limits()),
+            book: SyncSession::new(limits()),
+        };
         let mut changed = 0;
         for _ in 0..MAX_ROUNDS {
-            let out = self.docs.sync_generate(&mut sync);
+            let out = self.generate(&mut sessions);
             if out.is_empty() {
                 break;
             }
-            let request = DirectRequest::DocSync {
-                messages: encode(out),
-            };
+            let request = DirectRequest::DocSync { messages: out };
             let messages = match self.fabric.request(peer, request).await {
                 Ok(DirectResponse::DocSync { messages }) => messages,
                 Ok(other) => {
@@ -127,7 +211,7 @@ impl Replicator {
                     return;
                 }
             };
-            match self.docs.sync_receive(&mut sync, decode(messages)) {
+            match self.receive(&mut sessions, messages) {
                 Ok(n) => changed += n,
                 Err(e) => {
                     debug!(%peer, error = %e, "cannot store synced shards");
@@ -136,7 +220,7 @@ impl Replicator {
             }
         }
         if changed > 0 {
-            info!(%peer, shards = changed, "knowledge synced");
+            info!(%peer, documents = changed, "documents synced");
             self.audit_sync(peer, changed).await;
         }
     }
@@ -163,11 +247,11 @@ impl Replicator {
 
     /// Answers a peer's round from the session kept for it.
     pub async fn answer(&self, peer: PeerId, messages: Vec<ShardMessage>) -> DirectResponse {
-        let mut sync = {
+        let mut sessions = {
             let mut responders = self.responders.lock().unwrap_or_else(|e| e.into_inner());
             responders.retain(|_, (_, used)| used.elapsed() < RESPONDER_IDLE);
             match responders.remove(&peer) {
-                Some((sync, _)) => sync,
+                Some((sessions, _)) => sessions,
                 None if responders.len() >= MAX_RESPONDERS => {
                     return DirectResponse::Refused {
                         reason: "busy".into(),
@@ -175,11 +259,14 @@ impl Replicator {
                 }
                 None => {
                     let local = self.docs.summary();
-                    StoreSync::new(&local, &local, limits())
+                    Sessions {
+                        shards: StoreSync::new(&local, &local, limits()),
+                        book: SyncSession::new(limits()),
+                    }
                 }
             }
         };
-        let changed = match self.docs.sync_receive(&mut sync, decode(messages)) {
+        let changed = match self.receive(&mut sessions, messages) {
             Ok(n) => n,
             Err(e) => {
                 return DirectResponse::Refused {
@@ -187,16 +274,14 @@ impl Replicator {
                 }
             }
         };
-        let reply = self.docs.sync_generate(&mut sync);
+        let reply = self.generate(&mut sessions);
         self.responders
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(peer, (sync, Instant::now()));
+            .insert(peer, (sessions, Instant::now()));
         if changed > 0 {
             self.audit_sync(peer, changed).await;
         }
-        DirectResponse::DocSync {
-            messages: encode(reply),
-        }
+        DirectResponse::DocSync { messages: reply }
     }
 }
