@@ -88,8 +88,11 @@ fn encode(messages: Vec<(ShardId, Vec<u8>)>) -> Vec<ShardMessage> {
         .collect()
 }
 
+/// Messages for knowledge shards, decoded.
+type ShardRound = Vec<(ShardId, Vec<u8>)>;
+
 /// Splits a round into the knowledge shards' messages and the book's.
-fn decode(messages: Vec<ShardMessage>) -> (Vec<(ShardId, Vec<u8>)>, Option<Vec<u8>>) {
+fn decode(messages: Vec<ShardMessage>) -> (ShardRound, Option<Vec<u8>>) {
     let mut book = None;
     let mut shards = Vec::new();
     for m in messages {
