@@ -61,8 +61,11 @@ impl PqUpgrade {
         while !hs.is_finished() {
             if hs.wants_to_write() {
                 let msg = hs.write_message(&mut rand::rngs::OsRng)?;
-                io.write_all(&(msg.len() as u16).to_be_bytes()).await?;
-                io.write_all(&msg).await?;
+                // One write per message: length and body in one segment.
+                let mut frame = Vec::with_capacity(2 + msg.len());
+                frame.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+                frame.extend_from_slice(&msg);
+                io.write_all(&frame).await?;
                 io.flush().await?;
             } else {
                 let mut len = [0u8; 2];
