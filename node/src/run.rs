@@ -251,6 +251,11 @@ pub async fn run(
                         Err(e) => debug!(?source, error = %e, "ignoring an invalid audit-heads message"),
                     }
                 }
+                Some(FabricEvent::PeerConnected(_)) => {
+                    // Anti-entropy: a new neighbour hears our state summary
+                    // on the next tick instead of within five seconds.
+                    summary_sent = None;
+                }
                 Some(_) => {}
                 None => { warn!("the fabric stopped on its own"); break; }
             }
