@@ -15,12 +15,15 @@
 //!
 //! Run: `cargo bench -p osmoda-fabric --bench gossip`
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::credentials;
 use futures::StreamExt;
 use libp2p::Multiaddr;
-use osmoda_fabric::proto::{FleetRoot, Role};
+use osmoda_fabric::proto::FleetRoot;
 use osmoda_fabric::{Credentials, FabricConfig, FabricError, FabricHandle, Membership};
 use rand::rngs::OsRng;
 
@@ -34,32 +37,11 @@ const IN_FLIGHT: usize = 32;
 const MAX_RETRIES: u64 = 20_000;
 const ROUND_TIMEOUT: Duration = Duration::from_secs(180);
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-fn credentials(root: &FleetRoot, name: &str) -> Credentials {
-    let key = ed25519_dalek::SigningKey::generate(&mut OsRng);
-    let cert = root
-        .issue(
-            key.verifying_key().to_bytes(),
-            name,
-            Role::Member,
-            now() - 3600,
-            now() + 24 * 3600,
-        )
-        .expect("issue certificate");
-    Credentials::new(&key.to_bytes(), cert).expect("credentials")
 }
 
 /// Resident set size of this process, in KiB (`VmRSS`, or `VmHWM` for the peak).

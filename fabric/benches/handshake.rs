@@ -20,6 +20,8 @@
 //!
 //! Run: `cargo bench -p osmoda-fabric --bench handshake`
 
+mod common;
+
 use std::fmt::Debug;
 use std::io;
 use std::net::SocketAddr;
@@ -27,8 +29,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::{credentials, now};
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures::{AsyncRead, AsyncWrite};
 use libp2p::core::upgrade::{
@@ -38,32 +41,11 @@ use libp2p::identity::{Keypair, PublicKey};
 use libp2p::tcp::tokio::TcpStream;
 use multistream_select::{dialer_select_proto, listener_select_proto};
 use osmoda_fabric::pq_tcp::PqUpgrade;
-use osmoda_fabric::proto::{FleetRoot, Handshake, LocalIdentity, NodeKey, Role, Side};
-use osmoda_fabric::{Credentials, Membership};
+use osmoda_fabric::proto::{FleetRoot, Handshake, LocalIdentity, NodeKey, Side};
+use osmoda_fabric::Membership;
 use rand::rngs::OsRng;
 use snow::resolvers::CryptoResolver;
 use x25519_dalek::{x25519, X25519_BASEPOINT_BYTES};
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn credentials(root: &FleetRoot, name: &str) -> Credentials {
-    let key = ed25519_dalek::SigningKey::generate(&mut OsRng);
-    let cert = root
-        .issue(
-            key.verifying_key().to_bytes(),
-            name,
-            Role::Member,
-            now() - 3600,
-            now() + 24 * 3600,
-        )
-        .expect("issue certificate");
-    Credentials::new(&key.to_bytes(), cert).expect("credentials")
-}
 
 /// Runs the cases in turn, `rounds` times (after `rounds / 10` unrecorded
 /// warm-up rounds), alternating their order, and prints each one's median

@@ -24,9 +24,12 @@
 //!
 //! Run: `cargo bench -p osmoda-fabric --bench setup`
 
-use std::io;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod common;
 
+use std::io;
+use std::time::{Duration, Instant};
+
+use common::credentials;
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures::future::poll_fn;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
@@ -37,7 +40,7 @@ use libp2p::core::{Endpoint, Transport};
 use libp2p::identity::Keypair;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId};
 use osmoda_fabric::pq_tcp::PqUpgrade;
-use osmoda_fabric::proto::{FleetRoot, Role};
+use osmoda_fabric::proto::FleetRoot;
 use osmoda_fabric::quic::{QuicConfig, QuicTransport};
 use osmoda_fabric::{Credentials, Membership};
 use rand::rngs::OsRng;
@@ -56,27 +59,6 @@ const WARM_UP_ROUNDS: usize = 1000;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait for one iteration before the benchmark gives up.
 const ITERATION_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn credentials(root: &FleetRoot, name: &str) -> Credentials {
-    let key = ed25519_dalek::SigningKey::generate(&mut OsRng);
-    let cert = root
-        .issue(
-            key.verifying_key().to_bytes(),
-            name,
-            Role::Member,
-            now() - 3600,
-            now() + 24 * 3600,
-        )
-        .expect("issue certificate");
-    Credentials::new(&key.to_bytes(), cert).expect("credentials")
-}
 
 fn osmoda_tcp(credentials: &Credentials, membership: std::sync::Arc<Membership>) -> Muxed {
     tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
