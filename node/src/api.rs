@@ -22,7 +22,8 @@ use std::sync::Arc;
 use osmoda_crdt_state::{Actor, Outcome};
 
 use crate::audit::AuditLog;
-use crate::datadir::{decode_hex, FleetInfo};
+use crate::datadir::FleetInfo;
+use osmoda_fabric::proto::parse_hex_bytes;
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -258,7 +259,7 @@ async fn revoke(
     body: std::result::Result<Json<RevokeBody>, JsonRejection>,
 ) -> ApiResult<serde_json::Value> {
     let Json(body) = body?;
-    let bytes = decode_hex(body.revocation.trim())
+    let bytes = parse_hex_bytes(body.revocation.trim())
         .ok_or_else(|| ApiError::bad_request("revocation is not hex"))?;
     let rev = Revocation::decode(&bytes)
         .map_err(|e| ApiError::bad_request(format!("revocation is malformed: {e}")))?;

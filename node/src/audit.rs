@@ -390,7 +390,7 @@ pub async fn verify_remote(
             DirectResponse::Refused { reason } => bail!("the peer refused: {reason}"),
             other => bail!("unexpected answer {other:?}"),
         };
-        let cp = crate::datadir::decode_hex(&checkpoint)
+        let cp = osmoda_fabric::proto::parse_hex_bytes(&checkpoint)
             .and_then(|b| Checkpoint::decode(&b).ok())
             .context("the peer sent a malformed checkpoint")?;
         if cp.node != node || cp.verify().is_err() {
@@ -418,7 +418,7 @@ pub async fn verify_remote(
         }
         for hex in batch {
             records.push(
-                crate::datadir::decode_hex(&hex)
+                osmoda_fabric::proto::parse_hex_bytes(&hex)
                     .context("the peer sent a record that is not hex")?,
             );
         }
@@ -480,8 +480,8 @@ pub async fn read_remote(
     };
     let mut out = Vec::new();
     for (seq, hex) in (start..).zip(records) {
-        let record =
-            crate::datadir::decode_hex(&hex).with_context(|| format!("entry {seq} is not hex"))?;
+        let record = osmoda_fabric::proto::parse_hex_bytes(&hex)
+            .with_context(|| format!("entry {seq} is not hex"))?;
         let (_, bytes) = split(&record).with_context(|| format!("entry {seq} is truncated"))?;
         out.push(
             AuditEntry::decode(bytes)

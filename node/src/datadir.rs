@@ -8,7 +8,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use osmoda_fabric::proto::{hex, parse_hex, FleetCert, FleetRoot, Revocation};
+use osmoda_fabric::proto::{hex, parse_hex, parse_hex_bytes, FleetCert, FleetRoot, Revocation};
 use serde::{Deserialize, Serialize};
 
 pub const IDENTITY_KEY: &str = "identity.key";
@@ -175,7 +175,7 @@ impl DataDir {
 
     pub fn cert(&self) -> Result<FleetCert> {
         let text = self.read_text(CERT)?;
-        let bytes = decode_hex(text.trim())
+        let bytes = parse_hex_bytes(text.trim())
             .with_context(|| format!("{} is not hex", self.path(CERT).display()))?;
         FleetCert::decode(&bytes)
             .with_context(|| format!("{} is damaged", self.path(CERT).display()))
@@ -203,7 +203,7 @@ impl DataDir {
             if line.is_empty() {
                 continue;
             }
-            match decode_hex(line).and_then(|b| Revocation::decode(&b).ok()) {
+            match parse_hex_bytes(line).and_then(|b| Revocation::decode(&b).ok()) {
                 Some(rev) => out.push(rev),
                 None => {
                     tracing::warn!(line = i + 1, file = %path.display(), "skipping a damaged revocation")
@@ -221,14 +221,4 @@ impl DataDir {
         }
         self.write(REVOCATIONS, text.as_bytes(), 0o644)
     }
-}
-
-pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
 }

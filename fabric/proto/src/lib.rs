@@ -39,16 +39,19 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Parses lower- or upper-case hexadecimal of exactly `N` bytes.
-pub fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+/// Parses lower- or upper-case hexadecimal of any even length.
+pub fn parse_hex_bytes(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
-    if text.len() != 2 * N || !text.is_ascii() {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
         return None;
     }
-    let mut out = [0u8; N];
-    for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
-        let s = std::str::from_utf8(chunk).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// Parses lower- or upper-case hexadecimal of exactly `N` bytes.
+pub fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    parse_hex_bytes(text)?.try_into().ok()
 }
