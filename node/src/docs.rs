@@ -95,6 +95,9 @@ pub struct Docs {
     routines: Mutex<RoutineBook>,
     node_id: String,
     unique: AtomicU64,
+    /// Bumped on every change to either document, local or synced; lets
+    /// the node skip recomputing its summary while nothing changed.
+    changes: AtomicU64,
 }
 
 fn shard_key(shard: ShardId) -> [u8; 2] {
@@ -126,7 +129,17 @@ impl Docs {
             routines: Mutex::new(routines),
             node_id: node_id.to_owned(),
             unique: AtomicU64::new(now_ms() << 16),
+            changes: AtomicU64::new(0),
         })
+    }
+
+    /// A counter that moves whenever the documents change.
+    pub fn version(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
     }
 
     fn new_id(&self) -> String {
@@ -142,6 +155,7 @@ impl Docs {
         let (value, ack) = {
             let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
             let value = change(&mut k)?;
+            self.changed();
             let mut batch = Batch::new();
             for (shard, bytes) in k.save_dirty() {
                 batch.put(KNOWLEDGE, &shard_key(shard), &bytes);
@@ -159,6 +173,7 @@ impl Docs {
         let (value, ack) = {
             let mut r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
             let value = change(&mut r)?;
+            self.changed();
             let mut batch = Batch::new();
             batch.put(ROUTINES, BOOK, &r.doc_mut().save());
             (value, self.store.submit_batch(batch)?)
@@ -273,6 +288,7 @@ impl Docs {
             }
         };
         if changed {
+            self.changed();
             let mut batch = Batch::new();
             batch.put(ROUTINES, BOOK, &r.doc_mut().save());
             let _ack = self.store.submit_batch(batch)?;
@@ -309,6 +325,7 @@ impl Docs {
             batch.put(KNOWLEDGE, &shard_key(shard), &bytes);
         }
         if !batch.is_empty() {
+            self.changed();
             // Replicated data: queued in order under the lock; no need to
             // hold the peer's round until it is on disk.
             let _ack = self.store.submit_batch(batch)?;

@@ -176,7 +176,8 @@ pub async fn run(
     let mut state_timer = tokio::time::interval(STATE_EVERY);
     let replicator = Replicator::new(docs.clone(), audit.clone(), fabric.clone());
     let mut summary_timer = tokio::time::interval(ANNOUNCE_EVERY);
-    let mut summary_sent: Option<(Vec<u8>, std::time::Instant)> = None;
+    // The documents' change counter when the summary was last sent, and when.
+    let mut summary_sent: Option<(u64, std::time::Instant)> = None;
     loop {
         tokio::select! {
             _ = announce_timer.tick() => {
@@ -195,10 +196,11 @@ pub async fn run(
             _ = summary_timer.tick() => {
                 // On change, and every few seconds so that peers that were
                 // away (or missed a message) catch up.
-                let summary = replicator.summary();
-                let stale = summary_sent.as_ref().is_none_or(|(last, at)| *last != summary || at.elapsed() >= SUMMARY_EVERY);
-                if stale && fabric.publish(topics::STATE, summary.clone()).await.is_ok() {
-                    summary_sent = Some((summary, std::time::Instant::now()));
+                // The summary is computed only when it may have changed.
+                let version = docs.version();
+                let stale = summary_sent.as_ref().is_none_or(|(last, at)| *last != version || at.elapsed() >= SUMMARY_EVERY);
+                if stale && fabric.publish(topics::STATE, replicator.summary()).await.is_ok() {
+                    summary_sent = Some((version, std::time::Instant::now()));
                 }
             }
             _ = state_timer.tick() => {
