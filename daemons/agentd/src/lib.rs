@@ -1,0 +1,1 @@
+//! Agent supervision: specs, processes, restarts with backoff, resource limits, stop/freeze/kill
