@@ -159,14 +159,14 @@ fn a_node_that_forks_its_log_is_reported_by_the_others() {
 fn a_member_fetches_and_verifies_another_nodes_log() {
     use std::time::Duration;
     let tmp = tempfile::tempdir().unwrap();
-    let mut nodes = fleet(tmp.path(), 2);
+    let mut nodes = fleet(tmp.path(), 3);
     nodes[0].start_local(&[]);
     let boot = nodes[0].addr("tcp");
-    nodes[1].start_local(&[boot]);
-    assert!(common::wait_until(Duration::from_secs(20), || nodes[1]
-        .peer_ids()
-        .len()
-        == 1));
+    nodes[1].start_local(std::slice::from_ref(&boot));
+    nodes[2].start_local(&[boot]);
+    assert!(common::wait_until(Duration::from_secs(20), || nodes
+        .iter()
+        .all(|n| n.peer_ids().len() == 2)));
     // Enough entries for several requests (48 records each).
     for i in 0..60 {
         let _ = nodes[0].cli(&["mesh", "broadcast", &format!("entry {i}")]);
@@ -174,7 +174,9 @@ fn a_member_fetches_and_verifies_another_nodes_log() {
     let id = nodes[0].node_id();
     let report = nodes[1].json(&["audit", "verify", "--node", &id]);
     assert_eq!(report["ok"], true, "{report}");
-    assert!(report["entries"].as_u64().unwrap() >= 63, "{report}");
+    assert_eq!(report["served_by"], id.as_str(), "{report}");
+    let verified = report["entries"].as_u64().unwrap();
+    assert!(verified >= 63, "{report}");
 
     let theirs = nodes[1].json(&["audit", "log", "--node", &id, "--limit", "10"]);
     let own = nodes[0].json(&["audit", "log", "--limit", "10"]);
@@ -182,4 +184,15 @@ fn a_member_fetches_and_verifies_another_nodes_log() {
 
     let out = nodes[1].cli(&["audit", "verify", "--node", "not-a-node"]);
     assert_eq!(out.status.code(), Some(4));
+
+    // With the owner gone, the copy n1 verified is served to n2 by n1, and
+    // still checked against the owner's signature.
+    nodes[0].stop();
+    let relay = nodes[1].node_id();
+    let report = nodes[2].json(&["audit", "verify", "--node", &id]);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["served_by"], relay.as_str(), "{report}");
+    assert_eq!(report["entries"].as_u64().unwrap(), verified, "{report}");
+    let relayed = nodes[2].json(&["audit", "log", "--node", &id, "--limit", "10"]);
+    assert_eq!(relayed, own);
 }

@@ -32,6 +32,7 @@ pub struct ApiState {
     pub audit: Arc<AuditLog>,
     pub heads: Arc<crate::heads::FleetHeads>,
     pub docs: Arc<crate::docs::Docs>,
+    pub mirrors: crate::audit_remote::Mirrors,
 }
 
 impl ApiState {
@@ -304,7 +305,7 @@ async fn audit_log(
 ) -> ApiResult<Vec<crate::audit::EntryView>> {
     let axum::extract::Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let entries = match remote_peer(&s, q.node.as_deref())? {
-        Some(peer) => crate::audit::read_remote(&s.fabric, peer, q.start, q.limit)
+        Some(peer) => crate::audit_remote::read_remote(&s.fabric, peer, q.start, q.limit)
             .await
             .map_err(gateway)?,
         None => crate::audit::read_entries(s.audit.store(), q.start, q.limit).map_err(internal)?,
@@ -341,7 +342,7 @@ async fn audit_verify(
 ) -> ApiResult<crate::audit::VerifyReport> {
     let Json(body) = body?;
     if let Some(peer) = remote_peer(&s, body.node.as_deref())? {
-        let report = crate::audit::verify_remote(&s.fabric, peer)
+        let report = crate::audit_remote::verify_remote(&s.fabric, &s.mirrors, &s.heads, peer)
             .await
             .map_err(gateway)?;
         return Ok(Json(report));

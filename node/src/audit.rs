@@ -31,7 +31,7 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn split(record: &[u8]) -> Option<([u8; 32], &[u8])> {
+pub(crate) fn split(record: &[u8]) -> Option<([u8; 32], &[u8])> {
     let (chain, entry) = record.split_at_checked(32)?;
     Some((chain.try_into().ok()?, entry))
 }
@@ -85,16 +85,25 @@ pub struct VerifyReport {
     /// The first entry that fails, if one does.
     pub bad_entry: Option<u64>,
     pub problem: Option<String>,
+    /// The peer the entries came from, when they were fetched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
 }
 
 impl VerifyReport {
-    fn bad(entries: u64, checkpoint_size: u64, seq: Option<u64>, problem: String) -> Self {
+    pub(crate) fn bad(
+        entries: u64,
+        checkpoint_size: u64,
+        seq: Option<u64>,
+        problem: String,
+    ) -> Self {
         Self {
             ok: false,
             entries,
             checkpoint_size,
             bad_entry: seq,
             problem: Some(problem),
+            served_by: None,
         }
     }
 }
@@ -344,6 +353,7 @@ pub fn verify_stored(store: &Store, owner: &[u8; 32]) -> Result<VerifyReport> {
         checkpoint_size: signed,
         bad_entry: None,
         problem: None,
+        served_by: None,
     })
 }
 
@@ -364,130 +374,4 @@ impl AuditLog {
         };
         Ok((cp, records))
     }
-}
-
-/// Fetches a peer's whole log from the peer itself and verifies it against
-/// the checkpoint it signed; names the first entry that fails.
-pub async fn verify_remote(
-    fabric: &osmoda_fabric::FabricHandle,
-    peer: libp2p::PeerId,
-) -> Result<VerifyReport> {
-    use osmoda_fabric::behaviour::{DirectRequest, DirectResponse, MAX_AUDIT_RECORDS_PER_REQUEST};
-    let node = osmoda_fabric::node_key_of(&peer).context("not an osmoda node id")?;
-    let mut anchor: Option<Checkpoint> = None;
-    let mut records: Vec<Vec<u8>> = Vec::new();
-    loop {
-        let request = DirectRequest::AuditRange {
-            node: osmoda_fabric::proto::hex(&node),
-            start: records.len() as u64,
-            count: MAX_AUDIT_RECORDS_PER_REQUEST,
-        };
-        let (checkpoint, batch) = match fabric.request(peer, request).await? {
-            DirectResponse::AuditRange {
-                checkpoint,
-                records,
-            } => (checkpoint, records),
-            DirectResponse::Refused { reason } => bail!("the peer refused: {reason}"),
-            other => bail!("unexpected answer {other:?}"),
-        };
-        let cp = osmoda_fabric::proto::parse_hex_bytes(&checkpoint)
-            .and_then(|b| Checkpoint::decode(&b).ok())
-            .context("the peer sent a malformed checkpoint")?;
-        if cp.node != node || cp.verify().is_err() {
-            return Ok(VerifyReport::bad(
-                records.len() as u64,
-                0,
-                None,
-                "the checkpoint is not signed by that node".into(),
-            ));
-        }
-        let anchor = anchor.get_or_insert(cp);
-        if anchor.size > MAX_REMOTE_ENTRIES {
-            bail!(
-                "the log has {} entries, more than the {MAX_REMOTE_ENTRIES} this command verifies",
-                anchor.size
-            );
-        }
-        if batch.is_empty() && (records.len() as u64) < anchor.size {
-            return Ok(VerifyReport::bad(
-                records.len() as u64,
-                anchor.size,
-                Some(records.len() as u64),
-                "the peer stopped sending before the signed size".into(),
-            ));
-        }
-        for hex in batch {
-            records.push(
-                osmoda_fabric::proto::parse_hex_bytes(&hex)
-                    .context("the peer sent a record that is not hex")?,
-            );
-        }
-        if records.len() as u64 >= anchor.size {
-            break;
-        }
-    }
-    let Some(cp) = anchor else {
-        bail!("no checkpoint received")
-    };
-    records.truncate(cp.size as usize);
-    let mut chain = Vec::with_capacity(records.len());
-    let mut entries = Vec::with_capacity(records.len());
-    for (seq, record) in (0u64..).zip(&records) {
-        let Some((c, e)) = split(record) else {
-            return Ok(VerifyReport::bad(
-                cp.size,
-                cp.size,
-                Some(seq),
-                format!("entry {seq} is truncated"),
-            ));
-        };
-        chain.push(c);
-        entries.push(e);
-    }
-    Ok(match verify_log(&cp, &entries, Some(&chain)) {
-        Ok(()) => VerifyReport {
-            ok: true,
-            entries: cp.size,
-            checkpoint_size: cp.size,
-            bad_entry: None,
-            problem: None,
-        },
-        Err(VerifyError::Entry { seq, fault }) => {
-            VerifyReport::bad(cp.size, cp.size, Some(seq), format!("entry {seq}: {fault}"))
-        }
-        Err(other) => VerifyReport::bad(cp.size, cp.size, None, other.to_string()),
-    })
-}
-
-/// Entries of a peer's log, fetched from the peer (not verified).
-pub async fn read_remote(
-    fabric: &osmoda_fabric::FabricHandle,
-    peer: libp2p::PeerId,
-    start: u64,
-    limit: u64,
-) -> Result<Vec<EntryView>> {
-    use osmoda_fabric::behaviour::{DirectRequest, DirectResponse, MAX_AUDIT_RECORDS_PER_REQUEST};
-    let node = osmoda_fabric::node_key_of(&peer).context("not an osmoda node id")?;
-    let request = DirectRequest::AuditRange {
-        node: osmoda_fabric::proto::hex(&node),
-        start,
-        count: (limit.min(u64::from(MAX_AUDIT_RECORDS_PER_REQUEST))) as u32,
-    };
-    let records = match fabric.request(peer, request).await? {
-        DirectResponse::AuditRange { records, .. } => records,
-        DirectResponse::Refused { reason } => bail!("the peer refused: {reason}"),
-        other => bail!("unexpected answer {other:?}"),
-    };
-    let mut out = Vec::new();
-    for (seq, hex) in (start..).zip(records) {
-        let record = osmoda_fabric::proto::parse_hex_bytes(&hex)
-            .with_context(|| format!("entry {seq} is not hex"))?;
-        let (_, bytes) = split(&record).with_context(|| format!("entry {seq} is truncated"))?;
-        out.push(
-            AuditEntry::decode(bytes)
-                .with_context(|| format!("entry {seq} is damaged"))?
-                .into(),
-        );
-    }
-    Ok(out)
 }

@@ -2,6 +2,7 @@
 
 mod api;
 mod audit;
+mod audit_remote;
 mod cli;
 mod client;
 mod config;

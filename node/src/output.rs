@@ -229,6 +229,9 @@ pub fn audit_verify(json: bool, v: &Value) {
             "audit log verifies: {} entries, {} covered by the signed checkpoint",
             v["entries"], v["checkpoint_size"]
         );
+        if let Some(source) = v["served_by"].as_str() {
+            println!("  served by {source}");
+        }
     } else {
         println!(
             "audit log does NOT verify: {}",

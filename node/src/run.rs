@@ -13,6 +13,7 @@ use osmoda_crdt_state::{Actor, Outcome};
 
 use crate::api::{self, ApiState, NodeInfo};
 use crate::audit::AuditLog;
+use crate::audit_remote::Mirrors;
 use crate::docs::Docs;
 use crate::heads::FleetHeads;
 use crate::sync::Replicator;
@@ -29,20 +30,32 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(5);
 const STATE_EVERY: Duration = Duration::from_secs(30);
 
 /// Answers a peer's request that the fabric handed to the node.
-fn answer(audit: &AuditLog, own: &[u8; 32], request: DirectRequest) -> DirectResponse {
+fn answer(
+    audit: &AuditLog,
+    mirrors: &Mirrors,
+    own: &[u8; 32],
+    request: DirectRequest,
+) -> DirectResponse {
     let refuse = |reason: String| DirectResponse::Refused { reason };
-    match request {
-        DirectRequest::AuditRange { node, start, count } if node == hex(own) => {
-            match audit.serve_range(start, count.min(MAX_AUDIT_RECORDS_PER_REQUEST)) {
-                Ok((cp, records)) => DirectResponse::AuditRange {
-                    checkpoint: hex(&cp.encode()),
-                    records: records.iter().map(|r| hex(r)).collect(),
-                },
-                Err(e) => refuse(format!("cannot read the audit log: {e:#}")),
-            }
+    let DirectRequest::AuditRange { node, start, count } = request else {
+        return refuse("not answered by the node".into());
+    };
+    let count = count.min(MAX_AUDIT_RECORDS_PER_REQUEST);
+    let served = if node == hex(own) {
+        audit.serve_range(start, count).map(Some)
+    } else {
+        match osmoda_fabric::proto::parse_hex::<32>(&node) {
+            Some(key) => mirrors.serve_range(&key, start, count),
+            None => return refuse("not a node key".into()),
         }
-        DirectRequest::AuditRange { .. } => refuse("only a node serves its own audit log".into()),
-        _ => refuse("not answered by the node".into()),
+    };
+    match served {
+        Ok(Some((cp, records))) => DirectResponse::AuditRange {
+            checkpoint: hex(&cp.encode()),
+            records: records.iter().map(|r| hex(r)).collect(),
+        },
+        Ok(None) => refuse("this node holds no copy of that log".into()),
+        Err(e) => refuse(format!("cannot read the audit log: {e:#}")),
     }
 }
 
@@ -143,6 +156,7 @@ pub async fn run(
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let heads = Arc::new(FleetHeads::default());
     let docs = Arc::new(Docs::open(audit.store(), &node.node_id)?);
+    let mirrors = Mirrors::new(audit.store().clone());
     let node_key = cert.node;
     let app = api::router(ApiState {
         fabric: fabric.clone(),
@@ -150,6 +164,7 @@ pub async fn run(
         audit: audit.clone(),
         heads: heads.clone(),
         docs: docs.clone(),
+        mirrors: mirrors.clone(),
     });
     let api_task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -242,7 +257,7 @@ pub async fn run(
                     });
                 }
                 Some(FabricEvent::Request { id, request, .. }) => {
-                    fabric.respond(id, answer(&audit, &node_key, request)).await;
+                    fabric.respond(id, answer(&audit, &mirrors, &node_key, request)).await;
                 }
                 Some(FabricEvent::Gossip { topic, data, source: Some(peer) }) if topic == topics::STATE => {
                     replicator.on_summary(peer, &data);
