@@ -30,6 +30,29 @@ pub struct FabricConfig {
     pub inbox_capacity: usize,
     /// How long a connection may take from first byte to a secured, multiplexed link.
     pub handshake_timeout: Duration,
+    /// Checks for the topics whose messages the fabric cannot read itself
+    /// (state, audit): a message that fails is neither delivered nor
+    /// forwarded, and gossipsub scores its sender down.
+    pub validators: Vec<(&'static str, GossipValidator)>,
+}
+
+/// The check itself: true when the message may be delivered and forwarded.
+pub type GossipCheck = dyn Fn(&[u8]) -> bool + Send + Sync;
+
+/// A structural check of one topic's messages, run before forwarding.
+#[derive(Clone)]
+pub struct GossipValidator(pub Arc<GossipCheck>);
+
+impl GossipValidator {
+    pub fn new(check: impl Fn(&[u8]) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(check))
+    }
+}
+
+impl std::fmt::Debug for GossipValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GossipValidator")
+    }
 }
 
 impl Default for FabricConfig {
@@ -49,6 +72,7 @@ impl Default for FabricConfig {
             idle_timeout: Duration::from_secs(3600),
             inbox_capacity: 1000,
             handshake_timeout: Duration::from_secs(10),
+            validators: Vec::new(),
         }
     }
 }
@@ -195,6 +219,10 @@ pub(crate) enum Command {
         addr: Multiaddr,
         reply: oneshot::Sender<Result<(), FabricError>>,
     },
+    Penalize {
+        peer: PeerId,
+        reason: String,
+    },
     Shutdown,
 }
 
@@ -292,6 +320,13 @@ impl FabricHandle {
 
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), FabricError> {
         self.ask(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Disconnects a peer that misbehaved and keeps it out for a while
+    /// (five minutes); gossip from it is ignored meanwhile.
+    pub async fn penalize(&self, peer: PeerId, reason: impl Into<String>) {
+        let reason = reason.into();
+        let _ = self.commands.send(Command::Penalize { peer, reason }).await;
     }
 
     pub fn inbox(&self) -> Vec<InboxEntry> {

@@ -19,6 +19,7 @@ pub mod runtime;
 pub mod topics;
 
 pub use handle::{
-    FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, InboxEntry, PeerInfo,
+    FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, GossipValidator,
+    InboxEntry, PeerInfo,
 };
 pub use runtime::{start, StartError};

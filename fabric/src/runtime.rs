@@ -31,10 +31,12 @@ use crate::membership::{node_key_of, peer_id_of, Membership, Security};
 use crate::pq_tcp::PqUpgrade;
 
 mod direct;
+mod penalty;
 
 use crate::topics::{self, FleetMessage, MeshText, MAX_TEXT_LEN};
 use crate::Credentials;
 use direct::decode_revocation;
+use penalty::PenaltyBox;
 
 /// How often the loop retries bootstrap addresses while it has no peer.
 const BOOTSTRAP_RETRY: Duration = Duration::from_secs(5);
@@ -160,6 +162,8 @@ pub fn start(
         pending_requests: HashMap::new(),
         pending_inbound: HashMap::new(),
         next_inbound: 0,
+        penalties: PenaltyBox::default(),
+        validators: config.validators,
     };
     let task = tokio::spawn(fabric.run(command_rx));
     Ok((handle, event_rx, task))
@@ -185,6 +189,8 @@ struct FabricLoop {
     /// Peers' requests handed to the node, waiting for its answer.
     pending_inbound: HashMap<u64, request_response::ResponseChannel<DirectResponse>>,
     next_inbound: u64,
+    penalties: PenaltyBox,
+    validators: Vec<(&'static str, crate::handle::GossipValidator)>,
 }
 
 impl FabricLoop {
@@ -208,6 +214,9 @@ impl FabricLoop {
                 _ = kad_timer.tick() => {
                     if !self.connected.is_empty() {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    }
+                    for peer in self.penalties.expired(std::time::Instant::now()) {
+                        self.swarm.behaviour_mut().gossipsub.remove_blacklisted_peer(&peer);
                     }
                 }
             }
@@ -261,6 +270,12 @@ impl FabricLoop {
                         .dial(addr)
                         .map_err(|e| FabricError::Dial(e.to_string())),
                 );
+            }
+            Command::Penalize { peer, reason } => {
+                warn!(%peer, %reason, "peer misbehaved; disconnected and kept out for a while");
+                self.penalties.penalize(peer, std::time::Instant::now());
+                self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+                let _ = self.swarm.disconnect_peer_id(peer);
             }
             Command::Shutdown => {}
         }
@@ -368,6 +383,14 @@ impl FabricLoop {
                 num_established,
                 ..
             } => {
+                if self
+                    .penalties
+                    .is_penalized(&peer_id, std::time::Instant::now())
+                {
+                    debug!(%peer_id, "penalized peer; closing");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
                 if self.membership.peer(&peer_id).is_none()
                     || node_key_of(&peer_id).is_some_and(|n| self.membership.is_revoked(&n))
                 {
@@ -431,6 +454,9 @@ impl FabricLoop {
             || self.connected.contains_key(&peer)
             || self.connected.len() >= DIAL_TARGET
             || node_key_of(&peer).is_some_and(|n| self.membership.is_revoked(&n))
+            || self
+                .penalties
+                .is_penalized(&peer, std::time::Instant::now())
         {
             return;
         }
@@ -530,7 +556,17 @@ impl FabricLoop {
             let topic = topics::ALL
                 .iter()
                 .find(|t| gossipsub::IdentTopic::new(**t).hash().as_str() == topic);
+            let valid = |t: &str| {
+                self.validators
+                    .iter()
+                    .filter(|(name, _)| *name == t)
+                    .all(|(_, check)| (check.0)(&message.data))
+            };
             match topic {
+                Some(t) if !valid(t) => {
+                    debug!(topic = %t, source = ?message.source, "rejecting an invalid gossip message");
+                    Reject
+                }
                 Some(t) => {
                     self.emit(FabricEvent::Gossip {
                         topic: t.to_string(),

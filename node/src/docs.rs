@@ -278,13 +278,18 @@ impl Docs {
 
     /// Applies a peer's routine sync message and stores the book if it
     /// changed. Returns whether it changed.
-    pub fn routines_receive(&self, session: &mut SyncSession, bytes: &[u8]) -> Result<bool> {
+    /// Applies a peer's message for the routine book; `Received` counts a
+    /// message that did not decode as refused.
+    pub fn routines_receive(&self, session: &mut SyncSession, bytes: &[u8]) -> Result<Received> {
         let mut r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
         let changed = match session.receive_message(r.doc_mut(), bytes) {
             Ok(changed) => changed,
             Err(e) => {
                 tracing::debug!(error = %e, "routine sync message refused");
-                return Ok(false);
+                return Ok(Received {
+                    changed: 0,
+                    refused: 1,
+                });
             }
         };
         if changed {
@@ -293,7 +298,10 @@ impl Docs {
             batch.put(ROUTINES, BOOK, &r.doc_mut().save());
             let _ack = self.store.submit_batch(batch)?;
         }
-        Ok(changed)
+        Ok(Received {
+            changed: usize::from(changed),
+            refused: 0,
+        })
     }
 
     /// The next round of `sync`'s messages.
@@ -302,20 +310,21 @@ impl Docs {
         sync.generate(&mut k)
     }
 
-    /// Applies a peer's round; stores the shards it changed. Returns how
-    /// many shards changed. A bad message fails that shard's session only.
+    /// Applies a peer's round; stores the shards it changed. A bad message
+    /// fails that shard's session only, and is counted as refused.
     pub fn sync_receive(
         &self,
         sync: &mut StoreSync,
         messages: Vec<(ShardId, Vec<u8>)>,
-    ) -> Result<usize> {
+    ) -> Result<Received> {
         let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
-        let mut changed = 0;
+        let (mut changed, mut refused) = (0, 0);
         for (shard, bytes) in messages {
             match sync.receive(&mut k, shard, &bytes) {
                 Ok(true) => changed += 1,
                 Ok(false) => {}
                 Err(e) => {
+                    refused += 1;
                     tracing::debug!(shard = shard.index(), error = %e, "sync message refused")
                 }
             }
@@ -330,7 +339,7 @@ impl Docs {
             // hold the peer's round until it is on disk.
             let _ack = self.store.submit_batch(batch)?;
         }
-        Ok(changed)
+        Ok(Received { changed, refused })
     }
 
     pub fn routine(&self, id: &str) -> Result<Option<RoutineView>> {
@@ -342,4 +351,13 @@ impl Docs {
         let r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
         r.list().into_iter().map(Into::into).collect()
     }
+}
+
+/// What a peer's sync round did here.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Received {
+    /// Documents that changed.
+    pub changed: usize,
+    /// Messages that did not decode or apply (the peer's fault).
+    pub refused: usize,
 }

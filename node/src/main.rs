@@ -5,6 +5,7 @@ mod audit;
 mod audit_remote;
 mod cli;
 mod client;
+mod conduct;
 mod config;
 mod datadir;
 mod docs;

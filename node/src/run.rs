@@ -2,7 +2,9 @@
 
 use anyhow::{Context, Result};
 use osmoda_fabric::proto::hex;
-use osmoda_fabric::{Credentials, FabricConfig, FabricEvent, Membership, StartError};
+use osmoda_fabric::{
+    Credentials, FabricConfig, FabricEvent, GossipValidator, Membership, StartError,
+};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{debug, error, info, warn};
 
@@ -99,7 +101,19 @@ pub async fn run(
     }
     let file_config = config::load(data)?;
     let default_listen = config::listens_by_default(&file_config, &overrides);
-    let fabric_config = config::resolve(file_config, &overrides)?;
+    let mut fabric_config = config::resolve(file_config, &overrides)?;
+    // State and audit gossip that does not even decode is dropped, not
+    // forwarded, and counts against its sender's gossip score.
+    fabric_config.validators = vec![
+        (
+            topics::STATE,
+            GossipValidator::new(|d| crate::sync::StateSummary::decode(d).is_some()),
+        ),
+        (
+            topics::AUDIT,
+            GossipValidator::new(|d| osmoda_crdt_state::AuditHeads::decode(d).is_ok()),
+        ),
+    ];
     let cert = data.cert()?;
     cert.verify(&cert.fleet, unix_now()).context(
         "this node's membership certificate is not valid; ask an admin for a new invite",

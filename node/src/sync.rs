@@ -22,10 +22,11 @@ use osmoda_crdt_state::{Actor, Outcome};
 use osmoda_docs::{HeadsSummary, ShardId, StoreSync, SyncLimits, SyncSession};
 use osmoda_fabric::behaviour::{DirectRequest, DirectResponse, ShardMessage, MAX_SHARD_MESSAGE};
 use osmoda_fabric::FabricHandle;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::audit::AuditLog;
-use crate::docs::Docs;
+use crate::conduct::{Conduct, Verdict};
+use crate::docs::{Docs, Received};
 
 /// Rounds one sync may take before it gives up (it is retried on the next
 /// summary).
@@ -91,21 +92,26 @@ fn encode(messages: Vec<(ShardId, Vec<u8>)>) -> Vec<ShardMessage> {
 /// Messages for knowledge shards, decoded.
 type ShardRound = Vec<(ShardId, Vec<u8>)>;
 
-/// Splits a round into the knowledge shards' messages and the book's.
-fn decode(messages: Vec<ShardMessage>) -> (ShardRound, Option<Vec<u8>>) {
+/// Splits a round into the knowledge shards' messages and the book's;
+/// counts the messages that are not even well-formed.
+fn decode(messages: Vec<ShardMessage>) -> (ShardRound, Option<Vec<u8>>, usize) {
     let mut book = None;
     let mut shards = Vec::new();
+    let mut garbage = 0;
     for m in messages {
         let Ok(data) = STANDARD.decode(m.data) else {
+            garbage += 1;
             continue;
         };
         if m.shard == ROUTINE_BOOK {
             book = Some(data);
         } else if let Some(shard) = ShardId::new(m.shard) {
             shards.push((shard, data));
+        } else {
+            garbage += 1;
         }
     }
-    (shards, book)
+    (shards, book, garbage)
 }
 
 pub struct Replicator {
@@ -114,6 +120,7 @@ pub struct Replicator {
     fabric: FabricHandle,
     running: Mutex<HashSet<PeerId>>,
     responders: Mutex<HashMap<PeerId, (Sessions, Instant)>>,
+    conduct: Mutex<Conduct>,
 }
 
 impl Replicator {
@@ -124,6 +131,7 @@ impl Replicator {
             fabric,
             running: Mutex::new(HashSet::new()),
             responders: Mutex::new(HashMap::new()),
+            conduct: Mutex::new(Conduct::default()),
         })
     }
 
@@ -147,18 +155,54 @@ impl Replicator {
         out
     }
 
-    /// Applies a peer's round; returns how many documents changed.
+    /// Applies a peer's round; says how many documents changed and how
+    /// many messages were garbage.
     fn receive(
         &self,
         sessions: &mut Sessions,
         messages: Vec<ShardMessage>,
-    ) -> anyhow::Result<usize> {
-        let (shards, book) = decode(messages);
-        let mut changed = self.docs.sync_receive(&mut sessions.shards, shards)?;
+    ) -> anyhow::Result<Received> {
+        let (shards, book, garbage) = decode(messages);
+        let mut received = self.docs.sync_receive(&mut sessions.shards, shards)?;
+        received.refused += garbage;
         if let Some(book) = book {
-            changed += usize::from(self.docs.routines_receive(&mut sessions.book, &book)?);
+            let r = self.docs.routines_receive(&mut sessions.book, &book)?;
+            received.changed += r.changed;
+            received.refused += r.refused;
         }
-        Ok(changed)
+        Ok(received)
+    }
+
+    /// Notes a peer's misbehaviour; cuts it off when it is one too many.
+    async fn strike(&self, peer: PeerId, reason: &str) {
+        let verdict = self
+            .conduct
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .strike(peer, Instant::now());
+        debug!(%peer, reason, ?verdict, "sync misbehaviour");
+        if verdict != Verdict::CutOff {
+            return;
+        }
+        warn!(%peer, reason, "cutting off a peer that keeps misbehaving in sync");
+        self.fabric.penalize(peer, reason).await;
+        let actor = osmoda_fabric::node_key_of(&peer)
+            .map(Actor::Peer)
+            .unwrap_or(Actor::Node);
+        let details = format!("cut off for a while: {reason}");
+        if let Err(e) = self
+            .audit
+            .record(
+                actor,
+                "peer.penalize",
+                &peer.to_string(),
+                Outcome::Ok,
+                &details,
+            )
+            .await
+        {
+            warn!(error = %e, "cannot audit a penalty");
+        }
     }
 
     /// A peer's gossiped summary: start a sync with it if we differ.
@@ -197,9 +241,11 @@ impl Replicator {
             book: SyncSession::new(limits()),
         };
         let mut changed = 0;
+        let mut finished = false;
         for _ in 0..MAX_ROUNDS {
             let out = self.generate(&mut sessions);
             if out.is_empty() {
+                finished = true;
                 break;
             }
             let request = DirectRequest::DocSync { messages: out };
@@ -215,12 +261,20 @@ impl Replicator {
                 }
             };
             match self.receive(&mut sessions, messages) {
-                Ok(n) => changed += n,
+                Ok(r) if r.refused > 0 => {
+                    self.strike(peer, "sent sync messages that do not decode")
+                        .await;
+                    return;
+                }
+                Ok(r) => changed += r.changed,
                 Err(e) => {
                     debug!(%peer, error = %e, "cannot store synced shards");
                     return;
                 }
             }
+        }
+        if !finished {
+            self.strike(peer, "sync rounds that do not end").await;
         }
         if changed > 0 {
             info!(%peer, documents = changed, "documents synced");
@@ -250,6 +304,17 @@ impl Replicator {
 
     /// Answers a peer's round from the session kept for it.
     pub async fn answer(&self, peer: PeerId, messages: Vec<ShardMessage>) -> DirectResponse {
+        let allowed = self
+            .conduct
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .allow_answer(peer, Instant::now());
+        if !allowed {
+            self.strike(peer, "too many sync rounds").await;
+            return DirectResponse::Refused {
+                reason: "too many sync rounds; slow down".into(),
+            };
+        }
         let mut sessions = {
             let mut responders = self.responders.lock().unwrap_or_else(|e| e.into_inner());
             responders.retain(|_, (_, used)| used.elapsed() < RESPONDER_IDLE);
@@ -270,7 +335,14 @@ impl Replicator {
             }
         };
         let changed = match self.receive(&mut sessions, messages) {
-            Ok(n) => n,
+            Ok(r) if r.refused > 0 => {
+                self.strike(peer, "sent sync messages that do not decode")
+                    .await;
+                return DirectResponse::Refused {
+                    reason: format!("{} sync message(s) did not decode", r.refused),
+                };
+            }
+            Ok(r) => r.changed,
             Err(e) => {
                 return DirectResponse::Refused {
                     reason: format!("{e:#}"),
