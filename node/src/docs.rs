@@ -108,15 +108,18 @@ impl Docs {
     pub fn open(store: &Store, node_id: &str) -> Result<Self> {
         let actor = NodeActor::new(node_id)?;
         let mut knowledge = KnowledgeStore::new(actor.clone());
+        let mut stored = Vec::new();
         for (key, bytes) in store.scan_prefix(KNOWLEDGE, b"", SHARD_COUNT as usize)? {
             let index = <[u8; 2]>::try_from(key.as_slice())
                 .ok()
                 .and_then(|k| ShardId::new(u16::from_be_bytes(k)))
                 .context("the knowledge table holds an unknown shard key")?;
-            knowledge
-                .load_shard(index, &bytes)
-                .with_context(|| format!("knowledge shard {} does not load", index.index()))?;
+            stored.push((index, bytes));
         }
+        knowledge.load_shards(stored).map_err(|(shard, e)| {
+            anyhow::Error::new(e)
+                .context(format!("knowledge shard {} does not load", shard.index()))
+        })?;
         let routines = match store.get(ROUTINES, BOOK)? {
             Some(bytes) => {
                 RoutineBook::load(&bytes, &actor).context("the routine book does not load")?

@@ -97,6 +97,13 @@ fn store_100k(c: &mut Criterion) {
     g.bench_function("load_all_shards", |b| {
         b.iter(|| black_box(load_all("node-a", &saved)))
     });
+    g.bench_function("load_all_shards_parallel", |b| {
+        b.iter(|| {
+            let mut s = KnowledgeStore::new(node("node-a"));
+            s.load_shards(saved.clone()).expect("load");
+            black_box(s)
+        })
+    });
     let one = ShardId::of("e00000001");
     g.bench_function("save_one_shard", |b| {
         b.iter(|| black_box(s.shard_mut(one).save()))

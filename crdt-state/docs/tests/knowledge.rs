@@ -303,6 +303,22 @@ fn shards_save_and_load_round_trip() {
         .is_err());
     let mut fresh = store("node-c");
     assert!(fresh.load_shard(*shard, &bytes[..bytes.len() / 2]).is_err());
+
+    // Loading all at once (in parallel) gives the same store, merges into
+    // shards that exist, and names a shard that does not load.
+    let mut parallel = KnowledgeStore::new(NodeActor::new("node-a").expect("node"));
+    parallel
+        .load_shard(saved[1].0, &saved[1].1)
+        .expect("one first");
+    parallel.load_shards(saved.clone()).expect("load all");
+    assert_eq!(parallel.list(&q), s.list(&q));
+    assert_eq!(parallel.heads_summary(), s.heads_summary());
+    let mut broken = saved.clone();
+    let half = broken[7].1.len() / 2;
+    broken[7].1.truncate(half);
+    let mut bad = KnowledgeStore::new(NodeActor::new("node-d").expect("node"));
+    let (named, _) = bad.load_shards(broken).expect_err("a torn shard");
+    assert_eq!(named, saved[7].0);
 }
 
 #[test]
