@@ -10,12 +10,15 @@
 //! - [`token`]: join tokens that carry a new member's credentials.
 //! - [`handshake`]: the hybrid post-quantum handshake
 //!   (`Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256`) as a state machine.
+//! - [`emergency`]: fleet-wide STOP/FREEZE/RESUME/LOCKDOWN/UNLOCK commands
+//!   signed by an admin, and the rule that refuses replays.
 //! - [`session`]: the transport cipher after the handshake: framing,
 //!   per-direction keys, nonces that never repeat, periodic rekeying.
 //!
 //! The wire formats are specified in `docs/protocol.md`.
 
 pub mod cert;
+pub mod emergency;
 pub mod handshake;
 pub mod kem;
 mod noise;
@@ -24,6 +27,7 @@ pub mod token;
 mod wire;
 
 pub use cert::{CertError, FleetCert, FleetRoot, Revocation, Role};
+pub use emergency::{admit, Admission, EmergencyCommand, EmergencyError, EmergencyKind};
 pub use handshake::{Handshake, HandshakeError, LocalIdentity, PeerIdentity, Side};
 pub use session::{Session, SessionError};
 pub use token::{JoinToken, TokenError};
