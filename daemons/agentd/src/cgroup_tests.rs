@@ -1,0 +1,204 @@
+//! Tests of the cgroup module: file formats everywhere, and the real
+//! kernel interface (create, join between fork and exec, freeze, kill,
+//! remove) where a writable cgroup2 hierarchy exists and we are root.
+
+use super::*;
+use crate::process::{self, Confinement};
+use crate::spec::AgentSpec;
+use crate::status::ExitStatus;
+
+#[test]
+fn flat_keyed_values() {
+    let events = "low 0\nhigh 3\nmax 7\noom 2\noom_kill 1\noom_group_kill 0\n";
+    assert_eq!(flat_keyed(events, "oom_kill"), Some(1));
+    assert_eq!(flat_keyed(events, "oom"), Some(2));
+    assert_eq!(flat_keyed(events, "missing"), None);
+    assert_eq!(flat_keyed("populated 1\nfrozen 0\n", "populated"), Some(1));
+    assert_eq!(flat_keyed("oom_kill x\n", "oom_kill"), None);
+}
+
+#[test]
+fn cpu_max_values() {
+    assert_eq!(cpu_max(None), "max 100000");
+    assert_eq!(cpu_max(Some(100)), "100000 100000");
+    assert_eq!(cpu_max(Some(50)), "50000 100000");
+    assert_eq!(cpu_max(Some(250)), "250000 100000");
+    assert_eq!(cpu_max(Some(1)), "1000 100000");
+}
+
+#[test]
+fn mountinfo_parsing() {
+    // A hybrid host (this shape is what the development machine has) and a
+    // unified one, plus an escaped space.
+    let hybrid = "\
+25 30 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid shared:9 - cgroup2 cgroup2 rw
+27 25 0:24 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+";
+    assert_eq!(
+        cgroup2_mounts(hybrid),
+        [PathBuf::from("/sys/fs/cgroup/unified")]
+    );
+    let unified = "35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev - cgroup2 cgroup2 rw,nsdelegate\n";
+    assert_eq!(cgroup2_mounts(unified), [PathBuf::from("/sys/fs/cgroup")]);
+    let escaped = "40 24 0:31 / /mnt/my\\040cgroups rw - cgroup2 none rw\n";
+    assert_eq!(cgroup2_mounts(escaped), [PathBuf::from("/mnt/my cgroups")]);
+    assert!(cgroup2_mounts("garbage\n\n1 2 3\n").is_empty());
+    assert_eq!(unescape_mount("a\\134b\\"), "a\\b\\");
+}
+
+#[test]
+fn limits_written_to_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for file in [
+        "memory.max",
+        "memory.swap.max",
+        "memory.oom.group",
+        "cpu.max",
+        "pids.max",
+    ] {
+        fs::write(dir.path().join(file), "").expect("fake file");
+    }
+    let cgroup = AgentCgroup::at(dir.path().to_owned());
+    let read = |file: &str| fs::read_to_string(dir.path().join(file)).expect("read");
+    let limits = Limits {
+        memory_bytes: Some(64 << 20),
+        cpu_percent: Some(50),
+        max_processes: Some(32),
+    };
+    cgroup.apply_limits(&limits).expect("apply");
+    assert_eq!(read("memory.max"), (64u64 << 20).to_string());
+    assert_eq!(read("memory.swap.max"), "0");
+    assert_eq!(read("memory.oom.group"), "1");
+    assert_eq!(read("cpu.max"), "50000 100000");
+    assert_eq!(read("pids.max"), "32");
+    // Unset limits are written as "max", loosening a previous spec.
+    cgroup.apply_limits(&Limits::default()).expect("apply");
+    assert_eq!(read("memory.max"), "max");
+    assert_eq!(read("memory.swap.max"), "max");
+    assert_eq!(read("cpu.max"), "max 100000");
+    assert_eq!(read("pids.max"), "max");
+    // Files the kernel may lack (no swap accounting) are skipped; required
+    // ones are errors.
+    fs::remove_file(dir.path().join("memory.swap.max")).expect("remove");
+    cgroup
+        .apply_limits(&limits)
+        .expect("apply without swap file");
+    fs::remove_file(dir.path().join("pids.max")).expect("remove");
+    assert!(cgroup.apply_limits(&limits).is_err());
+}
+
+#[test]
+fn probe_refusals() {
+    assert!(probe(&CgroupPlacement::Disabled).is_err());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reason = probe(&CgroupPlacement::At(dir.path().join("x"))).expect_err("tmp is not cgroup2");
+    assert!(reason.contains("not on a cgroup2"), "{reason}");
+    assert!(!dir.path().join("x").exists());
+    let reason = probe(&CgroupPlacement::Auto {
+        scope: "../escape".into(),
+    })
+    .expect_err("bad scope");
+    assert!(reason.contains("scope"), "{reason}");
+}
+
+/// Whatever this host offers, probing either works (and cleans up after
+/// itself) or explains why and leaves nothing behind.
+#[test]
+fn probe_leaves_nothing_behind() {
+    let Some(mount) = find_cgroup2_mount() else {
+        eprintln!("skipped: no cgroup2 mount");
+        return;
+    };
+    let scope = format!("unit-probe-{}", std::process::id());
+    let root_path = mount.join("osmoda").join(&scope);
+    match probe(&CgroupPlacement::Auto { scope }) {
+        Ok(mut root) => {
+            assert_eq!(root.path(), root_path);
+            assert!(root_path.is_dir());
+            root.remove();
+            assert!(!root_path.exists());
+        }
+        Err(reason) => {
+            eprintln!("cgroup v2 not usable here: {reason}");
+            assert!(!root_path.exists());
+        }
+    }
+}
+
+/// Removes a test cgroup folder even when an assertion fails.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = AgentCgroup::at(self.0.join("agent")).remove();
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+/// The kernel side, without controllers (so it runs on hybrid hosts too):
+/// the child joins its cgroup before exec, the cgroup freezes and thaws,
+/// `kill` ends it, `remove` deletes the folder.
+#[tokio::test]
+async fn live_cgroup_join_freeze_kill_remove() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let Some(mount) = find_cgroup2_mount() else {
+        eprintln!("skipped: no cgroup2 mount");
+        return;
+    };
+    let test_root = mount.join(format!("osmoda-unit-{}", std::process::id()));
+    if let Err(e) = fs::create_dir(&test_root) {
+        eprintln!("skipped: cannot create {}: {e}", test_root.display());
+        return;
+    }
+    let _cleanup = RemoveOnDrop(test_root.clone());
+    let cgroup = AgentCgroup::at(test_root.join("agent"));
+    cgroup.create().expect("create agent cgroup");
+    let workspace = tempfile::tempdir().expect("tempdir");
+    let spec = AgentSpec::new("unit", "/bin/sleep");
+    let spec = AgentSpec {
+        args: vec!["30".into()],
+        ..spec
+    };
+    let confinement = Confinement {
+        cgroup_procs: Some(cgroup.open_procs().expect("open cgroup.procs")),
+        rlimits: None,
+    };
+    let launched =
+        process::launch(&spec, &Default::default(), workspace.path(), confinement).expect("launch");
+    let pid = launched.pid;
+    let procs = fs::read_to_string(cgroup.path().join("cgroup.procs")).expect("procs");
+    assert!(procs.lines().any(|line| line == pid.to_string()), "{procs}");
+    assert!(cgroup.is_populated());
+
+    cgroup.freeze(true).expect("freeze");
+    let events = cgroup.path().join("cgroup.events");
+    let mut frozen = false;
+    for _ in 0..200 {
+        let text = fs::read_to_string(&events).expect("events");
+        if flat_keyed(&text, "frozen") == Some(1) {
+            frozen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(frozen, "cgroup never reported frozen");
+    cgroup.freeze(false).expect("thaw");
+
+    cgroup.kill().expect("kill");
+    tokio::time::timeout(Duration::from_secs(10), process::wait_exit(pid))
+        .await
+        .expect("process ended");
+    assert_eq!(
+        process::reap(pid),
+        ExitStatus::Signal {
+            signal: libc::SIGKILL
+        }
+    );
+    cgroup.remove().expect("remove");
+    assert!(!cgroup.path().exists());
+}
