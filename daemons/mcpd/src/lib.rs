@@ -1,1 +1,35 @@
-//! The node's tools for agents over MCP: the tool catalogue, schemas, workspace-confined file access, the rmcp server
+//! The node's tools for agents over MCP.
+//!
+//! An agent reaches its node's tools through `osmoda mcp --agent NAME`: a
+//! process speaking MCP on stdio ([`serve_stdio`]) that checks each call
+//! against the [catalogue](catalog) and forwards it to the node over the
+//! node's Unix socket ([`UnixSocketForwarder`]), authenticated by the
+//! agent's token. The node decides: trust rings, approvals, lockdown and
+//! audit are enforced there, never here, so a modified copy of this process
+//! gains an agent nothing.
+//!
+//! Modules:
+//! - [`catalog`]: the tools, their rings and schemas, argument checks;
+//! - [`args`]: one typed argument struct per tool, with its bounds;
+//! - [`workspace`]: workspace-confined file access, for the node to run the
+//!   `file_*` tools;
+//! - [`server`]: the rmcp server;
+//! - [`forward`]: the forwarder trait and the Unix-socket forwarder.
+
+pub mod args;
+pub mod catalog;
+pub mod forward;
+pub mod server;
+#[cfg(unix)]
+pub mod workspace;
+
+/// Re-exported so implementors of [`ToolForwarder`] need no direct
+/// dependency on `async-trait`.
+pub use async_trait::async_trait;
+pub use catalog::{
+    parse_arguments, tool, tools, validate_arguments, ArgumentError, Ring, ToolInfo,
+};
+pub use forward::{ForwardError, TokenError, ToolForwarder, UnixSocketForwarder};
+pub use server::{serve, serve_stdio, McpError, McpServer};
+#[cfg(unix)]
+pub use workspace::{Workspace, WorkspaceError};

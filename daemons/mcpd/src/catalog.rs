@@ -1,0 +1,326 @@
+//! The tool catalogue: every tool an agent can call, its ring, its schema,
+//! and the check of its arguments.
+//!
+//! The catalogue is the single source of truth for both sides: the MCP
+//! server lists it and validates against it before forwarding, and the node
+//! looks up a tool's [`Ring`] here and parses the arguments with
+//! [`parse_arguments`] before executing. A tool missing from [`TABLE`] does
+//! not exist.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use schemars::generate::SchemaSettings;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::args::*;
+
+/// How much trust a tool needs. Enforcement is the node's: this is the
+/// label it enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Ring {
+    /// Reaches beyond the agent (other nodes, the fleet's shared state, the
+    /// host): needs the operator's approval unless the agent was granted it.
+    One,
+    /// Confined to the agent's own state or read-only: allowed to every
+    /// ring-2 agent.
+    Two,
+}
+
+impl Ring {
+    pub fn number(self) -> u8 {
+        match self {
+            Ring::One => 1,
+            Ring::Two => 2,
+        }
+    }
+}
+
+impl fmt::Display for Ring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ring {}", self.number())
+    }
+}
+
+/// One tool as listed to agents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolInfo {
+    /// The MCP tool name (lowercase, underscores).
+    pub name: &'static str,
+    pub description: &'static str,
+    pub ring: Ring,
+    /// JSON Schema (draft 2020-12) of the arguments; its root is always
+    /// `"type": "object"`, as MCP requires.
+    pub input_schema: Arc<Map<String, Value>>,
+}
+
+/// Why a tool's arguments were refused. `field` is a dotted path into the
+/// arguments (`args[2]`, `arguments.timeout_secs`), or empty when the
+/// arguments as a whole are wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgumentError {
+    #[error("unknown tool `{0}`")]
+    UnknownTool(String),
+    #[error("arguments must be a JSON object, not {0}")]
+    NotAnObject(&'static str),
+    #[error("argument `{field}`: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+impl ArgumentError {
+    /// The argument at fault, when there is one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ArgumentError::Invalid { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+struct Entry {
+    name: &'static str,
+    ring: Ring,
+    description: &'static str,
+    schema: fn() -> Map<String, Value>,
+    validate: fn(&Value) -> Result<(), ArgumentError>,
+}
+
+macro_rules! tool {
+    ($name:literal, $ring:ident, $args:ty, $description:literal) => {
+        Entry {
+            name: $name,
+            ring: Ring::$ring,
+            description: $description,
+            schema: schema_of::<$args>,
+            validate: validate_as::<$args>,
+        }
+    };
+}
+
+/// Every tool. Ring 1 is for what leaves the agent's own sandbox: writes
+/// that replicate fleet-wide, messages to other nodes, routines the fleet
+/// runs, commands on the host.
+static TABLE: &[Entry] = &[
+    tool!("knowledge_put", One, KnowledgePut,
+        "Add an entry (title, body, tags) to the fleet's shared knowledge; it replicates to every node. Returns its id."),
+    tool!("knowledge_get", Two, KnowledgeGet,
+        "Read one knowledge entry by id."),
+    tool!("knowledge_search", Two, KnowledgeSearch,
+        "Find knowledge entries whose title or body contains every word of the query (case-insensitive), newest first."),
+    tool!("knowledge_list", Two, KnowledgeList,
+        "List knowledge entries, newest first, optionally only those with a tag or an id prefix."),
+    tool!("audit_log", Two, AuditLog,
+        "Read entries of this node's audit log (or another node's), from a sequence number."),
+    tool!("audit_verify", Two, AuditVerify,
+        "Verify the hash chain and signed checkpoints of this node's audit log (or another node's)."),
+    tool!("mesh_peers", Two, NoArguments,
+        "List the fleet nodes this node is connected to."),
+    tool!("mesh_send", One, MeshSend,
+        "Send a text message directly to another node of the fleet."),
+    tool!("mesh_broadcast", One, MeshBroadcast,
+        "Broadcast a text message to every node of the fleet."),
+    tool!("agent_message", Two, AgentMessage,
+        "Send a text message to another agent on this node."),
+    tool!("routine_create", One, RoutineCreate,
+        "Define a routine: a command the fleet runs on a schedule, on all nodes or a selection. Returns its id."),
+    tool!("routine_list", Two, NoArguments,
+        "List the fleet's routines."),
+    tool!("kv_get", Two, KvKey,
+        "Read a value from this agent's own key-value space."),
+    tool!("kv_set", Two, KvSet,
+        "Store a value in this agent's own key-value space."),
+    tool!("kv_delete", Two, KvKey,
+        "Delete a key from this agent's own key-value space."),
+    tool!("kv_list", Two, KvList,
+        "List keys of this agent's own key-value space."),
+    tool!("file_read", Two, FilePath,
+        "Read a text file inside this agent's workspace."),
+    tool!("file_write", Two, FileWrite,
+        "Create or replace a text file inside this agent's workspace (atomically)."),
+    tool!("file_list", Two, FileList,
+        "List a directory inside this agent's workspace."),
+    tool!("file_delete", Two, FilePath,
+        "Delete a file or an empty directory inside this agent's workspace."),
+    tool!("agent_status", Two, NoArguments,
+        "This agent's status as the node sees it: name, ring, grants, limits, pending approvals."),
+    tool!("host_exec", One, HostExec,
+        "Run a program on the host (no shell) with arguments and a timeout. Returns its exit status and output."),
+    tool!("approval_request", Two, ApprovalRequest,
+        "Ask the operator in advance to approve one ring-1 tool call (the tool and its exact arguments). Returns a request id."),
+    tool!("approval_status", Two, ApprovalStatus,
+        "Whether an approval request is pending, approved or denied."),
+];
+
+/// Every tool, in catalogue order.
+pub fn tools() -> &'static [ToolInfo] {
+    static TOOLS: OnceLock<Vec<ToolInfo>> = OnceLock::new();
+    TOOLS.get_or_init(|| {
+        TABLE
+            .iter()
+            .map(|e| ToolInfo {
+                name: e.name,
+                description: e.description,
+                ring: e.ring,
+                input_schema: Arc::new((e.schema)()),
+            })
+            .collect()
+    })
+}
+
+/// The tool with this name.
+pub fn tool(name: &str) -> Option<&'static ToolInfo> {
+    tools().iter().find(|t| t.name == name)
+}
+
+/// Checks `arguments` against the tool: the right fields with the right
+/// types, nothing else, within bounds. `Value::Null` (no arguments given)
+/// counts as `{}`.
+pub fn validate_arguments(tool: &str, arguments: &Value) -> Result<(), ArgumentError> {
+    let entry = TABLE
+        .iter()
+        .find(|e| e.name == tool)
+        .ok_or_else(|| ArgumentError::UnknownTool(tool.to_owned()))?;
+    (entry.validate)(arguments)
+}
+
+/// Parses and checks arguments into the tool's struct (for the node, which
+/// executes the call). Same rules as [`validate_arguments`].
+pub fn parse_arguments<T: DeserializeOwned + Bounded>(
+    arguments: &Value,
+) -> Result<T, ArgumentError> {
+    static EMPTY: OnceLock<Value> = OnceLock::new();
+    let arguments = match arguments {
+        Value::Null => EMPTY.get_or_init(|| Value::Object(Map::new())),
+        Value::Object(_) => arguments,
+        Value::Bool(_) => return Err(ArgumentError::NotAnObject("a boolean")),
+        Value::Number(_) => return Err(ArgumentError::NotAnObject("a number")),
+        Value::String(_) => return Err(ArgumentError::NotAnObject("a string")),
+        Value::Array(_) => return Err(ArgumentError::NotAnObject("an array")),
+    };
+    // serde_path_to_error keeps the path serde_json's own errors lack, so
+    // a wrong type names its field.
+    let parsed: T = serde_path_to_error::deserialize(arguments).map_err(|e| {
+        let path = e.path().to_string();
+        from_serde(
+            if path == "." { "" } else { &path },
+            &e.into_inner().to_string(),
+        )
+    })?;
+    parsed.check()?;
+    Ok(parsed)
+}
+
+fn validate_as<T: DeserializeOwned + Bounded>(arguments: &Value) -> Result<(), ArgumentError> {
+    parse_arguments::<T>(arguments).map(drop)
+}
+
+/// Turns serde's message into a field and a reason. Missing and unknown
+/// fields are reported at their parent, with the name in backquotes.
+fn from_serde(path: &str, message: &str) -> ArgumentError {
+    let named = |prefix: &str| {
+        let rest = message.strip_prefix(prefix)?;
+        let (name, tail) = rest.split_once('`')?;
+        Some((
+            name.to_owned(),
+            tail.trim_start_matches(',').trim().to_owned(),
+        ))
+    };
+    let join = |name: &str| match path {
+        "" => name.to_owned(),
+        p => format!("{p}.{name}"),
+    };
+    if let Some((name, _)) = named("missing field `") {
+        return ArgumentError::Invalid {
+            field: join(&name),
+            reason: "required, but missing".into(),
+        };
+    }
+    if let Some((name, tail)) = named("unknown field `") {
+        // Here the path already ends with the unknown name.
+        let field = if path.is_empty() {
+            name
+        } else {
+            path.to_owned()
+        };
+        return ArgumentError::Invalid {
+            field,
+            reason: format!("not an argument of this tool ({tail})"),
+        };
+    }
+    ArgumentError::Invalid {
+        field: if path.is_empty() {
+            "arguments".into()
+        } else {
+            path.to_owned()
+        },
+        reason: message.to_owned(),
+    }
+}
+
+/// The schema as MCP wants it: draft 2020-12, root `type: object`, without
+/// the root title and description (the struct's name and doc, which are
+/// noise next to the tool's own description).
+fn schema_of<T: JsonSchema>() -> Map<String, Value> {
+    let schema = SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<T>();
+    let mut object = match schema.to_value() {
+        Value::Object(object) => object,
+        // A `true`/`false` schema: never produced for a struct.
+        _ => Map::new(),
+    };
+    object.remove("title");
+    object.remove("description");
+    object.insert("type".into(), Value::String("object".into()));
+    // Some MCP clients reject an object schema without `properties`, which
+    // schemars leaves out for a struct without fields.
+    object
+        .entry("properties")
+        .or_insert_with(|| Value::Object(Map::new()));
+    object
+}
+
+impl Bounded for ApprovalRequest {
+    fn check(&self) -> Result<(), ArgumentError> {
+        let tool = tool(&self.tool).ok_or_else(|| ArgumentError::Invalid {
+            field: "tool".into(),
+            reason: format!("`{}` is not a tool", self.tool),
+        })?;
+        if tool.ring != Ring::One {
+            return Err(ArgumentError::Invalid {
+                field: "tool".into(),
+                reason: format!("`{}` is a ring-2 tool, it needs no approval", tool.name),
+            });
+        }
+        // The approval is for exactly these arguments, so they must be
+        // valid for that tool now, not when the operator already said yes.
+        validate_arguments(tool.name, &self.arguments).map_err(|e| match e {
+            ArgumentError::Invalid { field, reason } => ArgumentError::Invalid {
+                field: format!("arguments.{field}"),
+                reason,
+            },
+            other => ArgumentError::Invalid {
+                field: "arguments".into(),
+                reason: other.to_string(),
+            },
+        })?;
+        if self.reason.trim().is_empty() {
+            return Err(ArgumentError::Invalid {
+                field: "reason".into(),
+                reason: "must not be empty".into(),
+            });
+        }
+        if self.reason.len() > MAX_REASON_BYTES {
+            return Err(ArgumentError::Invalid {
+                field: "reason".into(),
+                reason: format!(
+                    "{} bytes, over the limit of {MAX_REASON_BYTES}",
+                    self.reason.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
