@@ -34,6 +34,37 @@ pub struct FabricConfig {
     /// (state, audit): a message that fails is neither delivered nor
     /// forwarded, and gossipsub scores its sender down.
     pub validators: Vec<(&'static str, GossipValidator)>,
+    /// A byte-stream transport to use instead of TCP and QUIC (the
+    /// simulation's network). The fabric secures it with the same hybrid
+    /// handshake and yamux as TCP; mDNS is off with it.
+    pub stream_transport: Option<StreamTransportSlot>,
+}
+
+/// A byte stream a custom transport yields.
+pub trait RawStream: futures::AsyncRead + futures::AsyncWrite + Send + Unpin + 'static {}
+impl<T: futures::AsyncRead + futures::AsyncWrite + Send + Unpin + 'static> RawStream for T {}
+
+/// A transport of raw byte streams, boxed.
+pub type StreamTransport = libp2p::core::transport::Boxed<Box<dyn RawStream>>;
+
+/// Holds a custom transport until the fabric takes it at start.
+#[derive(Clone)]
+pub struct StreamTransportSlot(pub Arc<Mutex<Option<StreamTransport>>>);
+
+impl StreamTransportSlot {
+    pub fn new(transport: StreamTransport) -> Self {
+        Self(Arc::new(Mutex::new(Some(transport))))
+    }
+
+    pub(crate) fn take(&self) -> Option<StreamTransport> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+impl std::fmt::Debug for StreamTransportSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamTransportSlot")
+    }
 }
 
 /// The check itself: true when the message may be delivered and forwarded.
@@ -73,6 +104,7 @@ impl Default for FabricConfig {
             inbox_capacity: 1000,
             handshake_timeout: Duration::from_secs(10),
             validators: Vec::new(),
+            stream_transport: None,
         }
     }
 }

@@ -20,6 +20,6 @@ pub mod topics;
 
 pub use handle::{
     FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, GossipValidator,
-    InboxEntry, PeerInfo,
+    InboxEntry, PeerInfo, RawStream, StreamTransport, StreamTransportSlot,
 };
 pub use runtime::{start, StartError};

@@ -90,33 +90,58 @@ pub fn start(
     let keypair = credentials.keypair().clone();
     let tcp_security = PqUpgrade::new(credentials.handshake_identity(), membership.clone());
     let handshake_timeout = config.handshake_timeout;
-    let quic = crate::quic::QuicTransport::new(
-        credentials.clone(),
-        membership.clone(),
-        crate::quic::QuicConfig {
-            handshake_timeout,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| StartError::Transport(e.to_string()))?;
-    let behaviour = FabricBehaviour::new(&keypair, config.mdns, &config.limits)?;
+    let custom = config
+        .stream_transport
+        .as_ref()
+        .and_then(|slot| slot.take());
+    let behaviour =
+        FabricBehaviour::new(&keypair, config.mdns && custom.is_none(), &config.limits)?;
     let idle = config.idle_timeout;
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
-        .with_tokio()
-        .with_other_transport(|_| {
-            tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-                .upgrade(Version::V1)
-                .authenticate(tcp_security)
-                .multiplex(yamux::Config::default())
-                .timeout(handshake_timeout)
-        })
-        .map_err(|e| StartError::Transport(e.to_string()))?
-        .with_other_transport(|_| quic.map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))))
-        .map_err(|e| StartError::Transport(e.to_string()))?
-        .with_behaviour(|_| behaviour)
-        .map_err(|e| StartError::Transport(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-        .build();
+    let mut swarm = match custom {
+        Some(streams) => libp2p::SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_other_transport(|_| {
+                streams
+                    .upgrade(Version::V1)
+                    .authenticate(tcp_security)
+                    .multiplex(yamux::Config::default())
+                    .timeout(handshake_timeout)
+            })
+            .map_err(|e| StartError::Transport(e.to_string()))?
+            .with_behaviour(|_| behaviour)
+            .map_err(|e| StartError::Transport(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+            .build(),
+        None => {
+            let quic = crate::quic::QuicTransport::new(
+                credentials.clone(),
+                membership.clone(),
+                crate::quic::QuicConfig {
+                    handshake_timeout,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| StartError::Transport(e.to_string()))?;
+            libp2p::SwarmBuilder::with_existing_identity(keypair)
+                .with_tokio()
+                .with_other_transport(|_| {
+                    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                        .upgrade(Version::V1)
+                        .authenticate(tcp_security)
+                        .multiplex(yamux::Config::default())
+                        .timeout(handshake_timeout)
+                })
+                .map_err(|e| StartError::Transport(e.to_string()))?
+                .with_other_transport(|_| {
+                    quic.map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+                })
+                .map_err(|e| StartError::Transport(e.to_string()))?
+                .with_behaviour(|_| behaviour)
+                .map_err(|e| StartError::Transport(e.to_string()))?
+                .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+                .build()
+        }
+    };
 
     for topic in topics::ALL {
         // Subscribing only fails for topics over the size limit, never for these.
