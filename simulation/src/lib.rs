@@ -14,6 +14,28 @@
 //!   controls (profiles, partitions, stalls, hosts up and down) and their
 //!   semantics.
 //!
+//! The harness layer, on top:
+//! - `scenario`: TOML scenario files (topology, link profiles, faults,
+//!   workload) and their validation; `units` their value syntaxes.
+//! - `topology`, `schedule`: the seed-determined plan of a run (profiles
+//!   per pair, bootstrap peers, every timed fault and op).
+//! - `fleet`: the `Fleet` trait the node implements to be driven.
+//! - `runner`: executes a schedule in real time and records
+//!   (`metrics`) what the nodes hold; `report`, `invariants`, `cost`,
+//!   `plot`: the outcome, as JSON, text and SVG.
+//!
+//! ```no_run
+//! # async fn demo(fleet: &mut dyn osmoda_simulation::Fleet) -> Result<(), Box<dyn std::error::Error>> {
+//! use osmoda_simulation::{build_network, run, Scenario};
+//! let scenario = Scenario::load("simulation/scenarios/ci-20.toml")?;
+//! let net = build_network(&scenario)?; // give `net` to the fleet first
+//! let report = run(&scenario, &net, fleet, true).await?;
+//! report.write(std::path::Path::new("target/sim/ci-20"))?;
+//! println!("{report}");
+//! assert!(report.passed());
+//! # Ok(()) }
+//! ```
+//!
 //! Everything runs in real time on tokio timers: libp2p's own timers (ping,
 //! idle timeouts, gossipsub heartbeats) are wall-clock, so the simulated
 //! network is too. Randomness comes from one seed, split per directed link,
@@ -40,13 +62,25 @@
 //! ```
 
 mod addr;
+mod cost;
 mod error;
+mod fleet;
+mod invariants;
 mod link;
+mod metrics;
 mod network;
+mod plot;
+mod report;
+mod rng;
+mod runner;
+mod scenario;
+mod schedule;
 mod stats;
 mod stream;
 mod sync;
+mod topology;
 mod transport;
+mod units;
 
 pub use addr::{host_index, host_ip, parse_multiaddr, to_multiaddr, HostId};
 pub use error::SimError;
@@ -55,3 +89,22 @@ pub use network::{SimConfig, SimNetwork};
 pub use stats::HostStats;
 pub use stream::{SimStream, CHUNK_OVERHEAD, MAX_CHUNK};
 pub use transport::SimTransport;
+
+pub use cost::ProcSample;
+pub use fleet::{
+    Fleet, FleetError, Observation, OpKind, Operation, StartSpec, VerifyOutcome, OP_KEY_PREFIX,
+};
+pub use metrics::{FinalNode, FinishInput, Recorder};
+pub use plot::{cdf, convergence as plot_convergence, dissemination_cdf as plot_dissemination_cdf};
+pub use report::{
+    percentile, AgreementPoint, Cost, Dissemination, FaultConvergence, Incident, Invariant,
+    NodeCost, OpRecord, OpsSummary, Percentiles, Report, MAX_LISTED,
+};
+pub use runner::{build_network, run, run_schedule, RunError};
+pub use scenario::{
+    Fault, InterRegion, Override, ProfileSpec, Scenario, ScenarioError, Topology, Workload,
+    MAX_OP_SIZE,
+};
+pub use schedule::{Event, FaultWindow, Schedule, TimedEvent};
+pub use topology::TopologyPlan;
+pub use units::{Bandwidth, Group, NodeSet};

@@ -1,0 +1,358 @@
+//! The outcome of a run: dissemination, convergence, cost, invariants.
+//!
+//! Definitions (all times in milliseconds from the start of the clock, which
+//! is when every initial node's `start` has returned):
+//! - Dissemination of an op: from its acknowledgement to the first poll at
+//!   which a node is seen holding it, over the op's *targets*: the nodes
+//!   live when it was acknowledged. `all` is when the last target has it,
+//!   `p99_nodes` when 99% of them (rounded up) have it; an op some target
+//!   never got within the run counts as incomplete. Resolution: one poll
+//!   (`observe_every`, 50 ms by default).
+//! - Convergence after a fault: from the fault's last event (heal, restart,
+//!   join, stall end, revert) to the first poll at which all live nodes
+//!   have the same state and audit-heads digests; `None` if that never
+//!   happened before the end of the run. The `quiescence` entry measures
+//!   the same from the end of the fault window.
+//! - Invariants, checked after quiescence (`passed()` needs all of them):
+//!   `no-divergence` (every node is live and all have equal digests),
+//!   `no-acked-op-lost` (every acknowledged durable op is held by every node,
+//!   except ops *lost with a disk*: at some point every node holding the op
+//!   was one that then crashed with `lose_disk`, e.g. acknowledged by a node
+//!   that lost its disk before any other node was seen holding it; holding
+//!   is what the polls saw, refreshed just before each crash),
+//!   `audit-verifies` (every node's `verify` succeeded and its audit logs
+//!   verify), `forks-detected` (every node knows the forks the fleet
+//!   injected, or as many as any node knows), `schedule-followed` (every
+//!   start, crash and verify the schedule asked for succeeded).
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Serialize;
+
+/// Nearest-rank summary of a set of durations (ms).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub count: usize,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+}
+
+/// The nearest-rank `p`-th percentile (0 < p <= 100) of sorted values: the
+/// smallest value with at least p% of the values at or below it.
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted.get(rank.min(sorted.len()) - 1).copied()
+}
+
+impl Percentiles {
+    pub fn of(values: &[f64]) -> Percentiles {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        Percentiles {
+            count: v.len(),
+            p50_ms: percentile(&v, 50.0),
+            p95_ms: percentile(&v, 95.0),
+            p99_ms: percentile(&v, 99.0),
+            max_ms: v.last().copied(),
+        }
+    }
+}
+
+/// One workload op.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpRecord {
+    pub id: u64,
+    pub kind: &'static str,
+    pub node: usize,
+    pub scheduled_ms: f64,
+    pub acked_ms: Option<f64>,
+    /// Why it was not acknowledged (refused, or its node was down).
+    pub error: Option<String>,
+    pub targets: usize,
+    pub reached: usize,
+    pub all_ms: Option<f64>,
+    pub p99_nodes_ms: Option<f64>,
+    pub lost_with_disk: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct OpsSummary {
+    pub scheduled: usize,
+    pub acked: usize,
+    pub rejected: usize,
+    /// Arrivals the schedule dropped (no live node) plus ops whose node was
+    /// down when their time came (its start had failed).
+    pub skipped: usize,
+    pub lost_with_disk: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Dissemination {
+    /// Time until every target node holds the op.
+    pub all: Percentiles,
+    /// Time until 99% of the target nodes hold it.
+    pub p99_nodes: Percentiles,
+    /// Acknowledged ops that some target never held.
+    pub incomplete: usize,
+}
+
+/// Convergence after one fault.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultConvergence {
+    /// Index in the scenario's `faults`; `None` for the quiescence entry.
+    pub fault: Option<usize>,
+    pub kind: String,
+    pub start_ms: Option<f64>,
+    pub end_ms: Option<f64>,
+    pub converged_after_ms: Option<f64>,
+}
+
+/// The share of live nodes in the largest group with equal digests, from
+/// `t_ms` until the next point.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AgreementPoint {
+    pub t_ms: f64,
+    pub fraction: f64,
+    pub live: usize,
+}
+
+/// Network cost of one node over the clocked run, per second.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NodeCost {
+    pub node: usize,
+    pub bytes_sent_per_sec: f64,
+    pub bytes_received_per_sec: f64,
+    pub chunks_sent_per_sec: f64,
+    pub chunks_received_per_sec: f64,
+    pub connections_opened: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Cost {
+    pub window_secs: f64,
+    pub per_node: Vec<NodeCost>,
+    /// Means over the nodes.
+    pub mean: NodeCost,
+    /// The busiest node's bytes sent per second.
+    pub max_bytes_sent_per_sec: f64,
+    /// Process CPU (user + system, all threads) during the window, and per
+    /// node; `None` where /proc is missing.
+    pub cpu_secs: Option<f64>,
+    pub cpu_secs_per_node: Option<f64>,
+    /// Cores busy on average: CPU seconds per wall second.
+    pub cpu_cores: Option<f64>,
+    pub rss_start_mib: Option<f64>,
+    pub rss_end_mib: Option<f64>,
+    pub rss_peak_mib: Option<f64>,
+    /// (end - start) / nodes.
+    pub rss_per_node_mib: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Invariant {
+    pub name: &'static str,
+    pub passed: bool,
+    /// How many things violated it; `violations` lists the first ones.
+    pub violation_count: usize,
+    pub violations: Vec<String>,
+}
+
+/// At most this many violations are listed per invariant.
+pub const MAX_LISTED: usize = 20;
+
+impl Invariant {
+    pub fn new(name: &'static str, violations: Vec<String>) -> Invariant {
+        Invariant {
+            name,
+            passed: violations.is_empty(),
+            violation_count: violations.len(),
+            violations: violations.into_iter().take(MAX_LISTED).collect(),
+        }
+    }
+}
+
+/// Something the harness could not do (a node did not start, ...).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Incident {
+    pub t_ms: f64,
+    pub node: Option<usize>,
+    pub what: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub seed: u64,
+    pub nodes: usize,
+    pub duration_ms: f64,
+    pub quiescence_ms: f64,
+    pub wall_ms: f64,
+    /// The latest an event ran after its scheduled time.
+    pub max_lag_ms: f64,
+    pub ops: OpsSummary,
+    pub dissemination: Dissemination,
+    pub convergence: Vec<FaultConvergence>,
+    pub agreement: Vec<AgreementPoint>,
+    pub cost: Cost,
+    pub invariants: Vec<Invariant>,
+    pub incidents: Vec<Incident>,
+    pub op_records: Vec<OpRecord>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.invariants.iter().all(|i| i.passed)
+    }
+
+    pub fn invariant(&self, name: &str) -> Option<&Invariant> {
+        self.invariants.iter().find(|i| i.name == name)
+    }
+
+    pub fn to_json(&self) -> String {
+        // Plain data: serialization cannot fail (non-finite floats become null).
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Writes `report.json`, `summary.txt`, `dissemination-cdf.svg` and
+    /// `convergence.svg` into `dir` (created if needed).
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("report.json"), self.to_json())?;
+        std::fs::write(dir.join("summary.txt"), self.to_string())?;
+        crate::plot::dissemination_cdf(self, &dir.join("dissemination-cdf.svg"))?;
+        crate::plot::convergence(self, &dir.join("convergence.svg"))
+    }
+}
+
+fn opt_ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.0} ms"))
+}
+
+fn pct_line(p: &Percentiles) -> String {
+    format!(
+        "p50 {}  p95 {}  p99 {}  max {}  (n={})",
+        opt_ms(p.p50_ms),
+        opt_ms(p.p95_ms),
+        opt_ms(p.p99_ms),
+        opt_ms(p.max_ms),
+        p.count
+    )
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = if self.passed() { "PASSED" } else { "FAILED" };
+        writeln!(
+            f,
+            "scenario {} (seed {}, {} nodes): {verdict}",
+            self.scenario, self.seed, self.nodes
+        )?;
+        writeln!(
+            f,
+            "  run: {:.1} s fault window + {:.1} s quiescence, wall {:.1} s, max lag {:.0} ms",
+            self.duration_ms / 1e3,
+            self.quiescence_ms / 1e3,
+            self.wall_ms / 1e3,
+            self.max_lag_ms
+        )?;
+        let o = &self.ops;
+        writeln!(
+            f,
+            "  ops: {} scheduled, {} acked, {} rejected, {} skipped, {} lost with a disk",
+            o.scheduled, o.acked, o.rejected, o.skipped, o.lost_with_disk
+        )?;
+        writeln!(
+            f,
+            "  dissemination, all nodes: {}",
+            pct_line(&self.dissemination.all)
+        )?;
+        writeln!(
+            f,
+            "  dissemination, 99% nodes: {}",
+            pct_line(&self.dissemination.p99_nodes)
+        )?;
+        if self.dissemination.incomplete > 0 {
+            writeln!(
+                f,
+                "  ops some target never held: {}",
+                self.dissemination.incomplete
+            )?;
+        }
+        for c in &self.convergence {
+            let name = c
+                .fault
+                .map_or_else(|| c.kind.clone(), |i| format!("faults[{i}] {}", c.kind));
+            let after = c
+                .converged_after_ms
+                .map_or_else(|| "never".into(), |v| format!("{v:.0} ms"));
+            writeln!(f, "  converged after {name}: {after}")?;
+        }
+        let c = &self.cost;
+        writeln!(
+            f,
+            "  cost per node: {:.0} B/s sent, {:.0} B/s received, {:.1} chunks/s sent (busiest {:.0} B/s)",
+            c.mean.bytes_sent_per_sec, c.mean.bytes_received_per_sec, c.mean.chunks_sent_per_sec, c.max_bytes_sent_per_sec
+        )?;
+        if let (Some(cpu), Some(cores)) = (c.cpu_secs_per_node, c.cpu_cores) {
+            writeln!(f, "  cpu: {cpu:.3} s per node, {cores:.2} cores busy")?;
+        }
+        if let (Some(end), Some(per)) = (c.rss_end_mib, c.rss_per_node_mib) {
+            writeln!(
+                f,
+                "  memory: {end:.0} MiB resident at the end, {per:.2} MiB per node"
+            )?;
+        }
+        for i in &self.invariants {
+            let mark = if i.passed { "ok  " } else { "FAIL" };
+            writeln!(f, "  [{mark}] {}", i.name)?;
+            for v in &i.violations {
+                writeln!(f, "         {v}")?;
+            }
+            if i.violation_count > i.violations.len() {
+                writeln!(
+                    f,
+                    "         ... {} more",
+                    i.violation_count - i.violations.len()
+                )?;
+            }
+        }
+        for inc in &self.incidents {
+            let node = inc.node.map_or_else(String::new, |n| format!(" node {n}"));
+            writeln!(
+                f,
+                "  incident at {:.1} s{node}: {}",
+                inc.t_ms / 1e3,
+                inc.what
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50.0));
+        assert_eq!(percentile(&v, 95.0), Some(95.0));
+        assert_eq!(percentile(&v, 99.0), Some(99.0));
+        assert_eq!(percentile(&v, 100.0), Some(100.0));
+        assert_eq!(percentile(&[7.0], 50.0), Some(7.0));
+        assert_eq!(percentile(&[], 50.0), None);
+        // 10 values: p95 is the 10th (ceil 9.5), p50 the 5th.
+        let w: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(percentile(&w, 95.0), Some(10.0));
+        assert_eq!(percentile(&w, 50.0), Some(5.0));
+        let p = Percentiles::of(&[30.0, 10.0, 20.0, f64::NAN]);
+        assert_eq!((p.count, p.p50_ms, p.max_ms), (3, Some(20.0), Some(30.0)));
+    }
+}
