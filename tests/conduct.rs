@@ -55,6 +55,7 @@ fn a_peer_sending_garbage_sync_rounds_is_cut_off_and_the_others_go_on() {
                     shard: 3,
                     data: "bm90IGF1dG9tZXJnZQ==".into(),
                 }],
+                start: false,
             };
             answers.push(fabric.request(target, junk).await);
         }

@@ -44,7 +44,14 @@ pub enum DirectRequest {
     },
     /// One round of Automerge sync of the knowledge shards, answered by the
     /// node with its own round.
-    DocSync { messages: Vec<ShardMessage> },
+    DocSync {
+        messages: Vec<ShardMessage>,
+        /// The first round of a new sync: the responder starts a new
+        /// session too (sync states must begin together, or the responder
+        /// would skip changes it believes the requester already has).
+        #[serde(default)]
+        start: bool,
+    },
 }
 
 /// A sync message for one knowledge shard; `data` is base64.

@@ -11,7 +11,7 @@
 //! The gossiped state message is `0x02 || routine book heads digest (16) ||
 //! knowledge heads summary`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -118,7 +118,8 @@ pub struct Replicator {
     docs: Arc<Docs>,
     audit: Arc<AuditLog>,
     fabric: FabricHandle,
-    running: Mutex<HashSet<PeerId>>,
+    /// Peers being synced, with a newer summary of theirs to sync next.
+    running: Mutex<HashMap<PeerId, Option<HeadsSummary>>>,
     responders: Mutex<HashMap<PeerId, (Sessions, Instant)>>,
     conduct: Mutex<Conduct>,
 }
@@ -129,7 +130,7 @@ impl Replicator {
             docs,
             audit,
             fabric,
-            running: Mutex::new(HashSet::new()),
+            running: Mutex::new(HashMap::new()),
             responders: Mutex::new(HashMap::new()),
             conduct: Mutex::new(Conduct::default()),
         })
@@ -217,21 +218,37 @@ impl Replicator {
         {
             return;
         }
-        if !self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(peer)
         {
-            return;
+            // One sync per peer at a time; a summary that arrives meanwhile
+            // is kept and synced right after, not dropped until the next
+            // periodic one.
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(pending) = running.get_mut(&peer) {
+                *pending = Some(remote.knowledge);
+                return;
+            }
+            running.insert(peer, None);
         }
         let this = self.clone();
         tokio::spawn(async move {
-            this.run(peer, local, remote.knowledge).await;
-            this.running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&peer);
+            let (mut local, mut remote) = (local, remote.knowledge);
+            loop {
+                this.run(peer, local, remote).await;
+                let next = {
+                    let mut running = this.running.lock().unwrap_or_else(|e| e.into_inner());
+                    match running.get_mut(&peer).and_then(Option::take) {
+                        Some(next) => Some(next),
+                        None => {
+                            running.remove(&peer);
+                            None
+                        }
+                    }
+                };
+                match next {
+                    Some(next) => (local, remote) = (this.docs.summary(), next),
+                    None => break,
+                }
+            }
         });
     }
 
@@ -242,13 +259,16 @@ impl Replicator {
         };
         let mut changed = 0;
         let mut finished = false;
-        for _ in 0..MAX_ROUNDS {
+        for round in 0..MAX_ROUNDS {
             let out = self.generate(&mut sessions);
             if out.is_empty() {
                 finished = true;
                 break;
             }
-            let request = DirectRequest::DocSync { messages: out };
+            let request = DirectRequest::DocSync {
+                messages: out,
+                start: round == 0,
+            };
             let messages = match self.fabric.request(peer, request).await {
                 Ok(DirectResponse::DocSync { messages }) => messages,
                 Ok(other) => {
@@ -303,7 +323,12 @@ impl Replicator {
     }
 
     /// Answers a peer's round from the session kept for it.
-    pub async fn answer(&self, peer: PeerId, messages: Vec<ShardMessage>) -> DirectResponse {
+    pub async fn answer(
+        &self,
+        peer: PeerId,
+        messages: Vec<ShardMessage>,
+        start: bool,
+    ) -> DirectResponse {
         let allowed = self
             .conduct
             .lock()
@@ -318,7 +343,8 @@ impl Replicator {
         let mut sessions = {
             let mut responders = self.responders.lock().unwrap_or_else(|e| e.into_inner());
             responders.retain(|_, (_, used)| used.elapsed() < RESPONDER_IDLE);
-            match responders.remove(&peer) {
+            let kept = responders.remove(&peer);
+            match kept.filter(|_| !start) {
                 Some((sessions, _)) => sessions,
                 None if responders.len() >= MAX_RESPONDERS => {
                     return DirectResponse::Refused {
