@@ -33,6 +33,13 @@ pub struct ApiState {
     pub heads: Arc<crate::heads::FleetHeads>,
     pub docs: Arc<crate::docs::Docs>,
     pub mirrors: crate::audit_remote::Mirrors,
+    pub agents: Arc<crate::agents::Agents>,
+    pub approvals: Arc<crate::approvals::Approvals>,
+    pub emergency: Arc<crate::emergency::Emergency>,
+    pub membership: Arc<osmoda_fabric::Membership>,
+    /// This node's certificate and identity key, to sign fleet commands.
+    pub cert: osmoda_fabric::proto::FleetCert,
+    pub identity: Arc<zeroize::Zeroizing<[u8; 32]>>,
 }
 
 impl ApiState {
@@ -133,6 +140,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/audit/heads", get(audit_heads))
         .route("/v1/audit/forks", get(audit_forks))
         .merge(crate::docs_api::routes())
+        .merge(crate::agents_api::routes())
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
@@ -168,12 +176,32 @@ struct Status {
     node: NodeInfo,
     #[serde(flatten)]
     fabric: osmoda_fabric::FabricStatus,
+    agents: AgentsStatus,
+}
+
+#[derive(Serialize)]
+struct AgentsStatus {
+    count: usize,
+    /// "cgroup-v2" or "rlimits": how agents' limits are enforced here.
+    limit_mode: String,
+    limit_reason: String,
+    lockdown: bool,
+    frozen: bool,
 }
 
 async fn status(State(s): State<ApiState>) -> ApiResult<Status> {
+    let (limit_mode, limit_reason) = s.agents.limit_mode();
+    let emergency = s.emergency.state();
     Ok(Json(Status {
         node: s.node.clone(),
         fabric: s.fabric.status().await?,
+        agents: AgentsStatus {
+            count: s.agents.specs().map(|v| v.len()).unwrap_or(0),
+            limit_mode,
+            limit_reason,
+            lockdown: emergency.lockdown,
+            frozen: emergency.frozen,
+        },
     }))
 }
 

@@ -146,6 +146,21 @@ impl AuditLog {
         outcome: Outcome,
         details: &str,
     ) -> Result<u64> {
+        self.record_in_ring(actor, 0, action, target, outcome, details)
+            .await
+    }
+
+    /// Like [`record`](Self::record), for an act done in trust ring `ring`
+    /// (an agent's tool call).
+    pub async fn record_in_ring(
+        &self,
+        actor: Actor,
+        ring: u8,
+        action: &str,
+        target: &str,
+        outcome: Outcome,
+        details: &str,
+    ) -> Result<u64> {
         let (seq, ack) = {
             let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
             let seq = memory.len();
@@ -158,7 +173,7 @@ impl AuditLog {
                     .chars()
                     .take(osmoda_crdt_state::entry::MAX_TARGET_LEN / 4)
                     .collect(),
-                ring: 0,
+                ring,
                 outcome: match outcome {
                     Outcome::Failed(reason) => Outcome::Failed(
                         reason

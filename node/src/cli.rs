@@ -51,6 +51,51 @@ pub enum Command {
     /// Routine definitions (running them comes with the scheduler).
     #[command(subcommand)]
     Routine(RoutineCommand),
+    /// Agents this node runs: add, list, show, logs, start, stop, rm.
+    #[command(subcommand)]
+    Agent(crate::agent_cli::AgentCommand),
+    /// Ring-1 tool calls waiting for an operator, and standing grants.
+    Approvals,
+    /// Let a waiting tool call through (with --grant 1h: the tool too, for a while).
+    Approve {
+        id: u64,
+        /// Also let this agent use this tool without asking, for this long (e.g. 30m, 1h).
+        #[arg(long)]
+        grant: Option<String>,
+    },
+    /// Refuse a waiting tool call.
+    Deny { id: u64 },
+    /// Emergency: agents get SIGTERM, a grace period, then SIGKILL; services go on.
+    Stop(crate::agent_cli::EmergencyArgs),
+    /// Emergency: suspend every agent where it stands.
+    Freeze(crate::agent_cli::EmergencyArgs),
+    /// Let frozen agents continue.
+    Resume(crate::agent_cli::EmergencyArgs),
+    /// Emergency: kill every agent and refuse every tool call until `unlock` (survives restarts).
+    Lockdown(crate::agent_cli::EmergencyArgs),
+    /// Lift a lockdown (needs an admin member or the fleet root key).
+    Unlock(crate::agent_cli::EmergencyArgs),
+    /// Run a fleet of real nodes on a simulated network: a scenario file, or a
+    /// shipped one (lan-10, wan-100, partition-heal-50, churn-100, lossy-edge, ci-20).
+    Sim {
+        scenario: String,
+        /// Where the report and plots go (default: sim-out/NAME).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Send an already signed fleet command (hex, as `--json` printed it) to the
+    /// fleet again; members apply it only if it is newer than what they applied.
+    Relay { command: String },
+    /// Serve this node's tools to one agent over MCP on stdio (what an agent's
+    /// MCP configuration runs; it reads OSMODA_AGENT_TOKEN and OSMODA_AGENT_SOCKET).
+    Mcp {
+        /// The agent's name (for messages; the token decides who calls).
+        #[arg(long)]
+        agent: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -18,6 +18,8 @@ pub const FLEET: &str = "fleet.toml";
 pub const REVOCATIONS: &str = "revocations";
 pub const CONFIG: &str = "config.toml";
 pub const SOCKET: &str = "control.sock";
+/// Where agents make their tool calls (authenticated by their token).
+pub const AGENT_SOCKET: &str = "agent.sock";
 pub const LOCK: &str = "lock";
 pub const STATE: &str = "state.redb";
 

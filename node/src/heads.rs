@@ -36,6 +36,8 @@ fn node_id(key: &NodeKey) -> String {
 #[derive(Default)]
 pub struct FleetHeads {
     inner: Mutex<AuditHeads>,
+    /// Moves whenever the state changes (for cheap polling).
+    version: std::sync::atomic::AtomicU64,
 }
 
 impl FleetHeads {
@@ -66,7 +68,10 @@ impl FleetHeads {
             .chain(theirs.forks().map(|(n, _)| *n))
             .collect();
         let before: Vec<usize> = nodes.iter().map(|n| heads.evidence(n).len()).collect();
-        heads.merge(&theirs);
+        if heads.merge(&theirs) {
+            self.version
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
         let mut new: Vec<NodeKey> = nodes
             .iter()
             .zip(before)
@@ -79,6 +84,46 @@ impl FleetHeads {
     }
 
     /// The whole state, cut into gossip-sized messages.
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The largest checkpoint size known for `node`.
+    pub fn size_of(&self, node: &NodeKey) -> Option<u64> {
+        self.lock()
+            .heads()
+            .filter(|c| &c.node == node)
+            .map(|c| c.size)
+            .max()
+    }
+
+    /// A digest of what matters for agreement: the largest checkpoint per
+    /// node and the nodes with fork evidence. Equal on two members iff they
+    /// agree on every log's head.
+    pub fn digest(&self) -> ([u8; 16], usize) {
+        let heads = self.lock();
+        let mut best: std::collections::BTreeMap<NodeKey, (u64, [u8; 32])> = Default::default();
+        for c in heads.heads() {
+            let e = best.entry(c.node).or_insert((c.size, c.root));
+            if c.size > e.0 {
+                *e = (c.size, c.root);
+            }
+        }
+        let mut h = blake3::Hasher::new();
+        for (node, (size, root)) in &best {
+            h.update(node);
+            h.update(&size.to_be_bytes());
+            h.update(root);
+        }
+        let forks: Vec<&NodeKey> = heads.forks().map(|(n, _)| n).collect();
+        for n in &forks {
+            h.update(n.as_slice());
+        }
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        (out, forks.len())
+    }
+
     pub fn chunks(&self) -> Vec<Vec<u8>> {
         self.lock().encode_chunks(MAX_CHUNK)
     }

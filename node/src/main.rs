@@ -1,20 +1,31 @@
 //! The `osmoda` binary.
 
+mod agent_api;
+mod agent_cli;
+mod agents;
+mod agents_api;
 mod api;
+mod approvals;
 mod audit;
 mod audit_remote;
 mod cli;
 mod client;
 mod conduct;
 mod config;
+mod core;
 mod datadir;
 mod docs;
 mod docs_api;
+mod emergency;
 mod fleet;
 mod heads;
+mod mcp;
 mod output;
 mod run;
+mod sim;
+mod sim_fleet;
 mod sync;
+mod tools;
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -65,6 +76,16 @@ fn main() -> ExitCode {
     }
 }
 
+async fn emergency_command(
+    data: &DataDir,
+    json: bool,
+    kind: &str,
+    args: agent_cli::EmergencyArgs,
+) -> Result<()> {
+    init_logging("warn");
+    agent_cli::emergency(data, json, kind, args).await
+}
+
 async fn api(data: &DataDir, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
     client::call(&data.path(SOCKET), method, path, body).await
 }
@@ -109,6 +130,51 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let peers = api(&data, Method::GET, "/v1/peers", None).await?;
             output::peers(json, &peers);
             Ok(())
+        }
+        Command::Agent(command) => {
+            init_logging("warn");
+            agent_cli::agent(&data, json, command).await
+        }
+        Command::Approvals => {
+            init_logging("warn");
+            agent_cli::approvals(&data, json).await
+        }
+        Command::Approve { id, grant } => {
+            init_logging("warn");
+            agent_cli::decide(&data, json, id, true, grant).await
+        }
+        Command::Deny { id } => {
+            init_logging("warn");
+            agent_cli::decide(&data, json, id, false, None).await
+        }
+        Command::Stop(args) => emergency_command(&data, json, "stop", args).await,
+        Command::Freeze(args) => emergency_command(&data, json, "freeze", args).await,
+        Command::Resume(args) => emergency_command(&data, json, "resume", args).await,
+        Command::Lockdown(args) => emergency_command(&data, json, "lockdown", args).await,
+        Command::Unlock(args) => emergency_command(&data, json, "unlock", args).await,
+        Command::Sim {
+            scenario,
+            out,
+            no_progress,
+        } => {
+            init_logging("warn");
+            sim::run(&scenario, out, !no_progress && !json).await
+        }
+        Command::Relay { command } => {
+            init_logging("warn");
+            let v = api(
+                &data,
+                Method::POST,
+                "/v1/emergency/relay",
+                Some(json!({ "command": command })),
+            )
+            .await?;
+            output::print_json(&v);
+            Ok(())
+        }
+        Command::Mcp { agent } => {
+            init_logging("warn");
+            mcp::run(&data, &agent).await
         }
         Command::Knowledge(command) => {
             init_logging("warn");

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::datadir::DataDir;
 use crate::fleet::Invite;
 
-fn print_json(v: &Value) {
+pub fn print_json(v: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
@@ -140,6 +140,18 @@ pub fn status(json: bool, v: &Value) {
     for addr in v["listen"].as_array().into_iter().flatten() {
         println!("listen    {}", addr.as_str().unwrap_or("?"));
     }
+    let a = &v["agents"];
+    println!(
+        "agents    {} (limits: {}){}{}",
+        a["count"],
+        a["limit_mode"].as_str().unwrap_or("?"),
+        if a["lockdown"] == true {
+            "  LOCKED DOWN"
+        } else {
+            ""
+        },
+        if a["frozen"] == true { "  FROZEN" } else { "" },
+    );
 }
 
 pub fn peers(json: bool, v: &Value) {
@@ -360,5 +372,107 @@ pub fn routines(json: bool, v: &Value) {
     }
     for r in list {
         routine(false, &r);
+    }
+}
+
+fn agent_state(v: &Value) -> String {
+    let state = &v["state"];
+    let name = state["state"].as_str().unwrap_or("?");
+    match state.get("pid") {
+        Some(pid) => format!("{name} (pid {pid})"),
+        None => name.to_string(),
+    }
+}
+
+pub fn agents(json: bool, v: &Value) {
+    if json {
+        return print_json(v);
+    }
+    let list = v.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("no agents; add one with `osmoda agent add NAME -- CMD ARGS...`");
+        return;
+    }
+    println!(
+        "{:<20} {:<5} {:<24} {:>8}  COMMAND",
+        "NAME", "RING", "STATE", "RESTARTS"
+    );
+    for a in list {
+        println!(
+            "{:<20} {:<5} {:<24} {:>8}  {}",
+            a["spec"]["name"].as_str().unwrap_or("?"),
+            a["spec"]["ring"],
+            agent_state(&a),
+            a["restarts"],
+            a["spec"]["command"].as_str().unwrap_or("?")
+        );
+    }
+}
+
+pub fn agent(json: bool, v: &Value) {
+    if json {
+        return print_json(v);
+    }
+    if let Some(name) = v["removed"].as_str() {
+        println!("removed agent {name}");
+        return;
+    }
+    let spec = &v["spec"];
+    println!("agent     {}", spec["name"].as_str().unwrap_or("?"));
+    println!("state     {}", agent_state(v));
+    println!("ring      {}", spec["ring"]);
+    let args: Vec<&str> = spec["args"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    println!(
+        "command   {} {}",
+        spec["command"].as_str().unwrap_or("?"),
+        args.join(" ")
+    );
+    println!(
+        "restart   {}  (automatic restarts: {})",
+        spec["restart"].as_str().unwrap_or("?"),
+        v["restarts"]
+    );
+    println!(
+        "limits    {} ({})",
+        spec["limits"],
+        v["limit_mode"].as_str().unwrap_or("?")
+    );
+    if !v["last_exit"].is_null() {
+        println!("last exit {}", v["last_exit"]);
+    }
+}
+
+pub fn approvals(json: bool, v: &Value) {
+    if json {
+        return print_json(v);
+    }
+    let pending = v["pending"].as_array().cloned().unwrap_or_default();
+    if pending.is_empty() {
+        println!("no tool calls wait for approval");
+    }
+    for p in pending {
+        println!(
+            "#{:<5} {:<16} {:<16} {}{}",
+            p["id"],
+            p["agent"].as_str().unwrap_or("?"),
+            p["tool"].as_str().unwrap_or("?"),
+            p["arguments"],
+            p["reason"]
+                .as_str()
+                .filter(|r| !r.is_empty())
+                .map(|r| format!("  ({r})"))
+                .unwrap_or_default()
+        );
+    }
+    for g in v["grants"].as_array().into_iter().flatten() {
+        println!(
+            "grant: {} may use {} until {} (Unix ms)",
+            g["agent"].as_str().unwrap_or("?"),
+            g["tool"].as_str().unwrap_or("?"),
+            g["expires_at_ms"]
+        );
     }
 }

@@ -1,90 +1,23 @@
 //! `osmoda run`: the node's lifetime, from the folder lock to a clean stop.
 
-use anyhow::{Context, Result};
-use osmoda_fabric::proto::hex;
-use osmoda_fabric::{
-    Credentials, FabricConfig, FabricEvent, GossipValidator, Membership, StartError,
-};
-use tokio::signal::unix::{signal, SignalKind};
-use tracing::{debug, error, info, warn};
-
 use std::sync::Arc;
-use std::time::Duration;
 
+use anyhow::{Context, Result};
 use osmoda_crdt_state::{Actor, Outcome};
+use osmoda_fabric::{Credentials, FabricConfig, Membership, StartError};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{info, warn};
 
 use crate::api::{self, ApiState, NodeInfo};
 use crate::audit::AuditLog;
 use crate::audit_remote::Mirrors;
+use crate::config::{self, Overrides};
+use crate::core::Core;
+use crate::datadir::{DataDir, AGENT_SOCKET, SOCKET};
 use crate::docs::Docs;
+use crate::fleet::{self, unix_now};
 use crate::heads::FleetHeads;
 use crate::sync::Replicator;
-use osmoda_fabric::behaviour::{DirectRequest, DirectResponse, MAX_AUDIT_RECORDS_PER_REQUEST};
-use osmoda_fabric::topics;
-
-/// How often the node stores a signed checkpoint of its audit log, when it grew.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
-/// How often the node gossips a fresh checkpoint, when its log grew.
-const ANNOUNCE_EVERY: Duration = Duration::from_millis(250);
-/// How often the node gossips its knowledge summary even when unchanged.
-const SUMMARY_EVERY: Duration = Duration::from_secs(5);
-/// How often the node gossips everything it knows of the fleet's heads.
-const STATE_EVERY: Duration = Duration::from_secs(30);
-
-/// Answers a peer's request that the fabric handed to the node.
-fn answer(
-    audit: &AuditLog,
-    mirrors: &Mirrors,
-    own: &[u8; 32],
-    request: DirectRequest,
-) -> DirectResponse {
-    let refuse = |reason: String| DirectResponse::Refused { reason };
-    let DirectRequest::AuditRange { node, start, count } = request else {
-        return refuse("not answered by the node".into());
-    };
-    let count = count.min(MAX_AUDIT_RECORDS_PER_REQUEST);
-    let served = if node == hex(own) {
-        audit.serve_range(start, count).map(Some)
-    } else {
-        match osmoda_fabric::proto::parse_hex::<32>(&node) {
-            Some(key) => mirrors.serve_range(&key, start, count),
-            None => return refuse("not a node key".into()),
-        }
-    };
-    match served {
-        Ok(Some((cp, records))) => DirectResponse::AuditRange {
-            checkpoint: hex(&cp.encode()),
-            records: records.iter().map(|r| hex(r)).collect(),
-        },
-        Ok(None) => refuse("this node holds no copy of that log".into()),
-        Err(e) => refuse(format!("cannot read the audit log: {e:#}")),
-    }
-}
-
-/// Logs and audits fork evidence that is new here.
-async fn report_forks(audit: &AuditLog, nodes: Vec<osmoda_crdt_state::NodeKey>) {
-    for node in nodes {
-        let id = osmoda_fabric::peer_id_of(&node)
-            .map(|p| p.to_string())
-            .unwrap_or_default();
-        error!(node = %id, "fork evidence: this node signed two audit logs that cannot both be true");
-        if let Err(e) = audit
-            .record(
-                Actor::Node,
-                "audit.fork",
-                &id,
-                Outcome::Ok,
-                "fork evidence received or found",
-            )
-            .await
-        {
-            warn!(error = %e, "cannot audit fork evidence");
-        }
-    }
-}
-use crate::config::{self, Overrides};
-use crate::datadir::{DataDir, SOCKET};
-use crate::fleet::{self, unix_now};
 
 pub async fn run(
     data: &DataDir,
@@ -102,18 +35,7 @@ pub async fn run(
     let file_config = config::load(data)?;
     let default_listen = config::listens_by_default(&file_config, &overrides);
     let mut fabric_config = config::resolve(file_config, &overrides)?;
-    // State and audit gossip that does not even decode is dropped, not
-    // forwarded, and counts against its sender's gossip score.
-    fabric_config.validators = vec![
-        (
-            topics::STATE,
-            GossipValidator::new(|d| crate::sync::StateSummary::decode(d).is_some()),
-        ),
-        (
-            topics::AUDIT,
-            GossipValidator::new(|d| osmoda_crdt_state::AuditHeads::decode(d).is_ok()),
-        ),
-    ];
+    fabric_config.validators = crate::core::validators();
     let cert = data.cert()?;
     cert.verify(&cert.fleet, unix_now()).context(
         "this node's membership certificate is not valid; ask an admin for a new invite",
@@ -171,15 +93,36 @@ pub async fn run(
     let heads = Arc::new(FleetHeads::default());
     let docs = Arc::new(Docs::open(audit.store(), &node.node_id)?);
     let mirrors = Mirrors::new(audit.store().clone());
+    let agent_socket = data.path(AGENT_SOCKET);
+    let (agents, agent_events) = crate::agents::Agents::open(
+        &data.path("agents"),
+        audit.store().clone(),
+        &node.node_id,
+        agent_socket.clone(),
+    )?;
+    let agents = Arc::new(agents);
+    let emergency = Arc::new(crate::emergency::Emergency::open(audit.store().clone())?);
+    let approvals = Arc::new(crate::approvals::Approvals::default());
+    tokio::spawn(crate::agents_api::audit_agent_events(
+        agent_events,
+        audit.clone(),
+    ));
     let node_key = cert.node;
-    let app = api::router(ApiState {
+    let api_state = ApiState {
         fabric: fabric.clone(),
         node: node.clone(),
         audit: audit.clone(),
         heads: heads.clone(),
         docs: docs.clone(),
         mirrors: mirrors.clone(),
-    });
+        agents: agents.clone(),
+        approvals: approvals.clone(),
+        emergency: emergency.clone(),
+        membership: membership.clone(),
+        cert: cert.clone(),
+        identity: Arc::new(zeroize::Zeroizing::new(data.identity()?)),
+    };
+    let app = api::router(api_state.clone());
     let api_task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async {
@@ -187,6 +130,18 @@ pub async fn run(
             })
             .await;
     });
+    let agent_listener = crate::agent_api::bind(&agent_socket)?;
+    let agent_app = crate::agent_api::router(api_state.clone());
+    let agent_api_task = tokio::spawn(async move {
+        let _ = axum::serve(agent_listener, agent_app).await;
+    });
+    if emergency.is_locked() {
+        warn!("this node is locked down: agents stay stopped and tool calls are refused until `osmoda unlock`");
+    } else {
+        for (name, e) in agents.start_all().await {
+            warn!(agent = %name, error = %format!("{e:#}"), "cannot start an agent");
+        }
+    }
     eprintln!(
         "osmoda node {} ({}) of fleet {} [{}]\n  data: {}\n  control: {}",
         node.name,
@@ -198,99 +153,30 @@ pub async fn run(
     );
 
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut checkpoint_timer = tokio::time::interval(CHECKPOINT_EVERY);
-    let mut checkpointed = 0;
-    let mut announce_timer = tokio::time::interval(ANNOUNCE_EVERY);
-    let mut announced = None;
-    let mut state_timer = tokio::time::interval(STATE_EVERY);
-    let replicator = Replicator::new(docs.clone(), audit.clone(), fabric.clone());
-    let mut summary_timer = tokio::time::interval(ANNOUNCE_EVERY);
-    // The documents' change counter when the summary was last sent, and when.
-    let mut summary_sent: Option<(u64, std::time::Instant)> = None;
-    loop {
+    let core = Core {
+        fabric: fabric.clone(),
+        membership: membership.clone(),
+        audit: audit.clone(),
+        docs: docs.clone(),
+        heads: heads.clone(),
+        mirrors,
+        replicator: Replicator::new(docs.clone(), audit.clone(), fabric.clone()),
+        node_key,
+        data: Some(data.clone()),
+        emergency: Some((emergency.clone(), agents.clone())),
+    };
+    core.run(&mut events, async {
         tokio::select! {
-            _ = announce_timer.tick() => {
-                let size = audit.len();
-                if announced != Some(size) {
-                    announced = Some(size);
-                    match heads.insert(audit.signed_checkpoint()) {
-                        Ok((message, forks)) => {
-                            report_forks(&audit, forks).await;
-                            let _ = fabric.publish(topics::AUDIT, message).await;
-                        }
-                        Err(e) => warn!(error = %e, "own audit checkpoint refused"),
-                    }
-                }
-            }
-            _ = summary_timer.tick() => {
-                // On change, and every few seconds so that peers that were
-                // away (or missed a message) catch up.
-                // The summary is computed only when it may have changed.
-                let version = docs.version();
-                let stale = summary_sent.as_ref().is_none_or(|(last, at)| *last != version || at.elapsed() >= SUMMARY_EVERY);
-                if stale && fabric.publish(topics::STATE, replicator.summary()).await.is_ok() {
-                    summary_sent = Some((version, std::time::Instant::now()));
-                }
-            }
-            _ = state_timer.tick() => {
-                for chunk in heads.chunks() {
-                    let _ = fabric.publish(topics::AUDIT, chunk).await;
-                }
-            }
-            _ = checkpoint_timer.tick() => {
-                if audit.len() != checkpointed {
-                    match audit.checkpoint() {
-                        Ok(cp) => checkpointed = cp.size,
-                        Err(e) => warn!(error = %e, "cannot sign an audit checkpoint"),
-                    }
-                }
-            }
-            _ = tokio::signal::ctrl_c() => { info!("interrupted; stopping"); break; }
-            _ = sigterm.recv() => { info!("SIGTERM; stopping"); break; }
-            event = events.recv() => match event {
-                Some(FabricEvent::Revoked { revocation, from }) => {
-                    info!(node = %hex(&revocation.node), "revocation recorded");
-                    if let Err(e) = data.write_revocations(&membership.revocations()) {
-                        warn!(error = %e, "cannot store revocations");
-                    }
-                    // Revocations made here are audited by the API handler.
-                    if let Some(peer) = from {
-                        let actor = osmoda_fabric::node_key_of(&peer).map(Actor::Peer).unwrap_or(Actor::Node);
-                        let target = osmoda_fabric::peer_id_of(&revocation.node).map(|p| p.to_string()).unwrap_or_default();
-                        if let Err(e) = audit.record(actor, "fleet.revocation", &target, Outcome::Ok, "received from a peer").await {
-                            warn!(error = %e, "cannot audit a revocation");
-                        }
-                    }
-                }
-                Some(FabricEvent::Request { id, peer, request: DirectRequest::DocSync { messages } }) => {
-                    // Answered off the loop: a round may take a while.
-                    let (replicator, fabric) = (replicator.clone(), fabric.clone());
-                    tokio::spawn(async move {
-                        let response = replicator.answer(peer, messages).await;
-                        fabric.respond(id, response).await;
-                    });
-                }
-                Some(FabricEvent::Request { id, request, .. }) => {
-                    fabric.respond(id, answer(&audit, &mirrors, &node_key, request)).await;
-                }
-                Some(FabricEvent::Gossip { topic, data, source: Some(peer) }) if topic == topics::STATE => {
-                    replicator.on_summary(peer, &data);
-                }
-                Some(FabricEvent::Gossip { topic, data, source }) if topic == topics::AUDIT => {
-                    match heads.merge_gossip(&data) {
-                        Ok(forks) => report_forks(&audit, forks).await,
-                        Err(e) => debug!(?source, error = %e, "ignoring an invalid audit-heads message"),
-                    }
-                }
-                Some(FabricEvent::PeerConnected(_)) => {
-                    // Anti-entropy: a new neighbour hears our state summary
-                    // on the next tick instead of within five seconds.
-                    summary_sent = None;
-                }
-                Some(_) => {}
-                None => { warn!("the fabric stopped on its own"); break; }
-            }
+            _ = tokio::signal::ctrl_c() => info!("interrupted; stopping"),
+            _ = sigterm.recv() => info!("SIGTERM; stopping"),
         }
+    })
+    .await;
+    approvals.expire_all();
+    agent_api_task.abort();
+    let _ = std::fs::remove_file(&agent_socket);
+    if let Err(e) = agents.stop_all().await {
+        warn!(error = %format!("{e:#}"), "cannot stop the agents");
     }
     fabric.shutdown().await;
     let _ = fabric_task.await;

@@ -1,0 +1,285 @@
+//! Agents run by real `osmoda run` processes: restarts after crashes,
+//! workspaces kept across stop and start, the emergency commands (stop,
+//! freeze, resume, lockdown, unlock), lockdown surviving a node restart,
+//! and memory limits.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{fleet, wait_until, Node};
+use serde_json::{json, Value};
+
+/// One running node of its own fleet.
+fn node(tmp: &Path) -> Node {
+    let mut nodes = fleet(tmp, 1);
+    let mut node = nodes.remove(0);
+    node.start_local(&[]);
+    node
+}
+
+fn add(node: &Node, name: &str, extra: &[&str], script: &str) {
+    let mut args = vec!["agent", "add", name];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--", "/bin/sh", "-c", script]);
+    let out = node.cli(&args);
+    assert!(
+        out.status.success(),
+        "agent add {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn show(node: &Node, name: &str) -> Value {
+    node.json(&["agent", "show", name])
+}
+
+fn state(node: &Node, name: &str) -> String {
+    show(node, name)["state"]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn wait_state(node: &Node, name: &str, want: &str) {
+    let reached = wait_until(Duration::from_secs(30), || state(node, name) == want);
+    assert!(
+        reached,
+        "agent {name} never reached {want}: {}",
+        show(node, name)
+    );
+}
+
+fn workspace(node: &Node, name: &str) -> PathBuf {
+    node.dir.join("agents").join(name).join("workspace")
+}
+
+/// The agent's environment, as its command wrote it to `env.txt`.
+fn agent_env(node: &Node, name: &str, var: &str) -> String {
+    let path = workspace(node, name).join("env.txt");
+    let mut found = String::new();
+    let ok = wait_until(Duration::from_secs(30), || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let prefix = format!("{var}=");
+        match text.lines().find_map(|l| l.strip_prefix(&prefix)) {
+            Some(v) => {
+                found = v.to_string();
+                true
+            }
+            None => false,
+        }
+    });
+    assert!(ok, "agent {name} did not write {var} to {}", path.display());
+    found
+}
+
+/// A raw HTTP/1.1 request on a Unix socket: (status, JSON body).
+fn http(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> (u16, Value) {
+    let mut stream = UnixStream::connect(socket).expect("connect");
+    let body = body.to_string();
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: osmoda\r\nconnection: close\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n{auth}\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn emergency_state(node: &Node) -> Value {
+    let (status, v) = http(
+        &node.dir.join("control.sock"),
+        "GET",
+        "/v1/emergency",
+        None,
+        &Value::Null,
+    );
+    assert_eq!(status, 200, "{v}");
+    v["emergency"].clone()
+}
+
+#[test]
+fn a_crashing_agent_is_restarted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = node(tmp.path());
+    add(&node, "crashy", &[], "echo up; exit 1");
+    let restarted = wait_until(Duration::from_secs(30), || {
+        show(&node, "crashy")["restarts"].as_u64().unwrap_or(0) >= 2
+    });
+    assert!(restarted, "{}", show(&node, "crashy"));
+    let v = show(&node, "crashy");
+    assert_eq!(v["last_exit"]["code"], 1, "{v}");
+    let logs = node.json(&["agent", "logs", "crashy"]);
+    assert!(logs.to_string().contains("up"), "{logs}");
+}
+
+#[test]
+fn a_workspace_survives_stop_and_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = node(tmp.path());
+    // First run writes the note; a later run finds it and says so.
+    let script = r#"cd "$OSMODA_AGENT_WORKSPACE" || exit 3
+        if [ -f note.txt ]; then cp note.txt found.txt; else echo hello > note.txt; fi
+        exec sleep 600"#;
+    add(&node, "keeper", &[], script);
+    let ws = workspace(&node, "keeper");
+    assert!(wait_until(Duration::from_secs(30), || ws
+        .join("note.txt")
+        .exists()));
+    assert!(!ws.join("found.txt").exists());
+    let out = node.cli(&["agent", "stop", "keeper"]);
+    assert!(out.status.success());
+    assert_eq!(state(&node, "keeper"), "stopped");
+    let out = node.cli(&["agent", "start", "keeper"]);
+    assert!(out.status.success());
+    assert!(
+        wait_until(Duration::from_secs(30), || ws.join("found.txt").exists()),
+        "the second run did not find its note"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("found.txt")).unwrap(),
+        "hello\n"
+    );
+}
+
+#[test]
+fn stop_freeze_and_resume_act_on_every_agent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = node(tmp.path());
+    add(&node, "one", &[], "exec sleep 600");
+    add(&node, "two", &[], "exec sleep 600");
+    wait_state(&node, "one", "running");
+    wait_state(&node, "two", "running");
+
+    assert!(node.cli(&["freeze"]).status.success());
+    assert_eq!(state(&node, "one"), "frozen");
+    assert_eq!(state(&node, "two"), "frozen");
+    assert!(node.cli(&["resume"]).status.success());
+    assert_eq!(state(&node, "one"), "running");
+    assert_eq!(state(&node, "two"), "running");
+
+    assert!(node.cli(&["stop"]).status.success());
+    wait_state(&node, "one", "stopped");
+    wait_state(&node, "two", "stopped");
+    // The node itself goes on serving.
+    assert!(node.status()["node_id"].is_string());
+    let actions = node.json(&["audit", "log", "--limit", "1000"]).to_string();
+    for kind in ["freeze", "resume", "stop"] {
+        assert!(actions.contains(&format!("emergency.{kind}")), "{kind}");
+    }
+}
+
+#[test]
+fn lockdown_kills_refuses_and_survives_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = node(tmp.path());
+    add(
+        &node,
+        "locked",
+        &["--ring", "1"],
+        "env > env.txt; exec sleep 600",
+    );
+    let token = agent_env(&node, "locked", "OSMODA_AGENT_TOKEN");
+    let socket = PathBuf::from(agent_env(&node, "locked", "OSMODA_AGENT_SOCKET"));
+    let call = json!({ "tool": "kv_set", "arguments": { "key": "k", "value": "v" } });
+    let (status, v) = http(&socket, "POST", "/v1/agent/call", Some(&token), &call);
+    assert_eq!(status, 200, "before the lockdown: {v}");
+
+    assert!(node.cli(&["lockdown"]).status.success());
+    assert_ne!(state(&node, "locked"), "running");
+    let (status, v) = http(&socket, "POST", "/v1/agent/call", Some(&token), &call);
+    assert_eq!(status, 403, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("locked down"), "{v}");
+    let out = node.cli(&["agent", "start", "locked"]);
+    assert_eq!(out.status.code(), Some(4), "agent start under lockdown");
+
+    // Across a restart: still locked, the agent not started.
+    node.stop();
+    node.start_local(&[]);
+    assert_eq!(emergency_state(&node)["lockdown"], true);
+    let agents = node.json(&["agent", "list"]);
+    for a in agents.as_array().unwrap() {
+        assert_eq!(a["state"]["state"], "stopped", "{a}");
+    }
+    assert_eq!(
+        node.cli(&["agent", "start", "locked"]).status.code(),
+        Some(4)
+    );
+
+    // The fleet creator holds the root key, so it may lift the lockdown.
+    let out = node.cli(&["unlock"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(emergency_state(&node)["lockdown"], false);
+    assert!(node.cli(&["agent", "start", "locked"]).status.success());
+    wait_state(&node, "locked", "running");
+}
+
+#[test]
+fn an_agent_over_its_memory_limit_is_stopped() {
+    let python = ["/usr/bin/python3", "/usr/local/bin/python3"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(python) = python else {
+        eprintln!("skipped: no python3 in /usr/bin or /usr/local/bin");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let node = node(tmp.path());
+    let out = node.cli(&[
+        "agent",
+        "add",
+        "hungry",
+        "--memory",
+        "64M",
+        "--restart",
+        "never",
+        "--",
+        python,
+        "-c",
+        "import time; b = bytearray(256 * 1024 * 1024); time.sleep(600)",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // cgroup v2 kills it (an OOM kill); under rlimits the allocation fails
+    // and python exits with an error. Either way it does not live on.
+    let ended = wait_until(Duration::from_secs(30), || {
+        let v = show(&node, "hungry");
+        v["oom_kills"].as_u64().unwrap_or(0) > 0
+            || matches!(
+                v["state"]["state"].as_str(),
+                Some("exited") | Some("failed")
+            )
+    });
+    let v = show(&node, "hungry");
+    assert!(ended, "{v}");
+    assert_ne!(v["last_exit"], json!({ "kind": "code", "code": 0 }), "{v}");
+    eprintln!("memory limit by {}: {}", v["limit_mode"], v["last_exit"]);
+}

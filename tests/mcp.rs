@@ -1,0 +1,294 @@
+//! The node's tools over MCP, end to end: an rmcp client starts `osmoda mcp
+//! --agent NAME` as a child process with a live agent's token, and every
+//! gate of the node shows through it (rings, approvals, workspace
+//! confinement, argument checks, the audit log).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::{fleet, wait_until, Node, BIN};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorCode};
+use rmcp::service::{RoleClient, RunningService, ServiceError};
+use rmcp::transport::TokioChildProcess;
+use rmcp::ServiceExt;
+use serde_json::{json, Value};
+
+type Client = RunningService<RoleClient, ()>;
+
+/// Runs a CLI command from inside the async test without stalling the
+/// runtime (the MCP clients' tasks go on meanwhile).
+fn cli(node: &Node, args: &[&str]) -> Output {
+    tokio::task::block_in_place(|| node.cli(args))
+}
+
+fn cli_json(node: &Node, args: &[&str]) -> Value {
+    tokio::task::block_in_place(|| node.json(args))
+}
+
+fn add_agent(node: &Node, name: &str, ring: &str) {
+    let out = cli(
+        node,
+        &[
+            "agent",
+            "add",
+            name,
+            "--ring",
+            ring,
+            "--",
+            "/bin/sh",
+            "-c",
+            "env > env.txt; exec sleep 600",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn workspace(node: &Node, name: &str) -> PathBuf {
+    node.dir.join("agents").join(name).join("workspace")
+}
+
+/// (token, socket) from the environment the agent wrote down.
+fn credentials(node: &Node, name: &str) -> (String, String) {
+    let path = workspace(node, name).join("env.txt");
+    let var = |text: &str, key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_string)
+    };
+    let mut found = None;
+    let ok = wait_until(Duration::from_secs(30), || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        found = var(&text, "OSMODA_AGENT_TOKEN").zip(var(&text, "OSMODA_AGENT_SOCKET"));
+        found.is_some()
+    });
+    assert!(ok, "agent {name} did not write its environment");
+    found.unwrap()
+}
+
+fn mcp_command(data: &Path, agent: &str, token: &str, socket: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.arg("--data")
+        .arg(data)
+        .args(["mcp", "--agent", agent])
+        .env_remove("OSMODA_DATA")
+        .env("OSMODA_AGENT_TOKEN", token)
+        .env("OSMODA_AGENT_SOCKET", socket);
+    cmd
+}
+
+async fn connect(node: &Node, agent: &str) -> Client {
+    let (token, socket) = credentials(node, agent);
+    let transport =
+        TokioChildProcess::new(mcp_command(&node.dir, agent, &token, &socket)).expect("spawn");
+    ().serve(transport).await.expect("MCP handshake")
+}
+
+fn call(name: &'static str, arguments: Value) -> CallToolRequestParams {
+    let Value::Object(map) = arguments else {
+        panic!("arguments must be an object")
+    };
+    CallToolRequestParams::new(name).with_arguments(map)
+}
+
+fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A successful call's structured result.
+async fn ok(client: &Client, params: CallToolRequestParams) -> Value {
+    let name = params.name.clone();
+    let result = client.call_tool(params).await.expect("call");
+    assert_ne!(result.is_error, Some(true), "{name}: {}", text(&result));
+    result.structured_content.unwrap_or(Value::Null)
+}
+
+/// A call that reached the node and was refused or failed: its message.
+async fn refused(client: &Client, params: CallToolRequestParams) -> String {
+    let name = params.name.clone();
+    let result = client.call_tool(params).await.expect("call");
+    assert_eq!(result.is_error, Some(true), "{name}: {}", text(&result));
+    text(&result)
+}
+
+/// Waits for the one pending approval of `agent` and returns its id.
+fn pending_id(node: &Node, agent: &str) -> u64 {
+    let mut id = None;
+    let seen = wait_until(Duration::from_secs(30), || {
+        let v = cli_json(node, &["approvals"]);
+        id = v["pending"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["agent"] == agent)
+            .and_then(|p| p["id"].as_u64());
+        id.is_some()
+    });
+    assert!(seen, "no pending approval for {agent}");
+    id.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_over_mcp_pass_the_nodes_gates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = fleet(tmp.path(), 1).remove(0);
+    tokio::task::block_in_place(|| node.start_local(&[]));
+    add_agent(&node, "low", "2");
+    add_agent(&node, "high", "1");
+    let low = connect(&node, "low").await;
+    let high = connect(&node, "high").await;
+
+    let listed = low.list_all_tools().await.expect("list tools");
+    assert_eq!(listed.len(), osmoda_mcpd::tools().len());
+
+    // Ring 1 tools: refused to ring 2, waiting for the operator on ring 1.
+    let put = json!({ "title": "runbook", "body": "restart the thing", "tags": ["ops"] });
+    let message = refused(&low, call("knowledge_put", put.clone())).await;
+    assert!(
+        message.contains("refused") && message.contains("ring 2"),
+        "{message}"
+    );
+
+    let peer = high.peer().clone();
+    let waiting = tokio::spawn({
+        let put = put.clone();
+        async move { peer.call_tool(call("knowledge_put", put)).await }
+    });
+    let id = pending_id(&node, "high");
+    assert!(!waiting.is_finished(), "the call did not wait");
+    let out = cli(&node, &["approve", &id.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result = waiting.await.unwrap().expect("approved call");
+    assert_ne!(result.is_error, Some(true), "{}", text(&result));
+    let entry_id = result.structured_content.unwrap()["id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    let shown = cli_json(&node, &["knowledge", "get", &entry_id]);
+    assert_eq!(shown["actor"], "agent:high", "{shown}");
+
+    let peer = high.peer().clone();
+    let waiting = tokio::spawn(async move {
+        peer.call_tool(call("knowledge_put", json!({ "title": "second" })))
+            .await
+    });
+    let id = pending_id(&node, "high");
+    assert!(cli(&node, &["deny", &id.to_string()]).status.success());
+    let result = waiting.await.unwrap().expect("denied call");
+    assert_eq!(result.is_error, Some(true));
+    assert!(text(&result).contains("denied"), "{}", text(&result));
+
+    // Ring 2 reads the entry ring 1 wrote.
+    let got = ok(&low, call("knowledge_get", json!({ "id": entry_id }))).await;
+    assert_eq!(got["title"], "runbook");
+
+    // Files stay inside the workspace.
+    let note = json!({ "path": "notes/a.txt", "content": "hello from low" });
+    ok(&low, call("file_write", note)).await;
+    let read = ok(&low, call("file_read", json!({ "path": "notes/a.txt" }))).await;
+    assert_eq!(read["content"], "hello from low");
+    let on_disk = std::fs::read_to_string(workspace(&node, "low").join("notes/a.txt")).unwrap();
+    assert_eq!(on_disk, "hello from low");
+    for path in ["../../identity.key", "/etc/passwd"] {
+        let message = refused(&low, call("file_read", json!({ "path": path }))).await;
+        assert!(message.contains("refused"), "{path}: {message}");
+    }
+    std::os::unix::fs::symlink(
+        node.dir.join("identity.key"),
+        workspace(&node, "low").join("key"),
+    )
+    .unwrap();
+    let message = refused(&low, call("file_read", json!({ "path": "key" }))).await;
+    assert!(
+        message.contains("refused") && message.contains("link"),
+        "{message}"
+    );
+
+    // Arguments that do not fit are a protocol error, never forwarded.
+    match low
+        .call_tool(call("knowledge_get", json!({ "id": 5 })))
+        .await
+    {
+        Err(ServiceError::McpError(e)) => {
+            assert_eq!(e.code, ErrorCode::INVALID_PARAMS);
+            assert!(e.message.contains("id"), "{}", e.message);
+        }
+        other => panic!("expected an MCP error, got {other:?}"),
+    }
+
+    // Latency of a small read through the whole path.
+    let mut times = Vec::with_capacity(200);
+    for _ in 0..200 {
+        let started = Instant::now();
+        ok(&low, call("knowledge_get", json!({ "id": entry_id }))).await;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    eprintln!(
+        "knowledge_get over MCP, 200 calls: median {:?}, p99 {:?}, max {:?}",
+        times[100], times[197], times[199]
+    );
+
+    // Every call that reached the node is in the audit log, by agent.
+    let log = cli_json(&node, &["audit", "log", "--limit", "4096"]);
+    let calls = |agent: &str| -> Vec<Value> {
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["actor"] == format!("agent:{agent}"))
+            .cloned()
+            .collect()
+    };
+    let low_calls = calls("low");
+    // put, get, write, read, 3 refused reads, 200 gets.
+    assert_eq!(low_calls.len(), 207, "{low_calls:?}");
+    assert_eq!(low_calls[0]["action"], "tool.knowledge_put");
+    assert_eq!(low_calls[0]["outcome"], "denied");
+    let high_calls = calls("high");
+    assert_eq!(high_calls.len(), 2, "{high_calls:?}");
+    assert_eq!(high_calls[0]["outcome"], "ok");
+    assert!(high_calls[0]["details"]
+        .as_str()
+        .unwrap()
+        .contains("approved"));
+    assert_eq!(high_calls[1]["outcome"], "denied");
+    assert!(low_calls.iter().all(|e| e["ring"] == 2));
+    assert!(high_calls.iter().all(|e| e["ring"] == 1));
+
+    low.cancel().await.expect("close");
+    high.cancel().await.expect("close");
+    tokio::task::block_in_place(|| node.stop());
+}
+
+#[test]
+fn mcp_without_a_token_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--data")
+        .arg(tmp.path())
+        .args(["mcp", "--agent", "nobody"])
+        .env_remove("OSMODA_AGENT_TOKEN")
+        .env_remove("OSMODA_DATA")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "stdout is for MCP only");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("OSMODA_AGENT_TOKEN"), "{stderr}");
+}
