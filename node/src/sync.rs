@@ -298,28 +298,34 @@ impl Replicator {
         }
         if changed > 0 {
             info!(%peer, documents = changed, "documents synced");
-            self.audit_sync(peer, changed).await;
+            self.audit_sync(peer, changed);
         }
     }
 
-    async fn audit_sync(&self, peer: PeerId, shards: usize) {
-        let actor = osmoda_fabric::node_key_of(&peer)
-            .map(Actor::Peer)
-            .unwrap_or(Actor::Node);
-        let details = format!("{shards} shard(s) changed");
-        if let Err(e) = self
-            .audit
-            .record(
-                actor,
-                "knowledge.sync",
-                &peer.to_string(),
-                Outcome::Ok,
-                &details,
-            )
-            .await
-        {
-            tracing::warn!(error = %e, "cannot audit a sync");
-        }
+    /// Audits a sync that changed documents. Written in the background: a
+    /// replica's sync is not an acknowledged change, and waiting for the
+    /// audit log's fsync before answering would put a disk flush into
+    /// every round between every pair of nodes.
+    fn audit_sync(&self, peer: PeerId, shards: usize) {
+        let audit = self.audit.clone();
+        tokio::spawn(async move {
+            let actor = osmoda_fabric::node_key_of(&peer)
+                .map(Actor::Peer)
+                .unwrap_or(Actor::Node);
+            let details = format!("{shards} shard(s) changed");
+            if let Err(e) = audit
+                .record(
+                    actor,
+                    "knowledge.sync",
+                    &peer.to_string(),
+                    Outcome::Ok,
+                    &details,
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "cannot audit a sync");
+            }
+        });
     }
 
     /// Answers a peer's round from the session kept for it.
@@ -381,7 +387,7 @@ impl Replicator {
             .unwrap_or_else(|e| e.into_inner())
             .insert(peer, (sessions, Instant::now()));
         if changed > 0 {
-            self.audit_sync(peer, changed).await;
+            self.audit_sync(peer, changed);
         }
         DirectResponse::DocSync { messages: reply }
     }
