@@ -28,6 +28,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(250);
 /// How often the node gossips its knowledge summary even when unchanged.
 const SUMMARY_EVERY: Duration = Duration::from_secs(5);
+/// Least time between two full audit-heads publications for new neighbours.
+const FULL_STATE_GAP: Duration = Duration::from_secs(2);
 /// How often the node gossips everything it knows of the fleet's heads.
 const STATE_EVERY: Duration = Duration::from_secs(30);
 
@@ -129,6 +131,10 @@ impl Core {
         let mut checkpointed = 0;
         let mut announce_timer = tokio::time::interval(ANNOUNCE_EVERY);
         let mut announced = None;
+        // A new neighbour gets everything we know of the fleet's heads soon
+        // (at most every FULL_STATE_GAP), not within STATE_EVERY.
+        let mut full_state_due = false;
+        let mut full_state_sent = std::time::Instant::now();
         let mut state_timer = tokio::time::interval(STATE_EVERY);
         let mut summary_timer = tokio::time::interval(ANNOUNCE_EVERY);
         // The documents' change counter when the summary was last sent, and when.
@@ -138,13 +144,22 @@ impl Core {
                 _ = announce_timer.tick() => {
                     let size = audit.len();
                     if announced != Some(size) {
-                        announced = Some(size);
                         match heads.insert(audit.signed_checkpoint()) {
                             Ok((message, forks)) => {
                                 report_forks(audit, forks).await;
-                                let _ = fabric.publish(topics::AUDIT, message).await;
+                                // Announced only once someone heard it.
+                                if fabric.publish(topics::AUDIT, message).await.is_ok() {
+                                    announced = Some(size);
+                                }
                             }
                             Err(e) => warn!(error = %e, "own audit checkpoint refused"),
+                        }
+                    }
+                    if full_state_due && full_state_sent.elapsed() >= FULL_STATE_GAP {
+                        full_state_due = false;
+                        full_state_sent = std::time::Instant::now();
+                        for chunk in heads.chunks() {
+                            let _ = fabric.publish(topics::AUDIT, chunk).await;
                         }
                     }
                 }
@@ -219,8 +234,11 @@ impl Core {
                     }
                     Some(FabricEvent::PeerConnected(_)) => {
                         // Anti-entropy: a new neighbour hears our state summary
-                        // on the next tick instead of within five seconds.
+                        // and audit heads on the next ticks instead of within
+                        // five or thirty seconds.
                         summary_sent = None;
+                        announced = None;
+                        full_state_due = true;
                     }
                     Some(_) => {}
                     None => { warn!("the fabric stopped on its own"); break; }
