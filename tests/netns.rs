@@ -1,6 +1,7 @@
 //! Real processes in their own network namespaces, joined by a bridge:
 //! they find each other with mDNS alone, talk, lose a link and find each
-//! other again. Needs root and iproute2; skips with a reason otherwise.
+//! other again; both sides write while apart and agree once the link is
+//! back. Needs root and iproute2; skips with a reason otherwise.
 
 mod common;
 
@@ -129,7 +130,7 @@ fn start_in(node: &mut Node, ns: &str) {
 }
 
 #[test]
-fn nodes_in_namespaces_find_each_other_with_mdns_and_recover_a_cut_link() {
+fn nodes_in_namespaces_find_each_other_with_mdns_and_converge_after_a_cut_link() {
     if let Some(reason) = skip_reason() {
         eprintln!("skipping the network namespace test: {reason}");
         return;
@@ -184,6 +185,18 @@ fn nodes_in_namespaces_find_each_other_with_mdns_and_recover_a_cut_link() {
         "n0 still sees n2 after the cut: {:?}",
         nodes[0].peer_ids()
     );
+    // Both sides write while apart.
+    for (i, title) in [
+        (0, "written on n0 while cut"),
+        (2, "written on n2 while cut"),
+    ] {
+        let out = nodes[i].cli(&["knowledge", "put", "--title", title, "--body", "b"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     lab.set_link(2, true);
     let back = wait_until(Duration::from_secs(120), || {
         nodes[0].peer_ids().len() == 2 && nodes[2].peer_ids().len() == 2
@@ -206,6 +219,21 @@ fn nodes_in_namespaces_find_each_other_with_mdns_and_recover_a_cut_link() {
         got,
         "n0 did not get n2's broadcast after the link came back"
     );
+    // After the link is back, every node holds both sides' writes.
+    for (i, node) in nodes.iter().enumerate() {
+        let converged = wait_until(Duration::from_secs(60), || {
+            let titles: Vec<String> = node
+                .json(&["knowledge", "list"])
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| e["title"].as_str().map(str::to_string))
+                .collect();
+            titles.contains(&"written on n0 while cut".to_string())
+                && titles.contains(&"written on n2 while cut".to_string())
+        });
+        assert!(converged, "n{i} did not converge after the link came back");
+    }
     for node in nodes.iter_mut() {
         node.stop();
     }
