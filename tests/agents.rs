@@ -85,17 +85,22 @@ fn http(
     body: &Value,
 ) -> (u16, Value) {
     let mut stream = UnixStream::connect(socket).expect("connect");
-    let body = body.to_string();
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
     let auth = token
         .map(|t| format!("authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    write!(
-        stream,
+    // One write: a server that answers before reading a body it does not
+    // want would otherwise break the pipe under a second one.
+    let request = format!(
         "{method} {path} HTTP/1.1\r\nhost: osmoda\r\nconnection: close\r\n\
          content-type: application/json\r\ncontent-length: {}\r\n{auth}\r\n{body}",
         body.len()
-    )
-    .expect("write");
+    );
+    stream.write_all(request.as_bytes()).expect("write");
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("read");
     let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");

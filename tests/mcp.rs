@@ -193,6 +193,23 @@ async fn tools_over_mcp_pass_the_nodes_gates() {
     assert_eq!(result.is_error, Some(true));
     assert!(text(&result).contains("denied"), "{}", text(&result));
 
+    // A waiting call the client gives up on leaves the operator's list.
+    let peer = high.peer().clone();
+    let waiting = tokio::spawn(async move {
+        peer.call_tool(call("mesh_broadcast", json!({ "text": "hi" })))
+            .await
+    });
+    pending_id(&node, "high");
+    waiting.abort();
+    let withdrawn = tokio::task::block_in_place(|| {
+        wait_until(Duration::from_secs(30), || {
+            cli_json(&node, &["approvals"])["pending"]
+                .as_array()
+                .is_some_and(|p| p.is_empty())
+        })
+    });
+    assert!(withdrawn, "the abandoned call is still pending");
+
     // Ring 2 reads the entry ring 1 wrote.
     let got = ok(&low, call("knowledge_get", json!({ "id": entry_id }))).await;
     assert_eq!(got["title"], "runbook");
@@ -260,7 +277,8 @@ async fn tools_over_mcp_pass_the_nodes_gates() {
     assert_eq!(low_calls[0]["action"], "tool.knowledge_put");
     assert_eq!(low_calls[0]["outcome"], "denied");
     let high_calls = calls("high");
-    assert_eq!(high_calls.len(), 2, "{high_calls:?}");
+    // Approved, denied, withdrawn (audited when the caller went away).
+    assert_eq!(high_calls.len(), 3, "{high_calls:?}");
     assert_eq!(high_calls[0]["outcome"], "ok");
     assert!(high_calls[0]["details"]
         .as_str()
@@ -291,4 +309,112 @@ fn mcp_without_a_token_says_so() {
     assert!(out.stdout.is_empty(), "stdout is for MCP only");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("OSMODA_AGENT_TOKEN"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_advance_approvals_and_the_agents_own_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = fleet(tmp.path(), 1).remove(0);
+    tokio::task::block_in_place(|| node.start_local(&[]));
+    add_agent(&node, "low", "2");
+    add_agent(&node, "high", "1");
+    let low = connect(&node, "low").await;
+    let high = connect(&node, "high").await;
+
+    // Asking in advance: ring 2 may not; ring 1 gets an id to follow.
+    let ask =
+        json!({ "tool": "mesh_broadcast", "arguments": { "text": "hello" }, "reason": "greet" });
+    let message = refused(&low, call("approval_request", ask.clone())).await;
+    assert!(message.contains("refused"), "{message}");
+    let asked = ok(&high, call("approval_request", ask)).await;
+    let request_id = asked["request_id"].as_str().unwrap().to_string();
+    let status = json!({ "request_id": request_id });
+    let st = ok(&high, call("approval_status", status.clone())).await;
+    assert_eq!(st["status"], "pending");
+    refused(&low, call("approval_status", status.clone())).await;
+    assert!(cli(&node, &["approve", &request_id]).status.success());
+    let st = ok(&high, call("approval_status", status)).await;
+    assert_eq!(st["status"], "approved");
+    // The approved call goes through at once (and fails: no peer to hear it).
+    let result = high
+        .call_tool(call("mesh_broadcast", json!({ "text": "hello" })))
+        .await
+        .expect("call");
+    assert_eq!(result.is_error, Some(true));
+    assert!(text(&result).contains("503"), "{}", text(&result));
+
+    // host_exec: approved once with a standing grant, then no more waiting.
+    let peer = high.peer().clone();
+    let first = tokio::spawn(async move {
+        peer.call_tool(call("host_exec", json!({ "command": "pwd" })))
+            .await
+    });
+    let id = pending_id(&node, "high");
+    let out = cli(&node, &["approve", &id.to_string(), "--grant", "1h"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result = first.await.unwrap().expect("host_exec");
+    let pwd = result.structured_content.unwrap();
+    let ws = workspace(&node, "high").canonicalize().unwrap();
+    assert_eq!(pwd["stdout"].as_str().unwrap().trim(), ws.to_str().unwrap());
+    assert_eq!(pwd["exit_code"], 0);
+    let slow = json!({ "command": "/bin/sh", "args": ["-c", "echo started; exec sleep 30"], "timeout_secs": 1 });
+    let started = Instant::now();
+    let r = ok(&high, call("host_exec", slow)).await;
+    assert_eq!(r["timed_out"], true, "{r}");
+    assert_eq!(r["stdout"], "started\n");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let big = json!({ "command": "head", "args": ["-c", "100000", "/dev/zero"] });
+    let r = ok(&high, call("host_exec", big)).await;
+    assert_eq!(r["stdout_bytes"], 100_000);
+    assert_eq!(r["stdout_truncated"], true);
+
+    // Each agent's key-value space is its own; messages land in the inbox.
+    ok(
+        &low,
+        call("kv_set", json!({ "key": "colour", "value": "blue" })),
+    )
+    .await;
+    let got = ok(&low, call("kv_get", json!({ "key": "colour" }))).await;
+    assert_eq!(got["value"], "blue");
+    let other = ok(&high, call("kv_get", json!({ "key": "colour" }))).await;
+    assert_eq!(other["found"], false);
+    let text_to_low = json!({ "agent": "low", "text": "hi low" });
+    ok(&high, call("agent_message", text_to_low)).await;
+    let nobody = json!({ "agent": "nobody", "text": "hi" });
+    refused(&high, call("agent_message", nobody)).await;
+    let inbox = ok(&low, call("kv_list", json!({ "prefix": "inbox/" }))).await;
+    let keys = inbox["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{inbox}");
+    assert!(keys[0].as_str().unwrap().ends_with("-high"), "{inbox}");
+    let msg = ok(&low, call("kv_get", json!({ "key": keys[0] }))).await;
+    assert_eq!(msg["value"], "hi low");
+    let all = ok(&low, call("kv_list", json!({}))).await;
+    assert_eq!(all["keys"].as_array().unwrap().len(), 2, "{all}");
+    let gone = ok(&low, call("kv_delete", json!({ "key": "colour" }))).await;
+    assert_eq!(gone["deleted"], true);
+
+    let me = ok(&low, call("agent_status", json!({}))).await;
+    assert_eq!(me["name"], "low");
+    assert_eq!(me["ring"], 2);
+    assert_eq!(me["status"]["state"]["state"], "running");
+
+    let log = cli_json(&node, &["audit", "log", "--limit", "4096"]);
+    let details: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "agent:high" && e["action"] == "tool.host_exec")
+        .map(|e| e["details"].as_str().unwrap())
+        .collect();
+    assert_eq!(details.len(), 3, "{details:?}");
+    assert!(details[0].starts_with("approved"), "{details:?}");
+    assert!(details[1].starts_with("granted"), "{details:?}");
+
+    low.cancel().await.expect("close");
+    high.cancel().await.expect("close");
+    tokio::task::block_in_place(|| node.stop());
 }

@@ -2,14 +2,16 @@
 //! the agent's token (see `osmoda_mcpd::forward` for the wire format).
 //!
 //! Every call goes through the same gates, in this order: the token names
-//! the agent (401 otherwise); a lockdown refuses everything (403); the tool
+//! the agent (401 otherwise, 403 during a lockdown, which kills every
+//! token's agent); a lockdown refuses everything (403); the tool
 //! must be in the catalogue and the arguments must fit it (400); a ring-1
 //! tool is refused to a ring-2 agent (403) and, for a ring-1 agent, waits
 //! for the operator unless a grant or an advance approval covers it (409
 //! when denied or expired). Only then does `tools.rs` run it. Every call
 //! from a known agent is audited with its outcome, refusals included; calls
 //! without a valid token are not (the socket is open to every local user,
-//! and they must not be able to fill the audit log).
+//! and they must not be able to fill the audit log). A call whose client
+//! hangs up midway is audited too, and its pending approval withdrawn.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -137,54 +139,111 @@ async fn call(
             "no valid agent token (OSMODA_AGENT_TOKEN of a running agent)",
         );
     };
-    let (tool, arguments) = match body {
-        Ok(Json(b)) => (b.tool, b.arguments),
-        Err(e) => {
-            let ended = Ended::failed(e.status(), e.body_text());
-            return finish(&s.audit, &who, "call", "", ended).await;
-        }
+    let (tool, arguments, rejected) = match body {
+        Ok(Json(b)) => (b.tool, b.arguments, None),
+        Err(e) => (String::new(), Value::Null, Some(e)),
     };
     // Unknown names are audited under a fixed action, so an agent cannot
     // write arbitrary action names into the log.
-    let action = match osmoda_mcpd::tool(&tool) {
-        Some(info) => info.name,
-        None => "unknown",
+    let action = match (&rejected, osmoda_mcpd::tool(&tool)) {
+        (Some(_), _) => "tool.call".to_string(),
+        (None, Some(info)) => format!("tool.{}", info.name),
+        (None, None) => "tool.unknown".to_string(),
     };
-    let target = crate::tools::target(&tool, &arguments);
-    let ended = decide_and_run(&s, &who, &tool, arguments).await;
-    finish(&s.audit, &who, action, &target, ended).await
+    let mut call = Call {
+        audit: s.audit.clone(),
+        approvals: s.approvals.clone(),
+        who,
+        action,
+        // An unknown tool's name goes in the target, where any text may.
+        target: match osmoda_mcpd::tool(&tool) {
+            Some(_) => crate::tools::target(&tool, &arguments),
+            None => tool.chars().take(64).collect(),
+        },
+        waiting_on: None,
+        done: false,
+    };
+    let ended = match rejected {
+        Some(e) => Ended::failed(e.status(), e.body_text()),
+        None => decide_and_run(&s, &mut call, &tool, arguments).await,
+    };
+    call.finish(ended).await
 }
 
-/// Audits the call, then answers. A call that cannot be audited fails, as
-/// on the control API: an unaudited action must not look done.
-async fn finish(
-    audit: &AuditLog,
-    who: &AgentIdentity,
-    action: &str,
-    target: &str,
-    ended: Ended,
-) -> Response {
-    let recorded = audit
-        .record_in_ring(
-            Actor::Agent(who.name.clone()),
-            who.ring,
-            &format!("tool.{action}"),
-            target,
-            ended.outcome,
-            &ended.details,
-        )
-        .await;
-    if let Err(e) = recorded {
-        tracing::warn!(agent = %who.name, error = %format!("{e:#}"), "cannot audit a tool call");
-        return reply(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot write the audit log: {e:#}"),
-        );
+/// One authenticated call on its way. Dropped before `finish` (the client
+/// hung up, so axum dropped the handler) it still withdraws the approval it
+/// waits for and audits the call, so none goes unrecorded.
+struct Call {
+    audit: Arc<AuditLog>,
+    approvals: Arc<Approvals>,
+    who: AgentIdentity,
+    action: String,
+    target: String,
+    /// The approval request this call waits on, if it waits.
+    waiting_on: Option<u64>,
+    done: bool,
+}
+
+impl Call {
+    /// Audits the call, then answers. A call that cannot be audited fails,
+    /// as on the control API: an unaudited action must not look done.
+    async fn finish(mut self, ended: Ended) -> Response {
+        self.done = true;
+        let recorded = self
+            .audit
+            .record_in_ring(
+                Actor::Agent(self.who.name.clone()),
+                self.who.ring,
+                &self.action,
+                &self.target,
+                ended.outcome,
+                &ended.details,
+            )
+            .await;
+        if let Err(e) = recorded {
+            tracing::warn!(agent = %self.who.name, error = %format!("{e:#}"), "cannot audit a tool call");
+            return reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot write the audit log: {e:#}"),
+            );
+        }
+        (ended.status, Json(ended.body)).into_response()
     }
-    (ended.status, Json(ended.body)).into_response()
 }
 
-async fn decide_and_run(s: &ApiState, who: &AgentIdentity, tool: &str, args: Value) -> Ended {
+impl Drop for Call {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let details = match self.waiting_on {
+            Some(id) => {
+                self.approvals.withdraw(id);
+                format!("approval request #{id} withdrawn")
+            }
+            None => String::new(),
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let audit = self.audit.clone();
+        let actor = Actor::Agent(self.who.name.clone());
+        let ring = self.who.ring;
+        let action = std::mem::take(&mut self.action);
+        let target = std::mem::take(&mut self.target);
+        runtime.spawn(async move {
+            let outcome = Outcome::Failed("the caller went away before the call ended".into());
+            let recorded = audit
+                .record_in_ring(actor, ring, &action, &target, outcome, &details)
+                .await;
+            if let Err(e) = recorded {
+                tracing::warn!(error = %format!("{e:#}"), "cannot audit an abandoned tool call");
+            }
+        });
+    }
+}
+
+async fn decide_and_run(s: &ApiState, call: &mut Call, tool: &str, args: Value) -> Ended {
     if s.emergency.is_locked() {
         return Ended::denied(StatusCode::FORBIDDEN, "the node is locked down".into());
     }
@@ -194,6 +253,7 @@ async fn decide_and_run(s: &ApiState, who: &AgentIdentity, tool: &str, args: Val
     if let Err(e) = osmoda_mcpd::validate_arguments(info.name, &args) {
         return Ended::failed(StatusCode::BAD_REQUEST, format!("{}: {e}", info.name));
     }
+    let who = &call.who;
     let mut details = String::new();
     if info.ring == Ring::One {
         // Only ring 1 reaches ring-1 tools; anything else counts as ring 2.
@@ -206,7 +266,7 @@ async fn decide_and_run(s: &ApiState, who: &AgentIdentity, tool: &str, args: Val
         if s.approvals.allowed(&who.name, info.name, &args) {
             details = "granted".into();
         } else {
-            match wait_for_operator(s, who, info.name, &args).await {
+            match wait_for_operator(s, call, info.name, &args).await {
                 Ok(id) => details = format!("approved #{id}"),
                 Err(ended) => return ended,
             }
@@ -217,7 +277,7 @@ async fn decide_and_run(s: &ApiState, who: &AgentIdentity, tool: &str, args: Val
             }
         }
     }
-    match crate::tools::execute(s, who, info.name, &args).await {
+    match crate::tools::execute(s, &call.who, info.name, &args).await {
         Ok((result, note)) => {
             if !note.is_empty() {
                 if !details.is_empty() {
@@ -228,21 +288,12 @@ async fn decide_and_run(s: &ApiState, who: &AgentIdentity, tool: &str, args: Val
             Ended::ok(result, details)
         }
         Err(e) if e.status == StatusCode::FORBIDDEN => Ended::denied(e.status, e.message),
+        // 409 tells the agent the operator said no; a tool that failed for
+        // want of a peer (the fabric's 409) is unavailable instead.
+        Err(e) if e.status == StatusCode::CONFLICT => {
+            Ended::failed(StatusCode::SERVICE_UNAVAILABLE, e.message)
+        }
         Err(e) => Ended::failed(e.status, e.message),
-    }
-}
-
-/// Withdraws a pending request when the waiting call goes away before a
-/// decision (the client hung up, so axum dropped the handler). Harmless
-/// after a decision: the request is no longer pending then.
-struct WithdrawOnDrop {
-    approvals: Arc<Approvals>,
-    id: u64,
-}
-
-impl Drop for WithdrawOnDrop {
-    fn drop(&mut self) {
-        self.approvals.withdraw(self.id);
     }
 }
 
@@ -250,20 +301,21 @@ impl Drop for WithdrawOnDrop {
 /// request id when approved, the answer to give otherwise.
 async fn wait_for_operator(
     s: &ApiState,
-    who: &AgentIdentity,
+    call: &mut Call,
     tool: &str,
     args: &Value,
 ) -> Result<u64, Ended> {
     let (id, decision) = s
         .approvals
-        .request(&who.name, tool, args.clone(), "")
+        .request(&call.who.name, tool, args.clone(), "")
         .map_err(|e| Ended::failed(StatusCode::TOO_MANY_REQUESTS, format!("{e:#}")))?;
-    let _withdraw = WithdrawOnDrop {
-        approvals: s.approvals.clone(),
-        id,
-    };
-    tracing::info!(agent = %who.name, tool, id, "tool call waits for approval");
-    match tokio::time::timeout(APPROVAL_WAIT, decision).await {
+    call.waiting_on = Some(id);
+    tracing::info!(agent = %call.who.name, tool, id, "tool call waits for approval");
+    let decided = tokio::time::timeout(APPROVAL_WAIT, decision).await;
+    call.waiting_on = None;
+    // Still pending only after our own timeout; a no-op otherwise.
+    s.approvals.withdraw(id);
+    match decided {
         Ok(Ok(Decision::Approved)) => Ok(id),
         Ok(Ok(Decision::Denied)) => Err(Ended::denied(
             StatusCode::CONFLICT,
