@@ -37,6 +37,9 @@ struct OpState {
 struct FaultRec {
     conv: FaultConvergence,
     end: Option<Duration>,
+    /// Durable ops acknowledged before the end that some live node was not
+    /// yet seen holding (for `caught_up_after_ms`).
+    pending: Vec<u64>,
 }
 
 /// The final state of one node, gathered by the runner after quiescence.
@@ -104,8 +107,10 @@ impl Recorder {
                     start_ms: None,
                     end_ms: None,
                     converged_after_ms: None,
+                    caught_up_after_ms: None,
                 },
                 end: None,
+                pending: Vec::new(),
             })
             .collect();
         faults.push(FaultRec {
@@ -115,8 +120,10 @@ impl Recorder {
                 start_ms: None,
                 end_ms: None,
                 converged_after_ms: None,
+                caught_up_after_ms: None,
             },
             end: None,
+            pending: Vec::new(),
         });
         Recorder {
             scenario: schedule.scenario.clone(),
@@ -275,7 +282,42 @@ impl Recorder {
                 }
             }
         }
+        self.catch_up(t);
         fraction
+    }
+
+    /// Drops from each fault's pending ops those every live node now holds
+    /// (or that were lost with a disk); an empty list means caught up.
+    fn catch_up(&mut self, t: Duration) {
+        let (held, live, ops) = (&self.held, &self.live, &self.ops);
+        let everywhere = |id: &u64| {
+            let lost = id
+                .checked_sub(1)
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| ops.get(i))
+                .is_some_and(|o| o.lost_with_disk);
+            lost || (0..held.len()).all(|n| !live[n] || held[n].contains(id))
+        };
+        for f in &mut self.faults {
+            let Some(end) = f.end else { continue };
+            if f.conv.caught_up_after_ms.is_some() {
+                continue;
+            }
+            f.pending.retain(|id| !everywhere(id));
+            if f.pending.is_empty() {
+                f.conv.caught_up_after_ms = Some(ms(t.saturating_sub(end)));
+            }
+        }
+    }
+
+    /// Durable ops acknowledged so far: what a fault ending now must bring
+    /// to every node.
+    fn acked_durable(&self) -> Vec<u64> {
+        self.ops
+            .iter()
+            .filter(|o| o.acked.is_some() && o.op.kind.durable())
+            .map(|o| o.op.id)
+            .collect()
     }
 
     pub fn fault_started(&mut self, fault: usize, t: Duration) {
@@ -286,16 +328,21 @@ impl Recorder {
 
     /// The fault's last event ran at `t`: convergence is measured from here.
     pub fn fault_ended(&mut self, fault: usize, t: Duration) {
+        let pending = self.acked_durable();
         if let Some(f) = self.faults.iter_mut().find(|f| f.conv.fault == Some(fault)) {
             f.end = Some(t);
             f.conv.end_ms = Some(ms(t));
             f.conv.converged_after_ms = None;
+            f.conv.caught_up_after_ms = None;
+            f.pending = pending;
         }
     }
 
     pub fn quiesce(&mut self, t: Duration) {
+        let pending = self.acked_durable();
         if let Some(f) = self.faults.iter_mut().find(|f| f.conv.fault.is_none()) {
             f.end = Some(t);
+            f.pending = pending;
             f.conv.start_ms = Some(ms(t));
             f.conv.end_ms = Some(ms(t));
         }

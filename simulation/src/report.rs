@@ -11,8 +11,10 @@
 //! - Convergence after a fault: from the fault's last event (heal, restart,
 //!   join, stall end, revert) to the first poll at which all live nodes
 //!   have the same state and audit-heads digests; `None` if that never
-//!   happened before the end of the run. The `quiescence` entry measures
-//!   the same from the end of the fault window.
+//!   happened before the end of the run. `caught_up_after_ms`: from the
+//!   same instant until every durable op acknowledged before it is held by
+//!   every live node. The `quiescence` entry measures both from the end of
+//!   the fault window.
 //! - Invariants, checked after quiescence (`passed()` needs all of them):
 //!   `no-divergence` (every node is live and all have equal digests),
 //!   `no-acked-op-lost` (every acknowledged durable op is held by every node,
@@ -111,6 +113,12 @@ pub struct FaultConvergence {
     pub start_ms: Option<f64>,
     pub end_ms: Option<f64>,
     pub converged_after_ms: Option<f64>,
+    /// From the same instant until every durable op acknowledged before it
+    /// was seen on every live node (ops lost with a disk excepted). Unlike
+    /// `converged_after_ms` it does not need a moment with no write in
+    /// flight, so it stays meaningful under a steady workload in a big
+    /// fleet, where all digests may rarely be equal at one poll.
+    pub caught_up_after_ms: Option<f64>,
 }
 
 /// The share of live nodes in the largest group with equal digests, from
@@ -288,10 +296,13 @@ impl fmt::Display for Report {
             let name = c
                 .fault
                 .map_or_else(|| c.kind.clone(), |i| format!("faults[{i}] {}", c.kind));
-            let after = c
-                .converged_after_ms
-                .map_or_else(|| "never".into(), |v| format!("{v:.0} ms"));
-            writeln!(f, "  converged after {name}: {after}")?;
+            let after = |v: Option<f64>| v.map_or_else(|| "never".into(), |v| format!("{v:.0} ms"));
+            writeln!(
+                f,
+                "  converged after {name}: {} (caught up: {})",
+                after(c.converged_after_ms),
+                after(c.caught_up_after_ms)
+            )?;
         }
         let c = &self.cost;
         writeln!(

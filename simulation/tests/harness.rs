@@ -267,6 +267,7 @@ rate_per_sec = 12.0
     // link is up, so both sides agree at the first poll or two after the heal.
     let conv = fault.converged_after_ms.unwrap();
     assert!(conv <= 300.0, "converged after {conv}");
+    assert!(fault.caught_up_after_ms.unwrap() <= conv);
     // ... and not before it: writes on both sides kept them apart.
     let split: Vec<_> = report
         .agreement

@@ -204,3 +204,24 @@ fn disk_loss_exempts_only_ops_nobody_else_held() {
     assert_eq!(lost.violation_count, 1, "{:?}", lost.violations);
     assert!(lost.violations[0].starts_with("op 2 "));
 }
+
+#[test]
+fn caught_up_waits_for_ops_acked_before_the_end() {
+    let s = schedule(3);
+    let mut rec = Recorder::new(&s);
+    for n in 0..3 {
+        rec.node_up(n);
+    }
+    rec.fault_started(0, ms(1000));
+    rec.acked(1, ms(1200)); // held by node 0 only
+    rec.fault_ended(0, ms(2000));
+    rec.acked(2, ms(2010)); // after the end: not waited for
+    rec.observe(1, ms(2100), seen(&[1], 1));
+    rec.sample(ms(2100));
+    rec.observe(2, ms(2300), seen(&[1], 2));
+    rec.sample(ms(2300));
+    let report = finish(rec, 3, &s.ops().map(|o| o.id).collect::<Vec<_>>());
+    let fault = &report.convergence[0];
+    assert_eq!(fault.caught_up_after_ms, Some(300.0));
+    assert_eq!(fault.converged_after_ms, None, "digests never agreed");
+}
