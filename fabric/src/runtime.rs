@@ -42,6 +42,8 @@ use penalty::PenaltyBox;
 const BOOTSTRAP_RETRY: Duration = Duration::from_secs(5);
 /// How often Kademlia refreshes its view of the fleet.
 const KAD_REFRESH: Duration = Duration::from_secs(30);
+/// Least time between two Kademlia bootstraps started by identify.
+const KAD_BOOTSTRAP_GAP: Duration = Duration::from_secs(10);
 /// Peers the node dials on its own from discovery; beyond this it only accepts.
 const DIAL_TARGET: usize = 64;
 
@@ -189,6 +191,7 @@ pub fn start(
         next_inbound: 0,
         penalties: PenaltyBox::default(),
         validators: config.validators,
+        last_kad_bootstrap: None,
     };
     let task = tokio::spawn(fabric.run(command_rx));
     Ok((handle, event_rx, task))
@@ -216,6 +219,7 @@ struct FabricLoop {
     next_inbound: u64,
     penalties: PenaltyBox,
     validators: Vec<(&'static str, crate::handle::GossipValidator)>,
+    last_kad_bootstrap: Option<std::time::Instant>,
 }
 
 impl FabricLoop {
@@ -525,7 +529,16 @@ impl FabricLoop {
                 for addr in info.listen_addrs.into_iter().take(16) {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
-                let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                // A bootstrap walks every bucket; one per identify (one per
+                // new connection) was most of a fleet's CPU while it formed.
+                let now = std::time::Instant::now();
+                if self
+                    .last_kad_bootstrap
+                    .is_none_or(|t| now.duration_since(t) >= KAD_BOOTSTRAP_GAP)
+                {
+                    self.last_kad_bootstrap = Some(now);
+                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                }
             }
             FabricBehaviourEvent::Kad(kad::Event::RoutingUpdated {
                 peer, addresses, ..
