@@ -213,6 +213,17 @@ impl AuditHeads {
     /// Verifies a checkpoint and merges it in.
     pub fn insert_checkpoint(&mut self, cp: Checkpoint) -> Result<InsertOutcome, HeadsError> {
         cp.verify()?;
+        self.insert_verified(cp)
+    }
+
+    /// Whether exactly this checkpoint is held (so it was verified).
+    fn holds(&self, cp: &Checkpoint) -> bool {
+        self.nodes
+            .get(&cp.node)
+            .is_some_and(|s| s.recent.contains(cp))
+    }
+
+    fn insert_verified(&mut self, cp: Checkpoint) -> Result<InsertOutcome, HeadsError> {
         let node = cp.node;
         let before = self.nodes.get(&node).cloned().unwrap_or_default();
         let single = NodeState {
@@ -315,6 +326,18 @@ impl AuditHeads {
 
     /// Parses, verifies and rebuilds a state; see the module doc.
     pub fn decode(bytes: &[u8]) -> Result<Self, HeadsError> {
+        Self::decode_inner(bytes, None)
+    }
+
+    /// Like [`decode`](Self::decode), but checkpoints byte-for-byte equal to
+    /// one `known` holds are not verified again: gossiped states repeat
+    /// mostly what a member already verified, and signature checks were
+    /// most of the cost of receiving them.
+    pub fn decode_known(bytes: &[u8], known: &AuditHeads) -> Result<Self, HeadsError> {
+        Self::decode_inner(bytes, Some(known))
+    }
+
+    fn decode_inner(bytes: &[u8], known: Option<&AuditHeads>) -> Result<Self, HeadsError> {
         if bytes.len() > MAX_STATE_LEN {
             return Err(HeadsError::TooLarge(bytes.len()));
         }
@@ -329,7 +352,12 @@ impl AuditHeads {
             return Err(HeadsError::Malformed);
         }
         for _ in 0..n_cp {
-            state.insert_checkpoint(Checkpoint::decode_from(&mut r)?)?;
+            let cp = Checkpoint::decode_from(&mut r)?;
+            if known.is_some_and(|k| k.holds(&cp)) {
+                state.insert_verified(cp)?;
+            } else {
+                state.insert_checkpoint(cp)?;
+            }
         }
         let n_ev = r.u32()? as usize;
         if n_ev.saturating_mul(2 + 2 + 2 * CHECKPOINT_LEN) > r.remaining() {

@@ -315,3 +315,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn decoding_against_known_state_skips_only_what_is_held() {
+    let mut known = AuditHeads::new();
+    known.insert_checkpoint(cp(1, 3, 0, 10)).unwrap();
+    let mut theirs = known.clone();
+    theirs.insert_checkpoint(cp(2, 5, 0, 11)).unwrap();
+    let bytes = theirs.encode();
+    assert_eq!(AuditHeads::decode_known(&bytes, &known).unwrap(), theirs);
+    // A checkpoint that is not held is still verified: a bad signature on
+    // the new one fails even though the rest is known.
+    let mut tampered = bytes.clone();
+    let last = tampered.len() - 5; // inside the last checkpoint's signature
+    tampered[last] ^= 1;
+    assert!(AuditHeads::decode_known(&tampered, &known).is_err());
+    assert!(AuditHeads::decode(&tampered).is_err());
+}

@@ -57,7 +57,13 @@ impl FleetHeads {
     /// Merges a gossiped state or delta; returns the nodes whose fork
     /// evidence is new here.
     pub fn merge_gossip(&self, data: &[u8]) -> Result<Vec<NodeKey>, HeadsError> {
-        Ok(self.merge(AuditHeads::decode(data)?))
+        let theirs = AuditHeads::decode_known(data, &self.lock())?;
+        Ok(self.merge(theirs))
+    }
+
+    /// Whether a gossiped state is valid, verifying only what is new here.
+    pub fn check_gossip(&self, data: &[u8]) -> bool {
+        AuditHeads::decode_known(data, &self.lock()).is_ok()
     }
 
     fn merge(&self, theirs: AuditHeads) -> Vec<NodeKey> {

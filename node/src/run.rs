@@ -35,7 +35,8 @@ pub async fn run(
     let file_config = config::load(data)?;
     let default_listen = config::listens_by_default(&file_config, &overrides);
     let mut fabric_config = config::resolve(file_config, &overrides)?;
-    fabric_config.validators = crate::core::validators();
+    let heads = Arc::new(FleetHeads::default());
+    fabric_config.validators = crate::core::validators(heads.clone());
     let cert = data.cert()?;
     cert.verify(&cert.fleet, unix_now()).context(
         "this node's membership certificate is not valid; ask an admin for a new invite",
@@ -90,7 +91,6 @@ pub async fn run(
     let socket = data.path(SOCKET);
     let listener = api::bind(&socket)?;
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let heads = Arc::new(FleetHeads::default());
     let docs = Arc::new(Docs::open(audit.store(), &node.node_id)?);
     let mirrors = Mirrors::new(audit.store().clone());
     let agent_socket = data.path(AGENT_SOCKET);

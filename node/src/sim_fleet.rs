@@ -256,11 +256,12 @@ impl Fleet for SimFleet {
             .iter()
             .map(|j| self.net.host_addr(Self::host(*j), PORT))
             .collect::<Result<Vec<_>, _>>()?;
+        let heads = Arc::new(FleetHeads::default());
         let config = FabricConfig {
             listen: vec![self.net.host_addr(Self::host(node), PORT)?],
             bootstrap,
             mdns: false,
-            validators: crate::core::validators(),
+            validators: crate::core::validators(heads.clone()),
             stream_transport: Some(StreamTransportSlot::new(transport)),
             ..FabricConfig::default()
         };
@@ -275,7 +276,7 @@ impl Fleet for SimFleet {
             membership,
             audit: audit.clone(),
             docs: docs.clone(),
-            heads: Arc::new(FleetHeads::default()),
+            heads,
             mirrors: Mirrors::new(store),
             replicator: Replicator::new(docs, audit, fabric),
             node_key: cert.node,
