@@ -28,8 +28,10 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(250);
 /// How often the node gossips its knowledge summary even when unchanged.
 const SUMMARY_EVERY: Duration = Duration::from_secs(5);
-/// Least time between two full audit-heads publications for new neighbours.
-const FULL_STATE_GAP: Duration = Duration::from_secs(2);
+/// How often the node gossips its own latest checkpoint, when its log grew.
+/// Every synced write adds an entry on every member, so this bounds the
+/// fleet's checkpoint traffic to one message per node per second.
+const HEADS_ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 /// How often the node gossips everything it knows of the fleet's heads.
 const STATE_EVERY: Duration = Duration::from_secs(30);
 
@@ -87,7 +89,7 @@ async fn report_forks(audit: &AuditLog, nodes: Vec<osmoda_crdt_state::NodeKey>) 
 /// Gossip checks for the topics the fabric cannot read itself: state and
 /// audit gossip that does not even decode is dropped, not forwarded, and
 /// counts against its sender's gossip score.
-pub fn validators() -> Vec<(&'static str, GossipValidator)> {
+pub fn validators(heads: Arc<FleetHeads>) -> Vec<(&'static str, GossipValidator)> {
     vec![
         (
             topics::STATE,
@@ -95,7 +97,7 @@ pub fn validators() -> Vec<(&'static str, GossipValidator)> {
         ),
         (
             topics::AUDIT,
-            GossipValidator::new(|d| osmoda_crdt_state::AuditHeads::decode(d).is_ok()),
+            GossipValidator::new(move |d| heads.check_gossip(d)),
         ),
     ]
 }
@@ -129,15 +131,11 @@ impl Core {
         tokio::pin!(stop);
         let mut checkpoint_timer = tokio::time::interval(CHECKPOINT_EVERY);
         let mut checkpointed = 0;
-        let mut announce_timer = tokio::time::interval(ANNOUNCE_EVERY);
+        let mut announce_timer = tokio::time::interval(HEADS_ANNOUNCE_EVERY);
         let mut announced = None;
-        // A new neighbour gets everything we know of the fleet's heads soon
-        // (at most every FULL_STATE_GAP), not within STATE_EVERY.
-        let mut full_state_due = false;
-        let mut full_state_sent = std::time::Instant::now();
         let mut state_timer = tokio::time::interval(STATE_EVERY);
         let mut summary_timer = tokio::time::interval(ANNOUNCE_EVERY);
-        // The documents' change counter when the summary was last sent, and when.
+        // The local change counter when the summary was last sent, and when.
         let mut summary_sent: Option<(u64, std::time::Instant)> = None;
         loop {
             tokio::select! {
@@ -155,19 +153,14 @@ impl Core {
                             Err(e) => warn!(error = %e, "own audit checkpoint refused"),
                         }
                     }
-                    if full_state_due && full_state_sent.elapsed() >= FULL_STATE_GAP {
-                        full_state_due = false;
-                        full_state_sent = std::time::Instant::now();
-                        for chunk in heads.chunks() {
-                            let _ = fabric.publish(topics::AUDIT, chunk).await;
-                        }
-                    }
                 }
                 _ = summary_timer.tick() => {
-                    // On change, and every few seconds so that peers that were
-                    // away (or missed a message) catch up.
-                    // The summary is computed only when it may have changed.
-                    let version = docs.version();
+                    // On a change made here, and every few seconds so that
+                    // peers that were away (or missed a message) catch up.
+                    // Changes synced from a peer are not announced at once:
+                    // the writer's own summary already reached everyone, and
+                    // N nodes re-announcing each write costs N^2 messages.
+                    let version = docs.local_version();
                     let stale = summary_sent.as_ref().is_none_or(|(last, at)| *last != version || at.elapsed() >= SUMMARY_EVERY);
                     if stale && fabric.publish(topics::STATE, replicator.summary()).await.is_ok() {
                         summary_sent = Some((version, std::time::Instant::now()));
@@ -234,11 +227,17 @@ impl Core {
                     }
                     Some(FabricEvent::PeerConnected(_)) => {
                         // Anti-entropy: a new neighbour hears our state summary
-                        // and audit heads on the next ticks instead of within
-                        // five or thirty seconds.
-                        summary_sent = None;
+                        // and our own audit head soon instead of within five
+                        // or thirty seconds. Both go to the whole fleet, so
+                        // a burst of connections is paced by the timers:
+                        // the summary at most once a second, the head at
+                        // most once per HEADS_ANNOUNCE_EVERY.
+                        if let Some((_, at)) = summary_sent.as_mut() {
+                            if at.elapsed() >= Duration::from_secs(1) {
+                                summary_sent = None;
+                            }
+                        }
                         announced = None;
-                        full_state_due = true;
                     }
                     Some(_) => {}
                     None => { warn!("the fabric stopped on its own"); break; }

@@ -98,6 +98,9 @@ pub struct Docs {
     /// Bumped on every change to either document, local or synced; lets
     /// the node skip recomputing its summary while nothing changed.
     changes: AtomicU64,
+    /// Moves only on changes made here (not on synced ones).
+    local_changes: AtomicU64,
+    summary_cache: Mutex<Option<(u64, HeadsSummary)>>,
 }
 
 fn shard_key(shard: ShardId) -> [u8; 2] {
@@ -133,12 +136,24 @@ impl Docs {
             node_id: node_id.to_owned(),
             unique: AtomicU64::new(now_ms() << 16),
             changes: AtomicU64::new(0),
+            local_changes: AtomicU64::new(0),
+            summary_cache: Mutex::new(None),
         })
     }
 
     /// A counter that moves whenever the documents change.
     pub fn version(&self) -> u64 {
         self.changes.load(Ordering::Acquire)
+    }
+
+    /// A counter that moves when this node changes the documents itself.
+    pub fn local_version(&self) -> u64 {
+        self.local_changes.load(Ordering::Acquire)
+    }
+
+    fn changed_here(&self) {
+        self.local_changes.fetch_add(1, Ordering::AcqRel);
+        self.changed();
     }
 
     fn changed(&self) {
@@ -158,7 +173,7 @@ impl Docs {
         let (value, ack) = {
             let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
             let value = change(&mut k)?;
-            self.changed();
+            self.changed_here();
             let mut batch = Batch::new();
             for (shard, bytes) in k.save_dirty() {
                 batch.put(KNOWLEDGE, &shard_key(shard), &bytes);
@@ -176,7 +191,7 @@ impl Docs {
         let (value, ack) = {
             let mut r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
             let value = change(&mut r)?;
-            self.changed();
+            self.changed_here();
             let mut batch = Batch::new();
             batch.put(ROUTINES, BOOK, &r.doc_mut().save());
             (value, self.store.submit_batch(batch)?)
@@ -255,10 +270,22 @@ impl Docs {
 
     /// This node's heads summary of the knowledge shards, for gossip.
     pub fn summary(&self) -> HeadsSummary {
-        self.knowledge
+        // Every peer's summary is compared with ours: computed once per
+        // change, not once per message.
+        let version = self.version();
+        let mut cache = self.summary_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((v, summary)) = cache.as_ref() {
+            if *v == version {
+                return summary.clone();
+            }
+        }
+        let summary = self
+            .knowledge
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .heads_summary()
+            .heads_summary();
+        *cache = Some((version, summary.clone()));
+        summary
     }
 
     /// Digest of the routine book's heads (all zeros while it is empty).
