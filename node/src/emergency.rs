@@ -110,7 +110,12 @@ impl Emergency {
         identity: &[u8; 32],
     ) -> Result<EmergencyCommand> {
         let key = ed25519_dalek::SigningKey::from_bytes(identity);
-        let now = crate::fleet::unix_now().saturating_mul(1000);
+        // Milliseconds: two commands within one second must still order
+        // by time, not by their random nonces.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
         Ok(EmergencyCommand::sign(
             kind,
             now,
