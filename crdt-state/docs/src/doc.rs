@@ -140,6 +140,17 @@ impl Doc {
     }
 }
 
+/// `Automerge::load`, with its panics turned into errors: a damaged document
+/// whose checksum still matches can trip an assertion deep in Automerge's
+/// column decoder (found by the `doc_sync` fuzz target), and stored bytes
+/// must never take the node down.
+fn load_guarded(bytes: &[u8]) -> Result<Automerge, DocError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Automerge::load(bytes))) {
+        Ok(loaded) => loaded.map_err(DocError::load),
+        Err(_) => Err(DocError::Framing("the document's columns are inconsistent")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,16 +196,5 @@ mod tests {
         bytes[last] ^= 0x55;
         assert!(doc.apply_changes(&bytes).is_err());
         assert!(Doc::load(&bytes, &actor()).is_err());
-    }
-}
-
-/// `Automerge::load`, with its panics turned into errors: a damaged document
-/// whose checksum still matches can trip an assertion deep in Automerge's
-/// column decoder (found by the `doc_sync` fuzz target), and stored bytes
-/// must never take the node down.
-fn load_guarded(bytes: &[u8]) -> Result<Automerge, DocError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Automerge::load(bytes))) {
-        Ok(loaded) => loaded.map_err(DocError::load),
-        Err(_) => Err(DocError::Framing("the document's columns are inconsistent")),
     }
 }
