@@ -149,9 +149,9 @@ fn a_workspace_survives_stop_and_start() {
         exec sleep 600"#;
     add(&node, "keeper", &[], script);
     let ws = workspace(&node, "keeper");
-    assert!(wait_until(Duration::from_secs(30), || ws
-        .join("note.txt")
-        .exists()));
+    // A file appears before its bytes: wait for the content.
+    let holds = |name: &str| std::fs::read_to_string(ws.join(name)).is_ok_and(|t| t == "hello\n");
+    assert!(wait_until(Duration::from_secs(30), || holds("note.txt")));
     assert!(!ws.join("found.txt").exists());
     let out = node.cli(&["agent", "stop", "keeper"]);
     assert!(out.status.success());
@@ -159,12 +159,8 @@ fn a_workspace_survives_stop_and_start() {
     let out = node.cli(&["agent", "start", "keeper"]);
     assert!(out.status.success());
     assert!(
-        wait_until(Duration::from_secs(30), || ws.join("found.txt").exists()),
+        wait_until(Duration::from_secs(30), || holds("found.txt")),
         "the second run did not find its note"
-    );
-    assert_eq!(
-        std::fs::read_to_string(ws.join("found.txt")).unwrap(),
-        "hello\n"
     );
 }
 
