@@ -1,5 +1,6 @@
-//! A CI-sized scenario: ten real nodes on the simulated network (lan-10),
-//! writes of every kind; the run must keep every
+//! The CI-sized scenario: ten real nodes on the simulated network split
+//! 5/5 for twelve seconds while both sides write, then healed; the run must
+//! keep every
 //! invariant (no divergence, nothing acknowledged lost, every audit log
 //! verifies). Figures are reported, not asserted.
 
@@ -9,7 +10,7 @@ mod common;
 fn ci_scenario_keeps_every_invariant() {
     let out = tempfile::tempdir().unwrap();
     let run = std::process::Command::new(common::BIN)
-        .args(["sim", "lan-10", "--no-progress", "--out"])
+        .args(["sim", "ci-10", "--no-progress", "--out"])
         .arg(out.path())
         .env("RUST_LOG", "error")
         .output()

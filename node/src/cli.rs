@@ -76,7 +76,7 @@ pub enum Command {
     /// Lift a lockdown (needs an admin member or the fleet root key).
     Unlock(crate::agent_cli::EmergencyArgs),
     /// Run a fleet of real nodes on a simulated network: a scenario file, or a
-    /// shipped one (lan-10, wan-100, partition-heal-50, churn-100, lossy-edge, ci-20).
+    /// shipped one (lan-10, wan-100, partition-heal-50, churn-100, lossy-edge, ci-20, ci-10).
     Sim {
         scenario: String,
         /// Where the report and plots go (default: sim-out/NAME).

@@ -35,6 +35,10 @@ const SHIPPED: &[(&str, &str)] = &[
         "ci-20",
         include_str!("../../simulation/scenarios/ci-20.toml"),
     ),
+    (
+        "ci-10",
+        include_str!("../../simulation/scenarios/ci-10.toml"),
+    ),
 ];
 
 /// A file path, or the name of a shipped scenario.

@@ -32,6 +32,7 @@ fn every_shipped_scenario_parses_and_schedules() {
         names,
         [
             "churn-100",
+            "ci-10",
             "ci-20",
             "lan-10",
             "lossy-edge",

@@ -13,13 +13,14 @@ fn load(name: &str) -> Scenario {
     Scenario::load(path).unwrap()
 }
 
-const NAMES: [&str; 6] = [
+const NAMES: [&str; 7] = [
     "lan-10",
     "wan-100",
     "partition-heal-50",
     "churn-100",
     "lossy-edge",
     "ci-20",
+    "ci-10",
 ];
 
 #[test]
