@@ -38,6 +38,9 @@ pub struct FabricConfig {
     /// simulation's network). The fabric secures it with the same hybrid
     /// handshake and yamux as TCP; mDNS is off with it.
     pub stream_transport: Option<StreamTransportSlot>,
+    /// Peers the node dials on its own from discovery; beyond this it only
+    /// accepts (and dials for requests). Gossip needs only a handful.
+    pub dial_target: usize,
 }
 
 /// A byte stream a custom transport yields.
@@ -105,6 +108,7 @@ impl Default for FabricConfig {
             handshake_timeout: Duration::from_secs(10),
             validators: Vec::new(),
             stream_transport: None,
+            dial_target: 64,
         }
     }
 }

@@ -44,8 +44,6 @@ const BOOTSTRAP_RETRY: Duration = Duration::from_secs(5);
 const KAD_REFRESH: Duration = Duration::from_secs(30);
 /// Least time between two Kademlia bootstraps started by identify.
 const KAD_BOOTSTRAP_GAP: Duration = Duration::from_secs(10);
-/// Peers the node dials on its own from discovery; beyond this it only accepts.
-const DIAL_TARGET: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -192,6 +190,7 @@ pub fn start(
         penalties: PenaltyBox::default(),
         validators: config.validators,
         last_kad_bootstrap: None,
+        dial_target: config.dial_target,
     };
     let task = tokio::spawn(fabric.run(command_rx));
     Ok((handle, event_rx, task))
@@ -220,6 +219,7 @@ struct FabricLoop {
     penalties: PenaltyBox,
     validators: Vec<(&'static str, crate::handle::GossipValidator)>,
     last_kad_bootstrap: Option<std::time::Instant>,
+    dial_target: usize,
 }
 
 impl FabricLoop {
@@ -481,7 +481,7 @@ impl FabricLoop {
     fn dial_discovered(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
         if peer == *self.swarm.local_peer_id()
             || self.connected.contains_key(&peer)
-            || self.connected.len() >= DIAL_TARGET
+            || self.connected.len() >= self.dial_target
             || node_key_of(&peer).is_some_and(|n| self.membership.is_revoked(&n))
             || self
                 .penalties

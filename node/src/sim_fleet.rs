@@ -31,6 +31,8 @@ use crate::heads::FleetHeads;
 use crate::sync::Replicator;
 
 const PORT: u16 = 4001;
+/// Peers a simulated node dials from discovery.
+const SIM_DIAL_TARGET: usize = 12;
 
 fn err(e: impl std::fmt::Display) -> FleetError {
     FleetError::new(e)
@@ -263,6 +265,11 @@ impl Fleet for SimFleet {
             mdns: false,
             validators: crate::core::validators(heads.clone()),
             stream_transport: Some(StreamTransportSlot::new(transport)),
+            // Hundreds of nodes share two cores here: a dozen links each
+            // carry gossip as well as a full mesh does, at a fraction of
+            // the per-connection work; idle extra links close.
+            dial_target: SIM_DIAL_TARGET,
+            idle_timeout: Duration::from_secs(30),
             ..FabricConfig::default()
         };
         let (fabric, mut events, fabric_task) =
