@@ -72,7 +72,8 @@ fn raw(data: &[u8]) {
         let again = AuditHeads::decode(&merged.encode()).expect("a merged state re-decodes");
         assert_eq!(again, merged);
         for cp in heads.heads() {
-            cp.verify().expect("decoded heads hold verified checkpoints");
+            cp.verify()
+                .expect("decoded heads hold verified checkpoints");
         }
         for (_, evs) in heads.forks() {
             for ev in evs {
@@ -260,7 +261,8 @@ fn tamper(u: &mut Unstructured<'_>, key: &SigningKey) {
             p
         })
         .collect();
-    verify_range(&cp, start, &entries[start as usize..], &proofs).expect("an intact range verifies");
+    verify_range(&cp, start, &entries[start as usize..], &proofs)
+        .expect("an intact range verifies");
 
     let at = pick(u, n as u64 - 1) as usize;
     let len = entries[at].len();
@@ -279,7 +281,10 @@ fn tamper(u: &mut Unstructured<'_>, key: &SigningKey) {
         other => panic!("{what} missed an altered entry {at}: {other:?}"),
     };
     names_at(verify_log(&cp, &entries, Some(log.chain())), "verify_log");
-    assert!(verify_log(&cp, &entries, None).is_err(), "verify_log without chain");
+    assert!(
+        verify_log(&cp, &entries, None).is_err(),
+        "verify_log without chain"
+    );
     if at as u64 >= start {
         names_at(
             verify_range(&cp, start, &entries[start as usize..], &proofs),
@@ -302,11 +307,17 @@ fn check_laws(u: &mut Unstructured<'_>, run: &Run) {
     let ab = join(a, b);
     assert_eq!(ab, join(b, a), "merge must commute");
     let mut again = ab.clone();
-    assert!(!again.merge(a) && !again.merge(b), "merge must be idempotent");
+    assert!(
+        !again.merge(a) && !again.merge(b),
+        "merge must be idempotent"
+    );
     assert_eq!(again, ab);
     for s in [a, b] {
         for (node, evs) in s.forks() {
-            assert!(!evs.is_empty() && !ab.evidence(node).is_empty(), "evidence lost");
+            assert!(
+                !evs.is_empty() && !ab.evidence(node).is_empty(),
+                "evidence lost"
+            );
         }
     }
 
@@ -336,7 +347,11 @@ fn check_laws(u: &mut Unstructured<'_>, run: &Run) {
     // Encodings: whole, in chunks, and altered.
     for s in [a, b, c, &abc] {
         let bytes = s.encode();
-        assert_eq!(AuditHeads::decode(&bytes).as_ref(), Ok(s), "state round trip");
+        assert_eq!(
+            AuditHeads::decode(&bytes).as_ref(),
+            Ok(s),
+            "state round trip"
+        );
         raw(&bytes);
         let max = 9 + pick(u, 4000) as usize;
         let mut rebuilt = AuditHeads::new();
@@ -350,7 +365,11 @@ fn check_laws(u: &mut Unstructured<'_>, run: &Run) {
     let pos = pick(u, bytes.len() as u64 - 1) as usize;
     bytes[pos] ^= u.int_in_range(1..=255u8).unwrap_or(1);
     if let Ok(s) = AuditHeads::decode(&bytes) {
-        assert_eq!(s.encode(), bytes, "an altered state decoded non-canonically");
+        assert_eq!(
+            s.encode(),
+            bytes,
+            "an altered state decoded non-canonically"
+        );
     }
     raw(&bytes);
 }

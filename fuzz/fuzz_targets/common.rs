@@ -20,7 +20,13 @@ pub fn root() -> FleetRoot {
 pub fn identity(seed: u8) -> LocalIdentity {
     let key = SigningKey::from_bytes(&[seed; 32]);
     let cert = root()
-        .issue(key.verifying_key().to_bytes(), "fuzz", Role::Member, NOW - 10, NOW + 10)
+        .issue(
+            key.verifying_key().to_bytes(),
+            "fuzz",
+            Role::Member,
+            NOW - 10,
+            NOW + 10,
+        )
         .expect("valid certificate");
     LocalIdentity::new(&key, cert, &mut rng()).expect("matching certificate")
 }

@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     let mut rng = common::rng();
     let mut hs = Handshake::new(Side::Initiator, &local, &mut rng);
     let _ = hs.write_message(&mut rng);
-    if hs.read_message(data, common::NOW, &common::not_revoked).is_ok() {
+    if hs
+        .read_message(data, common::NOW, &common::not_revoked)
+        .is_ok()
+    {
         let _ = hs.write_message(&mut rng);
         let _ = hs.finish();
     }

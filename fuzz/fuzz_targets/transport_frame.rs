@@ -14,16 +14,22 @@ fuzz_target!(|data: &[u8]| {
     let mut r = Handshake::new(Side::Responder, &b, &mut rng);
     let ok = (|| {
         let m1 = i.write_message(&mut rng).ok()?;
-        r.read_message(&m1, common::NOW, &common::not_revoked).ok()?;
+        r.read_message(&m1, common::NOW, &common::not_revoked)
+            .ok()?;
         let m2 = r.write_message(&mut rng).ok()?;
-        i.read_message(&m2, common::NOW, &common::not_revoked).ok()?;
+        i.read_message(&m2, common::NOW, &common::not_revoked)
+            .ok()?;
         let m3 = i.write_message(&mut rng).ok()?;
-        r.read_message(&m3, common::NOW, &common::not_revoked).ok()?;
+        r.read_message(&m3, common::NOW, &common::not_revoked)
+            .ok()?;
         Some(())
     })();
     assert!(ok.is_some(), "a valid handshake must finish");
     let (mut session, _) = r.finish().expect("finished");
     for frame in data.chunks(97) {
-        assert!(session.open_frame(frame).is_err(), "junk must never authenticate");
+        assert!(
+            session.open_frame(frame).is_err(),
+            "junk must never authenticate"
+        );
     }
 });
