@@ -114,14 +114,11 @@ impl Agents {
         if start {
             return self.start(&name).await;
         }
-        Ok(self.supervisor.status(&name).await.unwrap_or(AgentStatus {
-            spec,
-            state: osmoda_agentd::AgentState::Stopped,
-            restarts: 0,
-            last_exit: None,
-            oom_kills: 0,
-            limit_mode: self.supervisor.limit_mode(),
-        }))
+        Ok(self
+            .supervisor
+            .status(&name)
+            .await
+            .unwrap_or_else(|_| self.not_running(spec)))
     }
 
     /// Starts (or restarts) an agent with a fresh credential.
@@ -148,6 +145,26 @@ impl Agents {
         ]
         .into();
         Ok(self.supervisor.start(spec, env).await?)
+    }
+
+    /// The status of a stored agent the supervisor does not run.
+    fn not_running(&self, spec: AgentSpec) -> AgentStatus {
+        AgentStatus {
+            spec,
+            state: osmoda_agentd::AgentState::Stopped,
+            restarts: 0,
+            last_exit: None,
+            oom_kills: 0,
+            limit_mode: self.supervisor.limit_mode(),
+        }
+    }
+
+    /// Every agent is down: no token stays live.
+    fn forget_tokens(&self) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     fn revoke_token(&self, name: &str) {
@@ -188,14 +205,7 @@ impl Agents {
         for spec in self.specs()? {
             match running.iter().find(|s| s.spec.name == spec.name) {
                 Some(s) => out.push(s.clone()),
-                None => out.push(AgentStatus {
-                    spec,
-                    state: osmoda_agentd::AgentState::Stopped,
-                    restarts: 0,
-                    last_exit: None,
-                    oom_kills: 0,
-                    limit_mode: self.supervisor.limit_mode(),
-                }),
+                None => out.push(self.not_running(spec)),
             }
         }
         Ok(out)
@@ -219,20 +229,14 @@ impl Agents {
     /// SIGTERM, a grace period, SIGKILL, for every agent.
     pub async fn stop_all(&self) -> Result<usize> {
         let n = self.supervisor.stop_all().await?.len();
-        self.tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.forget_tokens();
         Ok(n)
     }
 
     /// SIGKILL for every agent, now.
     pub async fn kill_all(&self) -> Result<usize> {
         let n = self.supervisor.kill_all().await?.len();
-        self.tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.forget_tokens();
         Ok(n)
     }
 

@@ -24,7 +24,7 @@ use crate::sync::Replicator;
 
 /// How often the node stores a signed checkpoint of its audit log, when it grew.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
-/// How often the node gossips a fresh checkpoint, when its log grew.
+/// How often the node considers gossiping its state summary.
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(250);
 /// How often the node gossips its knowledge summary even when unchanged.
 const SUMMARY_EVERY: Duration = Duration::from_secs(5);
