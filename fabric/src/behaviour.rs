@@ -10,7 +10,7 @@ use libp2p::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::topics::{MeshText, MAX_GOSSIP_MESSAGE};
+use crate::topics::MeshText;
 
 /// Kademlia on a private protocol: only fleet members speak it, and the
 /// public IPFS DHT never mixes with ours.
@@ -52,7 +52,35 @@ pub enum DirectRequest {
         #[serde(default)]
         start: bool,
     },
+    /// Pairwise anti-entropy (docs/protocol.md §9): a notice of news, an
+    /// offer to compare, or a push of audit heads.
+    AntiEntropy(AntiEntropy),
 }
+
+/// One message of an anti-entropy exchange. A *notice* carries only
+/// `summary_digest` (the sender's state changed; a receiver that differs
+/// pulls). An *offer* carries the summary and `heads_digest`; the answer is
+/// an offer too, with the heads when the digests differ. A *push* carries
+/// heads the other side lacks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AntiEntropy {
+    /// The sender's state summary, base64; empty in a notice.
+    #[serde(default)]
+    pub summary: String,
+    /// BLAKE3 of the summary, first 16 bytes, hex.
+    #[serde(default)]
+    pub summary_digest: String,
+    /// Digest of the audit heads the sender holds, hex; empty when the
+    /// sender does not compare heads.
+    #[serde(default)]
+    pub heads_digest: String,
+    /// Audit heads, base64 chunks.
+    #[serde(default)]
+    pub heads: Vec<String>,
+}
+
+/// Most audit-heads chunks one anti-entropy message may carry (60 KiB each).
+pub const MAX_HEADS_CHUNKS: usize = 64;
 
 /// A sync message for one knowledge shard; `data` is base64.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,6 +105,7 @@ pub enum DirectResponse {
     DocSync {
         messages: Vec<ShardMessage>,
     },
+    AntiEntropy(AntiEntropy),
 }
 
 /// Most audit records one request may ask for; keeps responses under the
@@ -121,13 +150,17 @@ pub enum BehaviourError {
     Mdns(#[from] std::io::Error),
 }
 
-fn gossipsub(keypair: &identity::Keypair) -> Result<gossipsub::Behaviour, BehaviourError> {
+fn gossipsub() -> Result<gossipsub::Behaviour, BehaviourError> {
     let config = gossipsub::ConfigBuilder::default()
         .heartbeat_interval(Duration::from_millis(700))
-        .validation_mode(gossipsub::ValidationMode::Strict)
+        // The fabric signs its own envelope and checks it once per message
+        // (runtime/gossip.rs); gossipsub's signatures would be checked on
+        // every duplicate copy, before deduplication.
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .message_id_fn(crate::runtime::gossip_message_id)
         // Messages are forwarded only after the fabric checked them.
         .validate_messages()
-        .max_transmit_size(MAX_GOSSIP_MESSAGE)
+        .max_transmit_size(crate::runtime::MAX_GOSSIP_TRANSMIT)
         // Bound what one slow peer can make us buffer (the default is 5000).
         .connection_handler_queue_len(1024)
         .publish_queue_duration(Duration::from_secs(5))
@@ -135,11 +168,9 @@ fn gossipsub(keypair: &identity::Keypair) -> Result<gossipsub::Behaviour, Behavi
         .max_ihave_messages_heartbeat(10)
         .build()
         .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
-    let mut behaviour = gossipsub::Behaviour::new(
-        gossipsub::MessageAuthenticity::Signed(keypair.clone()),
-        config,
-    )
-    .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
+    let mut behaviour =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+            .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
     behaviour
         .with_peer_score(peer_score_params(), peer_score_thresholds())
         .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
@@ -218,7 +249,7 @@ impl FabricBehaviour {
                     .with_max_pending_incoming(Some(limits.max_pending_incoming))
                     .with_max_established_per_peer(Some(limits.max_per_peer)),
             ),
-            gossipsub: gossipsub(keypair)?,
+            gossipsub: gossipsub()?,
             kad,
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL_VERSION.into(), keypair.public())

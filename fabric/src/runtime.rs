@@ -2,7 +2,7 @@
 //! and timers are its only inputs.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
@@ -24,19 +24,21 @@ use crate::behaviour::{
     MAX_REVOCATIONS_PER_SYNC,
 };
 use crate::handle::{
-    Command, FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, Inbox, InboxEntry,
-    PeerInfo, COMMAND_CAPACITY, EVENT_CAPACITY,
+    Command, FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, Inbox, PeerInfo,
+    COMMAND_CAPACITY, EVENT_CAPACITY,
 };
 use crate::membership::{node_key_of, peer_id_of, Membership, Security};
 use crate::pq_tcp::PqUpgrade;
 
 mod direct;
+mod gossip;
 mod penalty;
 
-use crate::topics::{self, FleetMessage, MeshText, MAX_TEXT_LEN};
+use crate::topics::{self, FleetMessage};
 use crate::Credentials;
-use direct::decode_revocation;
 use penalty::PenaltyBox;
+
+pub(crate) use gossip::{message_id as gossip_message_id, MAX_TRANSMIT as MAX_GOSSIP_TRANSMIT};
 
 /// How often the loop retries bootstrap addresses while it has no peer.
 const BOOTSTRAP_RETRY: Duration = Duration::from_secs(5);
@@ -189,6 +191,12 @@ pub fn start(
         next_inbound: 0,
         penalties: PenaltyBox::default(),
         validators: config.validators,
+        signing: credentials.signing_key().clone(),
+        // Distinct across restarts without stored state, like gossipsub's own.
+        gossip_seqno: std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0),
         last_kad_bootstrap: None,
         dial_target: config.dial_target,
     };
@@ -218,6 +226,9 @@ struct FabricLoop {
     next_inbound: u64,
     penalties: PenaltyBox,
     validators: Vec<(&'static str, crate::handle::GossipValidator)>,
+    /// Signs the envelope of every message this node publishes.
+    signing: ed25519_dalek::SigningKey,
+    gossip_seqno: u64,
     last_kad_bootstrap: Option<std::time::Instant>,
     dial_target: usize,
 }
@@ -241,7 +252,7 @@ impl FabricLoop {
                     }
                 }
                 _ = kad_timer.tick() => {
-                    if !self.connected.is_empty() {
+                    if !self.connected.is_empty() && self.wants_peers() {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
                     }
                     for peer in self.penalties.expired(std::time::Instant::now()) {
@@ -330,34 +341,6 @@ impl FabricLoop {
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
-    }
-
-    fn publish(&mut self, topic: &'static str, data: Vec<u8>) -> Result<(), FabricError> {
-        if data.len() > topics::MAX_GOSSIP_MESSAGE {
-            return Err(FabricError::TooLarge(data.len()));
-        }
-        match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(gossipsub::IdentTopic::new(topic), data)
-        {
-            Ok(_) => Ok(()),
-            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Err(FabricError::NoPeers),
-            Err(e) => Err(FabricError::Publish(e.to_string())),
-        }
-    }
-
-    fn broadcast(&mut self, text: String) -> Result<(), FabricError> {
-        if text.len() > MAX_TEXT_LEN {
-            return Err(FabricError::TooLarge(text.len()));
-        }
-        let msg = MeshText {
-            text,
-            sent_at_ms: now_ms(),
-        };
-        let data = serde_json::to_vec(&msg).map_err(|e| FabricError::Publish(e.to_string()))?;
-        self.publish(topics::MESH, data)
     }
 
     /// Verifies and records a revocation; if it is new, cuts the node off,
@@ -478,10 +461,19 @@ impl FabricLoop {
         }
     }
 
+    /// Whether discovery should look for more peers. A Kademlia query
+    /// connects to the peers it asks; in a fleet of a hundred, queries made
+    /// while a node already had its peers opened two connections a second
+    /// per node, each a full handshake, and each new one triggered another
+    /// query.
+    fn wants_peers(&self) -> bool {
+        self.connected.len() < self.dial_target
+    }
+
     fn dial_discovered(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
         if peer == *self.swarm.local_peer_id()
             || self.connected.contains_key(&peer)
-            || self.connected.len() >= self.dial_target
+            || !self.wants_peers()
             || node_key_of(&peer).is_some_and(|n| self.membership.is_revoked(&n))
             || self
                 .penalties
@@ -532,9 +524,10 @@ impl FabricLoop {
                 // A bootstrap walks every bucket; one per identify (one per
                 // new connection) was most of a fleet's CPU while it formed.
                 let now = std::time::Instant::now();
-                if self
-                    .last_kad_bootstrap
-                    .is_none_or(|t| now.duration_since(t) >= KAD_BOOTSTRAP_GAP)
+                if self.wants_peers()
+                    && self
+                        .last_kad_bootstrap
+                        .is_none_or(|t| now.duration_since(t) >= KAD_BOOTSTRAP_GAP)
                 {
                     self.last_kad_bootstrap = Some(now);
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
@@ -565,75 +558,5 @@ impl FabricLoop {
             FabricBehaviourEvent::Direct(event) => self.on_direct(event),
             _ => {}
         }
-    }
-
-    fn on_gossip(&mut self, message: gossipsub::Message) -> gossipsub::MessageAcceptance {
-        use gossipsub::MessageAcceptance::{Accept, Reject};
-        let topic = message.topic.as_str();
-        if topic == gossipsub::IdentTopic::new(topics::MESH).hash().as_str() {
-            let Ok(msg) = serde_json::from_slice::<MeshText>(&message.data) else {
-                return Reject;
-            };
-            if msg.text.len() > MAX_TEXT_LEN {
-                return Reject;
-            }
-            self.push_inbox("broadcast", message.source, msg);
-            Accept
-        } else if topic == gossipsub::IdentTopic::new(topics::FLEET).hash().as_str() {
-            let Ok(FleetMessage::Revocation { revocation }) = serde_json::from_slice(&message.data)
-            else {
-                return Reject;
-            };
-            match decode_revocation(&revocation)
-                .map(|rev| self.apply_revocation(&rev, false, message.source))
-            {
-                Some(Ok(_)) => Accept,
-                _ => Reject,
-            }
-        } else {
-            let topic = topics::ALL
-                .iter()
-                .find(|t| gossipsub::IdentTopic::new(**t).hash().as_str() == topic);
-            let valid = |t: &str| {
-                self.validators
-                    .iter()
-                    .filter(|(name, _)| *name == t)
-                    .all(|(_, check)| (check.0)(&message.data))
-            };
-            match topic {
-                Some(t) if !valid(t) => {
-                    debug!(topic = %t, source = ?message.source, "rejecting an invalid gossip message");
-                    Reject
-                }
-                Some(t) => {
-                    self.emit(FabricEvent::Gossip {
-                        topic: t.to_string(),
-                        source: message.source,
-                        data: message.data,
-                    });
-                    Accept
-                }
-                None => Reject,
-            }
-        }
-    }
-
-    fn push_inbox(&mut self, kind: &'static str, from: Option<PeerId>, msg: MeshText) {
-        let from_name = from
-            .and_then(|p| self.membership.peer(&p))
-            .map(|r| r.cert.name);
-        let entry = InboxEntry {
-            kind,
-            from: from.map(|p| p.to_string()).unwrap_or_default(),
-            from_name,
-            text: msg.text,
-            sent_at_ms: msg.sent_at_ms,
-            received_at_ms: now_ms(),
-        };
-        info!(kind, from = %entry.from, bytes = entry.text.len(), "message received");
-        self.inbox
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(entry);
     }
 }

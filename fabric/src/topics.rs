@@ -9,14 +9,14 @@ use serde::{Deserialize, Serialize};
 pub const FLEET: &str = "osmoda/fleet/1";
 /// Operator broadcasts (`osmoda mesh broadcast`).
 pub const MESH: &str = "osmoda/mesh/1";
-/// Heads of the replicated documents, announced on change (replicated state).
-pub const STATE: &str = "osmoda/state/1";
 /// Signed audit-log checkpoints (replicated state).
 pub const AUDIT: &str = "osmoda/audit/1";
 /// STOP, FREEZE and LOCKDOWN, signed by an admin (agent supervision).
 pub const EMERGENCY: &str = "osmoda/emergency/1";
 
-pub const ALL: [&str; 5] = [FLEET, MESH, STATE, AUDIT, EMERGENCY];
+/// Document changes travel between neighbours instead (the node's
+/// anti-entropy over direct requests), so no topic carries them.
+pub const ALL: [&str; 4] = [FLEET, MESH, AUDIT, EMERGENCY];
 
 /// Largest gossip message accepted on any topic.
 pub const MAX_GOSSIP_MESSAGE: usize = 64 * 1024;

@@ -89,18 +89,19 @@ async fn two_members_connect_and_gossip_over_the_simulated_network() {
         .broadcast("over the simulated wire".into())
         .await
         .unwrap();
-    let mut got = false;
+    let mut got = None;
     for _ in 0..50 {
-        if handles[0]
+        got = handles[0]
             .inbox()
-            .iter()
-            .any(|m| m.text == "over the simulated wire")
-        {
-            got = true;
+            .into_iter()
+            .find(|m| m.text == "over the simulated wire");
+        if got.is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(got, "the broadcast did not arrive");
+    let got = got.expect("the broadcast did not arrive");
+    // The sender comes from the signed envelope, not from the relaying link.
+    assert_eq!(got.from, handles[1].local_peer_id().to_string());
     drop(inboxes);
 }

@@ -1,11 +1,12 @@
-//! Arbitrary bytes as a fleet certificate and as a revocation.
+//! Arbitrary bytes as a fleet certificate, a revocation and a signed gossip
+//! envelope.
 #![no_main]
 
 #[path = "common.rs"]
 mod common;
 
 use libfuzzer_sys::fuzz_target;
-use osmoda_fabric_proto::{FleetCert, Revocation};
+use osmoda_fabric_proto::{gossip, FleetCert, Revocation};
 
 fuzz_target!(|data: &[u8]| {
     let fleet = common::root().public();
@@ -15,5 +16,8 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(rev) = Revocation::decode(data) {
         let _ = rev.verify(&fleet);
+    }
+    if let Ok(envelope) = gossip::open("osmoda/mesh/1", data) {
+        assert_eq!(envelope.payload.len() + gossip::ENVELOPE_OVERHEAD, data.len());
     }
 });

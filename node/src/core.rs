@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::agents::Agents;
+use crate::anti_entropy;
 use crate::audit::AuditLog;
 use crate::audit_remote::Mirrors;
 use crate::datadir::DataDir;
@@ -24,16 +25,16 @@ use crate::sync::Replicator;
 
 /// How often the node stores a signed checkpoint of its audit log, when it grew.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
-/// How often the node considers gossiping its state summary.
-const ANNOUNCE_EVERY: Duration = Duration::from_millis(250);
-/// How often the node gossips its knowledge summary even when unchanged.
-const SUMMARY_EVERY: Duration = Duration::from_secs(5);
+/// How often the node looks for changed documents to tell its neighbours of.
+const NOTIFY_EVERY: Duration = Duration::from_millis(100);
 /// How often the node gossips its own latest checkpoint, when its log grew.
-/// Every synced write adds an entry on every member, so this bounds the
-/// fleet's checkpoint traffic to one message per node per second.
-const HEADS_ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
-/// How often the node gossips everything it knows of the fleet's heads.
-const STATE_EVERY: Duration = Duration::from_secs(30);
+/// Every synced write adds an entry on every member, so every member
+/// announces: this bounds the fleet's checkpoint gossip to N/5 messages a
+/// second. Anti-entropy repairs what gossip misses.
+const HEADS_ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
+
+/// Neighbours remembered for anti-entropy; more than the fabric keeps.
+const MAX_NEIGHBOURS: usize = 1024;
 
 /// Answers a peer's request that the fabric handed to the node.
 fn answer(
@@ -90,16 +91,10 @@ async fn report_forks(audit: &AuditLog, nodes: Vec<osmoda_crdt_state::NodeKey>) 
 /// audit gossip that does not even decode is dropped, not forwarded, and
 /// counts against its sender's gossip score.
 pub fn validators(heads: Arc<FleetHeads>) -> Vec<(&'static str, GossipValidator)> {
-    vec![
-        (
-            topics::STATE,
-            GossipValidator::new(|d| crate::sync::StateSummary::decode(d).is_some()),
-        ),
-        (
-            topics::AUDIT,
-            GossipValidator::new(move |d| heads.check_gossip(d)),
-        ),
-    ]
+    vec![(
+        topics::AUDIT,
+        GossipValidator::new(move |d| heads.check_gossip(d)),
+    )]
 }
 
 /// What the loop works on.
@@ -119,6 +114,17 @@ pub struct Core {
 }
 
 impl Core {
+    /// Compares state with `peer` off the loop (it takes a round trip or two).
+    fn spawn_exchange(&self, states: &anti_entropy::States, peer: libp2p::PeerId, heads: bool) {
+        let (states, fabric, audit) = (states.clone(), self.fabric.clone(), self.audit.clone());
+        tokio::spawn(async move {
+            match states.exchange(&fabric, peer, heads).await {
+                Ok(forks) => report_forks(&audit, forks).await,
+                Err(error) => debug!(%peer, %error, "anti-entropy exchange failed"),
+            }
+        });
+    }
+
     /// Runs until `stop` completes or the fabric ends.
     pub async fn run(
         &self,
@@ -133,10 +139,16 @@ impl Core {
         let mut checkpointed = 0;
         let mut announce_timer = tokio::time::interval(HEADS_ANNOUNCE_EVERY);
         let mut announced = None;
-        let mut state_timer = tokio::time::interval(STATE_EVERY);
-        let mut summary_timer = tokio::time::interval(ANNOUNCE_EVERY);
-        // The local change counter when the summary was last sent, and when.
-        let mut summary_sent: Option<(u64, std::time::Instant)> = None;
+        let mut notify_timer = tokio::time::interval(NOTIFY_EVERY);
+        // The documents' change counter when neighbours were last told.
+        let mut notified = docs.version();
+        let mut anti_entropy_timer = tokio::time::interval(anti_entropy::EVERY);
+        let states = anti_entropy::States {
+            replicator: replicator.clone(),
+            heads: heads.clone(),
+            pulling: Default::default(),
+        };
+        let mut neighbours: Vec<libp2p::PeerId> = Vec::new();
         loop {
             tokio::select! {
                 _ = announce_timer.tick() => {
@@ -154,21 +166,20 @@ impl Core {
                         }
                     }
                 }
-                _ = summary_timer.tick() => {
-                    // On a change made here, and every few seconds so that
-                    // peers that were away (or missed a message) catch up.
-                    // Changes synced from a peer are not announced at once:
-                    // the writer's own summary already reached everyone, and
-                    // N nodes re-announcing each write costs N^2 messages.
-                    let version = docs.local_version();
-                    let stale = summary_sent.as_ref().is_none_or(|(last, at)| *last != version || at.elapsed() >= SUMMARY_EVERY);
-                    if stale && fabric.publish(topics::STATE, replicator.summary()).await.is_ok() {
-                        summary_sent = Some((version, std::time::Instant::now()));
+                _ = notify_timer.tick() => {
+                    let version = docs.version();
+                    if version != notified {
+                        notified = version;
+                        for peer in &neighbours {
+                            let (states, fabric, peer) = (states.clone(), fabric.clone(), *peer);
+                            tokio::spawn(async move { states.notify(&fabric, peer).await });
+                        }
                     }
                 }
-                _ = state_timer.tick() => {
-                    for chunk in heads.chunks() {
-                        let _ = fabric.publish(topics::AUDIT, chunk).await;
+                _ = anti_entropy_timer.tick() => {
+                    if !neighbours.is_empty() {
+                        let peer = neighbours[rand::random::<usize>() % neighbours.len()];
+                        self.spawn_exchange(&states, peer, true);
                     }
                 }
                 _ = checkpoint_timer.tick() => {
@@ -205,11 +216,18 @@ impl Core {
                             fabric.respond(id, response).await;
                         });
                     }
+                    Some(FabricEvent::Request { id, peer, request: DirectRequest::AntiEntropy(notice) }) if notice.summary.is_empty() => {
+                        fabric.respond(id, DirectResponse::Ack).await;
+                        let (states, fabric) = (states.clone(), fabric.clone());
+                        tokio::spawn(async move { states.pull(&fabric, peer, &notice).await });
+                    }
+                    Some(FabricEvent::Request { id, peer, request: DirectRequest::AntiEntropy(offer) }) => {
+                        let (answer, forks) = states.answer(peer, &offer);
+                        fabric.respond(id, answer).await;
+                        report_forks(audit, forks).await;
+                    }
                     Some(FabricEvent::Request { id, request, .. }) => {
                         fabric.respond(id, answer(audit, mirrors, &self.node_key, request)).await;
-                    }
-                    Some(FabricEvent::Gossip { topic, data, source: Some(peer) }) if topic == topics::STATE => {
-                        replicator.on_summary(peer, &data);
                     }
                     Some(FabricEvent::Gossip { topic, data, .. }) if topic == topics::EMERGENCY => {
                         if let Some((emergency, agents)) = self.emergency.clone() {
@@ -225,19 +243,16 @@ impl Core {
                             Err(e) => debug!(?source, error = %e, "ignoring an invalid audit-heads message"),
                         }
                     }
-                    Some(FabricEvent::PeerConnected(_)) => {
-                        // Anti-entropy: a new neighbour hears our state summary
-                        // and our own audit head soon instead of within five
-                        // or thirty seconds. Both go to the whole fleet, so
-                        // a burst of connections is paced by the timers:
-                        // the summary at most once a second, the head at
-                        // most once per HEADS_ANNOUNCE_EVERY.
-                        if let Some((_, at)) = summary_sent.as_mut() {
-                            if at.elapsed() >= Duration::from_secs(1) {
-                                summary_sent = None;
-                            }
+                    Some(FabricEvent::PeerConnected(peer)) => {
+                        // A new neighbour may have been away: compare now,
+                        // with it alone, instead of telling the whole fleet.
+                        if !neighbours.contains(&peer) && neighbours.len() < MAX_NEIGHBOURS {
+                            neighbours.push(peer);
                         }
-                        announced = None;
+                        self.spawn_exchange(&states, peer, true);
+                    }
+                    Some(FabricEvent::PeerDisconnected(peer)) => {
+                        neighbours.retain(|p| *p != peer);
                     }
                     Some(_) => {}
                     None => { warn!("the fabric stopped on its own"); break; }

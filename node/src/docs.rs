@@ -98,8 +98,6 @@ pub struct Docs {
     /// Bumped on every change to either document, local or synced; lets
     /// the node skip recomputing its summary while nothing changed.
     changes: AtomicU64,
-    /// Moves only on changes made here (not on synced ones).
-    local_changes: AtomicU64,
     summary_cache: Mutex<Option<(u64, HeadsSummary)>>,
 }
 
@@ -136,7 +134,6 @@ impl Docs {
             node_id: node_id.to_owned(),
             unique: AtomicU64::new(now_ms() << 16),
             changes: AtomicU64::new(0),
-            local_changes: AtomicU64::new(0),
             summary_cache: Mutex::new(None),
         })
     }
@@ -144,16 +141,6 @@ impl Docs {
     /// A counter that moves whenever the documents change.
     pub fn version(&self) -> u64 {
         self.changes.load(Ordering::Acquire)
-    }
-
-    /// A counter that moves when this node changes the documents itself.
-    pub fn local_version(&self) -> u64 {
-        self.local_changes.load(Ordering::Acquire)
-    }
-
-    fn changed_here(&self) {
-        self.local_changes.fetch_add(1, Ordering::AcqRel);
-        self.changed();
     }
 
     fn changed(&self) {
@@ -173,7 +160,7 @@ impl Docs {
         let (value, ack) = {
             let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
             let value = change(&mut k)?;
-            self.changed_here();
+            self.changed();
             let mut batch = Batch::new();
             for (shard, bytes) in k.save_dirty() {
                 batch.put(KNOWLEDGE, &shard_key(shard), &bytes);
@@ -191,7 +178,7 @@ impl Docs {
         let (value, ack) = {
             let mut r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
             let value = change(&mut r)?;
-            self.changed_here();
+            self.changed();
             let mut batch = Batch::new();
             batch.put(ROUTINES, BOOK, &r.doc_mut().save());
             (value, self.store.submit_batch(batch)?)

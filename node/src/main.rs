@@ -4,6 +4,7 @@ mod agent_api;
 mod agent_cli;
 mod agents;
 mod agents_api;
+mod anti_entropy;
 mod api;
 mod approvals;
 mod audit;

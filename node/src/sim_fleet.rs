@@ -33,6 +33,8 @@ use crate::sync::Replicator;
 const PORT: u16 = 4001;
 /// Peers a simulated node dials from discovery.
 const SIM_DIAL_TARGET: usize = 12;
+/// Links a simulated node accepts or opens at most.
+const SIM_MAX_LINKS: u32 = 32;
 
 fn err(e: impl std::fmt::Display) -> FleetError {
     FleetError::new(e)
@@ -270,6 +272,13 @@ impl Fleet for SimFleet {
             // the per-connection work; idle extra links close.
             dial_target: SIM_DIAL_TARGET,
             idle_timeout: Duration::from_secs(30),
+            // Kademlia connects to every peer it queries; without a cap a
+            // forming fleet of a hundred had each node shake hands with
+            // nearly every other one.
+            limits: osmoda_fabric::behaviour::Limits {
+                max_established: SIM_MAX_LINKS,
+                ..Default::default()
+            },
             ..FabricConfig::default()
         };
         let (fabric, mut events, fabric_task) =

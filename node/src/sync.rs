@@ -1,14 +1,15 @@
 //! Replication of the knowledge shards between nodes.
 //!
-//! Every node gossips the heads summary of its shards on `osmoda/state/1`
-//! when it changes and every few seconds. A node that sees a summary that
-//! differs from its own runs rounds of Automerge sync with that peer over
+//! Nodes learn of each other's changes from anti-entropy
+//! (`anti_entropy.rs`): a neighbour's notice, or a periodic comparison. A
+//! node that sees a summary that differs from its own runs rounds of
+//! Automerge sync with that peer over
 //! direct requests (`DocSync`) until neither side has anything to send; the
 //! peer answers each round from a session it keeps for the requester.
 //! Shards that differ are the only ones synced. The routine book rides in
 //! the same rounds, as the pseudo-shard [`ROUTINE_BOOK`].
 //!
-//! The gossiped state message is `0x02 || routine book heads digest (16) ||
+//! The state summary is `0x02 || routine book heads digest (16) ||
 //! knowledge heads summary`.
 
 use std::collections::HashMap;
@@ -34,12 +35,14 @@ const MAX_ROUNDS: usize = 64;
 /// Peers a node answers sync rounds for at once; sessions idle this long go.
 const MAX_RESPONDERS: usize = 64;
 const RESPONDER_IDLE: Duration = Duration::from_secs(60);
+/// Syncs a node runs as the initiator at once.
+const MAX_OUTBOUND_SYNCS: usize = 2;
 
 /// Shard number that carries the routine book in `doc_sync` rounds.
 pub const ROUTINE_BOOK: u16 = u16::MAX;
 const STATE_VERSION: u8 = 2;
 
-/// What the node gossips on `osmoda/state/1`.
+/// A node's state summary, compared in anti-entropy.
 pub struct StateSummary {
     pub routines: [u8; 16],
     pub knowledge: HeadsSummary,
@@ -119,7 +122,11 @@ pub struct Replicator {
     audit: Arc<AuditLog>,
     fabric: FabricHandle,
     /// Peers being synced, with a newer summary of theirs to sync next.
-    running: Mutex<HashMap<PeerId, Option<HeadsSummary>>>,
+    running: Mutex<HashMap<PeerId, Option<StateSummary>>>,
+    /// Syncs this node starts at once. When several neighbours tell of the
+    /// same change together, the first sync brings it and the others find
+    /// nothing left to do.
+    outbound: tokio::sync::Semaphore,
     responders: Mutex<HashMap<PeerId, (Sessions, Instant)>>,
     conduct: Mutex<Conduct>,
 }
@@ -131,6 +138,7 @@ impl Replicator {
             audit,
             fabric,
             running: Mutex::new(HashMap::new()),
+            outbound: tokio::sync::Semaphore::new(MAX_OUTBOUND_SYNCS),
             responders: Mutex::new(HashMap::new()),
             conduct: Mutex::new(Conduct::default()),
         })
@@ -206,34 +214,46 @@ impl Replicator {
         }
     }
 
-    /// A peer's gossiped summary: start a sync with it if we differ.
+    /// Whether `remote` holds anything we lack, or lacks anything we hold.
+    fn differs(&self, remote: &StateSummary) -> bool {
+        !self
+            .docs
+            .summary()
+            .differing_shards(&remote.knowledge)
+            .is_empty()
+            || remote.routines != self.docs.routines_digest()
+    }
+
+    /// A peer's summary: start a sync with it if we differ.
     pub fn on_summary(self: &Arc<Self>, peer: PeerId, bytes: &[u8]) {
         let Some(remote) = StateSummary::decode(bytes) else {
             debug!(%peer, "ignoring a malformed state summary");
             return;
         };
-        let local = self.docs.summary();
-        if local.differing_shards(&remote.knowledge).is_empty()
-            && remote.routines == self.docs.routines_digest()
-        {
+        if !self.differs(&remote) {
             return;
         }
         {
             // One sync per peer at a time; a summary that arrives meanwhile
-            // is kept and synced right after, not dropped until the next
-            // periodic one.
+            // is kept and synced right after, not dropped.
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(pending) = running.get_mut(&peer) {
-                *pending = Some(remote.knowledge);
+                *pending = Some(remote);
                 return;
             }
             running.insert(peer, None);
         }
         let this = self.clone();
         tokio::spawn(async move {
-            let (mut local, mut remote) = (local, remote.knowledge);
+            let mut remote = remote;
             loop {
-                this.run(peer, local, remote).await;
+                // Checked again once it is our turn: a sync with another
+                // peer may have brought the same changes meanwhile.
+                if let Ok(_permit) = this.outbound.acquire().await {
+                    if this.differs(&remote) {
+                        this.run(peer, this.docs.summary(), remote.knowledge).await;
+                    }
+                }
                 let next = {
                     let mut running = this.running.lock().unwrap_or_else(|e| e.into_inner());
                     match running.get_mut(&peer).and_then(Option::take) {
@@ -245,7 +265,7 @@ impl Replicator {
                     }
                 };
                 match next {
-                    Some(next) => (local, remote) = (this.docs.summary(), next),
+                    Some(next) => remote = next,
                     None => break,
                 }
             }
@@ -302,10 +322,9 @@ impl Replicator {
         }
     }
 
-    /// Audits a sync that changed documents. Written in the background: a
+    /// Audits a sync that changed documents, written in the background: a
     /// replica's sync is not an acknowledged change, and waiting for the
-    /// audit log's fsync before answering would put a disk flush into
-    /// every round between every pair of nodes.
+    /// audit log's fsync would put a disk flush into a sync round.
     fn audit_sync(&self, peer: PeerId, shards: usize) {
         let audit = self.audit.clone();
         tokio::spawn(async move {

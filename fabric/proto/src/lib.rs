@@ -12,6 +12,8 @@
 //!   (`Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256`) as a state machine.
 //! - [`emergency`]: fleet-wide STOP/FREEZE/RESUME/LOCKDOWN/UNLOCK commands
 //!   signed by an admin, and the rule that refuses replays.
+//! - [`gossip`]: the signed envelope around every gossip message, checked
+//!   once per message instead of once per copy.
 //! - [`session`]: the transport cipher after the handshake: framing,
 //!   per-direction keys, nonces that never repeat, periodic rekeying.
 //!
@@ -19,6 +21,7 @@
 
 pub mod cert;
 pub mod emergency;
+pub mod gossip;
 pub mod handshake;
 pub mod kem;
 mod noise;

@@ -105,8 +105,9 @@ impl FabricLoop {
                         }
                         DirectResponse::Ack
                     }
-                    request
-                    @ (DirectRequest::AuditRange { .. } | DirectRequest::DocSync { .. }) => {
+                    request @ (DirectRequest::AuditRange { .. }
+                    | DirectRequest::DocSync { .. }
+                    | DirectRequest::AntiEntropy(_)) => {
                         self.forward(peer, request, channel);
                         return;
                     }
