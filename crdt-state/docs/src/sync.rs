@@ -228,6 +228,11 @@ impl SyncSession {
                 "hash lists are not strictly sorted".into(),
             ));
         }
+        if msg.have.iter().any(|h| !bloom_is_sane(&h.bloom.to_bytes())) {
+            return Err(SyncError::Decode(
+                "a bloom filter with impossible parameters".into(),
+            ));
+        }
         for chunk in msg.changes.iter() {
             check_change_chunks(chunk)?;
         }
@@ -253,6 +258,31 @@ impl SyncSession {
 }
 
 /// Checks that `bytes` holds only plain (uncompressed) change chunks.
+/// Probes an honest filter uses per hash (Automerge uses 7).
+const MAX_BLOOM_PROBES: u64 = 64;
+/// Bits per entry of an honest filter (Automerge uses 10).
+const MAX_BLOOM_BITS_PER_ENTRY: u64 = 64;
+
+/// Whether a peer's bloom filter (in Automerge's encoding: entries, bits
+/// per entry, probes, bits) is one Automerge can query. It trusts the
+/// parameters: zero bits per entry makes it divide by zero, and a huge
+/// probe count makes it allocate and loop that many times per hash.
+fn bloom_is_sane(encoded: &[u8]) -> bool {
+    let Some((entries, n)) = chunks::read_leb128(encoded) else {
+        return encoded.is_empty();
+    };
+    let rest = &encoded[n..];
+    let Some((bits_per_entry, n)) = chunks::read_leb128(rest) else {
+        return false;
+    };
+    let Some((probes, _)) = chunks::read_leb128(&rest[n..]) else {
+        return false;
+    };
+    entries == 0
+        || ((1..=MAX_BLOOM_BITS_PER_ENTRY).contains(&bits_per_entry)
+            && (1..=MAX_BLOOM_PROBES).contains(&probes))
+}
+
 fn check_change_chunks(bytes: &[u8]) -> Result<(), SyncError> {
     let chunks = chunks::split(bytes).map_err(SyncError::ForbiddenChunk)?;
     if chunks.iter().any(|(kind, _)| *kind != ChunkKind::Change) {

@@ -86,7 +86,7 @@ fn put_hashes(out: &mut Vec<u8>, hs: &[ChangeHash]) {
 fn raw_message(
     heads: &[ChangeHash],
     need: &[ChangeHash],
-    have: Option<(&[ChangeHash], &BloomFilter)>,
+    have: Option<(&[ChangeHash], &[u8])>,
     changes: &[Vec<u8>],
 ) -> Vec<u8> {
     let mut out = vec![0x42];
@@ -96,9 +96,8 @@ fn raw_message(
         Some((last_sync, bloom)) => {
             leb(&mut out, 1);
             put_hashes(&mut out, last_sync);
-            let bytes = bloom.to_bytes();
-            leb(&mut out, bytes.len() as u64);
-            out.extend(bytes);
+            leb(&mut out, bloom.len() as u64);
+            out.extend(bloom);
         }
         None => leb(&mut out, 0),
     }
@@ -140,8 +139,8 @@ proptest! {
             need.sort();
             last_sync.sort();
         }
-        let bloom = BloomFilter::from_hashes(hashes(&known, &bloom_of).iter());
-        let have = with_have.then_some((last_sync.as_slice(), &bloom));
+        let bloom = BloomFilter::from_hashes(hashes(&known, &bloom_of).iter()).to_bytes();
+        let have = with_have.then_some((last_sync.as_slice(), bloom.as_slice()));
         let msg = raw_message(&heads, &need, have, &changes);
         let mut s = SyncSession::new(LIMITS);
         let doc = a.shard_mut(shard);
@@ -171,7 +170,7 @@ fn hand_encoded_messages_match_automerge() {
         version: MessageVersion::V1,
     };
     assert_eq!(
-        raw_message(&h, &h[1..], Some((&h[..1], &bloom)), &[]),
+        raw_message(&h, &h[1..], Some((&h[..1], &bloom.to_bytes())), &[]),
         msg.encode()
     );
 }
@@ -204,4 +203,35 @@ fn a_forged_change_under_our_actor_is_not_a_panic() {
         a.get("base").expect("get").expect("present").body,
         "still writable"
     );
+}
+
+#[test]
+fn impossible_bloom_filters_are_refused() {
+    // Automerge queries a peer's filter with the parameters it names: zero
+    // bits per entry divided by zero, and a huge probe count allocated and
+    // looped that many times for every hash.
+    let (mut a, _, shard) = diverged_pair();
+    for (bits_per_entry, probes) in [(0, 7), (10, 0), (10, u64::from(u32::MAX)), (65, 7)] {
+        let mut bloom = Vec::new();
+        leb(&mut bloom, 3);
+        leb(&mut bloom, bits_per_entry);
+        leb(&mut bloom, probes);
+        bloom.extend(vec![0xff; (3 * bits_per_entry).div_ceil(8) as usize]);
+        let msg = raw_message(&[], &[], Some((&[], &bloom)), &[]);
+        let mut s = SyncSession::new(LIMITS);
+        let doc = a.shard_mut(shard);
+        let got = s.receive_message(doc, &msg);
+        assert!(
+            matches!(got, Err(SyncError::Decode(_))),
+            "bits per entry {bits_per_entry}, probes {probes}: {got:?}"
+        );
+        assert!(s.generate_message(doc).is_err(), "the session stays failed");
+    }
+    // An honest filter still goes through.
+    let honest = BloomFilter::from_hashes(a.shard_heads(shard).iter()).to_bytes();
+    let msg = raw_message(&[], &[], Some((&[], &honest)), &[]);
+    let mut s = SyncSession::new(LIMITS);
+    let doc = a.shard_mut(shard);
+    assert!(s.receive_message(doc, &msg).is_ok());
+    assert!(s.generate_message(doc).is_ok());
 }
