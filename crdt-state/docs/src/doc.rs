@@ -85,11 +85,34 @@ impl Doc {
             }
         }
         let before = self.am.get_heads();
-        for mut doc in docs {
-            self.am.merge(&mut doc).map_err(DocError::load)?;
-        }
-        self.am.apply_changes(changes).map_err(DocError::load)?;
+        self.guarded(|am| {
+            for mut doc in docs {
+                am.merge(&mut doc)?;
+            }
+            am.apply_changes(changes)
+        })
+        .ok_or(DocError::Framing(
+            "a change Automerge parses but cannot import",
+        ))?
+        .map_err(DocError::load)?;
         Ok(self.am.get_heads() != before)
+    }
+
+    /// Runs `f`, which feeds the document bytes from outside. A change
+    /// can pass Automerge's parser and checksum and still make it panic
+    /// while importing (found by the `doc_sync` fuzz target); then the
+    /// document is put back as it was and this returns `None`. The copy
+    /// this takes costs about what applying a change does.
+    pub(crate) fn guarded<T>(&mut self, f: impl FnOnce(&mut Automerge) -> T) -> Option<T> {
+        let backup = self.am.clone();
+        let am = &mut self.am;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(am))) {
+            Ok(out) => Some(out),
+            Err(_) => {
+                self.am = backup;
+                None
+            }
+        }
     }
 
     /// The current heads, sorted.
@@ -116,10 +139,6 @@ impl Doc {
 
     pub(crate) fn am(&self) -> &Automerge {
         &self.am
-    }
-
-    pub(crate) fn am_mut(&mut self) -> &mut Automerge {
-        &mut self.am
     }
 
     /// Runs `f` in one transaction committed at `now_ms`. An error from

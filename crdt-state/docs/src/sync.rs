@@ -238,8 +238,9 @@ impl SyncSession {
         }
         let peer_heads = heads_digest(&msg.heads);
         let before: Vec<ChangeHash> = doc.heads();
-        doc.am_mut()
-            .receive_sync_message(&mut self.state, msg)
+        let state = &mut self.state;
+        doc.guarded(|am| am.receive_sync_message(state, msg))
+            .ok_or_else(|| SyncError::Apply("a change Automerge cannot import".into()))?
             .map_err(|e| SyncError::Apply(e.to_string()))?;
         let changed = doc.heads() != before;
         let new_peer_heads = self.seen_peer_heads.insert(peer_heads);

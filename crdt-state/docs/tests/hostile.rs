@@ -235,3 +235,38 @@ fn impossible_bloom_filters_are_refused() {
     assert!(s.receive_message(doc, &msg).is_ok());
     assert!(s.generate_message(doc).is_ok());
 }
+
+/// A change (found by the `doc_sync` fuzz target: a real change with bytes
+/// altered and its checksum fixed up) that Automerge parses and then
+/// panics on while importing its ops.
+const UNIMPORTABLE_CHANGE: &str = "856f4a83bfb044130195010057798758a02ae70a07484e692e25da5ad6aa1ae50187ddbb7103c00db20824660666757a7a2d62013f1e00010666757a7a2d610c0102020411061307150effff4bff3b0cec32340342025604570e7004710273020e010d047f017f010c0000017e122d0b010001000d7f0a757064617465645f6d73000d010e010d167f132c2065646974656420627920621e0d007f017f017f09";
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+#[test]
+fn a_change_automerge_cannot_import_is_an_error_on_every_path() {
+    use osmoda_docs::{NodeActor, RoutineBook};
+    let change = unhex(UNIMPORTABLE_CHANGE);
+    let actor = NodeActor::new("node-a").expect("valid");
+    // Stored bytes, merged into a routine book that has some history.
+    let mut book = RoutineBook::new(&actor);
+    let before = book.doc().heads();
+    assert!(book.doc_mut().apply_changes(&change).is_err());
+    assert_eq!(book.doc().heads(), before, "the book is as it was");
+    // A sync message, into a shard with history.
+    let (mut a, _, shard) = diverged_pair();
+    let before = a.shard_heads(shard);
+    let msg = raw_message(&[], &[], None, &[change]);
+    let mut s = SyncSession::new(LIMITS);
+    let _ = s.receive_message(a.shard_mut(shard), &msg);
+    assert_eq!(a.shard_heads(shard), before);
+    // The shard still reads and takes writes.
+    let _ = a.list(&ListQuery::default());
+    a.update_body("base", "after the bad change", 10)
+        .expect("local write");
+}
