@@ -106,6 +106,17 @@ fn five_nodes_converge_and_heal_after_a_split() {
         });
         assert!(has, "{} did not get the routine", node.dir.display());
     }
+    // By now the gossip mesh has formed: the routine went out as a push,
+    // and members applied it on arrival rather than by a sync.
+    let pushed = nodes
+        .iter()
+        .filter(|node| {
+            node.json(&["audit", "log", "--limit", "1000"])
+                .to_string()
+                .contains("knowledge.push")
+        })
+        .count();
+    assert!(pushed > 0, "no member applied the routine as a push");
 
     // Split: {n3, n4} stop while {n0, n1, n2} write; then {n0, n1, n2} stop
     // while {n3, n4} write; then everyone is back.

@@ -14,9 +14,12 @@ pub const AUDIT: &str = "osmoda/audit/1";
 /// STOP, FREEZE and LOCKDOWN, signed by an admin (agent supervision).
 pub const EMERGENCY: &str = "osmoda/emergency/1";
 
-/// Document changes travel between neighbours instead (the node's
-/// anti-entropy over direct requests), so no topic carries them.
-pub const ALL: [&str; 4] = [FLEET, MESH, AUDIT, EMERGENCY];
+/// One local write's document change, pushed to every replica at once.
+/// Whatever a push misses travels between neighbours (the node's
+/// anti-entropy and sync over direct requests).
+pub const DOCS: &str = "osmoda/docs/1";
+
+pub const ALL: [&str; 5] = [FLEET, MESH, AUDIT, EMERGENCY, DOCS];
 
 /// Largest gossip message accepted on any topic.
 pub const MAX_GOSSIP_MESSAGE: usize = 64 * 1024;

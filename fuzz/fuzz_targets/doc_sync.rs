@@ -1,7 +1,7 @@
 //! Untrusted bytes on the replicated-documents path: heads summaries, sync
 //! messages for one shard (`SyncSession`) and for a store (`StoreSync`),
-//! stored shards and routine books, and well-formed documents with content
-//! no honest node writes.
+//! pushed changes (`Doc::apply_pushed`), stored shards and routine books,
+//! and well-formed documents with content no honest node writes.
 //!
 //! The first byte picks a mode; see `MODES`. Random bytes rarely carry a
 //! valid Automerge checksum, so some modes build the frames themselves (the
@@ -21,8 +21,8 @@ use libfuzzer_sys::arbitrary::Unstructured;
 use libfuzzer_sys::fuzz_target;
 use osmoda_docs::{
     check_id, Action, EntryUpdate, HeadsSummary, KnowledgeStore, ListQuery, NewEntry, NewRoutine,
-    NodeActor, RoutineBook, Schedule, ShardId, StoreSync, SyncError, SyncLimits, SyncSession,
-    Target,
+    NodeActor, Pushed, RoutineBook, Schedule, ShardId, StoreSync, SyncError, SyncLimits,
+    SyncSession, Target,
 };
 use sha2::{Digest, Sha256};
 
@@ -42,7 +42,15 @@ const MODES: u8 = 8;
 mod support;
 use support::*;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(
+    init: {
+        // `Doc::load` turns Automerge's decoder panics into errors with
+        // `catch_unwind`; libFuzzer's hook would abort on those too. With
+        // the default hook a caught panic is only printed, and one that
+        // escapes still aborts the run.
+        let _ = std::panic::take_hook();
+    },
+    |data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
@@ -254,12 +262,13 @@ fn raw_load(bytes: &[u8]) {
     );
 }
 
-/// Loads `bytes` one of five ways: 0 a fresh shard, 1 merged into our
+/// Loads `bytes` one of six ways: 0 a fresh shard, 1 merged into our
 /// shard, 2 a fresh book, 3 merged into our book, 4 as the changes of a
-/// sync message (only plain change chunks get through that one).
+/// sync message, 5 as a push into our shard (only plain change chunks get
+/// through the last two).
 fn load_into(bytes: &[u8], which: u8, fresh_shard: ShardId) {
     let b = base();
-    match which % 5 {
+    match which % 6 {
         0 => {
             let mut fresh = KnowledgeStore::new(actor("fuzz-a"));
             if fresh.load_shard(fresh_shard, bytes).is_ok() {
@@ -289,6 +298,19 @@ fn load_into(bytes: &[u8], which: u8, fresh_shard: ShardId) {
             let mut book = RoutineBook::load(&b.book, &actor("fuzz-a")).expect("base book");
             let _ = book.doc_mut().apply_changes(bytes);
             read_book(&mut book);
+        }
+        5 => {
+            let mut store = ours();
+            let before = store.shard_heads(b.shard);
+            let pushed = store.shard_mut(b.shard).apply_pushed(bytes);
+            if matches!(pushed, Ok(Pushed::Known | Pushed::MissingDeps)) {
+                assert_eq!(
+                    store.shard_heads(b.shard),
+                    before,
+                    "a push that was not applied changed the shard"
+                );
+            }
+            read_all(&mut store, &[]);
         }
         _ => {
             let chunks: Vec<Vec<u8>> = match split_framed(bytes) {
@@ -555,7 +577,17 @@ fn hostile_document(bytes: &[u8]) {
         doc.merge(&mut other).expect("merge of two fresh documents");
     }
     let which: u8 = u.arbitrary().unwrap_or(0);
-    if which % 5 == 4 {
+    if which % 6 == 5 {
+        // As a push: every change, its whole history with it.
+        let changes = doc.save_after(&[]);
+        if changes.is_empty() {
+            return;
+        }
+        let mut store = ours();
+        let pushed = store.shard_mut(base().shard).apply_pushed(&changes);
+        assert!(pushed.is_ok(), "a well-formed push refused: {pushed:?}");
+        read_all(&mut store, &[]);
+    } else if which % 6 == 4 {
         // As a peer's sync message: its heads, and every change.
         let mut store = ours();
         let mut session = SyncSession::new(SMALL);

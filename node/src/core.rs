@@ -21,11 +21,13 @@ use crate::datadir::DataDir;
 use crate::docs::Docs;
 use crate::emergency::Emergency;
 use crate::heads::FleetHeads;
+use crate::push;
 use crate::sync::Replicator;
 
 /// How often the node stores a signed checkpoint of its audit log, when it grew.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
-/// How often the node looks for changed documents to tell its neighbours of.
+/// How often the node looks for changes that its neighbours did not get by
+/// push (synced ones, or writes that could not be pushed) to tell them of.
 const NOTIFY_EVERY: Duration = Duration::from_millis(100);
 /// Neighbours told of a change, chosen at random each time. Each node that
 /// pulls tells as many again, so a change reaches all but a fraction of
@@ -93,14 +95,17 @@ async fn report_forks(audit: &AuditLog, nodes: Vec<osmoda_crdt_state::NodeKey>) 
         }
     }
 }
-/// Gossip checks for the topics the fabric cannot read itself: state and
-/// audit gossip that does not even decode is dropped, not forwarded, and
-/// counts against its sender's gossip score.
+/// Gossip checks for the topics the fabric cannot read itself: audit heads
+/// and document pushes that do not even decode are dropped, not forwarded,
+/// and count against their sender's gossip score.
 pub fn validators(heads: Arc<FleetHeads>) -> Vec<(&'static str, GossipValidator)> {
-    vec![(
-        topics::AUDIT,
-        GossipValidator::new(move |d| heads.check_gossip(d)),
-    )]
+    vec![
+        (
+            topics::AUDIT,
+            GossipValidator::new(move |d| heads.check_gossip(d)),
+        ),
+        (topics::DOCS, push::validator()),
+    ]
 }
 
 /// What the loop works on.
@@ -146,8 +151,11 @@ impl Core {
         let mut announce_timer = tokio::time::interval(HEADS_ANNOUNCE_EVERY);
         let mut announced = None;
         let mut notify_timer = tokio::time::interval(NOTIFY_EVERY);
-        // The documents' change counter when neighbours were last told.
-        let mut notified = docs.version();
+        // The documents' unheard-change counter when neighbours were last told.
+        let mut notified = docs.unheard_version();
+        if let Some(outbox) = docs.take_outbox() {
+            tokio::spawn(push::publish(fabric.clone(), Arc::downgrade(docs), outbox));
+        }
         let mut anti_entropy_timer = tokio::time::interval(anti_entropy::EVERY);
         let states = anti_entropy::States {
             replicator: replicator.clone(),
@@ -173,7 +181,7 @@ impl Core {
                     }
                 }
                 _ = notify_timer.tick() => {
-                    let version = docs.version();
+                    let version = docs.unheard_version();
                     if version != notified {
                         notified = version;
                         use rand::seq::SliceRandom;
@@ -244,6 +252,12 @@ impl Core {
                                 emergency.receive(&data, &membership, &agents, &audit).await;
                             });
                         }
+                    }
+                    Some(FabricEvent::Gossip { topic, data, source }) if topic == topics::DOCS => {
+                        // Applied in arrival order, on the loop: a spawned
+                        // task could apply a change before the one it
+                        // depends on, and leave it to sync.
+                        push::receive(docs, audit, source, &data);
                     }
                     Some(FabricEvent::Gossip { topic, data, source }) if topic == topics::AUDIT => {
                         match heads.merge_gossip(&data) {

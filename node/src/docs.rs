@@ -1,7 +1,7 @@
 //! Knowledge entries and routine definitions on this node: the replicated
 //! Automerge documents of `osmoda-docs`, saved to the store before a write
-//! is acknowledged. Replication between nodes comes with the sync protocol;
-//! until then each node's documents are its own.
+//! is acknowledged. Each acknowledged write's change goes to the outbox for
+//! gossip (`push.rs`); changes arrive by push or by sync (`sync.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -10,10 +10,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use osmoda_docs::{
     derive_id, Entry, EntryUpdate, HeadsSummary, KnowledgeStore, ListQuery, NewEntry, NewRoutine,
-    NodeActor, Routine, RoutineBook, ShardId, StoreSync, SyncSession, SHARD_COUNT,
+    NodeActor, Pushed, Routine, RoutineBook, ShardId, StoreSync, SyncSession, SHARD_COUNT,
 };
 use osmoda_store::{Batch, Store};
 use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::push::{Push, OUTBOX};
+use crate::sync::ROUTINE_BOOK;
 
 const KNOWLEDGE: &str = "knowledge";
 const ROUTINES: &str = "routines";
@@ -98,7 +102,13 @@ pub struct Docs {
     /// Bumped on every change to either document, local or synced; lets
     /// the node skip recomputing its summary while nothing changed.
     changes: AtomicU64,
+    /// Bumped on every change neighbours will not hear of by push (a sync,
+    /// or a write that could not be pushed): the node tells them by notice.
+    unheard: AtomicU64,
     summary_cache: Mutex<Option<(u64, HeadsSummary)>>,
+    outbox: mpsc::Sender<Push>,
+    /// Taken once by the node's loop, which gossips what it receives.
+    outbox_rx: Mutex<Option<mpsc::Receiver<Push>>>,
 }
 
 fn shard_key(shard: ShardId) -> [u8; 2] {
@@ -127,6 +137,7 @@ impl Docs {
             }
             None => RoutineBook::new(&actor),
         };
+        let (outbox, outbox_rx) = mpsc::channel(OUTBOX);
         Ok(Self {
             store: store.clone(),
             knowledge: Mutex::new(knowledge),
@@ -134,8 +145,39 @@ impl Docs {
             node_id: node_id.to_owned(),
             unique: AtomicU64::new(now_ms() << 16),
             changes: AtomicU64::new(0),
+            unheard: AtomicU64::new(0),
             summary_cache: Mutex::new(None),
+            outbox,
+            outbox_rx: Mutex::new(Some(outbox_rx)),
         })
+    }
+
+    /// Local writes' changes to gossip; `None` once taken.
+    pub fn take_outbox(&self) -> Option<mpsc::Receiver<Push>> {
+        self.outbox_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// A counter that moves whenever neighbours should be told of a change
+    /// by notice (see `unheard`).
+    pub fn unheard_version(&self) -> u64 {
+        self.unheard.load(Ordering::Acquire)
+    }
+
+    /// Marks a change that neighbours must be told of by notice.
+    pub fn unheard(&self) {
+        self.unheard.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Hands an acknowledged write's changes to the outbox.
+    fn push(&self, pushes: Vec<Push>) {
+        for push in pushes {
+            if self.outbox.try_send(push).is_err() {
+                self.unheard();
+            }
+        }
     }
 
     /// A counter that moves whenever the documents change.
@@ -157,17 +199,32 @@ impl Docs {
         &self,
         change: impl FnOnce(&mut KnowledgeStore) -> Result<T, osmoda_docs::KnowledgeError>,
     ) -> Result<T> {
-        let (value, ack) = {
+        let (value, ack, pushes) = {
             let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
             let value = change(&mut k)?;
             self.changed();
+            // Every shard is saved after each change, so the dirty ones
+            // are those this write touched, and their last local change
+            // is this write's.
+            let pushes = k
+                .dirty_shards()
+                .into_iter()
+                .filter_map(|shard| {
+                    let change = k.shard(shard)?.last_local_change()?;
+                    Some(Push {
+                        doc: shard.index(),
+                        change,
+                    })
+                })
+                .collect();
             let mut batch = Batch::new();
             for (shard, bytes) in k.save_dirty() {
                 batch.put(KNOWLEDGE, &shard_key(shard), &bytes);
             }
-            (value, self.store.submit_batch(batch)?)
+            (value, self.store.submit_batch(batch)?, pushes)
         };
         ack.await?;
+        self.push(pushes);
         Ok(value)
     }
 
@@ -175,15 +232,25 @@ impl Docs {
         &self,
         change: impl FnOnce(&mut RoutineBook) -> Result<T, osmoda_docs::RoutineError>,
     ) -> Result<T> {
-        let (value, ack) = {
+        let (value, ack, pushes) = {
             let mut r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
             let value = change(&mut r)?;
             self.changed();
+            let pushes: Vec<Push> = r
+                .doc()
+                .last_local_change()
+                .map(|change| Push {
+                    doc: ROUTINE_BOOK,
+                    change,
+                })
+                .into_iter()
+                .collect();
             let mut batch = Batch::new();
             batch.put(ROUTINES, BOOK, &r.doc_mut().save());
-            (value, self.store.submit_batch(batch)?)
+            (value, self.store.submit_batch(batch)?, pushes)
         };
         ack.await?;
+        self.push(pushes);
         Ok(value)
     }
 
@@ -311,6 +378,7 @@ impl Docs {
         };
         if changed {
             self.changed();
+            self.unheard();
             let mut batch = Batch::new();
             batch.put(ROUTINES, BOOK, &r.doc_mut().save());
             let _ack = self.store.submit_batch(batch)?;
@@ -352,11 +420,40 @@ impl Docs {
         }
         if !batch.is_empty() {
             self.changed();
+            self.unheard();
             // Replicated data: queued in order under the lock; no need to
             // hold the peer's round until it is on disk.
             let _ack = self.store.submit_batch(batch)?;
         }
         Ok(Received { changed, refused })
+    }
+
+    /// Applies a member's pushed change to a shard or the routine book,
+    /// and stores what changed.
+    pub fn apply_pushed(&self, doc: u16, change: &[u8]) -> Result<Pushed> {
+        let mut batch = Batch::new();
+        let pushed = if doc == ROUTINE_BOOK {
+            let mut r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+            let pushed = r.doc_mut().apply_pushed(change)?;
+            if pushed == Pushed::Applied {
+                batch.put(ROUTINES, BOOK, &r.doc_mut().save());
+            }
+            pushed
+        } else {
+            let shard = ShardId::new(doc).context("no such shard")?;
+            let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+            let pushed = k.shard_mut(shard).apply_pushed(change)?;
+            for (shard, bytes) in k.save_dirty() {
+                batch.put(KNOWLEDGE, &shard_key(shard), &bytes);
+            }
+            pushed
+        };
+        if !batch.is_empty() {
+            self.changed();
+            // Queued in order; a replica's copy need not wait for the disk.
+            let _ack = self.store.submit_batch(batch)?;
+        }
+        Ok(pushed)
     }
 
     pub fn routine(&self, id: &str) -> Result<Option<RoutineView>> {

@@ -22,6 +22,7 @@ mod fleet;
 mod heads;
 mod mcp;
 mod output;
+mod push;
 mod run;
 mod sim;
 mod sim_fleet;

@@ -20,7 +20,10 @@
 //! - **Sync**: [`SyncSession`] is Automerge's sync protocol for one (peer,
 //!   document) pair as a bounded state machine; [`HeadsSummary`] is the
 //!   compact per-shard heads digest a node gossips, and [`StoreSync`] runs
-//!   sessions only for the shards whose digests differ.
+//!   sessions only for the shards whose digests differ. A write's own
+//!   change can also be pushed to every replica at once
+//!   ([`Doc::last_local_change`], [`Doc::apply_pushed`]); a replica applies
+//!   it only when it already holds the change's history.
 //!
 //! One node writes with one Automerge actor, derived from its node id
 //! ([`NodeActor`]), so every change is attributable.
@@ -49,6 +52,7 @@
 //! | routines | 10,000; name 128 B; schedule 128 B; command 1 KiB; 64 args of 1 KiB; timeout 1 s–1 day; 256 target nodes |
 //! | sync message | 4 MiB, sent and received ([`SyncLimits`]) |
 //! | sync session | 32 useless rounds in a row, 4,096 rounds, 256 MiB received |
+//! | push | 16 plain changes ([`MAX_PUSH_CHANGES`]); the caller bounds its bytes |
 //! | heads summary | 4,613 B ([`MAX_SUMMARY_BYTES`]) |
 //!
 //! Bounds are checked on input. Concurrent edits can exceed some after a
@@ -59,6 +63,7 @@ mod doc;
 mod error;
 mod ids;
 mod knowledge;
+mod push;
 mod routines;
 mod search;
 mod shard;
@@ -73,6 +78,7 @@ pub use knowledge::{
     Entry, EntryUpdate, KnowledgeStore, NewEntry, MAX_BODY_BYTES, MAX_TAGS, MAX_TAG_BYTES,
     MAX_TITLE_BYTES,
 };
+pub use push::{check_push_framing, Pushed, MAX_PUSH_CHANGES};
 pub use routines::{
     Action, NewRoutine, Routine, RoutineBook, Schedule, Target, MAX_ARGS, MAX_ARG_BYTES,
     MAX_COMMAND_BYTES, MAX_INTERVAL_SECS, MAX_LABEL_BYTES, MAX_NAME_BYTES, MAX_ROUTINES,

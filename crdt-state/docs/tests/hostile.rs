@@ -258,9 +258,10 @@ fn a_change_automerge_cannot_import_is_an_error_on_every_path() {
     let before = book.doc().heads();
     assert!(book.doc_mut().apply_changes(&change).is_err());
     assert_eq!(book.doc().heads(), before, "the book is as it was");
-    // A sync message, into a shard with history.
+    // A push and a sync message, into a shard with history.
     let (mut a, _, shard) = diverged_pair();
     let before = a.shard_heads(shard);
+    let _ = a.shard_mut(shard).apply_pushed(&change);
     let msg = raw_message(&[], &[], None, &[change]);
     let mut s = SyncSession::new(LIMITS);
     let _ = s.receive_message(a.shard_mut(shard), &msg);

@@ -1,0 +1,179 @@
+//! Eager push: one write's change, sent to every replica at once (the node
+//! gossips it), applied where it fits.
+//!
+//! Sync sessions cost round trips per hop; a pushed change costs none, so a
+//! write reaches the fleet in about the gossip mesh's latency diameter.
+//! A pushed change is applied only when every change it depends on is
+//! already here (or in the same push): otherwise it is left for sync to
+//! bring with its history. So nothing waits inside Automerge's queue of
+//! changes with missing dependencies, which has no bound, and a peer cannot
+//! fill it.
+//!
+//! The same input rules as sync apply: plain change chunks only (Automerge
+//! inflates compressed ones without a limit), and at most
+//! [`MAX_PUSH_CHANGES`] changes in one push.
+
+use std::collections::HashSet;
+
+use automerge::{Change, ChangeHash, ReadDoc};
+
+use crate::chunks::{self, ChunkKind};
+use crate::doc::Doc;
+use crate::error::DocError;
+
+/// Changes accepted in one push (a local operation makes one).
+pub const MAX_PUSH_CHANGES: usize = 16;
+
+/// What applying a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// The changes are new here and now part of the document.
+    Applied,
+    /// Every change was already here.
+    Known,
+    /// A change depends on one this replica lacks: nothing was applied;
+    /// sync will bring the change with its history.
+    MissingDeps,
+}
+
+/// Checks that `bytes` are plain change chunks, as a push must be, without
+/// decoding the changes: cheap enough to run before relaying a push.
+pub fn check_push_framing(bytes: &[u8]) -> Result<(), DocError> {
+    let chunks = chunks::split(bytes).map_err(DocError::Framing)?;
+    if chunks.len() > MAX_PUSH_CHANGES {
+        return Err(DocError::Framing("too many changes in one push"));
+    }
+    if chunks.iter().any(|(kind, _)| *kind != ChunkKind::Change) {
+        return Err(DocError::Framing(
+            "not a plain change (a document or compressed chunk)",
+        ));
+    }
+    Ok(())
+}
+
+impl Doc {
+    /// The last change this replica made, as the bytes a peer's
+    /// [`Doc::apply_pushed`] takes. `None` before its first write.
+    pub fn last_local_change(&self) -> Option<Vec<u8>> {
+        self.am()
+            .get_last_local_change()
+            .map(|c| c.raw_bytes().to_vec())
+    }
+
+    /// Applies a peer's push (see the module notes). Malformed bytes are an
+    /// error and change nothing.
+    pub fn apply_pushed(&mut self, bytes: &[u8]) -> Result<Pushed, DocError> {
+        check_push_framing(bytes)?;
+        let chunks = chunks::split(bytes).map_err(DocError::Framing)?;
+        let changes = chunks
+            .into_iter()
+            .map(|(_, chunk)| Change::try_from(chunk).map_err(|e| DocError::Change(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let has = |doc: &Self, hash: ChangeHash| doc.am().get_missing_deps(&[hash]).is_empty();
+        let new: Vec<&Change> = changes.iter().filter(|c| !has(self, c.hash())).collect();
+        if new.is_empty() {
+            return Ok(Pushed::Known);
+        }
+        let pushed: HashSet<ChangeHash> = changes.iter().map(Change::hash).collect();
+        let complete = new
+            .iter()
+            .flat_map(|c| c.deps())
+            .all(|dep| pushed.contains(dep) || has(self, *dep));
+        if !complete {
+            return Ok(Pushed::MissingDeps);
+        }
+        let before = self.heads();
+        self.guarded(|am| am.apply_changes(changes))
+            .ok_or(DocError::Change(
+                "Automerge parses the change but cannot import it".into(),
+            ))?
+            .map_err(DocError::load)?;
+        Ok(if self.heads() == before {
+            Pushed::Known
+        } else {
+            Pushed::Applied
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::NodeActor;
+    use automerge::transaction::Transactable;
+    use automerge::ROOT;
+
+    fn doc(name: &str) -> Doc {
+        Doc::new(&NodeActor::new(name).expect("valid node id"))
+    }
+
+    fn put(doc: &mut Doc, key: &str) -> Vec<u8> {
+        doc.transact(1, |tx| tx.put(ROOT, key, "v").map(|_| ()))
+            .expect("put");
+        doc.last_local_change().expect("a change was made")
+    }
+
+    #[test]
+    fn a_push_applies_once_its_history_is_here() {
+        let (mut a, mut b) = (doc("node-a"), doc("node-b"));
+        let first = put(&mut a, "one");
+        let second = put(&mut a, "two");
+        // The second change depends on the first, which b lacks.
+        assert_eq!(
+            b.apply_pushed(&second).expect("well-formed"),
+            Pushed::MissingDeps
+        );
+        assert!(
+            b.is_empty(),
+            "nothing applied while a dependency is missing"
+        );
+        assert_eq!(
+            b.apply_pushed(&first).expect("well-formed"),
+            Pushed::Applied
+        );
+        assert_eq!(
+            b.apply_pushed(&second).expect("well-formed"),
+            Pushed::Applied
+        );
+        assert_eq!(b.heads(), a.heads());
+        assert_eq!(b.apply_pushed(&second).expect("well-formed"), Pushed::Known);
+        // Both in one push, in either order: complete by themselves.
+        let mut c = doc("node-c");
+        let both = [second.clone(), first.clone()].concat();
+        assert_eq!(c.apply_pushed(&both).expect("well-formed"), Pushed::Applied);
+        assert_eq!(c.heads(), a.heads());
+    }
+
+    #[test]
+    fn concurrent_pushes_merge() {
+        let (mut a, mut b) = (doc("node-a"), doc("node-b"));
+        let from_a = put(&mut a, "a");
+        let from_b = put(&mut b, "b");
+        assert_eq!(a.apply_pushed(&from_b).expect("ok"), Pushed::Applied);
+        assert_eq!(b.apply_pushed(&from_a).expect("ok"), Pushed::Applied);
+        assert_eq!(a.heads(), b.heads());
+    }
+
+    #[test]
+    fn malformed_pushes_are_errors_and_change_nothing() {
+        let mut a = doc("node-a");
+        let change = put(&mut a, "k");
+        let mut b = doc("node-b");
+        assert!(b.apply_pushed(b"").is_err());
+        assert!(b.apply_pushed(b"garbage").is_err());
+        // A whole document is not a push.
+        assert!(b.apply_pushed(&a.save()).is_err());
+        // A flipped byte breaks the chunk checksum.
+        let mut bad = change.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x01;
+        assert!(b.apply_pushed(&bad).is_err());
+        // Too many changes at once.
+        let many = std::iter::repeat_n(change.clone(), MAX_PUSH_CHANGES + 1)
+            .collect::<Vec<_>>()
+            .concat();
+        assert!(b.apply_pushed(&many).is_err());
+        assert!(b.is_empty());
+        assert_eq!(b.apply_pushed(&change).expect("ok"), Pushed::Applied);
+    }
+}
