@@ -39,3 +39,18 @@ fn ci_scenario_keeps_every_invariant() {
         assert!(svg.contains("<svg"), "{plot} is not an SVG");
     }
 }
+
+#[test]
+fn a_node_count_that_does_not_fit_the_scenario_is_refused() {
+    // partition-heal-50 splits nodes 0..25 from 25..50.
+    let run = std::process::Command::new(common::BIN)
+        .args(["sim", "partition-heal-50", "--no-progress", "--nodes", "10"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stderr.contains("partition-heal-50 with 10 nodes"),
+        "{stderr}"
+    );
+}

@@ -85,6 +85,10 @@ pub enum Command {
         /// No progress bar.
         #[arg(long)]
         no_progress: bool,
+        /// Run with this many nodes instead of the scenario's (topology,
+        /// workload and faults as written; node ranges must still fit).
+        #[arg(long, value_name = "N")]
+        nodes: Option<usize>,
     },
     /// Send an already signed fleet command (hex, as `--json` printed it) to the
     /// fleet again; members apply it only if it is newer than what they applied.

@@ -158,9 +158,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
             scenario,
             out,
             no_progress,
+            nodes,
         } => {
             init_logging("warn");
-            sim::run(&scenario, out, !no_progress && !json).await
+            sim::run(&scenario, out, nodes, !no_progress && !json).await
         }
         Command::Relay { command } => {
             init_logging("warn");

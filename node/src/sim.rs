@@ -32,6 +32,10 @@ const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../simulation/scenarios/lossy-edge.toml"),
     ),
     (
+        "idle-100",
+        include_str!("../../simulation/scenarios/idle-100.toml"),
+    ),
+    (
         "ci-20",
         include_str!("../../simulation/scenarios/ci-20.toml"),
     ),
@@ -62,8 +66,19 @@ pub fn load(name: &str) -> Result<Scenario> {
     }
 }
 
-pub async fn run(name: &str, out: Option<PathBuf>, progress: bool) -> Result<()> {
-    let scenario = load(name)?;
+pub async fn run(
+    name: &str,
+    out: Option<PathBuf>,
+    nodes: Option<usize>,
+    progress: bool,
+) -> Result<()> {
+    let mut scenario = load(name)?;
+    if let Some(nodes) = nodes {
+        scenario.nodes = nodes;
+        scenario
+            .validate()
+            .with_context(|| format!("{name} with {nodes} nodes"))?;
+    }
     let out = out.unwrap_or_else(|| PathBuf::from("sim-out").join(&scenario.name));
     let network = osmoda_simulation::build_network(&scenario)?;
     let work = std::env::temp_dir().join(format!(

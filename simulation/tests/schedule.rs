@@ -13,8 +13,9 @@ fn load(name: &str) -> Scenario {
     Scenario::load(path).unwrap()
 }
 
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 8] = [
     "lan-10",
+    "idle-100",
     "wan-100",
     "partition-heal-50",
     "churn-100",
