@@ -32,6 +32,7 @@ use crate::pq_tcp::PqUpgrade;
 
 mod direct;
 mod gossip;
+mod links;
 mod penalty;
 
 use crate::topics::{self, FleetMessage};
@@ -185,6 +186,8 @@ pub fn start(
         bootstrap: config.bootstrap,
         listen_addrs: Vec::new(),
         connected: HashMap::new(),
+        linked_since: HashMap::new(),
+        link_budget: links::budget(config.limits.max_established),
         rtt: HashMap::new(),
         pending_requests: HashMap::new(),
         pending_inbound: HashMap::new(),
@@ -215,6 +218,10 @@ struct FabricLoop {
     listen_addrs: Vec<Multiaddr>,
     /// Remote address of one live connection per peer.
     connected: HashMap<PeerId, Multiaddr>,
+    /// When each connected peer's first live connection opened.
+    linked_since: HashMap<PeerId, std::time::Instant>,
+    /// Links kept once trimmed (`links.rs`).
+    link_budget: usize,
     rtt: HashMap<PeerId, Duration>,
     /// Our requests waiting for an answer; bounded by the request timeout.
     pending_requests: HashMap<
@@ -237,6 +244,7 @@ impl FabricLoop {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut bootstrap_timer = tokio::time::interval(BOOTSTRAP_RETRY);
         let mut kad_timer = tokio::time::interval(KAD_REFRESH);
+        let mut trim_timer = tokio::time::interval(links::TRIM_EVERY);
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -251,6 +259,7 @@ impl FabricLoop {
                         }
                     }
                 }
+                _ = trim_timer.tick() => self.trim_links(std::time::Instant::now()),
                 _ = kad_timer.tick() => {
                     if !self.connected.is_empty() && self.wants_peers() {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
@@ -415,6 +424,7 @@ impl FabricLoop {
                 self.connected
                     .insert(peer_id, endpoint.get_remote_address().clone());
                 if num_established.get() == 1 {
+                    self.linked_since.insert(peer_id, std::time::Instant::now());
                     info!(%peer_id, addr = %endpoint.get_remote_address(), "peer connected");
                     self.sync_revocations(peer_id);
                     self.emit(FabricEvent::PeerConnected(peer_id));
@@ -426,6 +436,7 @@ impl FabricLoop {
                 ..
             } => {
                 self.connected.remove(&peer_id);
+                self.linked_since.remove(&peer_id);
                 self.rtt.remove(&peer_id);
                 info!(%peer_id, "peer disconnected");
                 self.emit(FabricEvent::PeerDisconnected(peer_id));

@@ -33,8 +33,9 @@ use crate::sync::Replicator;
 const PORT: u16 = 4001;
 /// Peers a simulated node dials from discovery.
 const SIM_DIAL_TARGET: usize = 12;
-/// Links a simulated node accepts or opens at most.
-const SIM_MAX_LINKS: u32 = 32;
+/// Links a simulated node accepts or opens at most; it trims back to 30
+/// (three quarters), so that newcomers always find room.
+const SIM_MAX_LINKS: u32 = 40;
 
 fn err(e: impl std::fmt::Display) -> FleetError {
     FleetError::new(e)
