@@ -133,6 +133,7 @@ impl Default for Limits {
 
 #[derive(NetworkBehaviour)]
 pub struct FabricBehaviour {
+    pub early_refusal: crate::early_refusal::Behaviour,
     pub limits: connection_limits::Behaviour,
     pub gossipsub: gossipsub::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -243,6 +244,7 @@ impl FabricBehaviour {
             .set_request_size_maximum(MAX_DIRECT_MESSAGE)
             .set_response_size_maximum(MAX_DIRECT_MESSAGE);
         Ok(Self {
+            early_refusal: crate::early_refusal::Behaviour::new(limits.max_established),
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established(Some(limits.max_established))

@@ -6,6 +6,7 @@
 //! (mDNS, bootstrap, Kademlia), gossip and direct messages.
 
 pub mod credentials;
+mod early_refusal;
 pub mod membership;
 pub mod quic;
 

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, ping, tcp, tls, yamux, Multiaddr};
+use osmoda_fabric::behaviour::Limits;
 use osmoda_fabric::proto::{FleetRoot, Role};
 use osmoda_fabric::{Credentials, FabricConfig, FabricHandle, Membership};
 use rand::rngs::OsRng;
@@ -34,13 +35,19 @@ fn credentials(root: &FleetRoot, name: &str, expires_at: u64) -> Credentials {
 
 struct Node {
     handle: FabricHandle,
+    membership: std::sync::Arc<Membership>,
     tcp: Multiaddr,
     quic: Multiaddr,
 }
 
 async fn start(credentials: Credentials, fleet: [u8; 32]) -> Node {
+    start_with(credentials, fleet, Limits::default()).await
+}
+
+async fn start_with(credentials: Credentials, fleet: [u8; 32], limits: Limits) -> Node {
     let membership = Membership::new(fleet);
     let config = FabricConfig {
+        limits,
         listen: vec![
             "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
             "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap(),
@@ -72,6 +79,7 @@ async fn start(credentials: Credentials, fleet: [u8; 32]) -> Node {
         tcp: find("/tcp/"),
         quic: find("/quic-v1"),
         handle,
+        membership,
     }
 }
 
@@ -310,4 +318,33 @@ async fn junk_on_the_ports_does_not_disturb_the_node() {
         }
     }
     still_serving(&a, &c, "after junk datagrams").await;
+}
+
+#[tokio::test]
+async fn a_full_node_refuses_before_the_handshake() {
+    let root = FleetRoot::generate(&mut OsRng);
+    let limits = Limits {
+        max_established: 1,
+        ..Limits::default()
+    };
+    let a = start_with(credentials(&root, "a", now() + 3600), root.public(), limits).await;
+    let b = start(credentials(&root, "b", now() + 3600), root.public()).await;
+    b.handle.dial(a.tcp.clone()).await.unwrap();
+    assert!(
+        wait_for_peers(&a, 1).await,
+        "the first member did not connect"
+    );
+    let c = start(credentials(&root, "c", now() + 3600), root.public()).await;
+    let c_id = c.handle.local_peer_id();
+    for addr in [a.tcp.clone(), a.quic.clone()] {
+        let _ = c.handle.dial(addr).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(peer_count(&c).await, 0, "c got in past the limit");
+    // The handshake records the peer; a refusal before it leaves no trace.
+    assert!(
+        a.membership.peer(&c_id).is_none(),
+        "a ran a handshake with c although it was full"
+    );
+    assert_eq!(peer_count(&a).await, 1, "a lost its member");
 }
