@@ -37,6 +37,8 @@ struct OpState {
 struct FaultRec {
     conv: FaultConvergence,
     end: Option<Duration>,
+    /// The fleet's bytes sent so far when the fault ended.
+    bytes_at_end: Option<u64>,
     /// Durable ops acknowledged before the end that some live node was not
     /// yet seen holding (for `caught_up_after_ms`).
     pending: Vec<u64>,
@@ -76,6 +78,8 @@ pub struct Recorder {
     faults: Vec<FaultRec>,
     agreement: Vec<AgreementPoint>,
     incidents: Vec<Incident>,
+    /// Bytes the whole fleet has sent, as of the runner's last report.
+    fleet_bytes: Option<u64>,
 }
 
 impl Recorder {
@@ -108,8 +112,11 @@ impl Recorder {
                     end_ms: None,
                     converged_after_ms: None,
                     caught_up_after_ms: None,
+                    bytes_to_converge: None,
+                    bytes_to_catch_up: None,
                 },
                 end: None,
+                bytes_at_end: None,
                 pending: Vec::new(),
             })
             .collect();
@@ -121,8 +128,11 @@ impl Recorder {
                 end_ms: None,
                 converged_after_ms: None,
                 caught_up_after_ms: None,
+                bytes_to_converge: None,
+                bytes_to_catch_up: None,
             },
             end: None,
+            bytes_at_end: None,
             pending: Vec::new(),
         });
         Recorder {
@@ -139,7 +149,15 @@ impl Recorder {
             faults,
             agreement: Vec::new(),
             incidents: Vec::new(),
+            fleet_bytes: None,
         }
+    }
+
+    /// The bytes the fleet has sent so far (all traffic); lets the report
+    /// say what converging after a fault cost. Reported before each poll
+    /// and each fault's end.
+    pub fn fleet_bytes(&mut self, total: u64) {
+        self.fleet_bytes = Some(total);
     }
 
     /// Op ids are 1..=ops in schedule order (`Schedule::build`).
@@ -275,10 +293,13 @@ impl Recorder {
                 live,
             });
         }
+        let bytes = self.fleet_bytes;
+        let since = |f: &FaultRec| Some(bytes?.saturating_sub(f.bytes_at_end?));
         if live > 0 && largest == live {
             for f in &mut self.faults {
                 if let (Some(end), None) = (f.end, f.conv.converged_after_ms) {
                     f.conv.converged_after_ms = Some(ms(t.saturating_sub(end)));
+                    f.conv.bytes_to_converge = since(f);
                 }
             }
         }
@@ -290,6 +311,7 @@ impl Recorder {
     /// (or that were lost with a disk); an empty list means caught up.
     fn catch_up(&mut self, t: Duration) {
         let (held, live, ops) = (&self.held, &self.live, &self.ops);
+        let bytes = self.fleet_bytes;
         let everywhere = |id: &u64| {
             let lost = id
                 .checked_sub(1)
@@ -306,6 +328,9 @@ impl Recorder {
             f.pending.retain(|id| !everywhere(id));
             if f.pending.is_empty() {
                 f.conv.caught_up_after_ms = Some(ms(t.saturating_sub(end)));
+                f.conv.bytes_to_catch_up = bytes
+                    .zip(f.bytes_at_end)
+                    .map(|(now, then)| now.saturating_sub(then));
             }
         }
     }
@@ -331,9 +356,12 @@ impl Recorder {
         let pending = self.acked_durable();
         if let Some(f) = self.faults.iter_mut().find(|f| f.conv.fault == Some(fault)) {
             f.end = Some(t);
+            f.bytes_at_end = self.fleet_bytes;
             f.conv.end_ms = Some(ms(t));
             f.conv.converged_after_ms = None;
             f.conv.caught_up_after_ms = None;
+            f.conv.bytes_to_converge = None;
+            f.conv.bytes_to_catch_up = None;
             f.pending = pending;
         }
     }
@@ -342,6 +370,7 @@ impl Recorder {
         let pending = self.acked_durable();
         if let Some(f) = self.faults.iter_mut().find(|f| f.conv.fault.is_none()) {
             f.end = Some(t);
+            f.bytes_at_end = self.fleet_bytes;
             f.pending = pending;
             f.conv.start_ms = Some(ms(t));
             f.conv.end_ms = Some(ms(t));

@@ -119,6 +119,11 @@ pub struct FaultConvergence {
     /// flight, so it stays meaningful under a steady workload in a big
     /// fleet, where all digests may rarely be equal at one poll.
     pub caught_up_after_ms: Option<f64>,
+    /// Bytes the whole fleet sent from the fault's end until it converged
+    /// (all traffic, repair and background alike; polls are 50 ms apart).
+    pub bytes_to_converge: Option<u64>,
+    /// The same, until it caught up.
+    pub bytes_to_catch_up: Option<u64>,
 }
 
 /// The share of live nodes in the largest group with equal digests, from
@@ -296,12 +301,15 @@ impl fmt::Display for Report {
             let name = c
                 .fault
                 .map_or_else(|| c.kind.clone(), |i| format!("faults[{i}] {}", c.kind));
-            let after = |v: Option<f64>| v.map_or_else(|| "never".into(), |v| format!("{v:.0} ms"));
+            let after = |v: Option<f64>, bytes: Option<u64>| {
+                let cost = bytes.map_or_else(String::new, |b| format!(", {}", human_bytes(b)));
+                v.map_or_else(|| "never".into(), |v| format!("{v:.0} ms{cost}"))
+            };
             writeln!(
                 f,
                 "  converged after {name}: {} (caught up: {})",
-                after(c.converged_after_ms),
-                after(c.caught_up_after_ms)
+                after(c.converged_after_ms, c.bytes_to_converge),
+                after(c.caught_up_after_ms, c.bytes_to_catch_up)
             )?;
         }
         let c = &self.cost;
@@ -365,5 +373,15 @@ mod tests {
         assert_eq!(percentile(&w, 50.0), Some(5.0));
         let p = Percentiles::of(&[30.0, 10.0, 20.0, f64::NAN]);
         assert_eq!((p.count, p.p50_ms, p.max_ms), (3, Some(20.0), Some(30.0)));
+    }
+}
+
+/// Bytes for people: `812 B`, `45.3 KB`, `12.1 MB` (powers of 1000, as the
+/// cost line's B/s).
+fn human_bytes(b: u64) -> String {
+    match b {
+        0..=999 => format!("{b} B"),
+        1_000..=999_999 => format!("{:.1} KB", b as f64 / 1e3),
+        _ => format!("{:.1} MB", b as f64 / 1e6),
     }
 }

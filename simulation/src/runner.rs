@@ -230,6 +230,11 @@ impl Runner<'_> {
         Ok(())
     }
 
+    fn report_fleet_bytes(&mut self) {
+        let total = self.net.all_stats().iter().map(|h| h.bytes_sent).sum();
+        self.rec.fleet_bytes(total);
+    }
+
     fn observe_all(&mut self) {
         let t = self.now();
         for n in 0..self.s.nodes {
@@ -238,6 +243,7 @@ impl Runner<'_> {
                 self.rec.observe(n, t, obs);
             }
         }
+        self.report_fleet_bytes();
         let agree = self.rec.sample(t);
         self.bar.set_position(t.as_millis() as u64);
         self.bar.set_message(format!(
@@ -384,13 +390,17 @@ impl Runner<'_> {
                     }
                 }
             }
-            Event::Quiesce => self.rec.quiesce(now),
+            Event::Quiesce => {
+                self.report_fleet_bytes();
+                self.rec.quiesce(now)
+            }
         }
         if let Some(f) = e.event.fault() {
             if let Some(left) = self.remaining.get_mut(f) {
                 *left = left.saturating_sub(1);
                 if *left == 0 {
                     let t = self.now();
+                    self.report_fleet_bytes();
                     self.rec.fault_ended(f, t);
                 }
             }

@@ -225,3 +225,34 @@ fn caught_up_waits_for_ops_acked_before_the_end() {
     assert_eq!(fault.caught_up_after_ms, Some(300.0));
     assert_eq!(fault.converged_after_ms, None, "digests never agreed");
 }
+
+#[test]
+fn convergence_costs_the_bytes_sent_since_the_end() {
+    let s = schedule(2);
+    let mut rec = Recorder::new(&s);
+    for n in 0..2 {
+        rec.node_up(n);
+    }
+    rec.fault_started(0, ms(1000));
+    rec.acked(1, ms(1100));
+    rec.fleet_bytes(10_000);
+    rec.fault_ended(0, ms(2000));
+    rec.fleet_bytes(14_000);
+    rec.observe(0, ms(2050), seen(&[1], 1));
+    rec.observe(1, ms(2050), seen(&[], 2));
+    rec.sample(ms(2050));
+    rec.fleet_bytes(25_000);
+    rec.observe(0, ms(2100), seen(&[1], 3));
+    rec.observe(1, ms(2100), seen(&[1], 3));
+    rec.sample(ms(2100));
+    rec.fleet_bytes(99_000);
+    rec.observe(0, ms(2150), seen(&[1], 3));
+    rec.observe(1, ms(2150), seen(&[1], 3));
+    rec.sample(ms(2150));
+    let report = finish(rec, 2, &s.ops().map(|o| o.id).collect::<Vec<_>>());
+    let fault = &report.convergence[0];
+    assert_eq!(fault.converged_after_ms, Some(100.0));
+    assert_eq!(fault.bytes_to_converge, Some(15_000));
+    assert_eq!(fault.bytes_to_catch_up, Some(15_000));
+    assert!(report.to_string().contains("100 ms, 15.0 KB"), "{report}");
+}
