@@ -354,6 +354,16 @@ impl fmt::Display for Report {
     }
 }
 
+/// Bytes for people: `812 B`, `45.3 KB`, `12.1 MB` (powers of 1000, as the
+/// cost line's B/s).
+fn human_bytes(b: u64) -> String {
+    match b {
+        0..=999 => format!("{b} B"),
+        1_000..=999_999 => format!("{:.1} KB", b as f64 / 1e3),
+        _ => format!("{:.1} MB", b as f64 / 1e6),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,15 +383,5 @@ mod tests {
         assert_eq!(percentile(&w, 50.0), Some(5.0));
         let p = Percentiles::of(&[30.0, 10.0, 20.0, f64::NAN]);
         assert_eq!((p.count, p.p50_ms, p.max_ms), (3, Some(20.0), Some(30.0)));
-    }
-}
-
-/// Bytes for people: `812 B`, `45.3 KB`, `12.1 MB` (powers of 1000, as the
-/// cost line's B/s).
-fn human_bytes(b: u64) -> String {
-    match b {
-        0..=999 => format!("{b} B"),
-        1_000..=999_999 => format!("{:.1} KB", b as f64 / 1e3),
-        _ => format!("{:.1} MB", b as f64 / 1e6),
     }
 }
