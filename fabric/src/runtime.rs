@@ -186,7 +186,6 @@ pub fn start(
         bootstrap: config.bootstrap,
         listen_addrs: Vec::new(),
         connected: HashMap::new(),
-        linked_since: HashMap::new(),
         link_budget: links::budget(config.limits.max_established),
         rtt: HashMap::new(),
         pending_requests: HashMap::new(),
@@ -216,10 +215,8 @@ struct FabricLoop {
     bootstrap: Vec<Multiaddr>,
     /// Addresses the listeners are bound to, with unspecified IPs expanded.
     listen_addrs: Vec<Multiaddr>,
-    /// Remote address of one live connection per peer.
-    connected: HashMap<PeerId, Multiaddr>,
-    /// When each connected peer's first live connection opened.
-    linked_since: HashMap<PeerId, std::time::Instant>,
+    /// One entry per connected peer.
+    connected: HashMap<PeerId, links::Link>,
     /// Links kept once trimmed (`links.rs`).
     link_budget: usize,
     rtt: HashMap<PeerId, Duration>,
@@ -334,7 +331,7 @@ impl FabricLoop {
         let mut out: Vec<PeerInfo> = self
             .connected
             .iter()
-            .filter_map(|(peer, addr)| {
+            .filter_map(|(peer, links::Link { addr, .. })| {
                 let record = self.membership.peer(peer)?;
                 let security = Security::of_address(addr);
                 Some(PeerInfo {
@@ -421,10 +418,15 @@ impl FabricLoop {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
+                let addr = endpoint.get_remote_address().clone();
                 self.connected
-                    .insert(peer_id, endpoint.get_remote_address().clone());
+                    .entry(peer_id)
+                    .and_modify(|link| link.addr = addr.clone())
+                    .or_insert_with(|| links::Link {
+                        addr,
+                        since: std::time::Instant::now(),
+                    });
                 if num_established.get() == 1 {
-                    self.linked_since.insert(peer_id, std::time::Instant::now());
                     info!(%peer_id, addr = %endpoint.get_remote_address(), "peer connected");
                     self.sync_revocations(peer_id);
                     self.emit(FabricEvent::PeerConnected(peer_id));
@@ -436,7 +438,6 @@ impl FabricLoop {
                 ..
             } => {
                 self.connected.remove(&peer_id);
-                self.linked_since.remove(&peer_id);
                 self.rtt.remove(&peer_id);
                 info!(%peer_id, "peer disconnected");
                 self.emit(FabricEvent::PeerDisconnected(peer_id));

@@ -34,6 +34,14 @@ struct OpState {
     lost_with_disk: bool,
 }
 
+impl FaultRec {
+    /// The fleet's bytes sent between the fault's end and `now`, when both
+    /// are known.
+    fn bytes_since_end(&self, now: Option<u64>) -> Option<u64> {
+        Some(now?.saturating_sub(self.bytes_at_end?))
+    }
+}
+
 struct FaultRec {
     conv: FaultConvergence,
     end: Option<Duration>,
@@ -294,12 +302,11 @@ impl Recorder {
             });
         }
         let bytes = self.fleet_bytes;
-        let since = |f: &FaultRec| Some(bytes?.saturating_sub(f.bytes_at_end?));
         if live > 0 && largest == live {
             for f in &mut self.faults {
                 if let (Some(end), None) = (f.end, f.conv.converged_after_ms) {
                     f.conv.converged_after_ms = Some(ms(t.saturating_sub(end)));
-                    f.conv.bytes_to_converge = since(f);
+                    f.conv.bytes_to_converge = f.bytes_since_end(bytes);
                 }
             }
         }
@@ -328,9 +335,7 @@ impl Recorder {
             f.pending.retain(|id| !everywhere(id));
             if f.pending.is_empty() {
                 f.conv.caught_up_after_ms = Some(ms(t.saturating_sub(end)));
-                f.conv.bytes_to_catch_up = bytes
-                    .zip(f.bytes_at_end)
-                    .map(|(now, then)| now.saturating_sub(then));
+                f.conv.bytes_to_catch_up = f.bytes_since_end(bytes);
             }
         }
     }

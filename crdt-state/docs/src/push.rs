@@ -39,16 +39,24 @@ pub enum Pushed {
 /// Checks that `bytes` are plain change chunks, as a push must be, without
 /// decoding the changes: cheap enough to run before relaying a push.
 pub fn check_push_framing(bytes: &[u8]) -> Result<(), DocError> {
+    push_chunks(bytes).map(|_| ())
+}
+
+/// The change chunks of a push, once its framing is checked.
+fn push_chunks(bytes: &[u8]) -> Result<Vec<&[u8]>, DocError> {
     let chunks = chunks::split(bytes).map_err(DocError::Framing)?;
     if chunks.len() > MAX_PUSH_CHANGES {
         return Err(DocError::Framing("too many changes in one push"));
     }
-    if chunks.iter().any(|(kind, _)| *kind != ChunkKind::Change) {
-        return Err(DocError::Framing(
-            "not a plain change (a document or compressed chunk)",
-        ));
-    }
-    Ok(())
+    chunks
+        .into_iter()
+        .map(|(kind, chunk)| match kind {
+            ChunkKind::Change => Ok(chunk),
+            _ => Err(DocError::Framing(
+                "not a plain change (a document or compressed chunk)",
+            )),
+        })
+        .collect()
 }
 
 impl Doc {
@@ -63,11 +71,9 @@ impl Doc {
     /// Applies a peer's push (see the module notes). Malformed bytes are an
     /// error and change nothing.
     pub fn apply_pushed(&mut self, bytes: &[u8]) -> Result<Pushed, DocError> {
-        check_push_framing(bytes)?;
-        let chunks = chunks::split(bytes).map_err(DocError::Framing)?;
-        let changes = chunks
+        let changes = push_chunks(bytes)?
             .into_iter()
-            .map(|(_, chunk)| Change::try_from(chunk).map_err(|e| DocError::Change(e.to_string())))
+            .map(|chunk| Change::try_from(chunk).map_err(|e| DocError::Change(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         let has = |doc: &Self, hash: ChangeHash| doc.am().get_missing_deps(&[hash]).is_empty();
         let new: Vec<&Change> = changes.iter().filter(|c| !has(self, c.hash())).collect();

@@ -258,7 +258,6 @@ impl SyncSession {
     }
 }
 
-/// Checks that `bytes` holds only plain (uncompressed) change chunks.
 /// Probes an honest filter uses per hash (Automerge uses 7).
 const MAX_BLOOM_PROBES: u64 = 64;
 /// Bits per entry of an honest filter (Automerge uses 10).
@@ -284,6 +283,7 @@ fn bloom_is_sane(encoded: &[u8]) -> bool {
             && (1..=MAX_BLOOM_PROBES).contains(&probes))
 }
 
+/// Checks that `bytes` holds only plain (uncompressed) change chunks.
 fn check_change_chunks(bytes: &[u8]) -> Result<(), SyncError> {
     let chunks = chunks::split(bytes).map_err(SyncError::ForbiddenChunk)?;
     if chunks.iter().any(|(kind, _)| *kind != ChunkKind::Change) {

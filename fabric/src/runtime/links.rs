@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use libp2p::PeerId;
+use libp2p::{Multiaddr, PeerId};
 use rand::seq::SliceRandom;
 use tracing::debug;
 
@@ -19,6 +19,14 @@ use super::FabricLoop;
 pub(super) const TRIM_EVERY: Duration = Duration::from_secs(10);
 /// A link younger than this is never closed for the budget.
 const GRACE: Duration = Duration::from_secs(30);
+
+/// A connected peer.
+pub(super) struct Link {
+    /// Remote address of one of its live connections.
+    pub(super) addr: Multiaddr,
+    /// When its first live connection opened.
+    pub(super) since: Instant,
+}
 
 /// Links a node keeps once trimmed, out of its connection limit.
 pub(super) fn budget(max_established: u32) -> usize {
@@ -33,9 +41,9 @@ impl FabricLoop {
             return;
         }
         let mut old: Vec<PeerId> = self
-            .linked_since
+            .connected
             .iter()
-            .filter(|(_, since)| now.saturating_duration_since(**since) >= GRACE)
+            .filter(|(_, link)| now.saturating_duration_since(link.since) >= GRACE)
             .map(|(peer, _)| *peer)
             .collect();
         old.shuffle(&mut rand::thread_rng());
