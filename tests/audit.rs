@@ -182,8 +182,12 @@ fn a_member_fetches_and_verifies_another_nodes_log() {
     let own = nodes[0].json(&["audit", "log", "--limit", "10"]);
     assert_eq!(theirs, own);
 
+    // Neither an id nor the name of a connected node: nothing found.
     let out = nodes[1].cli(&["audit", "verify", "--node", "not-a-node"]);
-    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(out.status.code(), Some(5));
+    // A name works where an id does.
+    let by_name = nodes[1].json(&["audit", "verify", "--node", "n0"]);
+    assert_eq!(by_name["ok"], true, "{by_name}");
 
     // With the owner gone, the copy n1 verified is served to n2 by n1, and
     // still checked against the owner's signature.

@@ -84,7 +84,7 @@ fn a_peer_sending_garbage_sync_rounds_is_cut_off_and_the_others_go_on() {
     assert!(out.status.success());
     assert!(
         wait_until(Duration::from_secs(20), || nodes[0]
-            .json(&["knowledge", "list"])
+            .json(&["knowledge", "list"])["items"]
             .as_array()
             .is_some_and(|l| l.iter().any(|e| e["title"] == "after"))),
         "n0 stopped syncing with n1:\n{}",

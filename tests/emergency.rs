@@ -1,12 +1,40 @@
 //! Fleet emergency commands over five real nodes: a lockdown signed by an
-//! admin reaches every member and is in every audit log; the same command
-//! signed by a plain member is ignored by all; a replayed command is ignored.
+//! admin reaches every member and is in every audit log; a member's own CLI
+//! refuses to sign or relay one, and the same command signed by a
+//! compromised member and gossiped straight onto the fabric is ignored by
+//! all; a replayed command is ignored.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{fleet, wait_until, Node};
+use osmoda_fabric::proto::FleetCert;
+use osmoda_fabric::proto::{hex, parse_hex, parse_hex_bytes, EmergencyCommand, EmergencyKind};
+use osmoda_fabric::{Credentials, FabricConfig, Membership};
+
+/// A lockdown signed by the member whose folder is `dir`, as a compromised
+/// member would make it.
+fn member_signed_lockdown(dir: &std::path::Path) -> (Credentials, Vec<u8>) {
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let key: [u8; 32] = parse_hex(read("identity.key").trim()).unwrap();
+    let cert =
+        FleetCert::decode(&parse_hex_bytes(read("membership.cert").trim()).unwrap()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let signing = ed25519_dalek::SigningKey::from_bytes(&key);
+    let cmd = EmergencyCommand::sign(
+        EmergencyKind::Lockdown,
+        now,
+        cert.clone(),
+        &signing,
+        &mut rand::rngs::OsRng,
+    )
+    .unwrap();
+    (Credentials::new(&key, cert).unwrap(), cmd.encode())
+}
 
 fn locked(node: &Node) -> bool {
     node.status()["agents"]["lockdown"] == true
@@ -32,7 +60,8 @@ fn outcomes(node: &Node, action: &str) -> Vec<String> {
 #[test]
 fn fleet_lockdown_from_an_admin_reaches_all_and_forgeries_and_replays_do_not() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut nodes = fleet(tmp.path(), 5);
+    let mut nodes = fleet(tmp.path(), 6);
+    let rogue_dir = nodes.pop().unwrap().dir.clone();
     nodes[0].start_local(&[]);
     let boot = nodes[0].addr("tcp");
     for node in &mut nodes[1..] {
@@ -55,12 +84,47 @@ fn fleet_lockdown_from_an_admin_reaches_all_and_forgeries_and_replays_do_not() {
     // Gossip meshes form on heartbeats; give them one.
     std::thread::sleep(Duration::from_secs(2));
 
-    // A plain member signs a lockdown: everyone ignores it and says so.
-    let forged = nodes[1].json(&["lockdown", "--fleet"]);
-    assert!(
-        forged["here"].as_str().unwrap().contains("not an admin"),
-        "{forged}"
-    );
+    // A plain member's CLI refuses to sign a fleet command, and to relay
+    // one a member signed: nothing would obey it.
+    let out = nodes[1].cli(&["lockdown", "--fleet"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin"));
+    let (rogue, forged) = member_signed_lockdown(&rogue_dir);
+    let out = nodes[1].cli(&["relay", &hex(&forged)]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an admin"));
+    let out = nodes[1].cli(&["relay", "c0ffee"]);
+    assert_eq!(out.status.code(), Some(4), "a malformed relay is refused");
+
+    // A compromised member gossips it anyway: everyone ignores it and says so.
+    let boot_addr = boot.clone();
+    let fleet_id = rogue.cert().fleet;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_fabric, _task) = rt.block_on(async {
+        let config = FabricConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            bootstrap: vec![boot_addr.parse().unwrap()],
+            mdns: false,
+            ..FabricConfig::default()
+        };
+        let (fabric, events, task) =
+            osmoda_fabric::start(rogue, Membership::new(fleet_id), config).unwrap();
+        std::mem::forget(events);
+        let mut sent = false;
+        for _ in 0..100 {
+            if fabric
+                .publish(osmoda_fabric::topics::EMERGENCY, forged.clone())
+                .await
+                .is_ok()
+            {
+                sent = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(sent, "the rogue member could not gossip");
+        (fabric, task)
+    });
     for (i, node) in nodes.iter().enumerate() {
         let seen = wait_until(Duration::from_secs(20), || {
             outcomes(node, "emergency.lockdown")

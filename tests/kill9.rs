@@ -63,8 +63,7 @@ fn acknowledged_writes_survive_kill_9_in_a_loop() {
         "too few writes to mean anything: {}",
         acked.len()
     );
-    let stored: HashSet<String> = node
-        .json(&["knowledge", "list", "--limit", "10000"])
+    let stored: HashSet<String> = node.json(&["knowledge", "list", "--limit", "10000"])["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -57,8 +57,10 @@ fn knowledge_commands_work_and_survive_kill_9() {
         "from a file"
     );
 
+    // A listing is a page ({"items", "next_cursor"}); a search a list.
     let ids = |v: serde_json::Value| -> Vec<String> {
-        v.as_array()
+        let list = if v.is_object() { v["items"].clone() } else { v };
+        list.as_array()
             .unwrap()
             .iter()
             .map(|e| e["id"].as_str().unwrap().to_string())
@@ -79,10 +81,16 @@ fn knowledge_commands_work_and_survive_kill_9() {
     assert!(ids(node.json(&["knowledge", "search", "nothing like this"])).is_empty());
 
     assert!(node.cli(&["knowledge", "rm", &fridge]).status.success());
+    // Gone: not found (exit 5), for a read and a second delete alike.
     assert_eq!(
         node.cli(&["knowledge", "get", &fridge]).status.code(),
-        Some(4)
+        Some(5)
     );
+    assert_eq!(
+        node.cli(&["knowledge", "rm", &fridge]).status.code(),
+        Some(5)
+    );
+
     // Bad input is a refusal with a reason, not a crash.
     let long = "x".repeat(300);
     let out = node.cli(&["knowledge", "put", "--title", &long, "--body", "b"]);
@@ -188,6 +196,22 @@ fn routines_are_validated_and_managed() {
     node.stop();
     node.start_local(&[]);
     assert_eq!(node.json(&["routine", "list"]).as_array().unwrap().len(), 2);
-    assert!(node.cli(&["routine", "rm", &id]).status.success());
-    assert_eq!(node.cli(&["routine", "show", &id]).status.code(), Some(4));
+    // Names are unique, and work wherever an id does.
+    let again = node.cli(&[
+        "routine",
+        "add",
+        "--name",
+        "ping",
+        "--schedule",
+        "every 1m",
+        "--command",
+        "true",
+    ]);
+    assert_eq!(again.status.code(), Some(4), "a second routine named ping");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    assert_eq!(node.json(&["routine", "show", "backup"])["id"], id.as_str());
+    assert!(node.cli(&["routine", "disable", "ping"]).status.success());
+    assert_eq!(node.json(&["routine", "show", "ping"])["enabled"], false);
+    assert!(node.cli(&["routine", "rm", "backup"]).status.success());
+    assert_eq!(node.cli(&["routine", "show", &id]).status.code(), Some(5));
 }

@@ -222,8 +222,7 @@ fn nodes_in_namespaces_find_each_other_with_mdns_and_converge_after_a_cut_link()
     // After the link is back, every node holds both sides' writes.
     for (i, node) in nodes.iter().enumerate() {
         let converged = wait_until(Duration::from_secs(60), || {
-            let titles: Vec<String> = node
-                .json(&["knowledge", "list"])
+            let titles: Vec<String> = node.json(&["knowledge", "list"])["items"]
                 .as_array()
                 .unwrap()
                 .iter()

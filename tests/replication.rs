@@ -31,8 +31,7 @@ fn start(node: &mut Node, ports: &[u16], i: usize) {
 }
 
 fn titles(node: &Node) -> Vec<String> {
-    let mut t: Vec<String> = node
-        .json(&["knowledge", "list", "--limit", "1000"])
+    let mut t: Vec<String> = node.json(&["knowledge", "list", "--limit", "1000"])["items"]
         .as_array()
         .unwrap()
         .iter()

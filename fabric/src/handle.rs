@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
 use osmoda_fabric_proto::Revocation;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{DirectRequest, DirectResponse, Limits};
@@ -134,7 +134,7 @@ pub enum FabricError {
 }
 
 /// One connected peer, as `osmoda peers` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerInfo {
     pub node_id: String,
     pub name: String,
@@ -145,7 +145,7 @@ pub struct PeerInfo {
     pub rtt_ms: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FabricStatus {
     pub node_id: String,
     pub listen: Vec<String>,
@@ -155,10 +155,10 @@ pub struct FabricStatus {
 }
 
 /// A message that arrived for the operator (`osmoda mesh inbox`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InboxEntry {
     /// `broadcast` or `direct`.
-    pub kind: &'static str,
+    pub kind: String,
     pub from: String,
     pub from_name: Option<String>,
     pub text: String,

@@ -21,6 +21,9 @@ pub const SOCKET: &str = "control.sock";
 /// Where agents make their tool calls (authenticated by their token).
 pub const AGENT_SOCKET: &str = "agent.sock";
 pub const LOCK: &str = "lock";
+/// Names the root holder gave to the nodes it invited: `NAME NODE_KEY_HEX`
+/// per line, so that no name is given twice.
+pub const ISSUED: &str = "issued";
 pub const STATE: &str = "state.redb";
 
 /// Non-secret facts about the fleet this folder belongs to.
@@ -213,6 +216,29 @@ impl DataDir {
             }
         }
         Ok(out)
+    }
+
+    /// The node key (hex) a name was issued to, if it was.
+    pub fn issued_name(&self, name: &str) -> Result<Option<String>> {
+        let path = self.path(ISSUED);
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(self.read_text(ISSUED)?.lines().find_map(|line| {
+            let (n, key) = line.trim().rsplit_once(' ')?;
+            (n == name).then(|| key.to_owned())
+        }))
+    }
+
+    /// Remembers that `name` was issued to the node with key `node_hex`.
+    pub fn record_issued(&self, name: &str, node_hex: &str) -> Result<()> {
+        let mut text = if self.path(ISSUED).exists() {
+            self.read_text(ISSUED)?
+        } else {
+            String::new()
+        };
+        text.push_str(&format!("{name} {node_hex}\n"));
+        self.write(ISSUED, text.as_bytes(), 0o644)
     }
 
     pub fn write_revocations(&self, revocations: &[Revocation]) -> Result<()> {

@@ -8,9 +8,10 @@ use ed25519_dalek::SigningKey;
 use libp2p::PeerId;
 use osmoda_fabric::proto::cert::validate_name;
 use osmoda_fabric::proto::{hex, FleetCert, FleetRoot, JoinToken, Revocation, Role};
-use serde_json::json;
 use zeroize::Zeroizing;
 
+use crate::api::{RecordBody, Recorded, RevokeBody, Revoked, StatusView};
+use crate::cli::client::{Client, ClientError};
 use crate::config::FileConfig;
 use crate::datadir::{DataDir, FleetInfo, CONFIG, SOCKET};
 
@@ -33,19 +34,17 @@ fn default_node_name(node: &[u8; 32]) -> String {
 /// Audits an operator action taken by the CLI itself: through the running
 /// node when there is one (it holds the store), else in the store directly.
 pub async fn audit(data: &DataDir, action: &str, target: &str) -> Result<()> {
-    let body = json!({ "action": action, "target": target });
-    match crate::client::call(
-        &data.path(SOCKET),
-        hyper::Method::POST,
-        "/v1/audit/record",
-        Some(body),
-    )
-    .await
-    {
+    let body = RecordBody {
+        action: action.into(),
+        target: target.into(),
+        details: String::new(),
+    };
+    let client = Client::new(&data.path(SOCKET));
+    match client.post::<_, Recorded>("/v1/audit/record", &body).await {
         Ok(_) => Ok(()),
-        Err(e) if e.downcast_ref::<crate::client::NotRunning>().is_some() => {
+        Err(ClientError::NotRunning(_)) => {
             let key = SigningKey::from_bytes(&data.identity()?);
-            let log = crate::audit::AuditLog::open(&data.store()?, key)?;
+            let log = crate::state::audit_log::AuditLog::open(&data.store()?, key)?;
             log.record(
                 osmoda_crdt_state::Actor::Operator,
                 action,
@@ -54,10 +53,10 @@ pub async fn audit(data: &DataDir, action: &str, target: &str) -> Result<()> {
                 "",
             )
             .await?;
-            log.checkpoint()?;
+            log.checkpoint().await?;
             Ok(())
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -107,6 +106,7 @@ pub fn create(data: &DataDir, fleet_name: &str, node_name: Option<&str>) -> Resu
         id: hex(&root.public()),
     })?;
     data.write_cert(&cert)?;
+    data.record_issued(&cert.name, &hex(&cert.node))?;
     Ok(cert)
 }
 
@@ -126,18 +126,28 @@ pub async fn invite(
     name: Option<&str>,
     mut bootstrap: Vec<String>,
 ) -> Result<Invite> {
+    if !data.is_member() {
+        bail!(
+            "{} holds no fleet yet: create one first with `osmoda --data {} run` (or `fleet create`), \
+             then invite from it; to join another fleet, get a token from its founding node and run `osmoda join TOKEN`",
+            data.root().display(),
+            data.root().display()
+        );
+    }
     let root = data.fleet_root()?;
     let fleet = data.fleet()?;
+    if let Some(name) = name {
+        if let Some(taken) = data.issued_name(name)? {
+            bail!("a node named {name:?} was invited already ({taken}); names are unique in a fleet: pick another --name");
+        }
+    }
     let (identity, cert) = new_member(&root, name, role, valid_for)?;
     let now = unix_now();
-    if let Ok(status) =
-        crate::client::call(&data.path(SOCKET), hyper::Method::GET, "/v1/status", None).await
-    {
-        let id = status["node_id"].as_str().unwrap_or_default().to_string();
-        for addr in status["listen"].as_array().into_iter().flatten() {
-            if let Some(addr) = addr.as_str() {
-                bootstrap.push(format!("{addr}/p2p/{id}"));
-            }
+    let client = Client::new(&data.path(SOCKET));
+    if let Ok(status) = client.get::<StatusView>("/v1/status").await {
+        let id = status.node.node_id;
+        for addr in status.listen {
+            bootstrap.push(format!("{addr}/p2p/{id}"));
         }
     }
     bootstrap.truncate(osmoda_fabric::proto::token::MAX_BOOTSTRAP);
@@ -149,6 +159,7 @@ pub async fn invite(
         bootstrap: bootstrap.clone(),
     }
     .encode(&root)?;
+    data.record_issued(&cert.name, &hex(&cert.node))?;
     Ok(Invite {
         token,
         cert,
@@ -203,18 +214,16 @@ pub async fn revoke(data: &DataDir, node_id: &str) -> Result<(Revocation, bool)>
         bail!("refusing to revoke this node itself");
     }
     let rev = root.revoke(node, unix_now());
-    let socket = data.path(SOCKET);
-    let body = json!({ "revocation": hex(&rev.encode()) });
-    match crate::client::call(
-        &socket,
-        hyper::Method::POST,
-        "/v1/fleet/revocations",
-        Some(body),
-    )
-    .await
+    let body = RevokeBody {
+        revocation: hex(&rev.encode()),
+    };
+    let client = Client::new(&data.path(SOCKET));
+    match client
+        .post::<_, Revoked>("/v1/fleet/revocations", &body)
+        .await
     {
         Ok(_) => Ok((rev, true)),
-        Err(e) if e.downcast_ref::<crate::client::NotRunning>().is_some() => {
+        Err(ClientError::NotRunning(_)) => {
             let mut all = data.revocations()?;
             if !all.iter().any(|r| r.node == rev.node) {
                 all.push(rev.clone());
@@ -222,6 +231,6 @@ pub async fn revoke(data: &DataDir, node_id: &str) -> Result<(Revocation, bool)>
             }
             Ok((rev, false))
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }

@@ -149,7 +149,7 @@ impl FabricLoop {
             .and_then(|p| self.membership.peer(&p))
             .map(|r| r.cert.name);
         let entry = InboxEntry {
-            kind,
+            kind: kind.to_owned(),
             from: from.map(|p| p.to_string()).unwrap_or_default(),
             from_name,
             text: msg.text,

@@ -1,0 +1,187 @@
+//! `osmoda fleet ...` and `osmoda join`: fleet administration on the data
+//! folder, told to the running node when there is one, and what they print.
+
+use anyhow::Result;
+use osmoda_fabric::proto::{hex, FleetCert, JoinToken, Revocation};
+use serde_json::json;
+
+use super::args::FleetCommand;
+use super::client::Client;
+use super::out::{self, say};
+use super::time;
+use crate::api::PeerInfo;
+use crate::datadir::DataDir;
+use crate::fleet::{self, Invite};
+
+fn node_id(cert: &FleetCert) -> String {
+    osmoda_fabric::peer_id_of(&cert.node)
+        .map(|p| p.to_string())
+        .unwrap_or_default()
+}
+
+fn cert_json(cert: &FleetCert) -> serde_json::Value {
+    json!({
+        "node_id": node_id(cert),
+        "name": cert.name,
+        "role": cert.role.to_string(),
+        "fleet_id": hex(&cert.fleet),
+        "issued_at": cert.issued_at,
+        "expires_at": cert.expires_at,
+    })
+}
+
+pub async fn command(
+    data: &DataDir,
+    client: &Client,
+    json: bool,
+    command: FleetCommand,
+) -> Result<()> {
+    match command {
+        FleetCommand::Create { name, node_name } => {
+            let cert = fleet::create(data, &name, node_name.as_deref())?;
+            fleet::audit(data, "fleet.create", &name).await?;
+            created(json, data, &name, &cert);
+        }
+        FleetCommand::Invite {
+            role,
+            ttl,
+            valid_for,
+            name,
+            bootstrap,
+        } => {
+            let invite =
+                fleet::invite(data, role, ttl, valid_for, name.as_deref(), bootstrap).await?;
+            let target = format!("{} {}", invite.cert.name, node_id(&invite.cert));
+            fleet::audit(data, "fleet.invite", &target).await?;
+            invited(json, &invite);
+        }
+        FleetCommand::Revoke { node_id } => {
+            let node_id = resolve_connected(client, &node_id).await?;
+            let (rev, live) = fleet::revoke(data, &node_id).await?;
+            if !live {
+                // A running node audits the revocation itself.
+                fleet::audit(data, "fleet.revoke", &node_id).await?;
+            }
+            revoked(json, &node_id, &rev, live);
+        }
+        FleetCommand::Show => show(json, data)?,
+    }
+    Ok(())
+}
+
+/// A node id as given, or the id of the one connected node with that name.
+async fn resolve_connected(client: &Client, node: &str) -> Result<String> {
+    if node.parse::<libp2p::PeerId>().is_ok() {
+        return Ok(node.to_owned());
+    }
+    let peers: Vec<PeerInfo> = client.get("/v1/peers").await.unwrap_or_default();
+    let named: Vec<&PeerInfo> = peers.iter().filter(|p| p.name == node).collect();
+    match named.as_slice() {
+        [one] => Ok(one.node_id.clone()),
+        [] => anyhow::bail!(
+            "{node:?} is neither a node id nor the name of a connected node (see `osmoda peers`)"
+        ),
+        _ => anyhow::bail!("several connected nodes are named {node:?}; give the node id"),
+    }
+}
+
+pub fn created(json: bool, data: &DataDir, fleet: &str, cert: &FleetCert) {
+    if json {
+        return out::json(
+            &json!({ "fleet": fleet, "fleet_id": hex(&cert.fleet), "node": cert_json(cert), "data": data.root() }),
+        );
+    }
+    say!("created fleet {fleet} ({})", hex(&cert.fleet));
+    say!(
+        "this node: {} ({}), admin; the root key is in {}",
+        cert.name,
+        node_id(cert),
+        data.root().display()
+    );
+}
+
+fn invited(json: bool, invite: &Invite) {
+    if json {
+        return out::json(
+            &json!({ "token": &*invite.token, "node": cert_json(&invite.cert), "bootstrap": invite.bootstrap }),
+        );
+    }
+    // The token alone on stdout, so that `$(osmoda fleet invite)` works.
+    out::line(&*invite.token);
+    eprintln!(
+        "token for {} ({}); it is a secret: it lets its holder act as that node",
+        invite.cert.name,
+        node_id(&invite.cert)
+    );
+}
+
+pub fn joined(json: bool, data: &DataDir, token: &JoinToken) {
+    if json {
+        return out::json(
+            &json!({ "fleet": token.fleet_name, "node": cert_json(&token.cert), "bootstrap": token.bootstrap, "data": data.root() }),
+        );
+    }
+    say!(
+        "joined fleet {} as {} ({}, {}); start it with: osmoda --data {} run",
+        token.fleet_name,
+        token.cert.name,
+        node_id(&token.cert),
+        token.cert.role,
+        data.root().display()
+    );
+}
+
+fn revoked(json: bool, node: &str, rev: &Revocation, live: bool) {
+    if json {
+        return out::json(
+            &json!({ "node_id": node, "revoked_at": rev.revoked_at, "announced": live }),
+        );
+    }
+    if live {
+        say!("revoked {node}; the fleet is cutting it off");
+    } else {
+        say!("revoked {node}; stored here, it spreads to the fleet when this node runs");
+    }
+}
+
+fn show(json: bool, data: &DataDir) -> Result<()> {
+    let info = data.fleet()?;
+    let cert = data.cert()?;
+    let revoked: Vec<String> = data
+        .revocations()?
+        .iter()
+        .filter_map(|r| osmoda_fabric::peer_id_of(&r.node))
+        .map(|p| p.to_string())
+        .collect();
+    if json {
+        out::json(
+            &json!({ "fleet": info.name, "fleet_id": info.id, "node": cert_json(&cert), "holds_root_key": data.has_root(), "revoked": revoked }),
+        );
+        return Ok(());
+    }
+    say!("fleet     {} ({})", info.name, info.id);
+    say!(
+        "this node {} ({}), {}",
+        cert.name,
+        node_id(&cert),
+        cert.role
+    );
+    say!(
+        "valid     {} to {}",
+        time::local_secs(cert.issued_at),
+        time::when_ms(cert.expires_at.saturating_mul(1000))
+    );
+    say!(
+        "root key  {}",
+        if data.has_root() {
+            "held here"
+        } else {
+            "not here"
+        }
+    );
+    say!("revoked   {}", revoked.len());
+    for r in revoked {
+        say!("  {r}");
+    }
+    Ok(())
+}

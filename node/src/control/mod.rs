@@ -1,0 +1,179 @@
+//! The local control API: HTTP/JSON on a Unix socket (mode 0600) in the data
+//! folder. A thin front over the service layer: each route parses its
+//! request into an `api` type, calls one `Node` method as the operator, and
+//! answers with the `api` type it returns. Errors answer with the status of
+//! their kind (`NodeError::kind`) and an `ErrorBody`. `docs/api.md` lists
+//! the routes.
+
+mod agents;
+mod docs;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::api::{
+    AuditEntryView, Done, ErrorBody, ForkView, HeadView, InboxEntry, LogQuery, PeerInfo,
+    RecordBody, Recorded, RevokeBody, Revoked, SendBody, Sent, StatusView, TextBody, VerifyBody,
+    VerifyReport,
+};
+use crate::error::{ErrorKind, NodeError};
+use crate::service::{Caller, Node};
+
+/// Largest request body the control socket reads.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// An error on its way out: the status of its kind, and an `ErrorBody`.
+pub struct ApiError(pub NodeError);
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError(NodeError::Invalid(format!(
+                "the request is over the {MAX_BODY_BYTES}-byte limit"
+            )));
+        }
+        ApiError(NodeError::Invalid(e.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError(NodeError::Invalid(e.body_text()))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let kind = self.0.kind();
+        let status =
+            StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = ErrorBody {
+            error: self.0.to_string(),
+            kind,
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+pub(crate) type ApiResult<T> = Result<Json<T>, ApiError>;
+pub(crate) type Body<T> = Result<Json<T>, JsonRejection>;
+pub(crate) type Params<T> = Result<Query<T>, QueryRejection>;
+pub(crate) type Shared = State<Arc<Node>>;
+
+/// The operator: whoever reaches this socket (mode 0600, in the node's
+/// folder) acts as the node's operator.
+pub(crate) const OPERATOR: Caller<'static> = Caller::Operator;
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/peers", get(peers))
+        .route("/v1/mesh/broadcast", post(broadcast))
+        .route("/v1/mesh/send", post(send))
+        .route("/v1/mesh/inbox", get(inbox))
+        .route("/v1/fleet/revocations", post(revoke))
+        .route("/v1/audit/log", get(audit_log))
+        .route("/v1/audit/verify", post(audit_verify))
+        .route("/v1/audit/record", post(audit_record))
+        .route("/v1/audit/heads", get(audit_heads))
+        .route("/v1/audit/forks", get(audit_forks))
+        .merge(docs::routes())
+        .merge(agents::routes())
+        .fallback(|| async { ApiError(NodeError::not_found("route (see docs/api.md)", "")) })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(node)
+}
+
+/// Binds the socket with mode 0600, replacing a stale one from a crash.
+pub fn bind(path: &Path) -> Result<tokio::net::UnixListener, NodeError> {
+    if path.as_os_str().len() >= 100 {
+        return Err(NodeError::Invalid(format!(
+            "the control socket path {} is too long for a Unix socket; use a shorter --data folder",
+            path.display()
+        )));
+    }
+    let failed =
+        |e: std::io::Error| NodeError::Internal(format!("cannot bind {}: {e}", path.display()));
+    if path.exists() {
+        // The data folder lock is held, so no live node owns this socket.
+        std::fs::remove_file(path).map_err(failed)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(failed)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
+    Ok(listener)
+}
+
+/// The kind of an error answer, for clients reading an `ErrorBody`.
+pub fn kind_of(status: u16, body: &[u8]) -> ErrorKind {
+    serde_json::from_slice::<ErrorBody>(body)
+        .map(|b| b.kind)
+        .unwrap_or(match status {
+            404 => ErrorKind::NotFound,
+            400..=499 => ErrorKind::Invalid,
+            _ => ErrorKind::Internal,
+        })
+}
+
+async fn status(State(node): Shared) -> ApiResult<StatusView> {
+    Ok(Json(node.status().await?))
+}
+
+async fn peers(State(node): Shared) -> ApiResult<Vec<PeerInfo>> {
+    Ok(Json(node.peers().await?))
+}
+
+async fn broadcast(State(node): Shared, body: Body<TextBody>) -> ApiResult<Done> {
+    let Json(body) = body?;
+    Ok(Json(node.broadcast(OPERATOR, body.text).await?))
+}
+
+async fn send(State(node): Shared, body: Body<SendBody>) -> ApiResult<Sent> {
+    let Json(body) = body?;
+    Ok(Json(node.send(OPERATOR, &body.node, body.text).await?))
+}
+
+async fn inbox(State(node): Shared) -> ApiResult<Vec<InboxEntry>> {
+    Ok(Json(node.inbox()))
+}
+
+async fn revoke(State(node): Shared, body: Body<RevokeBody>) -> ApiResult<Revoked> {
+    let Json(body) = body?;
+    Ok(Json(node.revoke(OPERATOR, body).await?))
+}
+
+async fn audit_log(State(node): Shared, query: Params<LogQuery>) -> ApiResult<Vec<AuditEntryView>> {
+    let Query(query) = query?;
+    Ok(Json(node.audit_log(query).await?))
+}
+
+async fn audit_verify(State(node): Shared, body: Body<VerifyBody>) -> ApiResult<VerifyReport> {
+    let Json(body) = body?;
+    Ok(Json(node.audit_verify(body).await?))
+}
+
+async fn audit_record(State(node): Shared, body: Body<RecordBody>) -> ApiResult<Recorded> {
+    let Json(body) = body?;
+    Ok(Json(node.audit_record(OPERATOR, body).await?))
+}
+
+async fn audit_heads(State(node): Shared) -> ApiResult<Vec<HeadView>> {
+    Ok(Json(node.audit_heads()))
+}
+
+async fn audit_forks(State(node): Shared) -> ApiResult<Vec<ForkView>> {
+    Ok(Json(node.audit_forks()))
+}

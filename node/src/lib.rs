@@ -1,0 +1,31 @@
+//! The osmoda node as a library: the service layer every front uses, the
+//! parts it is made of, and the fronts themselves.
+//!
+//! - `service`: [`service::Node`], every operation once, with its audit
+//!   entry and a typed [`error::NodeError`].
+//! - `api`: the control API's request and answer types, shared by the
+//!   server and the CLI.
+//! - Fronts: `control` (HTTP on the control socket), `agent_socket` (agents'
+//!   tool calls), `cli` (the `osmoda` command line), `sim` (nodes on the
+//!   simulated network).
+//! - Parts: `state` (audit log, documents, heads, agents, approvals,
+//!   emergency register), `replication` (push, sync, anti-entropy),
+//!   `runtime` (the builder, the event loop, `osmoda run`), and the data
+//!   folder, configuration and fleet administration.
+//!
+//! ARCHITECTURE.md maps it and says where to add a command, a tool, a
+//! document type or a gossip topic.
+
+pub mod agent_socket;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod datadir;
+pub mod error;
+pub mod fleet;
+pub mod replication;
+pub mod runtime;
+pub mod service;
+pub mod sim;
+pub mod state;

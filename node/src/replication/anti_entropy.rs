@@ -1,0 +1,185 @@
+//! Pairwise anti-entropy: how state spreads between neighbours, and how a
+//! node repairs what it missed (a dropped message, a partition, a restart),
+//! one neighbour at a time, the way Serf pairs gossip with push-pull.
+//!
+//! - **News**: when a node's documents change (a local write, or changes
+//!   synced from a peer), it sends a *notice* (the digest of its state
+//!   summary, ~100 bytes) to each neighbour. A neighbour whose summary
+//!   differs pulls: it asks for the full summary and runs a document sync.
+//!   A write thus floods the connection graph hop by hop, each node pulling
+//!   once from whichever neighbour told it first, so no node (the writer
+//!   least) serves the whole fleet.
+//! - **Repair**: every [`EVERY`], and with every new neighbour, a node sends
+//!   an *offer*: its summary and the digest of the audit heads it holds. The
+//!   answer carries the peer's summary, and its heads when the digests
+//!   differ; the initiator syncs documents if the summaries differ and
+//!   *pushes* heads the peer lacks.
+//!
+//! Traffic per node is a few hundred bytes per change and per period,
+//! whatever the fleet's size; gossiping whole states to everyone grew with
+//! the square of the fleet.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use libp2p::PeerId;
+use osmoda_crdt_state::NodeKey;
+use osmoda_fabric::behaviour::{AntiEntropy, DirectRequest, DirectResponse, MAX_HEADS_CHUNKS};
+use osmoda_fabric::proto::hex;
+use osmoda_fabric::{FabricError, FabricHandle};
+use tracing::debug;
+
+use crate::replication::sync::Replicator;
+use crate::state::heads::FleetHeads;
+
+/// How often a node compares with one random neighbour.
+pub const EVERY: Duration = Duration::from_secs(5);
+
+/// The two replicated states an exchange compares.
+#[derive(Clone)]
+pub struct States {
+    pub replicator: Arc<Replicator>,
+    pub heads: Arc<FleetHeads>,
+    /// Summary digests being pulled: when several neighbours tell of the
+    /// same state, one of them is asked.
+    pub pulling: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Pulls in flight at once; notices beyond wait for the next comparison.
+const MAX_PULLS: usize = 16;
+
+impl States {
+    fn heads_digest(&self) -> String {
+        hex(&self.heads.digest().0)
+    }
+
+    fn offer(&self, compare_heads: bool) -> AntiEntropy {
+        let summary = self.replicator.summary();
+        AntiEntropy {
+            summary_digest: summary_digest(&summary),
+            summary: STANDARD.encode(summary),
+            heads_digest: if compare_heads {
+                self.heads_digest()
+            } else {
+                String::new()
+            },
+            heads: Vec::new(),
+        }
+    }
+
+    /// What a node sends its neighbours when its documents changed.
+    pub fn notice(&self) -> AntiEntropy {
+        AntiEntropy {
+            summary_digest: summary_digest(&self.replicator.summary()),
+            ..AntiEntropy::default()
+        }
+    }
+
+    /// After a neighbour's notice: pulls its state if it differs from ours
+    /// and nobody is pulling that state already.
+    pub async fn pull(&self, fabric: &FabricHandle, peer: PeerId, notice: &AntiEntropy) {
+        if notice.summary_digest == summary_digest(&self.replicator.summary()) {
+            return;
+        }
+        {
+            let mut pulling = self.pulling.lock().unwrap_or_else(|e| e.into_inner());
+            if pulling.len() >= MAX_PULLS || !pulling.insert(notice.summary_digest.clone()) {
+                return;
+            }
+        }
+        if let Err(error) = self.exchange(fabric, peer, false).await {
+            debug!(%peer, %error, "pull failed");
+        }
+        self.pulling
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&notice.summary_digest);
+    }
+
+    fn with_heads(&self, mut message: AntiEntropy) -> AntiEntropy {
+        message.heads = self
+            .heads
+            .chunks()
+            .iter()
+            .take(MAX_HEADS_CHUNKS)
+            .map(|c| STANDARD.encode(c))
+            .collect();
+        message
+    }
+
+    /// Merges the heads a peer sent; returns nodes whose fork evidence is new.
+    fn merge_heads(&self, peer: PeerId, message: &AntiEntropy) -> Vec<NodeKey> {
+        let mut forks = Vec::new();
+        for chunk in message.heads.iter().take(MAX_HEADS_CHUNKS) {
+            let merged = STANDARD
+                .decode(chunk)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| self.heads.merge_gossip(&bytes).map_err(|e| e.to_string()));
+            match merged {
+                Ok(new) => forks.extend(new),
+                Err(error) => debug!(%peer, %error, "ignoring invalid audit heads"),
+            }
+        }
+        forks
+    }
+
+    /// Answers a peer's offer or push; returns the answer and the nodes
+    /// whose fork evidence is new here.
+    pub fn answer(&self, peer: PeerId, offer: &AntiEntropy) -> (DirectResponse, Vec<NodeKey>) {
+        let forks = self.merge_heads(peer, offer);
+        let compare = !offer.heads_digest.is_empty();
+        let mut mine = self.offer(compare);
+        // A push already carried the peer's heads, and the peer has ours.
+        if compare && offer.heads.is_empty() && mine.heads_digest != offer.heads_digest {
+            mine = self.with_heads(mine);
+        }
+        (DirectResponse::AntiEntropy(mine), forks)
+    }
+
+    /// Tells `peer` that our documents changed.
+    pub async fn notify(&self, fabric: &FabricHandle, peer: PeerId) {
+        let notice = DirectRequest::AntiEntropy(self.notice());
+        if let Err(error) = fabric.request(peer, notice).await {
+            debug!(%peer, %error, "notice not delivered");
+        }
+    }
+
+    /// Compares with `peer`: documents always, audit heads when
+    /// `compare_heads`. Returns the nodes whose fork evidence is new here.
+    pub async fn exchange(
+        &self,
+        fabric: &FabricHandle,
+        peer: PeerId,
+        compare_heads: bool,
+    ) -> Result<Vec<NodeKey>, FabricError> {
+        let reply = fabric
+            .request(peer, DirectRequest::AntiEntropy(self.offer(compare_heads)))
+            .await?;
+        let DirectResponse::AntiEntropy(reply) = reply else {
+            debug!(%peer, "anti-entropy answered with something else");
+            return Ok(Vec::new());
+        };
+        match STANDARD.decode(&reply.summary) {
+            Ok(summary) => self.replicator.on_summary(peer, &summary),
+            Err(_) => debug!(%peer, "ignoring a malformed summary"),
+        }
+        let mut forks = self.merge_heads(peer, &reply);
+        if compare_heads && self.heads_digest() != reply.heads_digest {
+            let push = self.with_heads(self.offer(true));
+            if let DirectResponse::AntiEntropy(answer) = fabric
+                .request(peer, DirectRequest::AntiEntropy(push))
+                .await?
+            {
+                forks.extend(self.merge_heads(peer, &answer));
+            }
+        }
+        Ok(forks)
+    }
+}
+
+fn summary_digest(summary: &[u8]) -> String {
+    hex(&blake3::hash(summary).as_bytes()[..16])
+}

@@ -1,0 +1,148 @@
+//! Eager push of local writes: each write's Automerge change is gossiped on
+//! `osmoda/docs/1` as it is made, and every member applies it on arrival
+//! when it already holds the change's history (`osmoda_docs::Doc::
+//! apply_pushed`). A push that cannot be applied, or never arrives, is
+//! left to anti-entropy and sync (`anti_entropy.rs`, `sync.rs`), which
+//! also tell neighbours of what they bring; pushed changes are not told
+//! again, since gossip already took them everywhere.
+//!
+//! Payload: `0x01 || document (u16, big-endian: a shard, or ROUTINE_BOOK)
+//! || plain Automerge change chunks`, inside the fabric's signed envelope.
+
+use std::sync::{Arc, Weak};
+
+use libp2p::PeerId;
+use osmoda_crdt_state::{Actor, Outcome};
+use osmoda_docs::{check_push_framing, Pushed, ShardId};
+use osmoda_fabric::{FabricHandle, GossipValidator};
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::replication::sync::ROUTINE_BOOK;
+use crate::state::audit_log::AuditLog;
+use crate::state::docs::Docs;
+
+const PUSH_VERSION: u8 = 1;
+
+/// Local writes waiting to be gossiped; when full, a write is told to
+/// neighbours by notice instead.
+pub const OUTBOX: usize = 256;
+
+/// One write's change to one document.
+#[derive(Debug, Clone)]
+pub struct Push {
+    /// A knowledge shard's index, or [`ROUTINE_BOOK`].
+    pub doc: u16,
+    pub change: Vec<u8>,
+}
+
+impl Push {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(3 + self.change.len());
+        out.push(PUSH_VERSION);
+        out.extend_from_slice(&self.doc.to_be_bytes());
+        out.extend_from_slice(&self.change);
+        out
+    }
+
+    /// The document and change bytes of a push, if its header is sound;
+    /// the change itself is checked when applied.
+    pub fn decode(bytes: &[u8]) -> Option<(u16, &[u8])> {
+        let (&version, rest) = bytes.split_first()?;
+        if version != PUSH_VERSION || rest.len() < 2 {
+            return None;
+        }
+        let (doc, change) = rest.split_at(2);
+        let doc = u16::from_be_bytes([doc[0], doc[1]]);
+        (doc == ROUTINE_BOOK || ShardId::new(doc).is_some()).then_some((doc, change))
+    }
+}
+
+/// Checked before a push is relayed: its header and framing. Garbage stops
+/// at the first hop and counts against its sender's gossip score.
+pub fn validator() -> GossipValidator {
+    GossipValidator::new(|bytes| {
+        Push::decode(bytes).is_some_and(|(_, change)| check_push_framing(change).is_ok())
+    })
+}
+
+/// Gossips local writes as they come, until the documents are dropped
+/// (held weakly, so that this task does not keep them alive).
+pub async fn publish(fabric: FabricHandle, docs: Weak<Docs>, mut outbox: mpsc::Receiver<Push>) {
+    while let Some(push) = outbox.recv().await {
+        if let Err(error) = fabric
+            .publish(osmoda_fabric::topics::DOCS, push.encode())
+            .await
+        {
+            // No gossip peer yet, or too large a change: neighbours hear
+            // of it by notice and pull it.
+            debug!(%error, doc = push.doc, "a write goes by notice instead of push");
+            if let Some(docs) = docs.upgrade() {
+                docs.unheard();
+            }
+        }
+    }
+}
+
+/// Applies a member's push; audits it when it changed a document.
+pub fn receive(docs: &Docs, audit: &Arc<AuditLog>, origin: Option<PeerId>, bytes: &[u8]) {
+    let Some((doc, change)) = Push::decode(bytes) else {
+        debug!(?origin, "ignoring a push that does not decode");
+        return;
+    };
+    match docs.apply_pushed(doc, change) {
+        Ok(Pushed::Applied) => {
+            let audit = audit.clone();
+            let target = origin.map(|p| p.to_string()).unwrap_or_default();
+            let actor = origin
+                .and_then(|p| osmoda_fabric::node_key_of(&p))
+                .map(Actor::Peer)
+                .unwrap_or(Actor::Node);
+            let details = if doc == ROUTINE_BOOK {
+                "routine book changed".to_owned()
+            } else {
+                format!("shard {doc} changed")
+            };
+            // In the background, as for a sync: a replica's copy is not an
+            // acknowledged write, and must not wait for the audit's fsync.
+            tokio::spawn(async move {
+                if let Err(e) = audit
+                    .record(actor, "knowledge.push", &target, Outcome::Ok, &details)
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot audit a push");
+                }
+            });
+        }
+        Ok(Pushed::Known) => {}
+        Ok(Pushed::MissingDeps) => debug!(?origin, doc, "a push waits for sync"),
+        Err(error) => debug!(?origin, doc, %error, "ignoring a push that does not apply"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trips_and_refuses_unknown_documents() {
+        let push = Push {
+            doc: 7,
+            change: vec![1, 2, 3],
+        };
+        assert_eq!(Push::decode(&push.encode()), Some((7, &[1u8, 2, 3][..])));
+        let book = Push {
+            doc: ROUTINE_BOOK,
+            change: vec![],
+        };
+        assert!(Push::decode(&book.encode()).is_some());
+        let beyond = Push {
+            doc: osmoda_docs::SHARD_COUNT,
+            change: vec![1],
+        };
+        assert!(Push::decode(&beyond.encode()).is_none());
+        assert!(Push::decode(&[]).is_none());
+        assert!(Push::decode(&[1, 0]).is_none());
+        assert!(Push::decode(&[2, 0, 0, 1]).is_none());
+    }
+}

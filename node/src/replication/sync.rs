@@ -1,0 +1,413 @@
+//! Replication of the knowledge shards between nodes.
+//!
+//! Nodes learn of each other's changes from anti-entropy
+//! (`anti_entropy.rs`): a neighbour's notice, or a periodic comparison. A
+//! node that sees a summary that differs from its own runs rounds of
+//! Automerge sync with that peer over
+//! direct requests (`DocSync`) until neither side has anything to send; the
+//! peer answers each round from a session it keeps for the requester.
+//! Shards that differ are the only ones synced. The routine book rides in
+//! the same rounds, as the pseudo-shard [`ROUTINE_BOOK`].
+//!
+//! The state summary is `0x02 || routine book heads digest (16) ||
+//! knowledge heads summary`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use libp2p::PeerId;
+use osmoda_crdt_state::{Actor, Outcome};
+use osmoda_docs::{HeadsSummary, ShardId, StoreSync, SyncLimits, SyncSession};
+use osmoda_fabric::behaviour::{DirectRequest, DirectResponse, ShardMessage, MAX_SHARD_MESSAGE};
+use osmoda_fabric::FabricHandle;
+use tracing::{debug, info, warn};
+
+use crate::replication::conduct::{Conduct, Verdict};
+use crate::state::audit_log::AuditLog;
+use crate::state::docs::{Docs, Received};
+
+/// Rounds one sync may take before it gives up (it is retried on the next
+/// summary).
+const MAX_ROUNDS: usize = 64;
+/// Peers a node answers sync rounds for at once; sessions idle this long go.
+const MAX_RESPONDERS: usize = 64;
+const RESPONDER_IDLE: Duration = Duration::from_secs(60);
+/// Syncs a node runs as the initiator at once.
+const MAX_OUTBOUND_SYNCS: usize = 2;
+
+/// Shard number that carries the routine book in `doc_sync` rounds.
+pub const ROUTINE_BOOK: u16 = u16::MAX;
+const STATE_VERSION: u8 = 2;
+
+/// A node's state summary, compared in anti-entropy.
+pub struct StateSummary {
+    pub routines: [u8; 16],
+    pub knowledge: HeadsSummary,
+}
+
+impl StateSummary {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![STATE_VERSION];
+        out.extend_from_slice(&self.routines);
+        out.extend_from_slice(&self.knowledge.encode());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let (&version, rest) = bytes.split_first()?;
+        if version != STATE_VERSION || rest.len() < 16 {
+            return None;
+        }
+        let (routines, knowledge) = rest.split_at(16);
+        Some(Self {
+            routines: routines.try_into().ok()?,
+            knowledge: HeadsSummary::decode(knowledge).ok()?,
+        })
+    }
+}
+
+/// One side's sessions with one peer: the knowledge shards and the book.
+struct Sessions {
+    shards: StoreSync,
+    book: SyncSession,
+}
+
+fn limits() -> SyncLimits {
+    SyncLimits {
+        max_message_bytes: MAX_SHARD_MESSAGE,
+        ..SyncLimits::default()
+    }
+}
+
+fn encode(messages: Vec<(ShardId, Vec<u8>)>) -> Vec<ShardMessage> {
+    messages
+        .into_iter()
+        .map(|(shard, bytes)| ShardMessage {
+            shard: shard.index(),
+            data: STANDARD.encode(bytes),
+        })
+        .collect()
+}
+
+/// Messages for knowledge shards, decoded.
+type ShardRound = Vec<(ShardId, Vec<u8>)>;
+
+/// Splits a round into the knowledge shards' messages and the book's;
+/// counts the messages that are not even well-formed.
+fn decode(messages: Vec<ShardMessage>) -> (ShardRound, Option<Vec<u8>>, usize) {
+    let mut book = None;
+    let mut shards = Vec::new();
+    let mut garbage = 0;
+    for m in messages {
+        let Ok(data) = STANDARD.decode(m.data) else {
+            garbage += 1;
+            continue;
+        };
+        if m.shard == ROUTINE_BOOK {
+            book = Some(data);
+        } else if let Some(shard) = ShardId::new(m.shard) {
+            shards.push((shard, data));
+        } else {
+            garbage += 1;
+        }
+    }
+    (shards, book, garbage)
+}
+
+pub struct Replicator {
+    docs: Arc<Docs>,
+    audit: Arc<AuditLog>,
+    fabric: FabricHandle,
+    /// Peers being synced, with a newer summary of theirs to sync next.
+    running: Mutex<HashMap<PeerId, Option<StateSummary>>>,
+    /// Syncs this node starts at once. When several neighbours tell of the
+    /// same change together, the first sync brings it and the others find
+    /// nothing left to do.
+    outbound: tokio::sync::Semaphore,
+    responders: Mutex<HashMap<PeerId, (Sessions, Instant)>>,
+    conduct: Mutex<Conduct>,
+}
+
+impl Replicator {
+    pub fn new(docs: Arc<Docs>, audit: Arc<AuditLog>, fabric: FabricHandle) -> Arc<Self> {
+        Arc::new(Self {
+            docs,
+            audit,
+            fabric,
+            running: Mutex::new(HashMap::new()),
+            outbound: tokio::sync::Semaphore::new(MAX_OUTBOUND_SYNCS),
+            responders: Mutex::new(HashMap::new()),
+            conduct: Mutex::new(Conduct::default()),
+        })
+    }
+
+    pub fn summary(&self) -> Vec<u8> {
+        StateSummary {
+            routines: self.docs.routines_digest(),
+            knowledge: self.docs.summary(),
+        }
+        .encode()
+    }
+
+    /// The next round: messages for differing shards, then the book's.
+    fn generate(&self, sessions: &mut Sessions) -> Vec<ShardMessage> {
+        let mut out = encode(self.docs.sync_generate(&mut sessions.shards));
+        if let Some(book) = self.docs.routines_generate(&mut sessions.book) {
+            out.push(ShardMessage {
+                shard: ROUTINE_BOOK,
+                data: STANDARD.encode(book),
+            });
+        }
+        out
+    }
+
+    /// Applies a peer's round; says how many documents changed and how
+    /// many messages were garbage.
+    fn receive(
+        &self,
+        sessions: &mut Sessions,
+        messages: Vec<ShardMessage>,
+    ) -> crate::error::NodeResult<Received> {
+        let (shards, book, garbage) = decode(messages);
+        let mut received = self.docs.sync_receive(&mut sessions.shards, shards)?;
+        received.refused += garbage;
+        if let Some(book) = book {
+            let r = self.docs.routines_receive(&mut sessions.book, &book)?;
+            received.changed += r.changed;
+            received.refused += r.refused;
+        }
+        Ok(received)
+    }
+
+    /// Notes a peer's misbehaviour; cuts it off when it is one too many.
+    async fn strike(&self, peer: PeerId, reason: &str) {
+        let verdict = self
+            .conduct
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .strike(peer, Instant::now());
+        debug!(%peer, reason, ?verdict, "sync misbehaviour");
+        if verdict != Verdict::CutOff {
+            return;
+        }
+        warn!(%peer, reason, "cutting off a peer that keeps misbehaving in sync");
+        self.fabric.penalize(peer, reason).await;
+        let actor = osmoda_fabric::node_key_of(&peer)
+            .map(Actor::Peer)
+            .unwrap_or(Actor::Node);
+        let details = format!("cut off for a while: {reason}");
+        if let Err(e) = self
+            .audit
+            .record(
+                actor,
+                "peer.penalize",
+                &peer.to_string(),
+                Outcome::Ok,
+                &details,
+            )
+            .await
+        {
+            warn!(error = %e, "cannot audit a penalty");
+        }
+    }
+
+    /// Whether `remote` holds anything we lack, or lacks anything we hold.
+    fn differs(&self, remote: &StateSummary) -> bool {
+        !self
+            .docs
+            .summary()
+            .differing_shards(&remote.knowledge)
+            .is_empty()
+            || remote.routines != self.docs.routines_digest()
+    }
+
+    /// A peer's summary: start a sync with it if we differ.
+    pub fn on_summary(self: &Arc<Self>, peer: PeerId, bytes: &[u8]) {
+        let Some(remote) = StateSummary::decode(bytes) else {
+            debug!(%peer, "ignoring a malformed state summary");
+            return;
+        };
+        if !self.differs(&remote) {
+            return;
+        }
+        {
+            // One sync per peer at a time; a summary that arrives meanwhile
+            // is kept and synced right after, not dropped.
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(pending) = running.get_mut(&peer) {
+                *pending = Some(remote);
+                return;
+            }
+            running.insert(peer, None);
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut remote = remote;
+            loop {
+                // Checked again once it is our turn: a sync with another
+                // peer may have brought the same changes meanwhile.
+                if let Ok(_permit) = this.outbound.acquire().await {
+                    if this.differs(&remote) {
+                        this.run(peer, this.docs.summary(), remote.knowledge).await;
+                    }
+                }
+                let next = {
+                    let mut running = this.running.lock().unwrap_or_else(|e| e.into_inner());
+                    match running.get_mut(&peer).and_then(Option::take) {
+                        Some(next) => Some(next),
+                        None => {
+                            running.remove(&peer);
+                            None
+                        }
+                    }
+                };
+                match next {
+                    Some(next) => remote = next,
+                    None => break,
+                }
+            }
+        });
+    }
+
+    async fn run(&self, peer: PeerId, local: HeadsSummary, remote: HeadsSummary) {
+        let mut sessions = Sessions {
+            shards: StoreSync::new(&local, &remote, limits()),
+            book: SyncSession::new(limits()),
+        };
+        let mut changed = 0;
+        let mut finished = false;
+        for round in 0..MAX_ROUNDS {
+            let out = self.generate(&mut sessions);
+            if out.is_empty() {
+                finished = true;
+                break;
+            }
+            let request = DirectRequest::DocSync {
+                messages: out,
+                start: round == 0,
+            };
+            let messages = match self.fabric.request(peer, request).await {
+                Ok(DirectResponse::DocSync { messages }) => messages,
+                Ok(other) => {
+                    debug!(%peer, ?other, "sync refused");
+                    return;
+                }
+                Err(e) => {
+                    debug!(%peer, error = %e, "sync round failed");
+                    return;
+                }
+            };
+            match self.receive(&mut sessions, messages) {
+                Ok(r) if r.refused > 0 => {
+                    self.strike(peer, "sent sync messages that do not decode")
+                        .await;
+                    return;
+                }
+                Ok(r) => changed += r.changed,
+                Err(e) => {
+                    debug!(%peer, error = %e, "cannot store synced shards");
+                    return;
+                }
+            }
+        }
+        if !finished {
+            self.strike(peer, "sync rounds that do not end").await;
+        }
+        if changed > 0 {
+            info!(%peer, documents = changed, "documents synced");
+            self.audit_sync(peer, changed);
+        }
+    }
+
+    /// Audits a sync that changed documents, written in the background: a
+    /// replica's sync is not an acknowledged change, and waiting for the
+    /// audit log's fsync would put a disk flush into a sync round.
+    fn audit_sync(&self, peer: PeerId, shards: usize) {
+        let audit = self.audit.clone();
+        tokio::spawn(async move {
+            let actor = osmoda_fabric::node_key_of(&peer)
+                .map(Actor::Peer)
+                .unwrap_or(Actor::Node);
+            let details = format!("{shards} shard(s) changed");
+            if let Err(e) = audit
+                .record(
+                    actor,
+                    "knowledge.sync",
+                    &peer.to_string(),
+                    Outcome::Ok,
+                    &details,
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "cannot audit a sync");
+            }
+        });
+    }
+
+    /// Answers a peer's round from the session kept for it.
+    pub async fn answer(
+        &self,
+        peer: PeerId,
+        messages: Vec<ShardMessage>,
+        start: bool,
+    ) -> DirectResponse {
+        let allowed = self
+            .conduct
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .allow_answer(peer, Instant::now());
+        if !allowed {
+            self.strike(peer, "too many sync rounds").await;
+            return DirectResponse::Refused {
+                reason: "too many sync rounds; slow down".into(),
+            };
+        }
+        let mut sessions = {
+            let mut responders = self.responders.lock().unwrap_or_else(|e| e.into_inner());
+            responders.retain(|_, (_, used)| used.elapsed() < RESPONDER_IDLE);
+            let kept = responders.remove(&peer);
+            match kept.filter(|_| !start) {
+                Some((sessions, _)) => sessions,
+                None if responders.len() >= MAX_RESPONDERS => {
+                    return DirectResponse::Refused {
+                        reason: "busy".into(),
+                    };
+                }
+                None => {
+                    let local = self.docs.summary();
+                    Sessions {
+                        shards: StoreSync::new(&local, &local, limits()),
+                        book: SyncSession::new(limits()),
+                    }
+                }
+            }
+        };
+        let changed = match self.receive(&mut sessions, messages) {
+            Ok(r) if r.refused > 0 => {
+                self.strike(peer, "sent sync messages that do not decode")
+                    .await;
+                return DirectResponse::Refused {
+                    reason: format!("{} sync message(s) did not decode", r.refused),
+                };
+            }
+            Ok(r) => r.changed,
+            Err(e) => {
+                return DirectResponse::Refused {
+                    reason: format!("{e:#}"),
+                }
+            }
+        };
+        let reply = self.generate(&mut sessions);
+        self.responders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(peer, (sessions, Instant::now()));
+        if changed > 0 {
+            self.audit_sync(peer, changed);
+        }
+        DirectResponse::DocSync { messages: reply }
+    }
+}

@@ -1,0 +1,115 @@
+//! `osmoda run`: the node's lifetime, from the folder lock to a clean stop.
+
+use anyhow::{Context, Result};
+use osmoda_crdt_state::{Actor, Outcome};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::info;
+use zeroize::Zeroizing;
+
+use crate::config::{self, Overrides};
+use crate::datadir::{DataDir, AGENT_SOCKET, SOCKET};
+use crate::fleet::{self, unix_now};
+use crate::runtime::builder::NodeBuilder;
+
+pub async fn run(
+    data: &DataDir,
+    overrides: Overrides,
+    fleet_name: &str,
+    node_name: Option<&str>,
+) -> Result<()> {
+    data.ensure()?;
+    let _lock = data.lock()?;
+    let created = !data.is_member();
+    if created {
+        let cert = fleet::create(data, fleet_name, node_name)?;
+        eprintln!(
+            "NOTE: {} was empty, so this node created a NEW fleet {fleet_name:?} and is its first admin ({}).\n\
+             \x20     To join an existing fleet instead: stop this node, use an empty folder and run\n\
+             \x20     `osmoda --data DIR join TOKEN` with a token from `osmoda fleet invite` on that fleet's founding node.",
+            data.root().display(),
+            cert.name
+        );
+        info!(name = %cert.name, "created a new fleet; this node is its first admin");
+    }
+    let file_config = config::load(data)?;
+    let default_listen = config::listens_by_default(&file_config, &overrides);
+    let fabric = config::resolve(file_config, &overrides)?;
+    let cert = data.cert()?;
+    cert.verify(&cert.fleet, unix_now()).context(
+        "this node's membership certificate is not valid; ask an admin for a new invite",
+    )?;
+    let fleet_info = data.fleet()?;
+    let store = data.store()?;
+    let agent_socket = data.path(AGENT_SOCKET);
+    let builder = NodeBuilder {
+        store,
+        identity: Zeroizing::new(data.identity()?),
+        cert,
+        fleet: fleet_info.clone(),
+        holds_root_key: data.has_root(),
+        fabric,
+        fallback_listen: if default_listen {
+            Some(config::parse_addrs("listen", &config::default_listen(0))?)
+        } else {
+            None
+        },
+        revocations: data.revocations()?,
+        agents_dir: data.path("agents"),
+        agent_socket: agent_socket.clone(),
+        cgroups: true,
+        data: Some(data.clone()),
+    };
+    let running = builder.start().await?;
+    let node = running.node.clone();
+    if created {
+        node.audit
+            .record(Actor::Operator, "fleet.create", fleet_name, Outcome::Ok, "")
+            .await?;
+    }
+
+    let socket = data.path(SOCKET);
+    let listener = crate::control::bind(&socket)?;
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = crate::control::router(node.clone());
+    let api_task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = api_stopped.await;
+            })
+            .await;
+    });
+    let agent_listener = crate::agent_socket::bind(&agent_socket)
+        .with_context(|| format!("cannot bind {}", agent_socket.display()))?;
+    let agent_app = crate::agent_socket::router(node.clone());
+    let agent_api_task = tokio::spawn(async move {
+        let _ = axum::serve(agent_listener, agent_app).await;
+    });
+    node.start_agents().await;
+    let info = node.info();
+    eprintln!(
+        "osmoda node {} ({}) of fleet {} [{}]\n  data: {}\n  control: {}",
+        info.name,
+        info.node_id,
+        fleet_info.name,
+        fleet_info.id.get(..16).unwrap_or(&fleet_info.id),
+        data.root().display(),
+        socket.display()
+    );
+
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut running = running;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("interrupted; stopping"),
+        _ = sigterm.recv() => info!("SIGTERM; stopping"),
+        _ = running.wait_loop() => {}
+    }
+    agent_api_task.abort();
+    let _ = std::fs::remove_file(&agent_socket);
+    drop(node);
+    running.shutdown().await;
+    let _ = stop_api.send(());
+    let _ = api_task.await;
+    let _ = std::fs::remove_file(&socket);
+    info!("stopped");
+    Ok(())
+}

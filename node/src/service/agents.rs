@@ -1,0 +1,130 @@
+//! The agents this node runs: defined, started, stopped and removed by the
+//! operator; what happens to them on their own is audited as it happens.
+
+use osmoda_agentd::{AgentEvent, AgentEventKind, AgentStatus};
+use osmoda_crdt_state::{Actor, Outcome};
+use tokio::sync::mpsc;
+
+use super::{Caller, Node};
+use crate::api::{AddAgent, AgentView, Removed};
+use crate::error::{NodeError, NodeResult};
+
+/// Most lines `agent logs` returns.
+pub const MAX_LOG_LINES: usize = 10_000;
+
+impl Node {
+    fn view(&self, status: AgentStatus) -> NodeResult<AgentView> {
+        let held = self.agents.held()?.contains(&status.spec.name);
+        Ok(AgentView { status, held })
+    }
+
+    /// Defines an agent and, unless asked not to or locked down, starts it.
+    pub async fn agent_add(&self, by: Caller<'_>, mut body: AddAgent) -> NodeResult<AgentView> {
+        body.spec.created_by = by.actor_text();
+        let name = body.spec.name.clone();
+        let start = body.start && !self.emergency.is_locked();
+        let result = self.agents.add(body.spec, start).await;
+        let status = self.audited(by, "agent.add", &name, "", result).await?;
+        self.view(status)
+    }
+
+    pub async fn agent_list(&self) -> NodeResult<Vec<AgentView>> {
+        let held = self.agents.held()?;
+        Ok(self
+            .agents
+            .list()
+            .await?
+            .into_iter()
+            .map(|status| {
+                let held = held.contains(&status.spec.name);
+                AgentView { status, held }
+            })
+            .collect())
+    }
+
+    pub async fn agent_show(&self, name: &str) -> NodeResult<AgentView> {
+        let status = self.agents.status(name).await?;
+        self.view(status)
+    }
+
+    pub async fn agent_remove(&self, by: Caller<'_>, name: &str) -> NodeResult<Removed> {
+        let result = self.agents.remove(name).await;
+        self.audited(by, "agent.remove", name, "", result).await?;
+        Ok(Removed {
+            removed: name.to_owned(),
+        })
+    }
+
+    /// Starts a stopped agent with a fresh credential; it is no longer held.
+    pub async fn agent_start(&self, by: Caller<'_>, name: &str) -> NodeResult<AgentView> {
+        let result = if self.emergency.is_locked() {
+            Err(NodeError::LockedDown)
+        } else {
+            self.agents.start(name).await
+        };
+        let status = self.audited(by, "agent.start", name, "", result).await?;
+        self.view(status)
+    }
+
+    /// Stops an agent; it stays stopped across node restarts until started.
+    pub async fn agent_stop(&self, by: Caller<'_>, name: &str) -> NodeResult<AgentView> {
+        let result = self.agents.stop(name).await;
+        let status = self.audited(by, "agent.stop", name, "", result).await?;
+        self.view(status)
+    }
+
+    pub async fn agent_logs(&self, name: &str, lines: usize) -> NodeResult<Vec<String>> {
+        self.agents.logs(name, lines.min(MAX_LOG_LINES)).await
+    }
+
+    /// Starts the agents that are not held, at node start.
+    pub async fn start_agents(&self) {
+        if self.emergency.is_locked() {
+            tracing::warn!("this node is locked down: agents stay stopped and tool calls are refused until `osmoda unlock`");
+            return;
+        }
+        match self.agents.start_where(|_| true).await {
+            Ok(failed) => {
+                for (name, e) in failed {
+                    tracing::warn!(agent = %name, error = %e, "cannot start an agent");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the agents"),
+        }
+    }
+}
+
+/// Records what happens to agents on their own (starts, exits, restarts,
+/// memory kills) in the audit log, until the supervisor stops.
+pub async fn audit_agent_events(
+    mut events: mpsc::Receiver<AgentEvent>,
+    audit: std::sync::Arc<crate::state::audit_log::AuditLog>,
+) {
+    while let Some(event) = events.recv().await {
+        let (action, outcome, details) = match &event.kind {
+            AgentEventKind::Started { pid, restarts } => (
+                "agent.started",
+                Outcome::Ok,
+                format!("pid {pid}, restart {restarts}"),
+            ),
+            AgentEventKind::KilledOverMemory { .. } => (
+                "agent.oom",
+                Outcome::Failed("killed over its memory limit".into()),
+                String::new(),
+            ),
+            AgentEventKind::GaveUp { reason } => {
+                ("agent.gave-up", Outcome::Ok, format!("{reason:?}"))
+            }
+            AgentEventKind::Exited { status } => {
+                ("agent.exited", Outcome::Ok, format!("{status:?}"))
+            }
+            _ => continue,
+        };
+        if let Err(e) = audit
+            .record(Actor::Node, action, &event.name, outcome, &details)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot audit an agent event");
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! Knowledge entries and routine definitions on this node: the replicated
+//! Automerge documents of `osmoda-docs`, saved to the store before a write
+//! is acknowledged. Each acknowledged write's change goes to the outbox for
+//! gossip (`push.rs`); changes arrive by push or by sync (`sync.rs`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use osmoda_docs::{
+    derive_id, Entry, EntryUpdate, HeadsSummary, KnowledgeStore, ListQuery, NewEntry, NewRoutine,
+    NodeActor, Pushed, Routine, RoutineBook, ShardId, StoreSync, SyncSession, SHARD_COUNT,
+};
+use osmoda_store::{Batch, Store};
+use tokio::sync::mpsc;
+
+use crate::api::{EntryView, Page, RoutineView};
+use crate::error::{NodeError, NodeResult};
+use crate::replication::push::{Push, OUTBOX};
+use crate::replication::sync::ROUTINE_BOOK;
+
+type Result<T, E = NodeError> = std::result::Result<T, E>;
+
+const KNOWLEDGE: &str = "knowledge";
+const ROUTINES: &str = "routines";
+const BOOK: &[u8] = b"book";
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl From<Entry> for EntryView {
+    fn from(e: Entry) -> Self {
+        Self {
+            id: e.id,
+            title: e.title,
+            body: e.body,
+            tags: e.tags.into_iter().collect(),
+            author_node: e.author_node,
+            actor: e.actor,
+            created_ms: e.created_ms,
+            updated_ms: e.updated_ms,
+        }
+    }
+}
+
+impl From<Routine> for RoutineView {
+    fn from(r: Routine) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            schedule: r.schedule.to_string(),
+            target: r.target.to_string(),
+            command: r.action.command,
+            args: r.action.args,
+            timeout_secs: r.action.timeout_secs,
+            enabled: r.enabled,
+            created_by: r.created_by,
+            created_ms: r.created_ms,
+            updated_ms: r.updated_ms,
+        }
+    }
+}
+
+/// The node's documents. Writes change the document under a lock and queue
+/// the shard's bytes to the store under the same lock, so the store commits
+/// them in the order they were made; the caller is answered once durable.
+pub struct Docs {
+    store: Store,
+    knowledge: Mutex<KnowledgeStore>,
+    routines: Mutex<RoutineBook>,
+    node_id: String,
+    unique: AtomicU64,
+    /// Bumped on every change to either document, local or synced; lets
+    /// the node skip recomputing its summary while nothing changed.
+    changes: AtomicU64,
+    /// Bumped on every change neighbours will not hear of by push (a sync,
+    /// or a write that could not be pushed): the node tells them by notice.
+    unheard: AtomicU64,
+    summary_cache: Mutex<Option<(u64, HeadsSummary)>>,
+    outbox: mpsc::Sender<Push>,
+    /// Taken once by the node's loop, which gossips what it receives.
+    outbox_rx: Mutex<Option<mpsc::Receiver<Push>>>,
+}
+
+fn shard_key(shard: ShardId) -> [u8; 2] {
+    shard.index().to_be_bytes()
+}
+
+impl Docs {
+    pub fn open(store: &Store, node_id: &str) -> Result<Self> {
+        let actor = NodeActor::new(node_id)
+            .map_err(|e| NodeError::Internal(format!("node id as document actor: {e}")))?;
+        let mut knowledge = KnowledgeStore::new(actor.clone());
+        let mut stored = Vec::new();
+        for (key, bytes) in store.scan_prefix(KNOWLEDGE, b"", SHARD_COUNT as usize)? {
+            let index = <[u8; 2]>::try_from(key.as_slice())
+                .ok()
+                .and_then(|k| ShardId::new(u16::from_be_bytes(k)))
+                .ok_or_else(|| {
+                    NodeError::Internal("the knowledge table holds an unknown shard key".into())
+                })?;
+            stored.push((index, bytes));
+        }
+        knowledge.load_shards(stored).map_err(|(shard, e)| {
+            NodeError::Internal(format!(
+                "knowledge shard {} does not load: {e}",
+                shard.index()
+            ))
+        })?;
+        let routines = match store.get(ROUTINES, BOOK)? {
+            Some(bytes) => RoutineBook::load(&bytes, &actor)
+                .map_err(|e| NodeError::Internal(format!("the routine book does not load: {e}")))?,
+            None => RoutineBook::new(&actor),
+        };
+        let (outbox, outbox_rx) = mpsc::channel(OUTBOX);
+        Ok(Self {
+            store: store.clone(),
+            knowledge: Mutex::new(knowledge),
+            routines: Mutex::new(routines),
+            node_id: node_id.to_owned(),
+            unique: AtomicU64::new(now_ms() << 16),
+            changes: AtomicU64::new(0),
+            unheard: AtomicU64::new(0),
+            summary_cache: Mutex::new(None),
+            outbox,
+            outbox_rx: Mutex::new(Some(outbox_rx)),
+        })
+    }
+
+    /// Local writes' changes to gossip; `None` once taken.
+    pub fn take_outbox(&self) -> Option<mpsc::Receiver<Push>> {
+        self.outbox_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// A counter that moves whenever neighbours should be told of a change
+    /// by notice (see `unheard`).
+    pub fn unheard_version(&self) -> u64 {
+        self.unheard.load(Ordering::Acquire)
+    }
+
+    /// Marks a change that neighbours must be told of by notice.
+    pub fn unheard(&self) {
+        self.unheard.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Hands an acknowledged write's changes to the outbox.
+    fn push(&self, pushes: Vec<Push>) {
+        for push in pushes {
+            if self.outbox.try_send(push).is_err() {
+                self.unheard();
+            }
+        }
+    }
+
+    /// A counter that moves whenever the documents change.
+    pub fn version(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn new_id(&self) -> String {
+        derive_id(&self.node_id, self.unique.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Applies `change` to the knowledge store and waits until the shards it
+    /// touched are on disk.
+    async fn write_knowledge<T>(
+        &self,
+        change: impl FnOnce(&mut KnowledgeStore) -> Result<T, osmoda_docs::KnowledgeError>,
+    ) -> Result<T> {
+        let (value, ack, pushes) = {
+            let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+            let value = change(&mut k)?;
+            self.changed();
+            // Every shard is saved after each change, so the dirty ones
+            // are those this write touched, and their last local change
+            // is this write's.
+            let pushes = k
+                .dirty_shards()
+                .into_iter()
+                .filter_map(|shard| {
+                    let change = k.shard(shard)?.last_local_change()?;
+                    Some(Push {
+                        doc: shard.index(),
+                        change,
+                    })
+                })
+                .collect();
+            let mut batch = Batch::new();
+            for (shard, bytes) in k.save_dirty() {
+                batch.put(KNOWLEDGE, &shard_key(shard), &bytes);
+            }
+            (value, self.store.submit_batch(batch)?, pushes)
+        };
+        ack.await?;
+        self.push(pushes);
+        Ok(value)
+    }
+
+    async fn write_routines<T>(
+        &self,
+        change: impl FnOnce(&mut RoutineBook) -> Result<T, osmoda_docs::RoutineError>,
+    ) -> Result<T> {
+        let (value, ack, pushes) = {
+            let mut r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+            let value = change(&mut r)?;
+            self.changed();
+            let pushes: Vec<Push> = r
+                .doc()
+                .last_local_change()
+                .map(|change| Push {
+                    doc: ROUTINE_BOOK,
+                    change,
+                })
+                .into_iter()
+                .collect();
+            let mut batch = Batch::new();
+            batch.put(ROUTINES, BOOK, &r.doc_mut().save());
+            (value, self.store.submit_batch(batch)?, pushes)
+        };
+        ack.await?;
+        self.push(pushes);
+        Ok(value)
+    }
+
+    pub async fn put(
+        &self,
+        title: String,
+        body: String,
+        tags: Vec<String>,
+        actor: String,
+    ) -> Result<String> {
+        let id = self.new_id();
+        let new = NewEntry {
+            id: id.clone(),
+            title,
+            body,
+            tags,
+            actor,
+        };
+        self.write_knowledge(|k| k.put(new, now_ms())).await?;
+        Ok(id)
+    }
+
+    pub async fn update(&self, id: &str, update: EntryUpdate) -> Result<()> {
+        self.write_knowledge(|k| k.update(id, &update, now_ms()))
+            .await
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        self.write_knowledge(|k| k.delete(id, now_ms())).await
+    }
+
+    pub fn get(&self, id: &str) -> NodeResult<Option<EntryView>> {
+        let k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(k.get(id)?.map(Into::into))
+    }
+
+    pub fn list(&self, query: &ListQuery) -> Vec<EntryView> {
+        let k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+        k.list(query).into_iter().map(Into::into).collect()
+    }
+
+    /// One page of entries, newest first, after `cursor`.
+    pub fn list_page(
+        &self,
+        tag: Option<String>,
+        prefix: Option<String>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<EntryView>> {
+        let after = match cursor {
+            Some(text) => Some(parse_cursor(text)?),
+            None => None,
+        };
+        let query = ListQuery {
+            tag,
+            id_prefix: prefix,
+            limit: usize::MAX,
+            ..ListQuery::default()
+        };
+        let all = self.list(&query);
+        let mut items: Vec<EntryView> = all
+            .into_iter()
+            .filter(|e| match &after {
+                Some((t, id)) => {
+                    (e.updated_ms, std::cmp::Reverse(&e.id)) < (*t, std::cmp::Reverse(id))
+                }
+                None => true,
+            })
+            .take(limit + 1)
+            .collect();
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_cursor = match (more, items.last()) {
+            (true, Some(last)) => Some(format!("{}.{}", last.updated_ms, last.id)),
+            _ => None,
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<EntryView>> {
+        let k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(k.search(query, limit)?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    pub async fn add_routine(&self, mut new: NewRoutine) -> Result<String> {
+        new.id = self.new_id();
+        let id = new.id.clone();
+        self.write_routines(|r| r.add(new, now_ms())).await?;
+        Ok(id)
+    }
+
+    pub async fn set_routine(&self, id: &str, enabled: bool) -> Result<()> {
+        self.write_routines(|r| {
+            if enabled {
+                r.enable(id, now_ms())
+            } else {
+                r.disable(id, now_ms())
+            }
+        })
+        .await
+    }
+
+    pub async fn remove_routine(&self, id: &str) -> Result<()> {
+        self.write_routines(|r| r.remove(id, now_ms())).await
+    }
+
+    /// This node's heads summary of the knowledge shards, for gossip.
+    pub fn summary(&self) -> HeadsSummary {
+        // Every peer's summary is compared with ours: computed once per
+        // change, not once per message.
+        let version = self.version();
+        let mut cache = self.summary_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((v, summary)) = cache.as_ref() {
+            if *v == version {
+                return summary.clone();
+            }
+        }
+        let summary = self
+            .knowledge
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .heads_summary();
+        *cache = Some((version, summary.clone()));
+        summary
+    }
+
+    /// Digest of the routine book's heads (all zeros while it is empty).
+    pub fn routines_digest(&self) -> [u8; 16] {
+        let r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+        r.doc().heads_digest().map(|d| d.0).unwrap_or([0; 16])
+    }
+
+    /// The routine book's next sync message, if it has something to say.
+    pub fn routines_generate(&self, session: &mut SyncSession) -> Option<Vec<u8>> {
+        let r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+        match session.generate_message(r.doc()) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::debug!(error = %e, "routine sync session failed");
+                None
+            }
+        }
+    }
+
+    /// Applies a peer's routine sync message and stores the book if it
+    /// changed. Returns whether it changed.
+    /// Applies a peer's message for the routine book; `Received` counts a
+    /// message that did not decode as refused.
+    pub fn routines_receive(&self, session: &mut SyncSession, bytes: &[u8]) -> Result<Received> {
+        let mut r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = match session.receive_message(r.doc_mut(), bytes) {
+            Ok(changed) => changed,
+            Err(e) => {
+                tracing::debug!(error = %e, "routine sync message refused");
+                return Ok(Received {
+                    changed: 0,
+                    refused: 1,
+                });
+            }
+        };
+        if changed {
+            self.changed();
+            self.unheard();
+            let mut batch = Batch::new();
+            batch.put(ROUTINES, BOOK, &r.doc_mut().save());
+            let _ack = self.store.submit_batch(batch)?;
+        }
+        Ok(Received {
+            changed: usize::from(changed),
+            refused: 0,
+        })
+    }
+
+    /// The next round of `sync`'s messages.
+    pub fn sync_generate(&self, sync: &mut StoreSync) -> Vec<(ShardId, Vec<u8>)> {
+        let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+        sync.generate(&mut k)
+    }
+
+    /// Applies a peer's round; stores the shards it changed. A bad message
+    /// fails that shard's session only, and is counted as refused.
+    pub fn sync_receive(
+        &self,
+        sync: &mut StoreSync,
+        messages: Vec<(ShardId, Vec<u8>)>,
+    ) -> Result<Received> {
+        let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut changed, mut refused) = (0, 0);
+        for (shard, bytes) in messages {
+            match sync.receive(&mut k, shard, &bytes) {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    refused += 1;
+                    tracing::debug!(shard = shard.index(), error = %e, "sync message refused")
+                }
+            }
+        }
+        let mut batch = Batch::new();
+        for (shard, bytes) in k.save_dirty() {
+            batch.put(KNOWLEDGE, &shard_key(shard), &bytes);
+        }
+        if !batch.is_empty() {
+            self.changed();
+            self.unheard();
+            // Replicated data: queued in order under the lock; no need to
+            // hold the peer's round until it is on disk.
+            let _ack = self.store.submit_batch(batch)?;
+        }
+        Ok(Received { changed, refused })
+    }
+
+    /// Applies a member's pushed change to a shard or the routine book,
+    /// and stores what changed.
+    pub fn apply_pushed(&self, doc: u16, change: &[u8]) -> Result<Pushed> {
+        let mut batch = Batch::new();
+        let pushed = if doc == ROUTINE_BOOK {
+            let mut r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+            let pushed = r.doc_mut().apply_pushed(change).map_err(doc_error)?;
+            if pushed == Pushed::Applied {
+                batch.put(ROUTINES, BOOK, &r.doc_mut().save());
+            }
+            pushed
+        } else {
+            let shard =
+                ShardId::new(doc).ok_or_else(|| NodeError::not_found("shard", doc.to_string()))?;
+            let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+            let pushed = k.shard_mut(shard).apply_pushed(change).map_err(doc_error)?;
+            for (shard, bytes) in k.save_dirty() {
+                batch.put(KNOWLEDGE, &shard_key(shard), &bytes);
+            }
+            pushed
+        };
+        if !batch.is_empty() {
+            self.changed();
+            // Queued in order; a replica's copy need not wait for the disk.
+            let _ack = self.store.submit_batch(batch)?;
+        }
+        Ok(pushed)
+    }
+
+    pub fn routine(&self, id: &str) -> Result<Option<RoutineView>> {
+        let r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(r.get(id)?.map(Into::into))
+    }
+
+    pub fn routines(&self) -> Vec<RoutineView> {
+        let r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+        r.list().into_iter().map(Into::into).collect()
+    }
+}
+
+fn parse_cursor(text: &str) -> Result<(u64, String)> {
+    text.split_once('.')
+        .and_then(|(t, id)| Some((t.parse().ok()?, id.to_owned())))
+        .ok_or_else(|| NodeError::Invalid(format!("cursor {text:?} is not one this node gave")))
+}
+
+/// A peer's change that does not apply is the peer's fault; it is reported
+/// as invalid input.
+fn doc_error(e: osmoda_docs::DocError) -> NodeError {
+    NodeError::Invalid(e.to_string())
+}
+
+/// What a peer's sync round did here.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Received {
+    /// Documents that changed.
+    pub changed: usize,
+    /// Messages that did not decode or apply (the peer's fault).
+    pub refused: usize,
+}
