@@ -17,9 +17,9 @@
 //! one root, so anything else is nonsense a signer should not get away with).
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use osmoda_wire::{Reader, Truncated};
 
 use crate::merkle::empty_root;
-use crate::wire::{Reader, Truncated};
 use crate::{Hash, NodeKey};
 
 const CHECKPOINT_VERSION: u8 = 1;

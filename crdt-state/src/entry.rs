@@ -25,7 +25,8 @@
 //! | failed: reason_len, reason | 2 + 0..=512, UTF-8 (only for tag 2) |
 //! | details_len, details | 2 + 0..=4096, UTF-8 |
 
-use crate::wire::{Reader, Truncated};
+use osmoda_wire::{Reader, Truncated};
+
 use crate::NodeKey;
 
 const ENTRY_VERSION: u8 = 1;

@@ -16,9 +16,10 @@
 //! | inconsistent: older, newer | 145 + 145 (`older.size < newer.size`) |
 //! | inconsistent: count, path | 1 + 32 × count (count ≤ 65): the expanded consistency path |
 
+use osmoda_wire::{put_arrays, Reader, Truncated};
+
 use crate::checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_LEN};
 use crate::proof::{expanded_consistency_path, implied_old_root, ProofError, MAX_PATH_LEN};
-use crate::wire::{put_hashes, Reader, Truncated};
 use crate::{Hash, NodeKey};
 
 const EVIDENCE_VERSION: u8 = 1;
@@ -163,7 +164,7 @@ impl ForkEvidence {
                 // Verified evidence has at most MAX_PATH_LEN hashes; an
                 // unverified longer path is cut here and then fails to decode
                 // as the same value, never silently verifies.
-                put_hashes(&mut out, &path[..path.len().min(MAX_PATH_LEN)]);
+                put_arrays(&mut out, &path[..path.len().min(MAX_PATH_LEN)]);
             }
         }
         out
@@ -189,7 +190,7 @@ impl ForkEvidence {
             KIND_INCONSISTENT => ForkEvidence::Inconsistent {
                 older: Checkpoint::decode_from(&mut r)?,
                 newer: Checkpoint::decode_from(&mut r)?,
-                path: r.hashes(MAX_PATH_LEN)?,
+                path: r.arrays(MAX_PATH_LEN)?,
             },
             other => return Err(EvidenceError::UnknownKind(other)),
         };

@@ -53,9 +53,10 @@
 
 use std::collections::BTreeMap;
 
+use osmoda_wire::{Reader, Truncated};
+
 use crate::checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_LEN};
 use crate::evidence::{EvidenceError, ForkEvidence, MAX_EVIDENCE_LEN};
-use crate::wire::{Reader, Truncated};
 use crate::NodeKey;
 
 const STATE_VERSION: u8 = 1;

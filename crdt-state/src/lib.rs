@@ -44,7 +44,6 @@ pub mod log;
 pub mod merkle;
 pub mod proof;
 pub mod verify;
-mod wire;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use entry::{Actor, AuditEntry, EntryError, Outcome};

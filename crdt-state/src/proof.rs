@@ -16,8 +16,9 @@
 //! holds it). In expanded form the proof determines the old root on its own,
 //! which is what fork evidence needs: see [`implied_old_root`].
 
+use osmoda_wire::{put_arrays, Reader, Truncated};
+
 use crate::merkle::{node_hash, root_of, split};
-use crate::wire::{put_hashes, Reader, Truncated};
 use crate::Hash;
 
 const INCLUSION_VERSION: u8 = 1;
@@ -301,7 +302,7 @@ fn encode_sized(version: u8, a: u64, b: u64, path: &[Hash]) -> Result<Vec<u8>, P
     out.push(version);
     out.extend_from_slice(&a.to_be_bytes());
     out.extend_from_slice(&b.to_be_bytes());
-    put_hashes(&mut out, path);
+    put_arrays(&mut out, path);
     Ok(out)
 }
 
@@ -313,7 +314,7 @@ fn decode_sized(version: u8, bytes: &[u8]) -> Result<(u64, u64, Vec<Hash>), Proo
     }
     let a = r.u64()?;
     let b = r.u64()?;
-    let path = r.hashes(MAX_PATH_LEN)?;
+    let path = r.arrays(MAX_PATH_LEN)?;
     r.finish()?;
     Ok((a, b, path))
 }

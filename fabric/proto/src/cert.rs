@@ -7,9 +7,9 @@
 //! context string so that no signature can be replayed as another kind.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use osmoda_wire::{Reader, Truncated};
 use rand_core::CryptoRngCore;
 
-use crate::wire::{Reader, Truncated};
 use crate::{FleetKey, NodeKey};
 
 const CERT_VERSION: u8 = 1;

@@ -10,10 +10,10 @@
 //! UNLOCK cannot be undone by replaying the LOCKDOWN before it.
 
 use ed25519_dalek::{Signer, SigningKey};
+use osmoda_wire::{Reader, Truncated};
 use rand_core::CryptoRngCore;
 
 use crate::cert::{verify_signed, CertError, FleetCert, Role, MAX_CERT_LEN};
-use crate::wire::{Reader, Truncated};
 use crate::FleetKey;
 
 const VERSION: u8 = 1;

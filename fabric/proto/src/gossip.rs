@@ -18,9 +18,9 @@
 //! into another topic.
 
 use ed25519_dalek::{Signer, SigningKey};
+use osmoda_wire::Reader;
 
 use crate::cert::verify_signed;
-use crate::wire::Reader;
 use crate::NodeKey;
 
 const VERSION: u8 = 1;

@@ -18,13 +18,13 @@
 use ed25519_dalek::{Signer, SigningKey};
 use ml_kem::kem::{Decapsulate, Encapsulate};
 use ml_kem::{EncodedSizeUser, KemCore, MlKem768};
+use osmoda_wire::Reader;
 use rand_core::CryptoRngCore;
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::cert::{verify_signed, CertError, FleetCert, MAX_CERT_LEN};
 use crate::noise::{CipherError, SymmetricState, HASHLEN, TAGLEN};
 use crate::session::Session;
-use crate::wire::Reader;
 use crate::{FleetKey, NodeKey};
 
 /// Hashed into the handshake; a peer with any other name fails at message 2.

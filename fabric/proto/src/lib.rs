@@ -27,7 +27,6 @@ pub mod kem;
 mod noise;
 pub mod session;
 pub mod token;
-mod wire;
 
 pub use cert::{CertError, FleetCert, FleetRoot, Revocation, Role};
 pub use emergency::{admit, Admission, EmergencyCommand, EmergencyError, EmergencyKind};

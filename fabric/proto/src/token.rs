@@ -10,10 +10,10 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::SigningKey;
+use osmoda_wire::{Reader, Truncated};
 use zeroize::Zeroizing;
 
 use crate::cert::{verify_signed, CertError, FleetCert, FleetRoot, MAX_CERT_LEN};
-use crate::wire::{Reader, Truncated};
 
 /// Text prefix of every token; also tells a token from other strings.
 pub const TOKEN_PREFIX: &str = "osmoda1";
