@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use crate::fleet::{Observation, Operation, VerifyOutcome};
 use crate::report::{
-    AgreementPoint, Cost, Dissemination, FaultConvergence, Incident, OpRecord, OpsSummary,
-    Percentiles, Report,
+    AgreementPoint, Cost, Dissemination, FaultConvergence, Incident, OpRecord, OpsSummary, Report,
 };
 use crate::schedule::{Event, Schedule};
 
@@ -396,7 +395,7 @@ impl Recorder {
         let complete = o.acked.is_some() && times.len() == o.targets.len();
         OpRecord {
             id: o.op.id,
-            kind: o.op.kind.as_str(),
+            kind: o.op.kind,
             node: o.op.node,
             scheduled_ms: ms(o.scheduled),
             acked_ms: o.acked.map(ms),
@@ -419,12 +418,10 @@ impl Recorder {
 
     pub fn finish(self, input: FinishInput) -> Report {
         let records: Vec<OpRecord> = self.ops.iter().map(|o| self.op_record(o)).collect();
-        let acked: Vec<&OpRecord> = records.iter().filter(|r| r.acked_ms.is_some()).collect();
-        let all: Vec<f64> = acked.iter().filter_map(|r| r.all_ms).collect();
-        let p99: Vec<f64> = acked.iter().filter_map(|r| r.p99_nodes_ms).collect();
+        let dissemination = Dissemination::of(&records);
         let ops = OpsSummary {
             scheduled: records.len() + self.skipped_by_schedule,
-            acked: acked.len(),
+            acked: dissemination.acked,
             rejected: records
                 .iter()
                 .filter(|r| r.acked_ms.is_none() && r.error.is_some())
@@ -447,11 +444,8 @@ impl Recorder {
             wall_ms: ms(input.wall),
             max_lag_ms: ms(input.max_lag),
             ops,
-            dissemination: Dissemination {
-                all: Percentiles::of(&all),
-                p99_nodes: Percentiles::of(&p99),
-                incomplete: acked.iter().filter(|r| r.all_ms.is_none()).count(),
-            },
+            dissemination_by_kind: Dissemination::by_kind(&records),
+            dissemination,
             convergence: self.faults.into_iter().map(|f| f.conv).collect(),
             agreement: self.agreement,
             cost: input.cost,

@@ -8,10 +8,10 @@
 use std::io;
 use std::path::Path;
 
-use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use crate::report::Report;
+use crate::fleet::OpKind;
+use crate::report::{OpRecord, Report};
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(format!("plotting failed: {e}"))
@@ -22,6 +22,9 @@ const ALL: RGBColor = RGBColor(31, 119, 180);
 const P99: RGBColor = RGBColor(214, 39, 40);
 const FAULT: RGBColor = RGBColor(255, 160, 0);
 const QUIET: RGBColor = RGBColor(44, 160, 44);
+/// The left end of the dissemination plot's log axis: below one poll's
+/// resolution, and times of 0 (the op's own node) have to land somewhere.
+const FLOOR_MS: f64 = 1.0;
 
 /// Points of an empirical CDF: (value, share of values at or below it).
 pub fn cdf(values: &[f64]) -> Vec<(f64, f64)> {
@@ -46,16 +49,57 @@ fn steps(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     out
 }
 
+/// A kind's colour, fixed so that plots of different runs compare.
+fn kind_color(kind: OpKind) -> RGBColor {
+    match kind {
+        OpKind::KnowledgePut => ALL,
+        OpKind::AuditAppend => RGBColor(148, 103, 189),
+        OpKind::RoutineAdd => QUIET,
+        OpKind::Broadcast => P99,
+    }
+}
+
+/// Like `cdf`, but each value counts as 1/`total` of the ops, so that ops
+/// that never got that far keep the curve below 1.
+fn cdf_of(values: &[f64], total: usize) -> Vec<(f64, f64)> {
+    let share = values.len() as f64 / total.max(1) as f64;
+    cdf(values)
+        .into_iter()
+        .map(|(x, y)| (x, y * share))
+        .collect()
+}
+
 /// `dissemination-cdf.svg`: for each op, time until all (and 99% of) its
-/// target nodes held it, as cumulative distributions.
+/// target nodes held it, as cumulative distributions, one colour per op
+/// kind. The time axis is logarithmic: the kinds lie orders of magnitude
+/// apart (tens of milliseconds for a pushed write, seconds for an audit
+/// append seen through a checkpoint).
 pub fn dissemination_cdf(report: &Report, path: &Path) -> io::Result<()> {
-    let all: Vec<f64> = report.op_records.iter().filter_map(|r| r.all_ms).collect();
-    let p99: Vec<f64> = report
-        .op_records
+    let times = |kind: OpKind, pick: fn(&OpRecord) -> Option<f64>| -> Vec<f64> {
+        report
+            .op_records
+            .iter()
+            .filter(|r| r.kind == kind && r.acked_ms.is_some())
+            .filter_map(pick)
+            // A log axis has no zero: a time under the floor is drawn on it.
+            .map(|v| v.max(FLOOR_MS))
+            .collect()
+    };
+    let curves: Vec<(OpKind, usize, Vec<f64>, Vec<f64>)> = report
+        .dissemination_by_kind
         .iter()
-        .filter_map(|r| r.p99_nodes_ms)
+        .map(|(&k, d)| {
+            let all = times(k, |r| r.all_ms);
+            let p99 = times(k, |r| r.p99_nodes_ms);
+            (k, d.acked, all, p99)
+        })
         .collect();
-    let xmax = all.iter().chain(&p99).copied().fold(1.0, f64::max) * 1.05;
+    let xmax = curves
+        .iter()
+        .flat_map(|(_, _, all, p99)| all.iter().chain(p99))
+        .copied()
+        .fold(10.0 * FLOOR_MS, f64::max)
+        * 1.2;
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(io_err)?;
     let title = format!(
@@ -67,27 +111,43 @@ pub fn dissemination_cdf(report: &Report, path: &Path) -> io::Result<()> {
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(55)
-        .build_cartesian_2d(0f64..xmax, 0f64..1.02)
+        .build_cartesian_2d((FLOOR_MS..xmax).log_scale(), 0f64..1.02)
         .map_err(io_err)?;
     chart
         .configure_mesh()
-        .x_desc("time after acknowledgement (ms)")
-        .y_desc("share of ops")
+        .x_desc("time after acknowledgement (ms, log scale)")
+        .y_desc("share of the kind's acked ops")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .draw()
         .map_err(io_err)?;
-    // The 99% line goes first, wide and pale, so that where the two agree
-    // (small fleets: 99% of the nodes is all of them) both stay visible.
-    for (values, style, label) in [
-        (&p99, P99.mix(0.45).stroke_width(5), "99% of target nodes"),
-        (&all, ALL.stroke_width(2), "all target nodes"),
-    ] {
+    for (kind, acked, all, p99) in &curves {
+        let color = kind_color(*kind);
+        // The 99% line goes first, wide and pale, so that where the two
+        // agree (small fleets: 99% of the nodes is all of them) both stay
+        // visible.
         chart
-            .draw_series(LineSeries::new(steps(&cdf(values)), style))
+            .draw_series(LineSeries::new(
+                steps(&cdf_of(p99, *acked)),
+                color.mix(0.4).stroke_width(5),
+            ))
+            .map_err(io_err)?;
+        let style = color.stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(steps(&cdf_of(all, *acked)), style))
             .map_err(io_err)?
-            .label(label)
+            .label(format!("{} ({acked}), all target nodes", kind.as_str()))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
-    legend(&mut chart)?;
+    // A legend entry for the pale lines, drawn off the plot area.
+    let pale = BLACK.mix(0.3).stroke_width(5);
+    chart
+        .draw_series(LineSeries::new(std::iter::empty::<(f64, f64)>(), pale))
+        .map_err(io_err)?
+        .label("pale, wide: 99% of target nodes")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], pale));
+    // Upper left: a CDF climbs from the lower left to the upper right, and
+    // the axis starts below what a poll can resolve.
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     root.present().map_err(io_err)
 }
 
@@ -151,16 +211,17 @@ pub fn convergence(report: &Report, path: &Path) -> io::Result<()> {
         .map_err(io_err)?
         .label("largest agreeing group")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], ALL.stroke_width(2)));
-    legend(&mut chart)?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     root.present().map_err(io_err)
 }
 
-type Chart<'a> = ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
-
-fn legend(chart: &mut Chart<'_>) -> io::Result<()> {
+fn legend<'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+) -> io::Result<()> {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(position)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()

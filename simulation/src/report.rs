@@ -8,6 +8,17 @@
 //!   `p99_nodes` when 99% of them (rounded up) have it; an op some target
 //!   never got within the run counts as incomplete. Resolution: one poll
 //!   (`observe_every`, 50 ms by default).
+//! - Dissemination is summarised per op kind, because the kinds travel at
+//!   speeds orders of magnitude apart (a knowledge write is pushed at once;
+//!   an audit append is seen through its node's next checkpoint, every
+//!   5 s). In `report.json`, `dissemination_by_kind` maps each kind that
+//!   had ops in the run (`knowledge-put`, `audit-append`, `routine-add`,
+//!   `broadcast`) to a `Dissemination`: `acked` (its acknowledged ops),
+//!   `all` and `p99_nodes` (`Percentiles` in ms: `count`, `p50_ms`,
+//!   `p95_ms`, `p99_ms`, `max_ms`, over the ops that got that far) and
+//!   `incomplete` (acknowledged ops some target never held).
+//!   `dissemination` is the same over every kind together, kept for
+//!   totals; its percentiles mix the kinds' speeds.
 //! - Convergence after a fault: from the fault's last event (heal, restart,
 //!   join, stall end, revert) to the first poll at which all live nodes
 //!   have the same state and audit-heads digests; `None` if that never
@@ -27,10 +38,13 @@
 //!   injected, or as many as any node knows), `schedule-followed` (every
 //!   start, crash and verify the schedule asked for succeeded).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
 use serde::Serialize;
+
+use crate::fleet::OpKind;
 
 /// Nearest-rank summary of a set of durations (ms).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -70,7 +84,7 @@ impl Percentiles {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OpRecord {
     pub id: u64,
-    pub kind: &'static str,
+    pub kind: OpKind,
     pub node: usize,
     pub scheduled_ms: f64,
     pub acked_ms: Option<f64>,
@@ -94,14 +108,47 @@ pub struct OpsSummary {
     pub lost_with_disk: usize,
 }
 
+/// Dissemination of a group of ops (one kind, or all of them).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Dissemination {
-    /// Time until every target node holds the op.
+    /// Acknowledged ops in the group: the ones measured.
+    pub acked: usize,
+    /// Time until every target node holds the op (complete ops only).
     pub all: Percentiles,
-    /// Time until 99% of the target nodes hold it.
+    /// Time until 99% of the target nodes hold it (ops that got there).
     pub p99_nodes: Percentiles,
     /// Acknowledged ops that some target never held.
     pub incomplete: usize,
+}
+
+impl Dissemination {
+    /// Over the acknowledged ops among `records`.
+    pub fn of<'a>(records: impl IntoIterator<Item = &'a OpRecord>) -> Dissemination {
+        let acked: Vec<&OpRecord> = records
+            .into_iter()
+            .filter(|r| r.acked_ms.is_some())
+            .collect();
+        let all: Vec<f64> = acked.iter().filter_map(|r| r.all_ms).collect();
+        let p99: Vec<f64> = acked.iter().filter_map(|r| r.p99_nodes_ms).collect();
+        Dissemination {
+            acked: acked.len(),
+            all: Percentiles::of(&all),
+            p99_nodes: Percentiles::of(&p99),
+            incomplete: acked.len() - all.len(),
+        }
+    }
+
+    /// One entry per kind with at least one op in `records` (acknowledged
+    /// or not, so that a kind whose every op failed still shows).
+    pub fn by_kind(records: &[OpRecord]) -> BTreeMap<OpKind, Dissemination> {
+        let mut kinds: Vec<OpKind> = records.iter().map(|r| r.kind).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        kinds
+            .into_iter()
+            .map(|k| (k, Dissemination::of(records.iter().filter(|r| r.kind == k))))
+            .collect()
+    }
 }
 
 /// Convergence after one fault.
@@ -209,7 +256,10 @@ pub struct Report {
     /// The latest an event ran after its scheduled time.
     pub max_lag_ms: f64,
     pub ops: OpsSummary,
+    /// Every kind together (see the module's doc: it mixes speeds).
     pub dissemination: Dissemination,
+    /// Per kind, in `OpKind` order; the summary prints these.
+    pub dissemination_by_kind: BTreeMap<OpKind, Dissemination>,
     pub convergence: Vec<FaultConvergence>,
     pub agreement: Vec<AgreementPoint>,
     pub cost: Cost,
@@ -243,19 +293,72 @@ impl Report {
     }
 }
 
-fn opt_ms(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".into(), |v| format!("{v:.0} ms"))
+/// A duration for the summary's columns: `35 ms`, `2.70 s`, `41.3 s`.
+fn duration(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(v) if v < 999.5 => format!("{v:.0} ms"),
+        Some(v) if v < 9_995.0 => format!("{:.2} s", v / 1e3),
+        Some(v) => format!("{:.1} s", v / 1e3),
+    }
 }
 
-fn pct_line(p: &Percentiles) -> String {
-    format!(
-        "p50 {}  p95 {}  p99 {}  max {}  (n={})",
-        opt_ms(p.p50_ms),
-        opt_ms(p.p95_ms),
-        opt_ms(p.p99_ms),
-        opt_ms(p.max_ms),
-        p.count
-    )
+/// One aligned line per kind: `p` picks the percentiles, `missing` how
+/// many ops did not get that far and `why` names that.
+fn kind_lines(
+    f: &mut fmt::Formatter<'_>,
+    kinds: &BTreeMap<OpKind, Dissemination>,
+    p: impl Fn(&Dissemination) -> &Percentiles,
+    why: &str,
+) -> fmt::Result {
+    let width = kinds.keys().map(|k| k.as_str().len()).max().unwrap_or(0);
+    for (kind, d) in kinds {
+        let pct = p(d);
+        let missing = d.acked.saturating_sub(pct.count);
+        let note = if missing > 0 {
+            format!("  {missing} {why}")
+        } else {
+            String::new()
+        };
+        writeln!(
+            f,
+            "    {:<width$}  {:>5} acked  p50 {:>7}  p95 {:>7}  p99 {:>7}  max {:>7}{note}",
+            kind.as_str(),
+            d.acked,
+            duration(pct.p50_ms),
+            duration(pct.p95_ms),
+            duration(pct.p99_ms),
+            duration(pct.max_ms),
+        )?;
+    }
+    Ok(())
+}
+
+impl Report {
+    /// The dissemination part of the summary: a block of one line per kind
+    /// to all target nodes, and a second one to 99% of them where that
+    /// differs (fleets of 100 nodes or more).
+    fn fmt_dissemination(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kinds = &self.dissemination_by_kind;
+        if kinds.is_empty() {
+            return writeln!(f, "  dissemination: no workload ops");
+        }
+        let same = kinds.values().all(|d| d.all == d.p99_nodes);
+        let also = if same { " (and 99% of them)" } else { "" };
+        writeln!(
+            f,
+            "  dissemination, from the ack until seen on every target node{also}:"
+        )?;
+        kind_lines(f, kinds, |d| &d.all, "never reached every target")?;
+        if !same {
+            writeln!(
+                f,
+                "  dissemination, from the ack until seen on 99% of the target nodes:"
+            )?;
+            kind_lines(f, kinds, |d| &d.p99_nodes, "never reached 99% of them")?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for Report {
@@ -280,23 +383,7 @@ impl fmt::Display for Report {
             "  ops: {} scheduled, {} acked, {} rejected, {} skipped, {} lost with a disk",
             o.scheduled, o.acked, o.rejected, o.skipped, o.lost_with_disk
         )?;
-        writeln!(
-            f,
-            "  dissemination, all nodes: {}",
-            pct_line(&self.dissemination.all)
-        )?;
-        writeln!(
-            f,
-            "  dissemination, 99% nodes: {}",
-            pct_line(&self.dissemination.p99_nodes)
-        )?;
-        if self.dissemination.incomplete > 0 {
-            writeln!(
-                f,
-                "  ops some target never held: {}",
-                self.dissemination.incomplete
-            )?;
-        }
+        self.fmt_dissemination(f)?;
         for c in &self.convergence {
             let name = c
                 .fault

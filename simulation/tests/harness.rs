@@ -202,6 +202,12 @@ async fn instant_replication_passes_and_reports() {
     assert_eq!(report.ops.acked + report.ops.skipped, report.ops.scheduled);
     assert_eq!(report.dissemination.incomplete, 0);
     assert_eq!(report.dissemination.all.count, report.ops.acked);
+    let per_kind: usize = report
+        .dissemination_by_kind
+        .values()
+        .map(|d| d.all.count)
+        .sum();
+    assert_eq!(per_kind, report.ops.acked);
     // Everything shows up at the next poll (50 ms), give or take timer slack.
     let p99 = report.dissemination.all.p99_ms.unwrap();
     assert!(p99 <= 150.0, "p99 {p99}");
@@ -234,7 +240,18 @@ async fn instant_replication_passes_and_reports() {
         assert!(svg.contains("<polyline"), "{file} has a line");
     }
     let summary = std::fs::read_to_string(dir.path().join("summary.txt")).unwrap();
-    assert!(summary.contains("PASSED") && summary.contains("dissemination, all nodes: p50"));
+    assert!(summary.contains("PASSED"), "{summary}");
+    // One line per kind of the workload, in `OpKind` order.
+    let kinds: Vec<&str> = summary
+        .lines()
+        .filter(|l| l.contains(" acked  p50 "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["knowledge-put", "audit-append", "broadcast"],
+        "{summary}"
+    );
 }
 
 #[tokio::test]

@@ -1,10 +1,12 @@
 //! The report's numbers from made-up timelines fed to the recorder (no
-//! clock, no fleet): dissemination, convergence, the disk-loss exemption.
+//! clock, no fleet): dissemination (per op kind), convergence, the
+//! disk-loss exemption.
 
 use std::time::Duration;
 
 use osmoda_simulation::{
-    Cost, FinalNode, FinishInput, Observation, Recorder, Report, Scenario, Schedule, VerifyOutcome,
+    Cost, FinalNode, FinishInput, Observation, OpKind, Recorder, Report, Scenario, Schedule,
+    VerifyOutcome,
 };
 
 fn ms(v: u64) -> Duration {
@@ -255,4 +257,122 @@ fn convergence_costs_the_bytes_sent_since_the_end() {
     assert_eq!(fault.bytes_to_converge, Some(15_000));
     assert_eq!(fault.bytes_to_catch_up, Some(15_000));
     assert!(report.to_string().contains("100 ms, 15.0 KB"), "{report}");
+}
+
+/// Knowledge writes and audit appends on node 0 of three nodes.
+fn two_kinds() -> Schedule {
+    let toml = "name = \"kinds\"\nseed = 7\nnodes = 3\nduration = \"10s\"\nquiescence = \"1s\"\n\
+                [[workload]]\nkind = \"knowledge-put\"\nrate_per_sec = 5.0\nnodes = [0]\n\
+                [[workload]]\nkind = \"audit-append\"\nrate_per_sec = 2.0\nnodes = [0]\n";
+    Schedule::build(&Scenario::parse(toml, "inline").unwrap()).unwrap()
+}
+
+#[test]
+fn dissemination_is_kept_per_kind() {
+    let s = two_kinds();
+    let of = |kind| -> Vec<u64> { s.ops().filter(|o| o.kind == kind).map(|o| o.id).collect() };
+    let (writes, audits) = (of(OpKind::KnowledgePut), of(OpKind::AuditAppend));
+    assert!(
+        writes.len() >= 10 && audits.len() >= 6,
+        "{writes:?} {audits:?}"
+    );
+    let mut rec = Recorder::new(&s);
+    for n in 0..3 {
+        rec.node_up(n);
+    }
+    // Ten writes reach both other nodes after 10, 20, ..., 100 ms; five
+    // audit appends after 1, 2, ..., 5 s, and a sixth never reaches node 2.
+    for (i, &id) in writes.iter().take(10).enumerate() {
+        let at = 1000 * (i as u64 + 1);
+        rec.acked(id, ms(at));
+        rec.observe(1, ms(at + 5), seen(&[id], 1));
+        rec.observe(2, ms(at + 10 * (i as u64 + 1)), seen(&[id], 1));
+    }
+    for (i, &id) in audits.iter().take(6).enumerate() {
+        let at = 20_000 + 10_000 * i as u64;
+        rec.acked(id, ms(at));
+        rec.observe(1, ms(at + 500), seen(&[id], 1));
+        if i < 5 {
+            rec.observe(2, ms(at + 1000 * (i as u64 + 1)), seen(&[id], 1));
+        }
+    }
+    let report = finish(rec, 3, &s.ops().map(|o| o.id).collect::<Vec<_>>());
+    let kinds: Vec<OpKind> = report.dissemination_by_kind.keys().copied().collect();
+    assert_eq!(kinds, [OpKind::KnowledgePut, OpKind::AuditAppend]);
+
+    let w = &report.dissemination_by_kind[&OpKind::KnowledgePut];
+    assert_eq!((w.acked, w.incomplete, w.all.count), (10, 0, 10));
+    // Nearest rank over 10..=100: p50 the 5th, p95 and p99 the 10th.
+    assert_eq!(
+        (w.all.p50_ms, w.all.p95_ms, w.all.p99_ms, w.all.max_ms),
+        (Some(50.0), Some(100.0), Some(100.0), Some(100.0))
+    );
+    assert_eq!(w.p99_nodes, w.all, "3 targets: 99% of them is all");
+
+    let a = &report.dissemination_by_kind[&OpKind::AuditAppend];
+    assert_eq!((a.acked, a.incomplete, a.all.count), (6, 1, 5));
+    assert_eq!(
+        (a.all.p50_ms, a.all.p95_ms, a.all.max_ms),
+        (Some(3000.0), Some(5000.0), Some(5000.0))
+    );
+    // The mixed figure is still there, over both kinds.
+    let d = &report.dissemination;
+    assert_eq!((d.acked, d.incomplete, d.all.count), (16, 1, 15));
+    assert_eq!(d.all.max_ms, Some(5000.0));
+
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    let by_kind = &json["dissemination_by_kind"];
+    assert_eq!(by_kind["knowledge-put"]["all"]["p95_ms"], 100.0);
+    assert_eq!(by_kind["audit-append"]["incomplete"], 1);
+    assert_eq!(json["op_records"][0]["kind"], "knowledge-put");
+
+    // One line per kind, aligned, naming the kind with an incomplete op;
+    // no second block for 99% of the nodes, which is the same here.
+    let summary = report.to_string();
+    let lines: Vec<&str> = summary
+        .lines()
+        .filter(|l| l.contains(" acked  p50 "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{summary}");
+    assert!(lines[0].starts_with("    knowledge-put     10 acked  p50   50 ms  p95  100 ms"));
+    assert!(!lines[0].contains("never"), "{summary}");
+    assert!(lines[1].starts_with("    audit-append"), "{summary}");
+    assert!(lines[1].contains("p50  3.00 s"), "{summary}");
+    assert!(
+        lines[1].ends_with("1 never reached every target"),
+        "{summary}"
+    );
+    let column = |l: &str| l.find("p50");
+    assert_eq!(column(lines[0]), column(lines[1]), "{summary}");
+    assert!(summary.contains("every target node (and 99% of them):"));
+}
+
+#[test]
+fn the_99_percent_block_appears_where_it_differs() {
+    let s = schedule(100);
+    let mut rec = Recorder::new(&s);
+    for n in 0..100 {
+        rec.node_up(n);
+    }
+    rec.acked(1, ms(0));
+    for n in 1..99 {
+        rec.observe(n, ms(n as u64), seen(&[1], 1));
+    }
+    // Node 99 never gets it: incomplete to all nodes, 98 ms to 99% of them.
+    let report = finish(rec, 100, &[]);
+    let summary = report.to_string();
+    let lines: Vec<&str> = summary
+        .lines()
+        .filter(|l| l.contains(" acked  p50 "))
+        .collect();
+    assert_eq!(lines.len(), 2, "{summary}");
+    assert!(
+        lines[0].ends_with("1 never reached every target"),
+        "{summary}"
+    );
+    assert!(lines[1].contains("max   98 ms"), "{summary}");
+    assert!(
+        summary.contains("seen on 99% of the target nodes:"),
+        "{summary}"
+    );
 }
