@@ -4,9 +4,10 @@
 //! `tools/call`: serde reads it (`deny_unknown_fields`, so a misspelt
 //! argument is an error rather than silently ignored), schemars turns its
 //! doc comments and bounds into the JSON schema the agent sees, and
-//! [`Bounded::check`] enforces the sizes serde cannot. The node parses the
-//! same structs (see [`crate::parse_arguments`]), so the MCP side and the
-//! executing side cannot disagree on a field.
+//! [`Bounded::check`] enforces the sizes serde cannot, and [`AuditTarget`]
+//! says which argument the audit log names. The node parses the same
+//! structs (see [`crate::ToolCall`]), so the MCP side and the executing
+//! side cannot disagree on a field.
 //!
 //! Sizes are in bytes of UTF-8. The schemas state them as `maxLength`,
 //! which counts characters; a string within the byte bound is always within
@@ -57,6 +58,78 @@ pub const MAX_ID_BYTES: usize = 64;
 /// The size checks serde cannot express.
 pub trait Bounded {
     fn check(&self) -> Result<(), ArgumentError>;
+}
+
+/// What an audit entry names as a call's target: the argument saying what
+/// the call is about (an id, a key, a path), never a body or a value, which
+/// may be large or private. Empty when the call is about nothing in
+/// particular. The catalogue requires it of every argument struct, so each
+/// new tool decides its own; [`crate::ToolCall::audit_target`] bounds it.
+pub trait AuditTarget {
+    fn audit_target(&self) -> &str;
+}
+
+/// A field that can be an audit target: a name, or an optional one.
+trait TargetField {
+    fn as_target(&self) -> &str;
+}
+
+impl TargetField for String {
+    fn as_target(&self) -> &str {
+        self
+    }
+}
+
+impl TargetField for Option<String> {
+    fn as_target(&self) -> &str {
+        self.as_deref().unwrap_or_default()
+    }
+}
+
+/// `Struct: field` implements [`AuditTarget`] by that field.
+macro_rules! audit_target_is {
+    ($($args:ident: $field:ident,)*) => {$(
+        impl AuditTarget for $args {
+            fn audit_target(&self) -> &str {
+                self.$field.as_target()
+            }
+        }
+    )*};
+}
+
+audit_target_is! {
+    KnowledgePut: title,
+    KnowledgeGet: id,
+    KnowledgeSearch: query,
+    KnowledgeList: tag,
+    AuditLog: node,
+    AuditVerify: node,
+    MeshSend: node,
+    AgentMessage: agent,
+    RoutineCreate: name,
+    KvKey: key,
+    KvSet: key,
+    KvList: prefix,
+    FilePath: path,
+    FileWrite: path,
+    FileList: path,
+    HostExec: command,
+    ApprovalRequest: tool,
+    ApprovalStatus: request_id,
+}
+
+/// `mesh_peers`, `routine_list`, `agent_status`: about nothing in particular.
+impl AuditTarget for NoArguments {
+    fn audit_target(&self) -> &str {
+        ""
+    }
+}
+
+/// `mesh_broadcast`: to every node, so to no one target.
+impl AuditTarget for MeshBroadcast {
+    fn audit_target(&self) -> &str {
+        ""
+    }
 }
 
 fn invalid(field: &str, reason: impl Into<String>) -> ArgumentError {

@@ -3,9 +3,11 @@
 //!
 //! The catalogue is the single source of truth for both sides: the MCP
 //! server lists it and validates against it before forwarding, and the node
-//! looks up a tool's [`Ring`] here and parses the arguments with
-//! [`parse_arguments`] before executing. A tool missing from [`TABLE`] does
-//! not exist.
+//! parses each call into a [`ToolCall`] (the tool, its ring, its checked
+//! arguments, its audit target) and executes it by matching every variant.
+//! Both the list and [`ToolCall`] come from one declaration, so a tool
+//! missing from it does not exist, and one in it that the node does not
+//! execute does not compile.
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -79,79 +81,172 @@ impl ArgumentError {
     }
 }
 
+/// Longest audit target, in characters: enough for a path or a title to
+/// be recognised, short enough to keep audit lines small.
+pub const MAX_AUDIT_TARGET_CHARS: usize = 128;
+
+/// A row of [`TABLE`]; its schema is built on first use.
 struct Entry {
     name: &'static str,
     ring: Ring,
     description: &'static str,
     schema: fn() -> Map<String, Value>,
-    validate: fn(&Value) -> Result<(), ArgumentError>,
 }
 
-macro_rules! tool {
-    ($name:literal, $ring:ident, $args:ty, $description:literal) => {
-        Entry {
-            name: $name,
-            ring: Ring::$ring,
-            description: $description,
-            schema: schema_of::<$args>,
-            validate: validate_as::<$args>,
+/// Declares every tool once: its [`ToolCall`] variant, MCP name, ring,
+/// argument struct and description. Both the listed [`TABLE`] and
+/// [`ToolCall`] are generated from this one list, so a tool cannot be
+/// listed without a variant, and a node that matches every variant cannot
+/// miss a listed tool. The argument struct must implement [`Bounded`] and
+/// [`AuditTarget`], or the list does not compile.
+macro_rules! catalogue {
+    ($($variant:ident($name:literal, $ring:ident, $args:ty, $description:literal),)*) => {
+        static TABLE: &[Entry] = &[$(
+            Entry {
+                name: $name,
+                ring: Ring::$ring,
+                description: $description,
+                schema: schema_of::<$args>,
+            },
+        )*];
+
+        /// A call of one tool, its arguments parsed and checked: one variant
+        /// per tool of the catalogue, in catalogue order.
+        ///
+        /// The node executes a call by matching it without a wildcard arm,
+        /// so adding a tool to the catalogue without executing it is a
+        /// compile error rather than an "unknown tool" at run time:
+        ///
+        /// ```compile_fail,E0004
+        /// use osmoda_mcpd::ToolCall;
+        ///
+        /// fn execute(call: ToolCall) -> &'static str {
+        ///     match call {
+        ///         ToolCall::KnowledgeGet(_) => "read",
+        ///         // every other tool missing: does not compile
+        ///     }
+        /// }
+        /// ```
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum ToolCall {
+            $(
+                #[doc = concat!("`", $name, "`: ", $description)]
+                $variant($args),
+            )*
+        }
+
+        /// Each variant's row in [`TABLE`]: the discriminants count from 0
+        /// in the same order as the rows.
+        #[derive(Clone, Copy)]
+        enum Row {
+            $($variant,)*
+        }
+
+        impl ToolCall {
+            /// Parses a call of the tool `name`: an unknown name is
+            /// [`ArgumentError::UnknownTool`], and the arguments are checked
+            /// exactly as [`validate_arguments`] checks them.
+            pub fn parse(name: &str, arguments: &Value) -> Result<Self, ArgumentError> {
+                match name {
+                    $($name => parse_arguments::<$args>(arguments).map(ToolCall::$variant),)*
+                    _ => Err(ArgumentError::UnknownTool(name.to_owned())),
+                }
+            }
+
+            fn row(&self) -> Row {
+                match self {
+                    $(ToolCall::$variant(_) => Row::$variant,)*
+                }
+            }
+
+            fn target(&self) -> &str {
+                match self {
+                    $(ToolCall::$variant(arguments) => AuditTarget::audit_target(arguments),)*
+                }
+            }
         }
     };
 }
 
-/// Every tool. Ring 1 is for what leaves the agent's own sandbox: writes
-/// that replicate fleet-wide, messages to other nodes, routines the fleet
-/// runs, commands on the host.
-static TABLE: &[Entry] = &[
-    tool!("knowledge_put", One, KnowledgePut,
+// Every tool. Ring 1 is for what leaves the agent's own sandbox: writes
+// that replicate fleet-wide, messages to other nodes, routines the fleet
+// runs, commands on the host.
+catalogue! {
+    KnowledgePut("knowledge_put", One, KnowledgePut,
         "Add an entry (title, body, tags) to the fleet's shared knowledge; it replicates to every node. Returns its id."),
-    tool!("knowledge_get", Two, KnowledgeGet,
+    KnowledgeGet("knowledge_get", Two, KnowledgeGet,
         "Read one knowledge entry by id."),
-    tool!("knowledge_search", Two, KnowledgeSearch,
+    KnowledgeSearch("knowledge_search", Two, KnowledgeSearch,
         "Find knowledge entries whose title or body contains every word of the query (case-insensitive), newest first."),
-    tool!("knowledge_list", Two, KnowledgeList,
+    KnowledgeList("knowledge_list", Two, KnowledgeList,
         "List knowledge entries, newest first, optionally only those with a tag or an id prefix."),
-    tool!("audit_log", Two, AuditLog,
+    AuditLog("audit_log", Two, AuditLog,
         "Read entries of this node's audit log (or another node's), from a sequence number."),
-    tool!("audit_verify", Two, AuditVerify,
+    AuditVerify("audit_verify", Two, AuditVerify,
         "Verify the hash chain and signed checkpoints of this node's audit log (or another node's)."),
-    tool!("mesh_peers", Two, NoArguments,
+    MeshPeers("mesh_peers", Two, NoArguments,
         "List the fleet nodes this node is connected to."),
-    tool!("mesh_send", One, MeshSend,
+    MeshSend("mesh_send", One, MeshSend,
         "Send a text message directly to another node of the fleet."),
-    tool!("mesh_broadcast", One, MeshBroadcast,
+    MeshBroadcast("mesh_broadcast", One, MeshBroadcast,
         "Broadcast a text message to every node of the fleet."),
-    tool!("agent_message", Two, AgentMessage,
+    AgentMessage("agent_message", Two, AgentMessage,
         "Send a text message to another agent on this node."),
-    tool!("routine_create", One, RoutineCreate,
+    RoutineCreate("routine_create", One, RoutineCreate,
         "Define a routine: a command the fleet runs on a schedule, on all nodes or a selection. Returns its id."),
-    tool!("routine_list", Two, NoArguments,
+    RoutineList("routine_list", Two, NoArguments,
         "List the fleet's routines."),
-    tool!("kv_get", Two, KvKey,
+    KvGet("kv_get", Two, KvKey,
         "Read a value from this agent's own key-value space."),
-    tool!("kv_set", Two, KvSet,
+    KvSet("kv_set", Two, KvSet,
         "Store a value in this agent's own key-value space."),
-    tool!("kv_delete", Two, KvKey,
+    KvDelete("kv_delete", Two, KvKey,
         "Delete a key from this agent's own key-value space."),
-    tool!("kv_list", Two, KvList,
+    KvList("kv_list", Two, KvList,
         "List keys of this agent's own key-value space."),
-    tool!("file_read", Two, FilePath,
+    FileRead("file_read", Two, FilePath,
         "Read a text file inside this agent's workspace."),
-    tool!("file_write", Two, FileWrite,
+    FileWrite("file_write", Two, FileWrite,
         "Create or replace a text file inside this agent's workspace (atomically)."),
-    tool!("file_list", Two, FileList,
+    FileList("file_list", Two, FileList,
         "List a directory inside this agent's workspace."),
-    tool!("file_delete", Two, FilePath,
+    FileDelete("file_delete", Two, FilePath,
         "Delete a file or an empty directory inside this agent's workspace."),
-    tool!("agent_status", Two, NoArguments,
+    AgentStatus("agent_status", Two, NoArguments,
         "This agent's status as the node sees it: name, ring, grants, limits, pending approvals."),
-    tool!("host_exec", One, HostExec,
+    HostExec("host_exec", One, HostExec,
         "Run a program on the host (no shell) with arguments and a timeout. Returns its exit status and output."),
-    tool!("approval_request", Two, ApprovalRequest,
+    ApprovalRequest("approval_request", Two, ApprovalRequest,
         "Ask the operator in advance to approve one ring-1 tool call (the tool and its exact arguments). Returns a request id."),
-    tool!("approval_status", Two, ApprovalStatus,
+    ApprovalStatus("approval_status", Two, ApprovalStatus,
         "Whether an approval request is pending, approved or denied."),
-];
+}
+
+impl ToolCall {
+    /// The tool called, as listed.
+    pub fn info(&self) -> &'static ToolInfo {
+        // `tools()` holds one ToolInfo per row of TABLE, in its order.
+        &tools()[self.row() as usize]
+    }
+
+    /// The tool's MCP name.
+    pub fn name(&self) -> &'static str {
+        TABLE[self.row() as usize].name
+    }
+
+    /// The trust the tool needs.
+    pub fn ring(&self) -> Ring {
+        TABLE[self.row() as usize].ring
+    }
+
+    /// What the audit entry names as the call's target: the argument saying
+    /// what the call is about (an id, a key, a path), never a body or a
+    /// value; at most [`MAX_AUDIT_TARGET_CHARS`] characters, empty for a
+    /// call about nothing in particular.
+    pub fn audit_target(&self) -> String {
+        self.target().chars().take(MAX_AUDIT_TARGET_CHARS).collect()
+    }
+}
 
 /// Every tool, in catalogue order.
 pub fn tools() -> &'static [ToolInfo] {
@@ -178,15 +273,12 @@ pub fn tool(name: &str) -> Option<&'static ToolInfo> {
 /// types, nothing else, within bounds. `Value::Null` (no arguments given)
 /// counts as `{}`.
 pub fn validate_arguments(tool: &str, arguments: &Value) -> Result<(), ArgumentError> {
-    let entry = TABLE
-        .iter()
-        .find(|e| e.name == tool)
-        .ok_or_else(|| ArgumentError::UnknownTool(tool.to_owned()))?;
-    (entry.validate)(arguments)
+    ToolCall::parse(tool, arguments).map(drop)
 }
 
-/// Parses and checks arguments into the tool's struct (for the node, which
-/// executes the call). Same rules as [`validate_arguments`].
+/// Parses and checks arguments into one tool's struct. Same rules as
+/// [`validate_arguments`]; [`ToolCall::parse`] picks the struct by the
+/// tool's name.
 pub fn parse_arguments<T: DeserializeOwned + Bounded>(
     arguments: &Value,
 ) -> Result<T, ArgumentError> {
@@ -210,10 +302,6 @@ pub fn parse_arguments<T: DeserializeOwned + Bounded>(
     })?;
     parsed.check()?;
     Ok(parsed)
-}
-
-fn validate_as<T: DeserializeOwned + Bounded>(arguments: &Value) -> Result<(), ArgumentError> {
-    parse_arguments::<T>(arguments).map(drop)
 }
 
 /// Turns serde's message into a field and a reason. Missing and unknown

@@ -9,8 +9,10 @@
 //! gains an agent nothing.
 //!
 //! Modules:
-//! - [`catalog`]: the tools, their rings and schemas, argument checks;
-//! - [`args`]: one typed argument struct per tool, with its bounds;
+//! - [`catalog`]: the tools, their rings and schemas, argument checks, and
+//!   [`ToolCall`], one parsed call, which the node executes;
+//! - [`args`]: one typed argument struct per tool, with its bounds and its
+//!   audit target;
 //! - [`workspace`]: workspace-confined file access, for the node to run the
 //!   `file_*` tools;
 //! - [`server`]: the rmcp server;
@@ -27,7 +29,8 @@ pub mod workspace;
 /// dependency on `async-trait`.
 pub use async_trait::async_trait;
 pub use catalog::{
-    parse_arguments, tool, tools, validate_arguments, ArgumentError, Ring, ToolInfo,
+    parse_arguments, tool, tools, validate_arguments, ArgumentError, Ring, ToolCall, ToolInfo,
+    MAX_AUDIT_TARGET_CHARS,
 };
 pub use forward::{ForwardError, TokenError, ToolForwarder, UnixSocketForwarder};
 pub use server::{serve, serve_stdio, McpError, McpServer};
