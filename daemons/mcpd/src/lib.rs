@@ -32,7 +32,7 @@ pub use catalog::{
     parse_arguments, tool, tools, validate_arguments, ArgumentError, Ring, ToolCall, ToolInfo,
     MAX_AUDIT_TARGET_CHARS,
 };
-pub use forward::{ForwardError, TokenError, ToolForwarder, UnixSocketForwarder};
+pub use forward::{ErrorKind, ForwardError, TokenError, ToolForwarder, UnixSocketForwarder};
 pub use server::{serve, serve_stdio, McpError, McpServer};
 #[cfg(unix)]
 pub use workspace::{Workspace, WorkspaceError};

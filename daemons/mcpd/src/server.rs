@@ -9,7 +9,9 @@
 //!    content (and, for objects, the structured content) of the answer;
 //! 4. a refused, denied, failed or unreachable call becomes an `isError`
 //!    result carrying the reason, because that is what an agent's model
-//!    reads and can act on (protocol errors are often hidden from it).
+//!    reads and can act on (protocol errors are often hidden from it); its
+//!    structured content adds the kind of failure (`not_found`, `invalid`,
+//!    ...), for an agent to branch on.
 //!
 //! It decides nothing about trust: rings, grants, approvals, lockdown and
 //! audit are the node's, behind the forwarder. The listed ring is a hint to
@@ -121,15 +123,24 @@ fn success(result: Value) -> CallToolResult {
     out
 }
 
+/// An `isError` result: the text is the reason; the structured content
+/// says how the call ended (`error`), what kind of failure it met (`kind`,
+/// an [`ErrorKind`](crate::forward::ErrorKind) name, left out when none is
+/// known) and why (`reason`).
 fn failure(error: &ForwardError) -> CallToolResult {
-    let kind = match error {
+    let ended = match error {
         ForwardError::Refused { .. } => "refused",
         ForwardError::Denied { .. } => "denied",
         ForwardError::Failed { .. } => "failed",
         ForwardError::Unavailable { .. } => "unavailable",
     };
-    let mut out = CallToolResult::error(vec![ContentBlock::text(error.to_string())]);
-    out.structured_content = Some(json!({ "error": kind, "reason": error.to_string() }));
+    let reason = error.to_string();
+    let mut structured = json!({ "error": ended, "reason": reason });
+    if let Some(kind) = error.kind() {
+        structured["kind"] = json!(kind.as_str());
+    }
+    let mut out = CallToolResult::error(vec![ContentBlock::text(reason)]);
+    out.structured_content = Some(structured);
     out
 }
 
@@ -182,6 +193,7 @@ impl ServerHandler for McpServer {
             outcome = self.forwarder.call(tool.name, arguments) => outcome,
             () = context.ct.cancelled() => Err(ForwardError::Failed {
                 message: "cancelled by the client".into(),
+                kind: None,
             }),
         };
         let result = match outcome {
@@ -192,5 +204,61 @@ impl ServerHandler for McpServer {
             }
         };
         Ok(result.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::ErrorKind;
+
+    #[test]
+    fn failures_carry_how_the_call_ended_its_kind_and_the_reason() {
+        let cases = [
+            (
+                ForwardError::Refused {
+                    reason: "ring 2".into(),
+                },
+                json!({ "error": "refused", "kind": "forbidden", "reason": "refused: ring 2" }),
+            ),
+            (
+                ForwardError::Denied {
+                    reason: "no".into(),
+                },
+                json!({ "error": "denied", "kind": "denied", "reason": "denied by the operator: no" }),
+            ),
+            (
+                ForwardError::Failed {
+                    message: "HTTP 404: no entry k-1".into(),
+                    kind: Some(ErrorKind::NotFound),
+                },
+                json!({ "error": "failed", "kind": "not_found", "reason": "failed: HTTP 404: no entry k-1" }),
+            ),
+            (
+                ForwardError::Failed {
+                    message: "HTTP 400: bad id".into(),
+                    kind: Some(ErrorKind::Invalid),
+                },
+                json!({ "error": "failed", "kind": "invalid", "reason": "failed: HTTP 400: bad id" }),
+            ),
+            (
+                ForwardError::Unavailable {
+                    message: "socket gone".into(),
+                },
+                json!({ "error": "unavailable", "kind": "unavailable", "reason": "the node is unavailable: socket gone" }),
+            ),
+            (
+                ForwardError::Failed {
+                    message: "cancelled by the client".into(),
+                    kind: None,
+                },
+                json!({ "error": "failed", "reason": "failed: cancelled by the client" }),
+            ),
+        ];
+        for (error, expected) in cases {
+            let result = failure(&error);
+            assert_eq!(result.is_error, Some(true), "{error}");
+            assert_eq!(result.structured_content, Some(expected), "{error}");
+        }
     }
 }

@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use osmoda_mcpd::forward::CALL_PATH;
-use osmoda_mcpd::{ForwardError, ToolForwarder, UnixSocketForwarder};
+use osmoda_mcpd::forward::{CALL_PATH, MAX_RESPONSE_BYTES};
+use osmoda_mcpd::{ErrorKind, ForwardError, ToolForwarder, UnixSocketForwarder};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "agent-token-123";
@@ -52,8 +52,16 @@ async fn call(
             StatusCode::CONFLICT,
             json!({ "error": "the operator denied it" }),
         ),
-        "kv_get" => (StatusCode::NOT_FOUND, json!({ "error": "no such key" })),
+        "kv_get" => (
+            StatusCode::NOT_FOUND,
+            json!({ "error": "no such key", "kind": "not_found" }),
+        ),
+        "file_delete" => (
+            StatusCode::CONFLICT,
+            json!({ "error": "directory not empty", "kind": "conflict" }),
+        ),
         "file_read" => return (StatusCode::INTERNAL_SERVER_ERROR, "oops".into()),
+        "file_list" => return (StatusCode::OK, "x".repeat(MAX_RESPONSE_BYTES + 1)),
         _ => (StatusCode::OK, json!({ "no_result": true })),
     };
     (status, body.to_string())
@@ -105,12 +113,21 @@ async fn posts_the_call_with_the_bearer_token_and_maps_statuses() {
             "kv_get",
             ForwardError::Failed {
                 message: "HTTP 404: no such key".into(),
+                kind: Some(ErrorKind::NotFound),
+            },
+        ),
+        (
+            "file_delete",
+            ForwardError::Failed {
+                message: "HTTP 409: directory not empty".into(),
+                kind: Some(ErrorKind::Conflict),
             },
         ),
         (
             "file_read",
             ForwardError::Failed {
                 message: "HTTP 500: Internal Server Error".into(),
+                kind: Some(ErrorKind::Internal),
             },
         ),
     ];
@@ -125,12 +142,18 @@ async fn posts_the_call_with_the_bearer_token_and_maps_statuses() {
         forwarder.call("agent_status", json!({})).await,
         Err(ForwardError::Failed { .. })
     ));
+    let e = forwarder
+        .call("file_list", json!({}))
+        .await
+        .expect_err("too large");
+    assert_eq!(e.kind(), Some(ErrorKind::TooLarge), "{e}");
 
     let wrong = UnixSocketForwarder::new(&socket, "other").expect("forwarder");
+    // A bad token is refused, though this answer names no kind.
     assert_eq!(
         wrong.call("knowledge_get", json!({})).await,
-        Err(ForwardError::Failed {
-            message: "HTTP 401: bad token".into()
+        Err(ForwardError::Refused {
+            reason: "bad token".into()
         })
     );
 }
@@ -166,7 +189,7 @@ async fn a_silent_node_times_out() {
         .await
         .expect_err("timeout");
     assert!(
-        matches!(e, ForwardError::Failed { ref message } if message.contains("did not answer")),
+        matches!(e, ForwardError::Failed { ref message, kind: Some(ErrorKind::Unavailable) } if message.contains("did not answer")),
         "{e:?}"
     );
     held.abort();
@@ -210,6 +233,14 @@ async fn an_mcp_call_reaches_the_node_and_back() {
         .map(|t| t.text.clone())
         .unwrap_or_default();
     assert_eq!(text, "refused: host_exec needs approval");
+    assert_eq!(
+        result.structured_content,
+        Some(json!({
+            "error": "refused",
+            "kind": "forbidden",
+            "reason": "refused: host_exec needs approval",
+        }))
+    );
     assert_eq!(seen.0.lock().expect("lock").len(), 2);
     client.cancel().await.expect("close");
 }

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use osmoda_mcpd::{async_trait, tools, ForwardError, Ring, ToolForwarder};
+use osmoda_mcpd::{async_trait, tools, ErrorKind, ForwardError, Ring, ToolForwarder};
 use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorCode, JsonObject};
 use rmcp::service::{RoleClient, RunningService, ServiceError};
 use rmcp::ServiceExt;
@@ -222,22 +222,29 @@ async fn refused_denied_and_failed_calls_are_error_results_with_the_reason() {
             "kv_get" => Err(ForwardError::Unavailable {
                 message: "socket gone".into(),
             }),
+            "knowledge_get" => Err(ForwardError::Failed {
+                message: "HTTP 404: no entry k-1".into(),
+                kind: Some(ErrorKind::NotFound),
+            }),
             _ => Err(ForwardError::Failed {
                 message: "disk full".into(),
+                kind: Some(ErrorKind::Internal),
             }),
         }
     }
     let (fake, client) = connect(refuse).await;
-    for (tool, arguments, kind, reason) in [
+    for (tool, arguments, ended, kind, reason) in [
         (
             "host_exec",
             json!({ "command": "ls" }),
             "refused",
+            "forbidden",
             "not granted",
         ),
         (
             "mesh_broadcast",
             json!({ "text": "hi" }),
+            "denied",
             "denied",
             "operator said no",
         ),
@@ -245,12 +252,21 @@ async fn refused_denied_and_failed_calls_are_error_results_with_the_reason() {
             "kv_get",
             json!({ "key": "k" }),
             "unavailable",
+            "unavailable",
             "socket gone",
+        ),
+        (
+            "knowledge_get",
+            json!({ "id": "k-1" }),
+            "failed",
+            "not_found",
+            "no entry k-1",
         ),
         (
             "file_write",
             json!({ "path": "a", "content": "" }),
             "failed",
+            "internal",
             "disk full",
         ),
     ] {
@@ -258,8 +274,15 @@ async fn refused_denied_and_failed_calls_are_error_results_with_the_reason() {
         assert_eq!(result.is_error, Some(true), "{tool}");
         assert!(text(&result).contains(reason), "{tool}: {}", text(&result));
         let structured = result.structured_content.expect("structured error");
-        assert_eq!(structured["error"], json!(kind), "{tool}");
+        assert_eq!(structured["error"], json!(ended), "{tool}");
+        assert_eq!(structured["kind"], json!(kind), "{tool}");
+        assert!(
+            structured["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(reason)),
+            "{tool}"
+        );
     }
-    assert_eq!(fake.calls().len(), 4);
+    assert_eq!(fake.calls().len(), 5);
     client.cancel().await.expect("close");
 }
