@@ -53,6 +53,8 @@ use crate::args::MAX_EXEC_TIMEOUT_SECS;
 pub const CALL_PATH: &str = "/v1/agent/call";
 /// The variable the node puts the agent's token in.
 pub const TOKEN_ENV: &str = "OSMODA_AGENT_TOKEN";
+/// The variable the node puts its agents' socket path in.
+pub const SOCKET_ENV: &str = "OSMODA_AGENT_SOCKET";
 /// Largest answer read from the node. A 1 MiB file read can grow up to six
 /// times when JSON escapes every byte, so this leaves room for that.
 pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
@@ -199,10 +201,17 @@ pub trait ToolForwarder: Send + Sync {
     async fn call(&self, tool: &str, arguments: Value) -> Result<Value, ForwardError>;
 }
 
-/// The agent token cannot be used.
+/// The agent token cannot be used. No variant shows the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
-    #[error("{TOKEN_ENV} is not set; the node gives it to the agents it starts")]
+    /// Most often an MCP client that passes the server it starts only a
+    /// few variables of its own environment (HOME, PATH, USER, ...), so the
+    /// agent's configuration must name the node's variables in its `env`.
+    #[error(
+        "{TOKEN_ENV} is not set: the node sets {TOKEN_ENV} and {SOCKET_ENV} in the agent's \
+         environment, and the agent's MCP client configuration must pass both to \
+         `osmoda mcp` (in its `env`)"
+    )]
     Missing,
     #[error("the agent token must be non-empty visible ASCII")]
     Invalid,
@@ -245,7 +254,10 @@ impl UnixSocketForwarder {
 
     /// With the token from [`TOKEN_ENV`].
     pub fn from_env(socket_path: impl Into<PathBuf>) -> Result<Self, TokenError> {
-        let token = std::env::var(TOKEN_ENV).map_err(|_| TokenError::Missing)?;
+        let token = std::env::var(TOKEN_ENV).map_err(|e| match e {
+            std::env::VarError::NotPresent => TokenError::Missing,
+            std::env::VarError::NotUnicode(_) => TokenError::Invalid,
+        })?;
         Self::new(socket_path, &token)
     }
 
@@ -491,6 +503,19 @@ mod tests {
                 reason: "bad token".into()
             })
         );
+    }
+
+    #[test]
+    fn a_missing_token_says_what_to_pass_and_where() {
+        let message = TokenError::Missing.to_string();
+        assert!(
+            message.starts_with("OSMODA_AGENT_TOKEN is not set: "),
+            "{message}"
+        );
+        for needed in ["OSMODA_AGENT_SOCKET", "MCP client", "`osmoda mcp`", "`env`"] {
+            assert!(message.contains(needed), "{needed}: {message}");
+        }
+        assert!(!message.contains('\n'), "{message}");
     }
 
     #[test]
