@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use osmoda_crdt_state::{Actor, Outcome};
-use osmoda_mcpd::Ring;
+use osmoda_mcpd::{Ring, ToolCall};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -76,7 +76,7 @@ struct CallBody {
 }
 
 fn status_of(kind: ErrorKind) -> StatusCode {
-    StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    kind.status()
 }
 
 fn error_body(kind: ErrorKind, message: String) -> Value {
@@ -149,33 +149,40 @@ async fn call(
         Ok(Json(b)) => (b.tool, b.arguments, None),
         Err(e) => (String::new(), Value::Null, Some(e)),
     };
-    let parsed = osmoda_mcpd::tool(&tool);
+    let info = osmoda_mcpd::tool(&tool);
+    let parsed = info.map(|_| ToolCall::parse(&tool, &arguments));
     // Unknown names are audited under a fixed action, so an agent cannot
     // write arbitrary action names into the log.
-    let action = match (&rejected, parsed) {
+    let action = match (&rejected, info) {
         (Some(_), _) => "tool.call".to_string(),
         (None, Some(info)) => format!("tool.{}", info.name),
         (None, None) => "tool.unknown".to_string(),
+    };
+    let target = match &parsed {
+        Some(Ok(call)) => call.audit_target(),
+        Some(Err(_)) => String::new(),
+        // An unknown tool's name goes in the target, where any text may.
+        None => tool.chars().take(64).collect(),
     };
     let mut call = Call {
         node: node.clone(),
         agent: Arc::new(AgentCall::new(who)),
         action,
-        // An unknown tool's name goes in the target, where any text may.
-        target: match parsed {
-            Some(_) => tools::target(&tool, &arguments),
-            None => tool.chars().take(64).collect(),
-        },
+        target,
         details: String::new(),
         waiting_on: None,
         done: false,
     };
-    let ended = match rejected {
-        Some(e) => Ended::failed(NodeError::Invalid(e.body_text())),
-        None => match decide_and_run(&mut call, &tool, arguments).await {
-            Ok(result) => Ended::ok(result),
-            Err(e) => Ended::failed(e),
-        },
+    let ended = match (rejected, parsed) {
+        (Some(e), _) => Ended::failed(NodeError::Invalid(e.body_text())),
+        (None, None) => Ended::failed(NodeError::Invalid(format!("unknown tool `{tool}`"))),
+        (None, Some(Err(e))) => Ended::failed(NodeError::Invalid(format!("{tool}: {e}"))),
+        (None, Some(Ok(tool_call))) => {
+            match decide_and_run(&mut call, tool_call, &arguments).await {
+                Ok(result) => Ended::ok(result),
+                Err(e) => Ended::failed(e),
+            }
+        }
     };
     call.finish(ended).await
 }
@@ -260,17 +267,12 @@ impl Drop for Call {
     }
 }
 
-async fn decide_and_run(call: &mut Call, tool: &str, args: Value) -> Result<Value, NodeError> {
+async fn decide_and_run(call: &mut Call, tool: ToolCall, args: &Value) -> Result<Value, NodeError> {
     let node = call.node.clone();
     if node.emergency.is_locked() {
         return Err(NodeError::LockedDown);
     }
-    let Some(info) = osmoda_mcpd::tool(tool) else {
-        return Err(NodeError::Invalid(format!("unknown tool `{tool}`")));
-    };
-    if let Err(e) = osmoda_mcpd::validate_arguments(info.name, &args) {
-        return Err(NodeError::Invalid(format!("{}: {e}", info.name)));
-    }
+    let info = tool.info();
     if info.ring == Ring::One {
         let who = call.agent.who.clone();
         // Only ring 1 reaches ring-1 tools; anything else counts as ring 2.
@@ -280,10 +282,10 @@ async fn decide_and_run(call: &mut Call, tool: &str, args: Value) -> Result<Valu
                 who.ring, info.name
             )));
         }
-        if node.approvals.allowed(&who.name, info.name, &args) {
+        if node.approvals.allowed(&who.name, info.name, args) {
             call.details = "granted".into();
         } else {
-            let id = wait_for_operator(call, info.name, &args).await?;
+            let id = wait_for_operator(call, info.name, args).await?;
             call.details = format!("approved #{id}");
             // A lockdown while the call waited expires it; one that came
             // just after the approval must still stop it.
@@ -292,7 +294,7 @@ async fn decide_and_run(call: &mut Call, tool: &str, args: Value) -> Result<Valu
             }
         }
     }
-    tools::execute(&node, &call.agent, info.name, &args).await
+    tools::execute(&node, &call.agent, tool).await
 }
 
 /// Puts the call in the operator's list and waits for the decision: the

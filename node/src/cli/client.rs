@@ -34,7 +34,7 @@ impl ClientError {
     pub fn exit_code(&self) -> u8 {
         match self {
             ClientError::NotRunning(_) => 3,
-            ClientError::Refused { kind, .. } => kind.exit_code(),
+            ClientError::Refused { kind, .. } => crate::error::exit_code(*kind),
             ClientError::Transport(_) => 1,
         }
     }

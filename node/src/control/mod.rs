@@ -59,8 +59,7 @@ impl From<QueryRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let kind = self.0.kind();
-        let status =
-            StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = kind.status();
         let body = ErrorBody {
             error: self.0.to_string(),
             kind,
@@ -120,12 +119,14 @@ pub fn bind(path: &Path) -> Result<tokio::net::UnixListener, NodeError> {
 /// The kind of an error answer, for clients reading an `ErrorBody`.
 pub fn kind_of(status: u16, body: &[u8]) -> ErrorKind {
     serde_json::from_slice::<ErrorBody>(body)
+        .ok()
         .map(|b| b.kind)
-        .unwrap_or(match status {
-            404 => ErrorKind::NotFound,
-            400..=499 => ErrorKind::Invalid,
-            _ => ErrorKind::Internal,
+        .or_else(|| {
+            StatusCode::from_u16(status)
+                .ok()
+                .and_then(ErrorKind::of_status)
         })
+        .unwrap_or(ErrorKind::Internal)
 }
 
 async fn status(State(node): Shared) -> ApiResult<StatusView> {
