@@ -284,3 +284,69 @@ fn an_agent_over_its_memory_limit_is_stopped() {
     assert_ne!(v["last_exit"], json!({ "kind": "code", "code": 0 }), "{v}");
     eprintln!("memory limit by {}: {}", v["limit_mode"], v["last_exit"]);
 }
+
+#[test]
+fn an_operators_stop_holds_across_restarts_and_a_broken_agent_is_not_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = node(tmp.path());
+    add(&node, "kept", &["--restart", "always"], "exec sleep 600");
+    add(&node, "held", &[], "exec sleep 600");
+    wait_state(&node, "held", "running");
+    assert!(node.cli(&["agent", "stop", "held"]).status.success());
+    assert_eq!(show(&node, "held")["held"], true);
+
+    node.stop();
+    node.start_local(&[]);
+    wait_state(&node, "kept", "running");
+    assert_eq!(state(&node, "held"), "stopped", "a stopped agent came back");
+    let status = node.status();
+    assert_eq!(status["agents"]["held_down"], json!(["held"]), "{status}");
+    assert!(node.cli(&["agent", "start", "held"]).status.success());
+    wait_state(&node, "held", "running");
+    assert_eq!(show(&node, "held")["held"], false);
+
+    // A command that cannot run is refused and not kept: the corrected
+    // definition under the same name is accepted.
+    let out = node.cli(&["agent", "add", "typo", "--", "/nonexistent/agent"]);
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/agent"));
+    let names: Vec<String> = node
+        .json(&["agent", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["spec"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!names.contains(&"typo".to_string()), "{names:?}");
+    add(&node, "typo", &[], "exec sleep 600");
+    wait_state(&node, "typo", "running");
+
+    // Logs of an agent that does not exist: an error, not silence.
+    let out = node.cli(&["agent", "logs", "nobody"]);
+    assert_eq!(out.status.code(), Some(5));
+}
+
+#[test]
+fn after_an_unlock_restart_always_agents_run_and_the_others_say_they_are_held() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = node(tmp.path());
+    add(&node, "always", &["--restart", "always"], "exec sleep 600");
+    add(&node, "once", &["--restart", "never"], "exec sleep 600");
+    wait_state(&node, "always", "running");
+    wait_state(&node, "once", "running");
+    assert!(node.cli(&["lockdown"]).status.success());
+    wait_state(&node, "always", "stopped");
+    let unlock = node.json(&["unlock"]);
+    let here = unlock["here"].as_str().unwrap();
+    assert!(
+        here.contains("1 agent(s) with restart=always started"),
+        "{here}"
+    );
+    assert!(here.contains("once"), "{here}");
+    wait_state(&node, "always", "running");
+    assert_eq!(state(&node, "once"), "stopped");
+    assert_eq!(show(&node, "once")["held"], true);
+    assert_eq!(node.status()["agents"]["held_down"], json!(["once"]));
+    let text = node.cli(&["status"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("stay stopped until started: once"));
+}

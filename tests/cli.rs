@@ -91,6 +91,54 @@ fn secrets_are_private_and_tokens_are_checked() {
 }
 
 #[test]
+fn an_invite_from_a_folder_without_a_fleet_says_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = Node::new(tmp.path(), "empty");
+    let out = empty.cli(&["fleet", "invite", "--name", "b"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no token, not even an empty one");
+    let err = stderr(&out);
+    assert!(
+        err.contains("holds no fleet") && err.contains("run") && err.contains("join"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_values_out_of_range_are_refused_not_clamped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::new(tmp.path(), "n");
+    assert!(node.cli(&["fleet", "create"]).status.success());
+    std::fs::write(
+        node.dir.join("config.toml"),
+        "mdns = false\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\ninbox_capacity = 0\n",
+    )
+    .unwrap();
+    let out = node.cli(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("inbox_capacity"), "{}", stderr(&out));
+}
+
+#[test]
+fn usage_errors_do_not_show_the_data_folder_as_required() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The folder comes from the environment, as in a service unit.
+    let out = std::process::Command::new(common::BIN)
+        .args(["knowledge", "put"])
+        .env("OSMODA_DATA", tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let usage = stderr(&out);
+    let line = usage
+        .lines()
+        .find(|l| l.starts_with("Usage:"))
+        .unwrap_or("");
+    assert!(!line.contains("--data"), "{usage}");
+    assert!(line.contains("--title"), "{usage}");
+}
+
+#[test]
 fn a_broken_config_file_is_an_error_naming_the_line() {
     let tmp = tempfile::tempdir().unwrap();
     let node = Node::new(tmp.path(), "n");
@@ -200,7 +248,18 @@ fn run_on_an_empty_folder_creates_a_fleet_and_the_token_never_reaches_the_log() 
     let token = node.cli(&["fleet", "invite", "--name", "b"]);
     let token = String::from_utf8(token.stdout).unwrap();
     assert!(token.trim().starts_with("osmoda1"));
+    // Names are unique in a fleet: a second `b` is refused.
+    let again = node.cli(&["fleet", "invite", "--name", "b"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("unique"), "{}", stderr(&again));
     node.stop();
+    // Creating a fleet by accident is said loudly, with the way to join.
+    assert!(node.log().contains("created a NEW fleet"), "{}", node.log());
+    assert!(
+        node.log().contains("osmoda --data DIR join"),
+        "{}",
+        node.log()
+    );
     assert!(!node.log().contains(token.trim()), "the token was logged");
     let key = std::fs::read_to_string(node.dir.join("identity.key")).unwrap();
     assert!(
@@ -232,4 +291,80 @@ fn a_second_node_on_the_host_falls_back_to_random_ports() {
     assert_ne!(tcp_port(&a), tcp_port(&b));
     a.stop();
     b.stop();
+}
+
+#[test]
+fn a_closed_pipe_ends_every_json_command_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = fleet(tmp.path(), 1);
+    let node = &mut nodes[0];
+    node.start_local(&[]);
+    let id = String::from_utf8(
+        node.cli(&["knowledge", "put", "--title", "t", "--body", "b"])
+            .stdout,
+    )
+    .unwrap();
+    let id = id.trim();
+    assert!(node
+        .cli(&[
+            "agent",
+            "add",
+            "a",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo hi; sleep 600"
+        ])
+        .status
+        .success());
+    assert!(node
+        .cli(&[
+            "routine",
+            "add",
+            "--name",
+            "r",
+            "--schedule",
+            "every 5m",
+            "--command",
+            "true"
+        ])
+        .status
+        .success());
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["status"],
+        vec!["peers"],
+        vec!["mesh", "inbox"],
+        vec!["knowledge", "list"],
+        vec!["knowledge", "get", id],
+        vec!["knowledge", "search", "t"],
+        vec!["routine", "list"],
+        vec!["routine", "show", "r"],
+        vec!["audit", "log"],
+        vec!["audit", "heads"],
+        vec!["audit", "forks"],
+        vec!["audit", "verify"],
+        vec!["agent", "list"],
+        vec!["agent", "show", "a"],
+        vec!["agent", "logs", "a"],
+        vec!["approvals"],
+        vec!["fleet", "show"],
+    ];
+    for args in commands {
+        for json in [true, false] {
+            let mut all = if json { vec!["--json"] } else { vec![] };
+            all.extend_from_slice(&args);
+            // A pipe whose reading end is closed before the command starts.
+            let (reader, writer) = std::io::pipe().unwrap();
+            drop(reader);
+            let out = node
+                .command(&all)
+                .stdin(std::process::Stdio::null())
+                .stdout(writer)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(0), "{all:?}: {}", stderr(&out));
+            assert!(out.stderr.is_empty(), "{all:?}: {}", stderr(&out));
+        }
+    }
+    node.stop();
 }

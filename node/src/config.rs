@@ -115,16 +115,38 @@ pub fn resolve(file: FileConfig, overrides: &Overrides) -> Result<FabricConfig> 
     };
     let mut bootstrap = file.bootstrap.clone();
     bootstrap.extend(overrides.bootstrap.iter().cloned());
+    in_range("inbox_capacity", file.inbox_capacity as u64, 1, 1_000_000)?;
+    in_range(
+        "handshake_timeout_secs",
+        file.handshake_timeout_secs,
+        1,
+        300,
+    )?;
+    in_range(
+        "max_connections",
+        u64::from(file.max_connections),
+        1,
+        65_536,
+    )?;
     let mut fabric = FabricConfig {
         listen: parse_addrs("listen", listen)?,
         bootstrap: parse_addrs("bootstrap", &bootstrap)?,
         mdns: file.mdns && !overrides.no_mdns,
-        inbox_capacity: file.inbox_capacity.clamp(1, 1_000_000),
-        handshake_timeout: Duration::from_secs(file.handshake_timeout_secs.clamp(1, 300)),
+        inbox_capacity: file.inbox_capacity,
+        handshake_timeout: Duration::from_secs(file.handshake_timeout_secs),
         ..FabricConfig::default()
     };
-    fabric.limits.max_established = file.max_connections.max(1);
+    fabric.limits.max_established = file.max_connections;
     Ok(fabric)
+}
+
+/// A value out of its range is an error that says the range, never
+/// silently moved into it.
+fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<()> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    anyhow::bail!("{key} = {value} is out of range; use {min} to {max}")
 }
 
 #[cfg(test)]
@@ -153,6 +175,24 @@ mod tests {
         assert_eq!(fabric.listen[0].to_string(), "/ip4/127.0.0.1/tcp/2");
         assert_eq!(fabric.bootstrap.len(), 1);
         assert!(!fabric.mdns);
+    }
+
+    #[test]
+    fn values_out_of_range_are_errors_not_clamped() {
+        for (text, key) in [
+            ("inbox_capacity = 0\n", "inbox_capacity"),
+            ("handshake_timeout_secs = 0\n", "handshake_timeout_secs"),
+            ("handshake_timeout_secs = 301\n", "handshake_timeout_secs"),
+            ("max_connections = 0\n", "max_connections"),
+        ] {
+            let file = parse(text).unwrap();
+            let err = resolve(file, &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key) && err.contains("out of range"), "{err}");
+        }
+        let ok = parse("inbox_capacity = 1\nmax_connections = 1\n").unwrap();
+        assert!(resolve(ok, &Overrides::default()).is_ok());
     }
 
     #[test]

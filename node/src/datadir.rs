@@ -45,7 +45,16 @@ impl DataDir {
         Self { root }
     }
 
-    /// `$OSMODA_DATA` is handled by clap; this is the fallback.
+    /// The folder `--data` names, else `$OSMODA_DATA`, else the default.
+    pub fn chosen(flag: Option<PathBuf>) -> Self {
+        let env = std::env::var_os("OSMODA_DATA").filter(|v| !v.is_empty());
+        Self::new(
+            flag.or(env.map(PathBuf::from))
+                .unwrap_or_else(Self::default_path),
+        )
+    }
+
+    /// `$XDG_DATA_HOME/osmoda`, else `~/.local/share/osmoda`.
     pub fn default_path() -> PathBuf {
         if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
             return PathBuf::from(dir).join("osmoda");

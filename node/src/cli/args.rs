@@ -20,9 +20,11 @@ use super::agent::{AgentCommand, EmergencyArgs};
                   5 not found, 6 unavailable for now (no peer, a peer did not answer; try again)."
 )]
 pub struct Cli {
-    /// The node's state folder [default: ~/.local/share/osmoda]; several
-    /// nodes on one host need one each.
-    #[arg(long, global = true, env = "OSMODA_DATA", value_name = "DIR")]
+    /// The node's state folder; several nodes on one host need one each
+    /// [env: OSMODA_DATA] [default: ~/.local/share/osmoda].
+    // OSMODA_DATA is read by `DataDir::chosen`, not by clap: clap would
+    // print an env-set `--data <DIR>` in every usage line, as if required.
+    #[arg(long, global = true, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -38,9 +40,17 @@ pub enum Command {
     /// Make this data folder a member of a fleet, with a token from `osmoda fleet invite`.
     Join(JoinArgs),
     /// Show this node's identity, fleet, connections and agents.
-    Status,
+    Status {
+        /// Wait up to 30 s for the node to answer (for scripts that just started it).
+        #[arg(long)]
+        wait: bool,
+    },
     /// List connected peers: name, role, transport, RTT, key exchange, node id, address.
-    Peers,
+    Peers {
+        /// Wait up to 60 s until at least N peers are connected (exit 6 if not).
+        #[arg(long, value_name = "N")]
+        wait: Option<usize>,
+    },
     /// Create a fleet, invite nodes, revoke them.
     #[command(subcommand)]
     Fleet(FleetCommand),
@@ -281,8 +291,8 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub bootstrap: Vec<String>,
-    /// Do not discover peers on the local network.
-    #[arg(long, env = "OSMODA_NO_MDNS")]
+    /// Do not discover peers on the local network (env: 1, true, yes or on).
+    #[arg(long, env = "OSMODA_NO_MDNS", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_mdns: bool,
     /// Fleet name, when this run creates a new fleet.
     #[arg(long, default_value = "osmoda", value_name = "NAME")]

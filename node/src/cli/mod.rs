@@ -15,6 +15,7 @@ pub mod render;
 pub mod time;
 
 use std::io::Read;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -58,7 +59,7 @@ fn read_stdin(what: &str) -> Result<String> {
 }
 
 pub async fn dispatch(cli: Cli) -> Result<()> {
-    let data = DataDir::new(cli.data.clone().unwrap_or_else(DataDir::default_path));
+    let data = DataDir::chosen(cli.data.clone());
     let json = cli.json;
     let client = Client::new(&data.path(SOCKET));
     let logging = if matches!(cli.command, Command::Run(_)) {
@@ -87,13 +88,39 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             fleet::joined(json, &data, &joined);
             Ok(())
         }
-        Command::Status => {
-            let status: StatusView = client.get("/v1/status").await?;
+        Command::Status { wait } => {
+            let deadline = Instant::now() + Duration::from_secs(if wait { 30 } else { 0 });
+            let status: StatusView = loop {
+                match client.get("/v1/status").await {
+                    Err(ClientError::NotRunning(_)) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
+                    other => break other?,
+                }
+            };
             render::either(json, &status, render::status);
             Ok(())
         }
-        Command::Peers => {
-            let peers: Vec<PeerInfo> = client.get("/v1/peers").await?;
+        Command::Peers { wait } => {
+            let want = wait.unwrap_or(0);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let peers: Vec<PeerInfo> = loop {
+                let peers: Vec<PeerInfo> = client.get("/v1/peers").await?;
+                if peers.len() >= want {
+                    break peers;
+                }
+                if Instant::now() >= deadline {
+                    return Err(ClientError::Refused {
+                        kind: crate::error::ErrorKind::Unavailable,
+                        message: format!(
+                            "{} peer(s) connected after 60 s, not {want}",
+                            peers.len()
+                        ),
+                    }
+                    .into());
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
             render::either(json, &peers, |p| render::peers(p));
             Ok(())
         }

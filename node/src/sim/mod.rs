@@ -97,8 +97,8 @@ pub async fn run(
     report
         .write(&out)
         .with_context(|| format!("cannot write the report into {}", out.display()))?;
-    println!("{report}");
-    println!("report and plots: {}", out.display());
+    crate::cli::out::line(report.to_string());
+    crate::cli::out::line(format!("report and plots: {}", out.display()));
     if !report.passed() {
         bail!("the run broke an invariant (see above)");
     }
