@@ -1,5 +1,6 @@
 //! Benchmarks of the replicated documents: knowledge puts, save and load of
-//! a 100,000-entry store, and sync traffic against the size of the changes.
+//! a 100,000-entry store, sync traffic against the size of the changes,
+//! search and paged listings.
 //!
 //! Run with `cargo bench -p osmoda-docs`. Sizes and byte ratios are printed
 //! as `figure:` lines (criterion measures only time).
@@ -191,5 +192,31 @@ fn search_10k(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, puts, store_100k, sync_traffic, search_10k);
+/// One page of 1,000 from the middle of a 25,000-entry listing: the cost
+/// is the scan, not a sort of all 25,000.
+fn page_25k(c: &mut Criterion) {
+    let s = filled("node-a", 25_000);
+    let mut query = ListQuery {
+        limit: 1_000,
+        ..ListQuery::default()
+    };
+    for _ in 0..12 {
+        query.after = s.list_page(&query).next;
+    }
+    let mut g = c.benchmark_group("knowledge");
+    g.sample_size(10);
+    g.bench_function("page_1000_of_25k", |b| {
+        b.iter(|| black_box(s.list_page(&query)))
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    puts,
+    store_100k,
+    sync_traffic,
+    search_10k,
+    page_25k
+);
 criterion_main!(benches);

@@ -55,6 +55,22 @@ impl From<automerge::AutomergeError> for DocError {
     }
 }
 
+/// Why a listing cursor (from [`crate::ListCursor::decode`]) was refused.
+/// Cursors come from API callers: every malformed one is an error.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CursorError {
+    #[error("cursor is {len} characters, over the {max}-character limit")]
+    TooLong { len: usize, max: usize },
+    #[error("cursor is not URL-safe base64")]
+    Encoding,
+    #[error("cursor is truncated")]
+    Truncated,
+    #[error("unknown cursor version {0}")]
+    Version(u8),
+    #[error("cursor names an invalid entry id: {0}")]
+    InvalidId(IdError),
+}
+
 /// Errors of knowledge-entry operations.
 #[derive(Debug, Error)]
 pub enum KnowledgeError {

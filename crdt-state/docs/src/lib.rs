@@ -10,7 +10,9 @@
 //!   stays small (some 100 KiB at 100,000 entries), so saving a shard after
 //!   a write, or syncing the one shard that changed, costs little. Body
 //!   updates are applied as text diffs, so concurrent edits of one body
-//!   merge as text.
+//!   merge as text. Listings come in pages ([`KnowledgeStore::list_page`]):
+//!   a scan keeps only the best `limit` hits, and a [`ListCursor`] says
+//!   where the next page starts.
 //! - **Routines** ([`RoutineBook`]): definitions (cron or interval schedule,
 //!   target, bounded action) in one document, at most [`MAX_ROUTINES`].
 //! - **Storage** is the caller's: every document saves to and loads from
@@ -54,11 +56,13 @@
 //! | sync session | 32 useless rounds in a row, 4,096 rounds, 256 MiB received |
 //! | push | 16 plain changes ([`MAX_PUSH_CHANGES`]); the caller bounds its bytes |
 //! | heads summary | 4,613 B ([`MAX_SUMMARY_BYTES`]) |
+//! | listing cursor token | 100 characters ([`MAX_CURSOR_CHARS`]) |
 //!
 //! Bounds are checked on input. Concurrent edits can exceed some after a
 //! merge (two nodes each adding 20 tags); reads then return what merged.
 
 mod chunks;
+mod cursor;
 mod doc;
 mod error;
 mod ids;
@@ -71,8 +75,11 @@ mod store_sync;
 mod summary;
 mod sync;
 
+pub use cursor::{ListCursor, MAX_CURSOR_CHARS};
 pub use doc::Doc;
-pub use error::{DocError, IdError, KnowledgeError, RoutineError, SummaryError, SyncError};
+pub use error::{
+    CursorError, DocError, IdError, KnowledgeError, RoutineError, SummaryError, SyncError,
+};
 pub use ids::{check_id, derive_id, NodeActor, MAX_ID_BYTES, MAX_NODE_ID_BYTES};
 pub use knowledge::{
     Entry, EntryUpdate, KnowledgeStore, NewEntry, MAX_BODY_BYTES, MAX_TAGS, MAX_TAG_BYTES,
@@ -84,7 +91,7 @@ pub use routines::{
     MAX_COMMAND_BYTES, MAX_INTERVAL_SECS, MAX_LABEL_BYTES, MAX_NAME_BYTES, MAX_ROUTINES,
     MAX_SCHEDULE_BYTES, MAX_TARGET_NODES, MAX_TIMEOUT_SECS,
 };
-pub use search::{ListQuery, MAX_QUERY_BYTES};
+pub use search::{ListPage, ListQuery, SearchHits, MAX_QUERY_BYTES};
 pub use shard::{ShardId, SHARD_COUNT};
 pub use store_sync::StoreSync;
 pub use summary::{heads_digest, HeadsDigest, HeadsSummary, MAX_SUMMARY_BYTES};

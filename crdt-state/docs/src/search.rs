@@ -6,13 +6,15 @@
 //! 100,000 small entries is fast enough for an agent's look-up, and an index
 //! would have to be rebuilt from every merge.
 
+use crate::cursor::ListCursor;
 use crate::error::KnowledgeError;
+use crate::knowledge::Entry;
 
 /// Longest search query, in bytes.
 pub const MAX_QUERY_BYTES: usize = 1024;
 
-/// Which entries [`crate::KnowledgeStore::list`] returns. Results are newest
-/// first (largest `updated_ms`, ties by id), at most `limit` of them.
+/// Which entries [`crate::KnowledgeStore::list_page`] returns. Results are
+/// newest first (largest `updated_ms`, ties by id), at most `limit` of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery {
     /// Only entries carrying this exact tag.
@@ -21,7 +23,11 @@ pub struct ListQuery {
     pub id_prefix: Option<String>,
     /// Include tombstones.
     pub include_deleted: bool,
+    /// A limit of 0 returns an empty page without a cursor.
     pub limit: usize,
+    /// Only entries strictly after this one in listing order: the `next`
+    /// of the previous [`ListPage`].
+    pub after: Option<ListCursor>,
 }
 
 impl Default for ListQuery {
@@ -31,7 +37,40 @@ impl Default for ListQuery {
             id_prefix: None,
             include_deleted: false,
             limit: 100,
+            after: None,
         }
+    }
+}
+
+/// One page of a listing.
+///
+/// Following `next` until it is `None` returns every entry that matched
+/// throughout, exactly once, in listing order. An entry written while
+/// someone pages gets a newer `updated_ms` (it never decreases, see
+/// [`crate::Entry::updated_ms`]), so it moves to the front, before the
+/// cursor: if the pass had not reached it yet it skips it, and it is never
+/// returned twice. An entry deleted meanwhile is skipped unless tombstones
+/// are listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    pub entries: Vec<Entry>,
+    /// Where the next page starts; `None` when nothing more matched.
+    pub next: Option<ListCursor>,
+}
+
+/// What [`crate::KnowledgeStore::search_hits`] found: the newest matches,
+/// and how many entries matched in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchHits {
+    pub entries: Vec<Entry>,
+    /// Every live entry that matched, returned or not.
+    pub matched: usize,
+}
+
+impl SearchHits {
+    /// Whether the limit cut the results.
+    pub fn truncated(&self) -> bool {
+        self.matched > self.entries.len()
     }
 }
 

@@ -13,7 +13,7 @@
 //! | `body`       | Text                 | concurrent edits merge as text         |
 //! | `tags`       | map tag → `true`     | a set: concurrent adds and removes merge |
 //! | `author_node`, `actor`, `created_ms` | scalars | written once, by the creator |
-//! | `updated_ms` | u64                  | the largest concurrent value is read   |
+//! | `updated_ms` | u64                  | the largest concurrent value is read; never decreases |
 //! | `deleted`    | bool                 | tombstone, only ever set to true       |
 
 use std::collections::{BTreeSet, HashMap};
@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use automerge::transaction::Transactable;
 use automerge::{hydrate, ObjId, ObjType, ReadDoc, ScalarValue, ROOT};
 
-use super::read::{child, malformed};
+use super::read::{child, malformed, owned_u64};
 
 use crate::error::KnowledgeError;
 
@@ -55,6 +55,10 @@ pub struct Entry {
     /// The agent or user on whose behalf it was created.
     pub actor: String,
     pub created_ms: u64,
+    /// The time of the last write. A write stamps the larger of its own
+    /// time and the current value, so it never decreases, even when the
+    /// writer's clock lags: listing pages rely on that (see
+    /// [`crate::ListPage`]).
     pub updated_ms: u64,
     /// Tombstone: deleted entries stay (see [`crate::KnowledgeStore::delete`]).
     pub deleted: bool,
@@ -198,17 +202,32 @@ pub(crate) fn write_update<T: Transactable + ReadDoc>(
             tx.put(&map, new.as_str(), true)?;
         }
     }
-    tx.put(obj, UPDATED, now_ms)?;
+    stamp(tx, obj, now_ms)
+}
+
+/// Sets `updated_ms` to `now_ms`, or keeps it if it is already later (a
+/// lagging clock, or a concurrent write merged): it never goes back.
+fn stamp<T: Transactable + ReadDoc>(
+    tx: &mut T,
+    obj: &ObjId,
+    now_ms: u64,
+) -> Result<(), KnowledgeError> {
+    let current = tx
+        .get_all(obj, UPDATED)?
+        .iter()
+        .filter_map(|(v, _)| owned_u64(v))
+        .max()
+        .unwrap_or(0);
+    tx.put(obj, UPDATED, now_ms.max(current))?;
     Ok(())
 }
 
 /// Sets the tombstone.
-pub(crate) fn write_delete<T: Transactable>(
+pub(crate) fn write_delete<T: Transactable + ReadDoc>(
     tx: &mut T,
     obj: &ObjId,
     now_ms: u64,
 ) -> Result<(), KnowledgeError> {
     tx.put(obj, DELETED, true)?;
-    tx.put(obj, UPDATED, now_ms)?;
-    Ok(())
+    stamp(tx, obj, now_ms)
 }

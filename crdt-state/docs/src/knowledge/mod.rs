@@ -2,6 +2,7 @@
 //! to every node.
 
 mod entry;
+mod listing;
 mod read;
 mod store;
 

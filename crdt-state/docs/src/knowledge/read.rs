@@ -64,7 +64,7 @@ fn as_u64(v: &ScalarValueRef<'_>) -> Option<u64> {
     }
 }
 
-fn owned_u64(v: &Value<'_>) -> Option<u64> {
+pub(crate) fn owned_u64(v: &Value<'_>) -> Option<u64> {
     match v {
         Value::Scalar(s) => match s.as_ref() {
             ScalarValue::Uint(n) => Some(*n),
@@ -124,6 +124,19 @@ impl Fields {
             updated_ms: self.updated_ms?,
             deleted: self.deleted?,
         })
+    }
+
+    /// Whether every field is there, so that [`Fields::into_entry`] can
+    /// only fail on a read error: listings check this before ranking an
+    /// entry, so malformed ones neither take a place on a page nor end it.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.meta().is_some()
+            && self.title.is_some()
+            && self.body.is_some()
+            && self.tags.is_some()
+            && self.author_node.is_some()
+            && self.actor.is_some()
+            && self.created_ms.is_some()
     }
 
     pub(crate) fn has_tag<R: ReadDoc>(&self, doc: &R, tag: &str) -> bool {

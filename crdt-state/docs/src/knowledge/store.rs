@@ -7,7 +7,6 @@ use super::read;
 use crate::doc::Doc;
 use crate::error::KnowledgeError;
 use crate::ids::{check_id, NodeActor};
-use crate::search::{ListQuery, TextQuery};
 use crate::shard::{ShardId, SHARD_COUNT};
 use crate::summary::HeadsSummary;
 
@@ -141,74 +140,6 @@ impl KnowledgeStore {
         Ok(doc)
     }
 
-    /// Entries matching `query`, newest first. Malformed entries (written
-    /// by a faulty or incompatible replica) are skipped.
-    pub fn list(&self, query: &ListQuery) -> Vec<Entry> {
-        let mut hits: Vec<(u64, String, ShardId)> = Vec::new();
-        for (shard, doc) in self.docs() {
-            let am = doc.am();
-            for (id, obj) in read::entries(am) {
-                if query
-                    .id_prefix
-                    .as_ref()
-                    .is_some_and(|p| !id.starts_with(p.as_str()))
-                {
-                    continue;
-                }
-                let fields = read::read_fields(am, &obj);
-                let Some(meta) = fields.meta() else {
-                    continue;
-                };
-                if meta.deleted && !query.include_deleted {
-                    continue;
-                }
-                if query.tag.as_ref().is_some_and(|t| !fields.has_tag(am, t)) {
-                    continue;
-                }
-                hits.push((meta.updated_ms, id, shard));
-            }
-        }
-        self.materialise(hits, query.limit)
-    }
-
-    /// Live entries whose title or body contain every whitespace-separated
-    /// token of `query`, ignoring case; newest first, at most `limit`.
-    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Entry>, KnowledgeError> {
-        let query = TextQuery::parse(query)?;
-        if query.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut hits = Vec::new();
-        for (shard, doc) in self.docs() {
-            let am = doc.am();
-            for (id, obj) in read::entries(am) {
-                let fields = read::read_fields(am, &obj);
-                if fields.meta().is_none_or(|m| m.deleted) {
-                    continue;
-                }
-                let Some((title, body)) = fields.text(am) else {
-                    continue;
-                };
-                if query.matches(&title, &body) {
-                    hits.push((fields.updated_ms.unwrap_or(0), id, shard));
-                }
-            }
-        }
-        Ok(self.materialise(hits, limit))
-    }
-
-    fn materialise(&self, mut hits: Vec<(u64, String, ShardId)>, limit: usize) -> Vec<Entry> {
-        hits.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        hits.truncate(limit);
-        hits.into_iter()
-            .filter_map(|(_, id, shard)| {
-                let am = self.shard(shard)?.am();
-                let obj = read::entry_obj(am, &id).ok()??;
-                read::read_entry(am, &id, &obj).ok()
-            })
-            .collect()
-    }
-
     /// Number of live entries.
     pub fn len(&self) -> usize {
         let mut n = 0;
@@ -226,7 +157,7 @@ impl KnowledgeStore {
         self.len() == 0
     }
 
-    fn docs(&self) -> impl Iterator<Item = (ShardId, &Doc)> {
+    pub(super) fn docs(&self) -> impl Iterator<Item = (ShardId, &Doc)> {
         ShardId::all()
             .zip(&self.shards)
             .filter_map(|(s, d)| Some((s, d.as_ref()?)))
