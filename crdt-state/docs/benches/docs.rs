@@ -1,6 +1,6 @@
 //! Benchmarks of the replicated documents: knowledge puts, save and load of
 //! a 100,000-entry store, sync traffic against the size of the changes,
-//! search and paged listings.
+//! search, paged listings and body edits.
 //!
 //! Run with `cargo bench -p osmoda-docs`. Sizes and byte ratios are printed
 //! as `figure:` lines (criterion measures only time).
@@ -8,8 +8,13 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use automerge::transaction::Transactable;
+use automerge::{Automerge, ObjType, ROOT};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use osmoda_docs::{KnowledgeStore, ListQuery, NewEntry, NodeActor, ShardId, StoreSync, SyncLimits};
+use osmoda_docs::{
+    EntryUpdate, KnowledgeStore, ListQuery, NewEntry, NodeActor, PreparedUpdate, ShardId,
+    StoreSync, SyncLimits,
+};
 
 fn node(id: &str) -> NodeActor {
     NodeActor::new(id).expect("node id")
@@ -211,12 +216,73 @@ fn page_25k(c: &mut Criterion) {
     g.finish();
 }
 
+/// A 40,000-character body fully replaced, and with one word changed:
+/// Automerge's own `update_text` (what `update` ran under the node's lock
+/// before; only the small edit, the full replacement takes minutes), the
+/// prepared diff (without the lock) and its apply (under the lock).
+fn body_edit(c: &mut Criterion) {
+    const CHARS: usize = 40_000;
+    let mut old = words(1, CHARS);
+    old.truncate(CHARS);
+    let mut replaced = words(2, CHARS);
+    replaced.truncate(CHARS);
+    let mut small = old.clone();
+    small.replace_range(CHARS / 2..CHARS / 2 + 5, "EDIT!");
+    let update = |body: &str| EntryUpdate {
+        body: Some(body.to_owned()),
+        ..EntryUpdate::default()
+    };
+    let with_old = || {
+        let mut s = KnowledgeStore::new(node("node-a"));
+        let mut e = entry(0);
+        e.body = old.clone();
+        s.put(e, 1).expect("put");
+        s
+    };
+    let id = entry(0).id;
+    let mut g = c.benchmark_group("body_edit");
+    g.sample_size(10);
+    for (case, new) in [("replaced", &replaced), ("small", &small)] {
+        g.bench_function(format!("prepare_40k_{case}"), |b| {
+            b.iter(|| black_box(PreparedUpdate::new(update(new), &old).expect("prepare")))
+        });
+        let prepared = PreparedUpdate::new(update(new), &old).expect("prepare");
+        g.bench_function(format!("apply_40k_{case}"), |b| {
+            b.iter_batched(
+                with_old,
+                |mut s| s.apply_update(&id, &prepared, 2).expect("apply"),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.bench_function("automerge_update_text_40k_small", |b| {
+        b.iter_batched(
+            || {
+                let mut doc = Automerge::new();
+                let mut tx = doc.transaction();
+                let text = tx.put_object(ROOT, "body", ObjType::Text).expect("text");
+                tx.splice_text(&text, 0, 0, &old).expect("fill");
+                tx.commit();
+                (doc, text)
+            },
+            |(mut doc, text)| {
+                let mut tx = doc.transaction();
+                tx.update_text(&text, &small).expect("update");
+                tx.commit();
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     puts,
     store_100k,
     sync_traffic,
     search_10k,
-    page_25k
+    page_25k,
+    body_edit
 );
 criterion_main!(benches);

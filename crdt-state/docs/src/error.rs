@@ -94,6 +94,10 @@ pub enum KnowledgeError {
     NotFound(String),
     #[error("entry {0} is deleted")]
     Deleted(String),
+    /// A prepared update's body edit was computed from a text the entry no
+    /// longer has (someone wrote it meanwhile): prepare it again.
+    #[error("the body of entry {0} changed since the update was prepared")]
+    BodyChanged(String),
     /// A replica wrote something this code does not understand (an older or
     /// newer schema, or a faulty peer). Reads skip such entries in lists;
     /// `get` reports them.

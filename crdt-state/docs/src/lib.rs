@@ -10,7 +10,8 @@
 //!   stays small (some 100 KiB at 100,000 entries), so saving a shard after
 //!   a write, or syncing the one shard that changed, costs little. Body
 //!   updates are applied as text diffs, so concurrent edits of one body
-//!   merge as text. Listings come in pages ([`KnowledgeStore::list_page`]):
+//!   merge as text; the diff can be computed before taking the store's
+//!   lock ([`PreparedUpdate`]), leaving a few splices to apply under it. Listings come in pages ([`KnowledgeStore::list_page`]):
 //!   a scan keeps only the best `limit` hits, and a [`ListCursor`] says
 //!   where the next page starts.
 //! - **Routines** ([`RoutineBook`]): definitions (cron or interval schedule,
@@ -33,7 +34,10 @@
 //! # Invariants
 //!
 //! - No IO, no clock (time is a `now_ms` argument, also used as the
-//!   Automerge change time), no threads, no tokio or libp2p. (Automerge
+//!   Automerge change time), no threads, no tokio or libp2p. One
+//!   exception: a body diff has a deadline ([`BodyEdit::between`]), read
+//!   from the monotonic clock; it decides how finely an edit is
+//!   expressed, never the text it produces. (Automerge
 //!   itself draws randomness for its internal skip lists and for the
 //!   placeholder actor it replaces at once; no document content depends
 //!   on it.)
@@ -57,6 +61,7 @@
 //! | push | 16 plain changes ([`MAX_PUSH_CHANGES`]); the caller bounds its bytes |
 //! | heads summary | 4,613 B ([`MAX_SUMMARY_BYTES`]) |
 //! | listing cursor token | 100 characters ([`MAX_CURSOR_CHARS`]) |
+//! | body edit | 16 splices ([`MAX_SPLICES`]) or a fresh text ([`REWRITE_MIN_CHARS`]); its diff 50 ms by default ([`DEFAULT_DIFF_TIMEOUT`]) |
 //!
 //! Bounds are checked on input. Concurrent edits can exceed some after a
 //! merge (two nodes each adding 20 tags); reads then return what merged.
@@ -82,8 +87,8 @@ pub use error::{
 };
 pub use ids::{check_id, derive_id, NodeActor, MAX_ID_BYTES, MAX_NODE_ID_BYTES};
 pub use knowledge::{
-    Entry, EntryUpdate, KnowledgeStore, NewEntry, MAX_BODY_BYTES, MAX_TAGS, MAX_TAG_BYTES,
-    MAX_TITLE_BYTES,
+    BodyEdit, Entry, EntryUpdate, KnowledgeStore, NewEntry, PreparedUpdate, DEFAULT_DIFF_TIMEOUT,
+    MAX_BODY_BYTES, MAX_SPLICES, MAX_TAGS, MAX_TAG_BYTES, MAX_TITLE_BYTES, REWRITE_MIN_CHARS,
 };
 pub use push::{check_push_framing, Pushed, MAX_PUSH_CHANGES};
 pub use routines::{

@@ -21,6 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use automerge::transaction::Transactable;
 use automerge::{hydrate, ObjId, ObjType, ReadDoc, ScalarValue, ROOT};
 
+use super::prepared::PreparedUpdate;
 use super::read::{child, malformed, owned_u64};
 
 use crate::error::KnowledgeError;
@@ -81,7 +82,8 @@ pub struct NewEntry {
 pub struct EntryUpdate {
     pub title: Option<String>,
     /// The whole new body. It is applied as a diff against the current
-    /// text, so a concurrent edit elsewhere in the body survives the merge.
+    /// text (see [`crate::PreparedUpdate`]), so a concurrent edit elsewhere
+    /// in the body survives the merge.
     pub body: Option<String>,
     /// The whole new tag set, applied as adds and removes.
     pub tags: Option<Vec<String>>,
@@ -172,26 +174,36 @@ pub(crate) fn write_new<T: Transactable + ReadDoc>(
     Ok(())
 }
 
-/// Applies an update to an existing live entry; the caller validated it.
+/// Validates an update; returns its tag set, deduplicated.
+pub(crate) fn check_update(
+    update: &EntryUpdate,
+) -> Result<Option<BTreeSet<String>>, KnowledgeError> {
+    if let Some(title) = &update.title {
+        check_title(title)?;
+    }
+    if let Some(body) = &update.body {
+        check_body(body)?;
+    }
+    update.tags.as_deref().map(check_tags).transpose()
+}
+
+/// Applies a prepared update to an existing live entry.
 pub(crate) fn write_update<T: Transactable + ReadDoc>(
     tx: &mut T,
     id: &str,
     obj: &ObjId,
-    update: &EntryUpdate,
-    tags: Option<&BTreeSet<String>>,
+    update: &PreparedUpdate,
     now_ms: u64,
 ) -> Result<(), KnowledgeError> {
     if let Some(title) = &update.title {
         tx.put(obj, TITLE, title.as_str())?;
     }
-    if let Some(body) = &update.body {
-        let text =
-            child(tx, obj, BODY, ObjType::Text).ok_or_else(|| malformed(id, "body is not text"))?;
-        // A diff (Automerge's update_text), not a replacement: the splices
-        // touch only what changed, so concurrent edits elsewhere merge.
-        tx.update_text(&text, body)?;
+    if let Some(edit) = &update.body {
+        // Splices touching only what changed, so that concurrent edits
+        // elsewhere merge (or, for a rewrite of most of it, a fresh text).
+        edit.apply(tx, id, obj)?;
     }
-    if let Some(tags) = tags {
+    if let Some(tags) = &update.tags {
         let map =
             child(tx, obj, TAGS, ObjType::Map).ok_or_else(|| malformed(id, "tags is not a map"))?;
         let current: Vec<String> = tx.keys(&map).collect();

@@ -3,10 +3,14 @@
 
 mod entry;
 mod listing;
+mod prepared;
 mod read;
 mod store;
 
 pub use entry::{
     Entry, EntryUpdate, NewEntry, MAX_BODY_BYTES, MAX_TAGS, MAX_TAG_BYTES, MAX_TITLE_BYTES,
+};
+pub use prepared::{
+    BodyEdit, PreparedUpdate, DEFAULT_DIFF_TIMEOUT, MAX_SPLICES, REWRITE_MIN_CHARS,
 };
 pub use store::KnowledgeStore;

@@ -1,8 +1,9 @@
 //! The sharded knowledge collection of one node.
 
-use automerge::ChangeHash;
+use automerge::{ChangeHash, ObjType, ReadDoc};
 
 use super::entry::{self, Entry, EntryUpdate, NewEntry};
+use super::prepared::PreparedUpdate;
 use super::read;
 use crate::doc::Doc;
 use crate::error::KnowledgeError;
@@ -74,7 +75,13 @@ impl KnowledgeStore {
         }
     }
 
-    /// Changes the title, body (as a text diff) and/or tags of a live entry.
+    /// Changes the title, body (as a text diff) and/or tags of a live entry:
+    /// [`PreparedUpdate::new`] and [`apply_update`](Self::apply_update) in
+    /// one call. The diff runs here, within [`DEFAULT_DIFF_TIMEOUT`]; a
+    /// caller holding the store behind a lock should prepare the update
+    /// outside it instead.
+    ///
+    /// [`DEFAULT_DIFF_TIMEOUT`]: crate::DEFAULT_DIFF_TIMEOUT
     pub fn update(
         &mut self,
         id: &str,
@@ -82,18 +89,40 @@ impl KnowledgeStore {
         now_ms: u64,
     ) -> Result<(), KnowledgeError> {
         checked(id)?;
-        if let Some(title) = &update.title {
-            entry::check_title(title)?;
-        }
-        if let Some(body) = &update.body {
-            entry::check_body(body)?;
-        }
-        let tags = update.tags.as_deref().map(entry::check_tags).transpose()?;
+        entry::check_update(update)?;
+        let current = match update.body {
+            Some(_) => self.live_body(id)?,
+            None => String::new(),
+        };
+        let prepared = PreparedUpdate::new(update.clone(), &current)?;
+        self.apply_update(id, &prepared, now_ms)
+    }
+
+    /// Applies an update prepared with [`PreparedUpdate::new`]: cheap (the
+    /// body edit is a few splices), so it is what a caller does under its
+    /// lock. Fails with [`KnowledgeError::BodyChanged`], changing nothing,
+    /// if the body is no longer the text the edit was computed from.
+    pub fn apply_update(
+        &mut self,
+        id: &str,
+        update: &PreparedUpdate,
+        now_ms: u64,
+    ) -> Result<(), KnowledgeError> {
+        checked(id)?;
         let doc = self.live_doc(id)?;
         doc.transact(now_ms, |tx| {
             let obj = read::entry_obj(tx, id)?.ok_or_else(|| not_found(id))?;
-            entry::write_update(tx, id, &obj, update, tags.as_ref(), now_ms)
+            entry::write_update(tx, id, &obj, update, now_ms)
         })
+    }
+
+    /// The body of a live entry, without reading the rest of it.
+    fn live_body(&mut self, id: &str) -> Result<String, KnowledgeError> {
+        let am = self.live_doc(id)?.am();
+        let obj = read::entry_obj(am, id)?.ok_or_else(|| not_found(id))?;
+        let text = read::child(am, &obj, entry::BODY, ObjType::Text)
+            .ok_or_else(|| read::malformed(id, "body is not text"))?;
+        Ok(am.text(&text)?)
     }
 
     /// Replaces the body by diffing against the current text.
