@@ -84,6 +84,8 @@ pub enum KnowledgeError {
         len: usize,
         max: usize,
     },
+    #[error("{field} is empty or only whitespace")]
+    Blank { field: &'static str },
     #[error("{count} tags, over the limit of {max}")]
     TooManyTags { count: usize, max: usize },
     #[error("invalid tag {tag:?}: {reason}")]
@@ -130,6 +132,12 @@ pub enum RoutineError {
     InvalidSchedule { schedule: String, reason: String },
     #[error("routine {0} already exists")]
     AlreadyExists(String),
+    #[error("routine {id} is already named {name:?}")]
+    NameTaken { name: String, id: String },
+    /// Several routines have the name (two nodes added it concurrently):
+    /// name one by id.
+    #[error("{} routines are named {name:?}: {}", ids.len(), ids.join(", "))]
+    Ambiguous { name: String, ids: Vec<String> },
     #[error("no routine {0}")]
     NotFound(String),
     #[error("the routine book is full ({max} routines)")]

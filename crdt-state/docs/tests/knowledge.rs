@@ -78,27 +78,27 @@ fn bounds_are_typed_errors() {
     ));
     let long_body = "b".repeat(MAX_BODY_BYTES + 1);
     assert!(matches!(
-        s.put(new_entry("a", "", &long_body, &[]), 1),
+        s.put(new_entry("a", "t", &long_body, &[]), 1),
         Err(KnowledgeError::TooLong { field: "body", .. })
     ));
     let tags: Vec<String> = (0..=MAX_TAGS).map(|i| format!("t{i}")).collect();
     let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
     assert!(matches!(
-        s.put(new_entry("a", "", "", &tag_refs), 1),
+        s.put(new_entry("a", "t", "", &tag_refs), 1),
         Err(KnowledgeError::TooManyTags { count: 33, max: 32 })
     ));
     let long_tag = "x".repeat(65);
     for bad in [long_tag.as_str(), "", "two words"] {
         assert!(matches!(
-            s.put(new_entry("a", "", "", &[bad]), 1),
+            s.put(new_entry("a", "t", "", &[bad]), 1),
             Err(KnowledgeError::InvalidTag { .. })
         ));
     }
     assert!(matches!(
-        s.put(new_entry("a/b", "", "", &[]), 1),
+        s.put(new_entry("a/b", "t", "", &[]), 1),
         Err(KnowledgeError::InvalidId(_))
     ));
-    let mut bad_actor = new_entry("a", "", "", &[]);
+    let mut bad_actor = new_entry("a", "t", "", &[]);
     bad_actor.actor = String::new();
     assert!(matches!(
         s.put(bad_actor, 1),
@@ -119,6 +119,28 @@ fn bounds_are_typed_errors() {
         .expect_err("too long")
         .to_string();
     assert_eq!(msg, "title is 257 bytes, over the 256-byte limit");
+}
+
+#[test]
+fn blank_titles_are_refused() {
+    let mut s = store("node-a");
+    for blank in ["", " ", "\t\n", "\u{3000}"] {
+        assert!(matches!(
+            s.put(new_entry("a", blank, "body", &[]), 1),
+            Err(KnowledgeError::Blank { field: "title" })
+        ));
+    }
+    s.put(new_entry("a", " padded ", "body", &[]), 1)
+        .expect("a title with text");
+    let update = EntryUpdate {
+        title: Some("  ".into()),
+        ..EntryUpdate::default()
+    };
+    assert!(matches!(
+        s.update("a", &update, 2),
+        Err(KnowledgeError::Blank { field: "title" })
+    ));
+    assert_eq!(s.get("a").expect("get").expect("live").title, " padded ");
 }
 
 #[test]

@@ -197,6 +197,71 @@ fn the_book_replicates_and_round_trips() {
     assert!(RoutineBook::load(b"junk", &node("node-b")).is_err());
 }
 
+#[test]
+fn names_are_unique_and_not_blank() {
+    let mut book = RoutineBook::new(&node("node-a"));
+    book.add(routine("disk", "every 5m"), 1).expect("add");
+    let mut same_name = routine("disk2", "every 5m");
+    same_name.name = "routine disk".into();
+    assert!(matches!(
+        book.add(same_name.clone(), 2),
+        Err(RoutineError::NameTaken { name, id }) if name == "routine disk" && id == "disk"
+    ));
+    for blank in ["", "   ", "\t"] {
+        let mut r = routine("blank", "every 5m");
+        r.name = blank.into();
+        assert!(matches!(
+            book.add(r, 3),
+            Err(RoutineError::Invalid { field: "name", .. })
+        ));
+    }
+    // A removed routine's name is free again.
+    book.remove("disk", 4).expect("remove");
+    book.add(same_name, 5).expect("the name is free");
+}
+
+#[test]
+fn find_resolves_an_id_or_a_unique_name() {
+    let mut a = RoutineBook::new(&node("node-a"));
+    a.add(routine("disk", "every 5m"), 1).expect("add");
+    let mut named_like_an_id = routine("other", "every 5m");
+    named_like_an_id.name = "disk".into();
+    a.add(named_like_an_id, 2).expect("add");
+    assert_eq!(a.find("disk").expect("by id").id, "disk", "the id first");
+    assert_eq!(a.find("routine disk").expect("by name").id, "disk");
+    assert!(matches!(
+        a.find("nothing here"),
+        Err(RoutineError::NotFound(what)) if what == "nothing here"
+    ));
+
+    // Two nodes add one name concurrently; after the merge it is ambiguous.
+    let mut b = RoutineBook::new(&node("node-b"));
+    b.doc_mut()
+        .apply_changes(&a.doc().changes_since(&[]))
+        .expect("b catches up");
+    let mut from_a = routine("nightly-a", "every 1d");
+    from_a.name = "nightly".into();
+    let mut from_b = routine("nightly-b", "every 1d");
+    from_b.name = "nightly".into();
+    a.add(from_a, 3).expect("add on a");
+    b.add(from_b, 4).expect("add on b");
+    a.doc_mut()
+        .apply_changes(&b.doc().changes_since(&[]))
+        .expect("merge");
+    assert!(matches!(
+        a.find("nightly"),
+        Err(RoutineError::Ambiguous { name, ids })
+            if name == "nightly" && ids == ["nightly-a", "nightly-b"]
+    ));
+    assert_eq!(a.find("nightly-b").expect("by id").name, "nightly");
+    let mut third = routine("nightly-c", "every 1d");
+    third.name = "nightly".into();
+    assert!(matches!(
+        a.add(third, 5),
+        Err(RoutineError::NameTaken { .. })
+    ));
+}
+
 proptest! {
     /// Schedules read from peers are re-parsed: no input may panic the
     /// parser, whether random text or cron-shaped noise.

@@ -70,6 +70,7 @@ pub struct Entry {
 pub struct NewEntry {
     /// 1..=64 bytes of `[A-Za-z0-9._-]`; see [`crate::derive_id`].
     pub id: String,
+    /// Not empty nor only whitespace; at most [`MAX_TITLE_BYTES`].
     pub title: String,
     pub body: String,
     pub tags: Vec<String>,
@@ -94,6 +95,9 @@ fn too_long(field: &'static str, len: usize, max: usize) -> KnowledgeError {
 }
 
 pub(crate) fn check_title(title: &str) -> Result<(), KnowledgeError> {
+    if title.trim().is_empty() {
+        return Err(KnowledgeError::Blank { field: "title" });
+    }
     if title.len() > MAX_TITLE_BYTES {
         return Err(too_long("title", title.len(), MAX_TITLE_BYTES));
     }

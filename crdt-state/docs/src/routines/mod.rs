@@ -8,6 +8,11 @@
 //! action never interleave into a command from one and arguments from the
 //! other: one of them wins entirely.
 //!
+//! A routine is named by its id or by its name ([`RoutineBook::find`]).
+//! `add` refuses a name the book already has, but two nodes can add one
+//! name concurrently; `find` then says the name is ambiguous rather than
+//! pick one.
+//!
 //! Removing a routine deletes its key (unlike knowledge entries, which keep
 //! a tombstone): a removed definition should not linger, re-adding the same
 //! id later is legitimate, and a concurrent `enable` on another node writes
@@ -36,6 +41,8 @@ pub const MAX_NAME_BYTES: usize = 128;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRoutine {
     pub id: String,
+    /// Not blank, without control characters, at most [`MAX_NAME_BYTES`],
+    /// and not the name of a routine in the book.
     pub name: String,
     /// A cron expression or `every 5m`; see [`Schedule::parse`].
     pub schedule: String,
@@ -97,6 +104,10 @@ impl RoutineBook {
         &mut self.doc
     }
 
+    /// Adds a routine. Its id must be new, and its name not be that of a
+    /// routine in the book (names are compared exactly). Two nodes can
+    /// still add one name concurrently; [`find`](Self::find) then reports
+    /// the name as ambiguous.
     pub fn add(&mut self, new: NewRoutine, now_ms: u64) -> Result<(), RoutineError> {
         check_id(&new.id).map_err(RoutineError::InvalidId)?;
         if new.name.trim().is_empty() || new.name.chars().any(char::is_control) {
@@ -122,6 +133,9 @@ impl RoutineBook {
         let am = self.doc.am();
         if matches!(am.get(ROOT, new.id.as_str()), Ok(Some(_))) {
             return Err(RoutineError::AlreadyExists(new.id));
+        }
+        if let Some(id) = self.ids_named(&new.name).into_iter().next() {
+            return Err(RoutineError::NameTaken { name: new.name, id });
         }
         if am.length(ROOT) >= MAX_ROUTINES {
             return Err(RoutineError::Full { max: MAX_ROUTINES });
@@ -149,6 +163,44 @@ impl RoutineBook {
             Ok(None) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The routine with id `id_or_name` if there is one, else the one
+    /// routine named so. A name several routines carry is
+    /// [`RoutineError::Ambiguous`], listing their ids; none is
+    /// [`RoutineError::NotFound`].
+    pub fn find(&self, id_or_name: &str) -> Result<Routine, RoutineError> {
+        if check_id(id_or_name).is_ok() {
+            if let Some(routine) = self.get(id_or_name)? {
+                return Ok(routine);
+            }
+        }
+        let mut ids = self.ids_named(id_or_name);
+        match ids.len() {
+            0 => Err(RoutineError::NotFound(id_or_name.to_owned())),
+            1 => {
+                let id = ids.remove(0);
+                self.get(&id)?.ok_or(RoutineError::NotFound(id))
+            }
+            _ => Err(RoutineError::Ambiguous {
+                name: id_or_name.to_owned(),
+                ids,
+            }),
+        }
+    }
+
+    /// Ids of the routines named `name`, in id order, malformed ones
+    /// included (a name is taken whatever else is wrong with its routine).
+    fn ids_named(&self, name: &str) -> Vec<String> {
+        let am = self.doc.am();
+        am.keys(ROOT)
+            .filter(|id| match am.get(ROOT, id.as_str()) {
+                Ok(Some((Value::Object(ObjType::Map), obj))) => {
+                    get_str(am, &obj, "name").is_some_and(|n| n == name)
+                }
+                _ => false,
+            })
+            .collect()
     }
 
     /// Every well-formed routine, by id. Malformed ones (from a faulty or
