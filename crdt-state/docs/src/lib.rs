@@ -27,6 +27,9 @@
 //!   change can also be pushed to every replica at once
 //!   ([`Doc::last_local_change`], [`Doc::apply_pushed`]); a replica applies
 //!   it only when it already holds the change's history.
+//! - **Auditing received changes**: [`Doc::changed_keys`] names the
+//!   entries or routines that the changes since given heads touched, so a
+//!   node can record what a peer's push or sync round changed.
 //!
 //! One node writes with one Automerge actor, derived from its node id
 //! ([`NodeActor`]), so every change is attributable.
@@ -66,6 +69,7 @@
 //! Bounds are checked on input. Concurrent edits can exceed some after a
 //! merge (two nodes each adding 20 tags); reads then return what merged.
 
+mod changed;
 mod chunks;
 mod cursor;
 mod doc;
@@ -80,6 +84,7 @@ mod store_sync;
 mod summary;
 mod sync;
 
+pub use changed::ChangedKeys;
 pub use cursor::{ListCursor, MAX_CURSOR_CHARS};
 pub use doc::Doc;
 pub use error::{
