@@ -81,6 +81,20 @@ pub(crate) fn rank(updated_ms: u64, id: &str) -> (Reverse<u64>, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn decode_is_total_and_inverts_encode(
+            token in "\\PC{0,120}",
+            updated_ms in any::<u64>(),
+            id in "[A-Za-z0-9._-]{1,64}",
+        ) {
+            let _ = ListCursor::decode(&token);
+            let cursor = ListCursor { updated_ms, id };
+            prop_assert_eq!(ListCursor::decode(&cursor.encode()), Ok(cursor));
+        }
+    }
 
     #[test]
     fn round_trips_and_stays_within_its_bound() {
