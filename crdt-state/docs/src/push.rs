@@ -69,7 +69,8 @@ impl Doc {
     }
 
     /// Applies a peer's push (see the module notes). Malformed bytes are an
-    /// error and change nothing.
+    /// error and change nothing. [`Doc::changed_keys`] with the heads
+    /// taken before says which entries or routines the push touched.
     pub fn apply_pushed(&mut self, bytes: &[u8]) -> Result<Pushed, DocError> {
         let changes = push_chunks(bytes)?
             .into_iter()

@@ -68,7 +68,9 @@ impl StoreSync {
 
     /// Applies a message for `shard`. A message for a shard not planned
     /// (our summary was older than the peer's view) opens a session for it.
-    /// Returns whether the shard changed.
+    /// Returns whether the shard changed; to know which entries did, take
+    /// [`KnowledgeStore::shard_heads`] before and ask the shard's
+    /// [`Doc::changed_keys`](crate::Doc::changed_keys) after.
     pub fn receive(
         &mut self,
         store: &mut KnowledgeStore,

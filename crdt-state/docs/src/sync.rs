@@ -184,7 +184,9 @@ impl SyncSession {
     }
 
     /// Applies a message from the peer. Returns whether our document
-    /// changed (the caller then has dirty state to save).
+    /// changed (the caller then has dirty state to save); the heads taken
+    /// before, given to [`Doc::changed_keys`], say which entries or
+    /// routines did.
     pub fn receive_message(&mut self, doc: &mut Doc, bytes: &[u8]) -> Result<bool, SyncError> {
         self.check_alive()?;
         match self.receive_inner(doc, bytes) {
