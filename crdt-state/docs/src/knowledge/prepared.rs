@@ -60,8 +60,9 @@ struct Splice {
     insert: String,
 }
 
-/// The edit turning one body text into another, as splices, so that a
-/// concurrent edit elsewhere in the body survives the merge.
+/// The edit turning one body text into another: splices, so that a
+/// concurrent edit elsewhere in the body survives the merge, or, when it
+/// rewrites most of a long body, a fresh text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyEdit {
     /// The text the edit applies to, by hash: the store refuses the edit
@@ -99,7 +100,11 @@ impl BodyEdit {
             if tag == DiffTag::Equal {
                 continue;
             }
-            let insert: String = new_chars[new_range].iter().collect();
+            let insert: String = new_chars
+                .get(new_range)
+                .unwrap_or_default()
+                .iter()
+                .collect();
             match splices.last_mut() {
                 // A deletion next to an insertion is one replacement.
                 Some(last) if last.at + last.delete == old_range.start => {
@@ -126,8 +131,8 @@ impl BodyEdit {
         }
     }
 
-    /// Whether the edit rewrites more than what changed: the deadline cut
-    /// the diff short, or splices were merged to stay within
+    /// Whether the edit may rewrite more than what changed: the deadline
+    /// passed before the diff ended, or splices were merged to stay within
     /// [`MAX_SPLICES`].
     pub fn is_coarse(&self) -> bool {
         self.coarse
