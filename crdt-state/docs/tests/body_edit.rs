@@ -123,8 +123,8 @@ fn prepared_edits_on_two_replicas_merge_as_text() {
 
 #[test]
 fn a_rewrite_of_a_long_body_wins_over_a_concurrent_edit() {
-    let old = words(1, 10_000);
-    let rewritten = words(2, 10_000);
+    let old = words(1, 80_000);
+    let rewritten = words(2, 80_000);
     let mut a = store("node-a");
     a.put(new_entry("doc", "t", &old, &[]), 1).expect("put");
     let mut b = store("node-b");
