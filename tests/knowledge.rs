@@ -90,6 +90,8 @@ fn knowledge_commands_work_and_survive_kill_9() {
         node.cli(&["knowledge", "rm", &fridge]).status.code(),
         Some(5)
     );
+    let out = node.cli(&["knowledge", "put", "--title", "  ", "--body", "b"]);
+    assert_eq!(out.status.code(), Some(4), "a blank title is refused");
 
     // Bad input is a refusal with a reason, not a crash.
     let long = "x".repeat(300);
@@ -121,7 +123,8 @@ fn knowledge_commands_work_and_survive_kill_9() {
         .collect();
     assert_eq!(
         actions.iter().filter(|a| *a == "knowledge.put").count(),
-        18 + 1,
+        // 18 stored, and the two refused (a title too long, a blank one).
+        18 + 2,
         "{actions:?}"
     );
     assert!(actions.contains(&"knowledge.delete".to_string()));
@@ -208,7 +211,7 @@ fn routines_are_validated_and_managed() {
         "true",
     ]);
     assert_eq!(again.status.code(), Some(4), "a second routine named ping");
-    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("ping"));
     assert_eq!(node.json(&["routine", "show", "backup"])["id"], id.as_str());
     assert!(node.cli(&["routine", "disable", "ping"]).status.success());
     assert_eq!(node.json(&["routine", "show", "ping"])["enabled"], false);

@@ -56,6 +56,8 @@ pub enum NodeError {
     #[error("{0}")]
     Busy(String),
     #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
     Unavailable(String),
     /// Another node's answer could not be used.
     #[error("{0}")]
@@ -102,6 +104,7 @@ impl NodeError {
             NodeError::Forbidden(_) | NodeError::LockedDown => ErrorKind::Forbidden,
             NodeError::Denied(_) => ErrorKind::Denied,
             NodeError::Busy(_) => ErrorKind::Busy,
+            NodeError::TooLarge(_) => ErrorKind::TooLarge,
             NodeError::Unavailable(_) => ErrorKind::Unavailable,
             NodeError::Upstream(_) => ErrorKind::Upstream,
             NodeError::Audit(_) | NodeError::Internal(_) | NodeError::Store(_) => {
@@ -129,12 +132,13 @@ fn fabric_kind(e: &FabricError) -> ErrorKind {
 fn knowledge_kind(e: &KnowledgeError) -> ErrorKind {
     match e {
         KnowledgeError::NotFound(_) | KnowledgeError::Deleted(_) => ErrorKind::NotFound,
-        KnowledgeError::AlreadyExists(_) => ErrorKind::Conflict,
+        KnowledgeError::AlreadyExists(_) | KnowledgeError::BodyChanged(_) => ErrorKind::Conflict,
         KnowledgeError::TooLong { .. } => ErrorKind::TooLarge,
         KnowledgeError::InvalidId(_)
         | KnowledgeError::InvalidActor(_)
         | KnowledgeError::TooManyTags { .. }
-        | KnowledgeError::InvalidTag { .. } => ErrorKind::Invalid,
+        | KnowledgeError::InvalidTag { .. }
+        | KnowledgeError::Blank { .. } => ErrorKind::Invalid,
         // A replica wrote something this build cannot read, or a document
         // operation failed: not the caller's doing.
         KnowledgeError::Malformed { .. } | KnowledgeError::Doc(_) => ErrorKind::Internal,
@@ -144,7 +148,9 @@ fn knowledge_kind(e: &KnowledgeError) -> ErrorKind {
 fn routine_kind(e: &RoutineError) -> ErrorKind {
     match e {
         RoutineError::NotFound(_) => ErrorKind::NotFound,
-        RoutineError::AlreadyExists(_) => ErrorKind::Conflict,
+        RoutineError::AlreadyExists(_)
+        | RoutineError::NameTaken { .. }
+        | RoutineError::Ambiguous { .. } => ErrorKind::Conflict,
         RoutineError::TooLong { .. } => ErrorKind::TooLarge,
         RoutineError::Full { .. } => ErrorKind::Busy,
         RoutineError::InvalidId(_)

@@ -24,6 +24,25 @@ impl Node {
         Ok(Created { id })
     }
 
+    /// Stores many new entries in one commit, audited as one import.
+    pub async fn knowledge_import(
+        &self,
+        by: Caller<'_>,
+        entries: Vec<NewEntry>,
+    ) -> NodeResult<Vec<Created>> {
+        let count = entries.len();
+        let rows = entries
+            .into_iter()
+            .map(|e| (e.title, e.body, e.tags))
+            .collect();
+        let result = self.docs.put_many(rows, by.actor_text()).await;
+        let details = format!("{count} entries");
+        let ids = self
+            .audited(by, "knowledge.import", "", &details, result)
+            .await?;
+        Ok(ids.into_iter().map(|id| Created { id }).collect())
+    }
+
     pub async fn knowledge_update(
         &self,
         by: Caller<'_>,

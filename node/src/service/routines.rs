@@ -21,15 +21,6 @@ impl Node {
 
     async fn make_routine(&self, by: Caller<'_>, new: NewRoutine) -> NodeResult<String> {
         let target = Target::parse(&new.target).map_err(|e| NodeError::Invalid(e.to_string()))?;
-        if new.name.trim().is_empty() {
-            return Err(NodeError::Invalid("a routine needs a name".into()));
-        }
-        if self.docs.routines().iter().any(|r| r.name == new.name) {
-            return Err(NodeError::Conflict(format!(
-                "a routine named {:?} exists already",
-                new.name
-            )));
-        }
         let routine = DocRoutine {
             id: String::new(),
             name: new.name,
@@ -52,27 +43,7 @@ impl Node {
 
     /// A routine by id, or by its (unique) name.
     pub fn routine_show(&self, id_or_name: &str) -> NodeResult<RoutineView> {
-        if let Some(routine) = self.docs.routine(id_or_name)? {
-            return Ok(routine);
-        }
-        let mut named: Vec<RoutineView> = self
-            .docs
-            .routines()
-            .into_iter()
-            .filter(|r| r.name == id_or_name)
-            .collect();
-        match named.len() {
-            0 => Err(NodeError::not_found(
-                "routine with the id or name",
-                id_or_name,
-            )),
-            1 => Ok(named.remove(0)),
-            _ => Err(NodeError::Ambiguous {
-                what: "routine",
-                name: id_or_name.to_owned(),
-                ids: named.into_iter().map(|r| r.id).collect(),
-            }),
-        }
+        self.docs.find_routine(id_or_name)
     }
 
     pub async fn routine_remove(&self, by: Caller<'_>, id_or_name: &str) -> NodeResult<Done> {

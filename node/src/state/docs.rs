@@ -8,8 +8,9 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use osmoda_docs::{
-    derive_id, Entry, EntryUpdate, HeadsSummary, KnowledgeStore, ListQuery, NewEntry, NewRoutine,
-    NodeActor, Pushed, Routine, RoutineBook, ShardId, StoreSync, SyncSession, SHARD_COUNT,
+    derive_id, Entry, EntryUpdate, HeadsSummary, KnowledgeError, KnowledgeStore, ListCursor,
+    ListQuery, NewEntry, NewRoutine, NodeActor, PreparedUpdate, Pushed, Routine, RoutineBook,
+    ShardId, StoreSync, SyncSession, SHARD_COUNT,
 };
 use osmoda_store::{Batch, Store};
 use tokio::sync::mpsc;
@@ -22,6 +23,9 @@ use crate::replication::sync::ROUTINE_BOOK;
 type Result<T, E = NodeError> = std::result::Result<T, E>;
 
 const KNOWLEDGE: &str = "knowledge";
+/// Most entries one import stores in one commit: the shards it touches are
+/// saved whole in that commit, which the store bounds at 8 MiB.
+pub const MAX_IMPORT: usize = 1000;
 const ROUTINES: &str = "routines";
 const BOOK: &[u8] = b"book";
 
@@ -252,9 +256,64 @@ impl Docs {
         Ok(id)
     }
 
+    /// Changes an entry. A new body is diffed against the current one off
+    /// the store's lock and off the async threads (a long body takes up to
+    /// 50 ms), then applied as bounded splices under the lock; if another
+    /// write changed the body meanwhile, the diff is made again.
+    /// Stores up to [`MAX_IMPORT`] new entries in one commit (one fsync):
+    /// an import, where one fsynced write per entry would take minutes.
+    pub async fn put_many(
+        &self,
+        entries: Vec<(String, String, Vec<String>)>,
+        actor: String,
+    ) -> Result<Vec<String>> {
+        if entries.len() > MAX_IMPORT {
+            return Err(NodeError::TooLarge(format!(
+                "{} entries in one import; at most {MAX_IMPORT}",
+                entries.len()
+            )));
+        }
+        let news: Vec<NewEntry> = entries
+            .into_iter()
+            .map(|(title, body, tags)| NewEntry {
+                id: self.new_id(),
+                title,
+                body,
+                tags,
+                actor: actor.clone(),
+            })
+            .collect();
+        let ids = news.iter().map(|n| n.id.clone()).collect();
+        let now = now_ms();
+        self.write_knowledge(|k| news.into_iter().try_for_each(|n| k.put(n, now)))
+            .await?;
+        Ok(ids)
+    }
+
     pub async fn update(&self, id: &str, update: EntryUpdate) -> Result<()> {
-        self.write_knowledge(|k| k.update(id, &update, now_ms()))
-            .await
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let current = match update.body {
+                Some(_) => self.get(id)?.map(|e| e.body).unwrap_or_default(),
+                None => String::new(),
+            };
+            let wanted = update.clone();
+            let prepared =
+                tokio::task::spawn_blocking(move || PreparedUpdate::new(wanted, &current))
+                    .await
+                    .map_err(NodeError::internal)??;
+            match self
+                .write_knowledge(|k| k.apply_update(id, &prepared, now_ms()))
+                .await
+            {
+                Err(NodeError::Knowledge(KnowledgeError::BodyChanged(_))) if attempt < ATTEMPTS => {
+                }
+                other => return other,
+            }
+        }
+        Err(NodeError::Conflict(format!(
+            "entry {id} kept changing while this update was prepared; try again"
+        )))
     }
 
     pub async fn delete(&self, id: &str) -> Result<()> {
@@ -271,7 +330,8 @@ impl Docs {
         k.list(query).into_iter().map(Into::into).collect()
     }
 
-    /// One page of entries, newest first, after `cursor`.
+    /// One page of entries, newest first, after `cursor` (a token a
+    /// previous page gave).
     pub fn list_page(
         &self,
         tag: Option<String>,
@@ -280,33 +340,28 @@ impl Docs {
         limit: usize,
     ) -> Result<Page<EntryView>> {
         let after = match cursor {
-            Some(text) => Some(parse_cursor(text)?),
+            Some(token) => Some(
+                ListCursor::decode(token)
+                    .map_err(|e| NodeError::Invalid(format!("cursor {token:?}: {e}")))?,
+            ),
             None => None,
         };
         let query = ListQuery {
             tag,
             id_prefix: prefix,
-            limit: usize::MAX,
+            limit,
+            after,
             ..ListQuery::default()
         };
-        let all = self.list(&query);
-        let mut items: Vec<EntryView> = all
-            .into_iter()
-            .filter(|e| match &after {
-                Some((t, id)) => {
-                    (e.updated_ms, std::cmp::Reverse(&e.id)) < (*t, std::cmp::Reverse(id))
-                }
-                None => true,
-            })
-            .take(limit + 1)
-            .collect();
-        let more = items.len() > limit;
-        items.truncate(limit);
-        let next_cursor = match (more, items.last()) {
-            (true, Some(last)) => Some(format!("{}.{}", last.updated_ms, last.id)),
-            _ => None,
-        };
-        Ok(Page { items, next_cursor })
+        let page = self
+            .knowledge
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .list_page(&query);
+        Ok(Page {
+            items: page.entries.into_iter().map(Into::into).collect(),
+            next_cursor: page.next.map(|c| c.encode()),
+        })
     }
 
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<EntryView>> {
@@ -474,21 +529,16 @@ impl Docs {
         Ok(pushed)
     }
 
-    pub fn routine(&self, id: &str) -> Result<Option<RoutineView>> {
+    /// A routine by id, or by its name when one routine has it.
+    pub fn find_routine(&self, id_or_name: &str) -> Result<RoutineView> {
         let r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(r.get(id)?.map(Into::into))
+        Ok(r.find(id_or_name)?.into())
     }
 
     pub fn routines(&self) -> Vec<RoutineView> {
         let r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
         r.list().into_iter().map(Into::into).collect()
     }
-}
-
-fn parse_cursor(text: &str) -> Result<(u64, String)> {
-    text.split_once('.')
-        .and_then(|(t, id)| Some((t.parse().ok()?, id.to_owned())))
-        .ok_or_else(|| NodeError::Invalid(format!("cursor {text:?} is not one this node gave")))
 }
 
 /// A peer's change that does not apply is the peer's fault; it is reported
