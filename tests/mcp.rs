@@ -213,6 +213,17 @@ async fn tools_over_mcp_pass_the_nodes_gates() {
     // Ring 2 reads the entry ring 1 wrote.
     let got = ok(&low, call("knowledge_get", json!({ "id": entry_id }))).await;
     assert_eq!(got["title"], "runbook");
+    // A missing entry is the same kind of error here as on the control
+    // API (404 `not_found`, exit code 5 in the CLI).
+    let missing = low
+        .call_tool(call("knowledge_get", json!({ "id": "no-such-entry" })))
+        .await
+        .expect("call");
+    assert_eq!(missing.is_error, Some(true));
+    let content = missing.structured_content.unwrap_or_default();
+    assert_eq!(content["kind"], "not_found", "{content}");
+    let cli_missing = cli(&node, &["knowledge", "get", "no-such-entry"]);
+    assert_eq!(cli_missing.status.code(), Some(5));
 
     // Files stay inside the workspace.
     let note = json!({ "path": "notes/a.txt", "content": "hello from low" });
@@ -272,8 +283,8 @@ async fn tools_over_mcp_pass_the_nodes_gates() {
             .collect()
     };
     let low_calls = calls("low");
-    // put, get, write, read, 3 refused reads, 200 gets.
-    assert_eq!(low_calls.len(), 207, "{low_calls:?}");
+    // put, 2 gets, write, read, 3 refused reads, 200 gets.
+    assert_eq!(low_calls.len(), 208, "{low_calls:?}");
     assert_eq!(low_calls[0]["action"], "tool.knowledge_put");
     assert_eq!(low_calls[0]["outcome"], "denied");
     let high_calls = calls("high");
