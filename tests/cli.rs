@@ -57,13 +57,13 @@ fn secrets_are_private_and_tokens_are_checked() {
 
     // A joined folder cannot join again, and cannot invite.
     let out = nodes[1].cli(&["fleet", "invite"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     assert!(stderr(&out).contains("root key"), "{}", stderr(&out));
 
     let fresh = Node::new(tmp.path(), "fresh");
     for bad in ["", "hello", "osmoda1", "osmoda1!!!!", "osmoda1AAAA"] {
         let out = fresh.cli(&["join", bad]);
-        assert_eq!(out.status.code(), Some(1), "{bad:?}");
+        assert_eq!(out.status.code(), Some(4), "{bad:?}");
         assert!(
             stderr(&out).contains("cannot join"),
             "{bad:?}: {}",
@@ -80,7 +80,7 @@ fn secrets_are_private_and_tokens_are_checked() {
     let token = String::from_utf8(token.stdout).unwrap();
     std::thread::sleep(Duration::from_millis(2100));
     let out = fresh.cli(&["join", token.trim()]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     assert!(stderr(&out).contains("expired"), "{}", stderr(&out));
 
     // Bad flag values are usage errors.
@@ -95,7 +95,7 @@ fn an_invite_from_a_folder_without_a_fleet_says_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
     let empty = Node::new(tmp.path(), "empty");
     let out = empty.cli(&["fleet", "invite", "--name", "b"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     assert!(out.stdout.is_empty(), "no token, not even an empty one");
     let err = stderr(&out);
     assert!(
@@ -115,7 +115,7 @@ fn config_values_out_of_range_are_refused_not_clamped() {
     )
     .unwrap();
     let out = node.cli(&["run"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     assert!(stderr(&out).contains("inbox_capacity"), "{}", stderr(&out));
 }
 
@@ -149,7 +149,7 @@ fn a_broken_config_file_is_an_error_naming_the_line() {
     )
     .unwrap();
     let out = node.cli(&["run"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     assert!(stderr(&out).contains("line 3"), "{}", stderr(&out));
     std::fs::write(
         node.dir.join("config.toml"),
@@ -157,7 +157,7 @@ fn a_broken_config_file_is_an_error_naming_the_line() {
     )
     .unwrap();
     let out = node.cli(&["run"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     assert!(stderr(&out).contains("not an address"), "{}", stderr(&out));
 }
 
@@ -228,7 +228,7 @@ fn the_control_api_is_private_and_answers_bad_requests_with_4xx() {
 
     // A second node on the same folder is refused while the first runs.
     let out = node.cli(&["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     assert!(
         stderr(&out).contains("another osmoda process"),
         "{}",
@@ -250,7 +250,7 @@ fn run_on_an_empty_folder_creates_a_fleet_and_the_token_never_reaches_the_log() 
     assert!(token.trim().starts_with("osmoda1"));
     // Names are unique in a fleet: a second `b` is refused.
     let again = node.cli(&["fleet", "invite", "--name", "b"]);
-    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(again.status.code(), Some(4));
     assert!(stderr(&again).contains("unique"), "{}", stderr(&again));
     node.stop();
     // Creating a fleet by accident is said loudly, with the way to join.

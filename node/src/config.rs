@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use crate::error::{Context, NodeError, NodeResult as Result};
 use libp2p::Multiaddr;
 use osmoda_fabric::FabricConfig;
 use serde::{Deserialize, Serialize};
@@ -71,13 +71,13 @@ pub fn load(data: &DataDir) -> Result<FileConfig> {
     if !path.exists() {
         return Ok(FileConfig::default());
     }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    parse(&text).with_context(|| format!("invalid configuration in {}", path.display()))
+    let text =
+        std::fs::read_to_string(&path).internal(|| format!("cannot read {}", path.display()))?;
+    parse(&text).invalid(|| format!("invalid configuration in {}", path.display()))
 }
 
 pub fn parse(text: &str) -> Result<FileConfig> {
-    toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", describe_toml_error(text, &e)))
+    toml::from_str(text).map_err(|e| NodeError::Invalid(describe_toml_error(text, &e)))
 }
 
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
@@ -94,7 +94,7 @@ pub fn parse_addrs(what: &str, addrs: &[String]) -> Result<Vec<Multiaddr>> {
     addrs
         .iter()
         .map(|a| {
-            a.parse::<Multiaddr>().with_context(|| {
+            a.parse::<Multiaddr>().invalid(|| {
                 format!("{what} address {a:?} is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/4001)")
             })
         })
@@ -146,7 +146,9 @@ fn in_range(key: &str, value: u64, min: u64, max: u64) -> Result<()> {
     if (min..=max).contains(&value) {
         return Ok(());
     }
-    anyhow::bail!("{key} = {value} is out of range; use {min} to {max}")
+    Err(NodeError::Invalid(format!(
+        "{key} = {value} is out of range; use {min} to {max}"
+    )))
 }
 
 #[cfg(test)]

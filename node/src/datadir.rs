@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use crate::error::{Context, NodeError, NodeResult as Result};
 use osmoda_fabric::proto::{hex, parse_hex, parse_hex_bytes, FleetCert, FleetRoot, Revocation};
 use serde::{Deserialize, Serialize};
 
@@ -75,16 +75,16 @@ impl DataDir {
 
     pub fn ensure(&self) -> Result<()> {
         fs::create_dir_all(&self.root)
-            .with_context(|| format!("cannot create the data folder {}", self.root.display()))?;
+            .internal(|| format!("cannot create the data folder {}", self.root.display()))?;
         fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot restrict {}", self.root.display()))?;
+            .internal(|| format!("cannot restrict {}", self.root.display()))?;
         Ok(())
     }
 
     /// Opens the node's durable store (the running node holds it open).
     pub fn store(&self) -> Result<osmoda_store::Store> {
         let path = self.path(STATE);
-        osmoda_store::Store::open(&path).with_context(|| format!("cannot open {}", path.display()))
+        osmoda_store::Store::open(&path).internal(|| format!("cannot open {}", path.display()))
     }
 
     pub fn is_member(&self) -> bool {
@@ -103,13 +103,13 @@ impl DataDir {
             .write(true)
             .mode(0o600)
             .open(self.path(LOCK))
-            .with_context(|| format!("cannot open {}", self.path(LOCK).display()))?;
+            .internal(|| format!("cannot open {}", self.path(LOCK).display()))?;
         match file.try_lock() {
             Ok(()) => Ok(file),
-            Err(_) => bail!(
+            Err(_) => Err(NodeError::Conflict(format!(
                 "another osmoda process is using {}; stop it first or pick another --data folder",
                 self.root.display()
-            ),
+            ))),
         }
     }
 
@@ -123,11 +123,12 @@ impl DataDir {
             .write(true)
             .mode(mode)
             .open(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
-        fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+            .internal(|| format!("cannot write {}", tmp.display()))?;
+        let writing = || format!("cannot write {}", tmp.display());
+        file.write_all(contents).internal(writing)?;
+        file.sync_all().internal(writing)?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).internal(writing)?;
+        fs::rename(&tmp, &path).internal(|| format!("cannot write {}", path.display()))?;
         if let Ok(dir) = File::open(&self.root) {
             let _ = dir.sync_all();
         }
@@ -136,25 +137,29 @@ impl DataDir {
 
     fn read_text(&self, name: &str) -> Result<String> {
         let path = self.path(name);
-        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+        fs::read_to_string(&path).internal(|| format!("cannot read {}", path.display()))
     }
 
     fn read_secret(&self, name: &str) -> Result<[u8; 32]> {
         let path = self.path(name);
         let mode = fs::metadata(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?
+            .internal(|| format!("cannot read {}", path.display()))?
             .permissions()
             .mode();
         if mode & 0o077 != 0 {
-            bail!(
+            return Err(NodeError::Invalid(format!(
                 "{} is readable by others (mode {:o}); run: chmod 600 {}",
                 path.display(),
                 mode & 0o777,
                 path.display()
-            );
+            )));
         }
-        parse_hex::<32>(&self.read_text(name)?)
-            .with_context(|| format!("{} does not hold a 32-byte hex key", path.display()))
+        parse_hex::<32>(&self.read_text(name)?).ok_or_else(|| {
+            NodeError::Invalid(format!(
+                "{} does not hold a 32-byte hex key",
+                path.display()
+            ))
+        })
     }
 
     pub fn write_identity(&self, secret: &[u8; 32]) -> Result<()> {
@@ -175,10 +180,10 @@ impl DataDir {
 
     pub fn fleet_root(&self) -> Result<FleetRoot> {
         if !self.has_root() {
-            bail!(
+            return Err(NodeError::Forbidden(format!(
                 "this node does not hold the fleet's root key ({} is missing); run this on the node that created the fleet",
                 self.path(ROOT_KEY).display()
-            );
+            )));
         }
         Ok(FleetRoot::from_secret(self.read_secret(ROOT_KEY)?))
     }
@@ -189,20 +194,20 @@ impl DataDir {
 
     pub fn cert(&self) -> Result<FleetCert> {
         let text = self.read_text(CERT)?;
-        let bytes = parse_hex_bytes(text.trim())
-            .with_context(|| format!("{} is not hex", self.path(CERT).display()))?;
-        FleetCert::decode(&bytes)
-            .with_context(|| format!("{} is damaged", self.path(CERT).display()))
+        let bytes = parse_hex_bytes(text.trim()).ok_or_else(|| {
+            NodeError::Invalid(format!("{} is not hex", self.path(CERT).display()))
+        })?;
+        FleetCert::decode(&bytes).invalid(|| format!("{} is damaged", self.path(CERT).display()))
     }
 
     pub fn write_fleet(&self, info: &FleetInfo) -> Result<()> {
-        let text = toml::to_string(info)?;
+        let text = toml::to_string(info).internal(|| "cannot encode fleet.toml".into())?;
         self.write(FLEET, text.as_bytes(), 0o644)
     }
 
     pub fn fleet(&self) -> Result<FleetInfo> {
         let text = self.read_text(FLEET)?;
-        toml::from_str(&text).with_context(|| format!("{} is damaged", self.path(FLEET).display()))
+        toml::from_str(&text).invalid(|| format!("{} is damaged", self.path(FLEET).display()))
     }
 
     /// Revocations stored so far; damaged lines are reported and skipped.

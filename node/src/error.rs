@@ -174,6 +174,25 @@ fn agent_kind(e: &AgentdError) -> ErrorKind {
 
 pub type NodeResult<T> = Result<T, NodeError>;
 
+/// Says what was being done when an error from outside the node's types
+/// happened, and whose fault it is.
+pub trait Context<T> {
+    /// The input's fault (a configuration, a token, a folder's contents).
+    fn invalid(self, what: impl FnOnce() -> String) -> NodeResult<T>;
+    /// This node's (its disk, its files).
+    fn internal(self, what: impl FnOnce() -> String) -> NodeResult<T>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for Result<T, E> {
+    fn invalid(self, what: impl FnOnce() -> String) -> NodeResult<T> {
+        self.map_err(|e| NodeError::Invalid(format!("{}: {e}", what())))
+    }
+
+    fn internal(self, what: impl FnOnce() -> String) -> NodeResult<T> {
+        self.map_err(|e| NodeError::Internal(format!("{}: {e}", what())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,11 @@
 //!   simulated network).
 //! - Parts: `state` (audit log, documents, heads, agents, approvals,
 //!   emergency register), `replication` (push, sync, anti-entropy),
-//!   `runtime` (the builder, the event loop, `osmoda run`), and the data
-//!   folder, configuration and fleet administration.
+//!   `runtime` (the builder, the event loop), the data folder and the
+//!   configuration.
+//!
+//! Errors: every library module returns [`error::NodeError`]; only `cli`,
+//! which reports to people, uses `anyhow`.
 //!
 //! ARCHITECTURE.md maps it and says where to add a command, a tool, a
 //! document type or a gossip topic.
@@ -23,7 +26,6 @@ pub mod config;
 pub mod control;
 pub mod datadir;
 pub mod error;
-pub mod fleet;
 pub mod replication;
 pub mod runtime;
 pub mod service;

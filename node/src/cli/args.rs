@@ -16,8 +16,9 @@ use super::agent::{AgentCommand, EmergencyArgs};
     about = "A mesh-first fabric for autonomous agents on fleets of edge hosts",
     long_about = "A mesh-first fabric for autonomous agents on fleets of edge hosts.\n\n\
                   Start a node with `osmoda run` (an empty data folder becomes a new fleet).\n\
-                  Exit codes: 0 ok, 1 error, 2 usage, 3 no node running, 4 refused by the node,\n\
-                  5 not found, 6 unavailable for now (no peer, a peer did not answer; try again)."
+                  Exit codes: 0 ok, 1 error, 2 usage, 3 no node running, 4 refused (bad input,\n\
+                  a rule, a name taken, the operator said no), 5 not found, 6 unavailable for now\n\
+                  (no peer, a peer did not answer; try again)."
 )]
 pub struct Cli {
     /// The node's state folder; several nodes on one host need one each

@@ -7,11 +7,11 @@ use serde_json::json;
 
 use super::args::FleetCommand;
 use super::client::Client;
+use super::folder::{self as fleet, Invite};
 use super::out::{self, say};
 use super::time;
 use crate::api::PeerInfo;
 use crate::datadir::DataDir;
-use crate::fleet::{self, Invite};
 
 fn node_id(cert: &FleetCert) -> String {
     osmoda_fabric::peer_id_of(&cert.node)

@@ -9,9 +9,12 @@ pub mod agent;
 pub mod args;
 pub mod client;
 mod fleet;
+pub mod folder;
 mod mcp;
 pub mod out;
 pub mod render;
+mod run;
+mod sim;
 pub mod time;
 
 use std::io::Read;
@@ -31,10 +34,14 @@ use crate::api::{
 use crate::datadir::{DataDir, SOCKET};
 use crate::service::knowledge::MAX_PAGE;
 
-/// The exit code for an error the CLI ends with.
+/// The exit code for an error the CLI ends with: the node's answer, or a
+/// local operation's `NodeError`, by its kind; anything else is 1.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
-    e.downcast_ref::<ClientError>()
-        .map(ClientError::exit_code)
+    if let Some(client) = e.downcast_ref::<ClientError>() {
+        return client.exit_code();
+    }
+    e.downcast_ref::<crate::error::NodeError>()
+        .map(|n| crate::error::exit_code(n.kind()))
         .unwrap_or(1)
 }
 
@@ -75,7 +82,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 bootstrap: args.bootstrap,
                 no_mdns: args.no_mdns,
             };
-            crate::runtime::run::run(&data, overrides, &args.fleet_name, args.name.as_deref()).await
+            run::run(&data, overrides, &args.fleet_name, args.name.as_deref()).await
         }
         Command::Join(args) => {
             let token = if args.token == "-" {
@@ -83,8 +90,8 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             } else {
                 args.token
             };
-            let joined = crate::fleet::join(&data, &token)?;
-            crate::fleet::audit(&data, "fleet.join", &joined.fleet_name).await?;
+            let joined = folder::join(&data, &token)?;
+            folder::audit(&data, "fleet.join", &joined.fleet_name).await?;
             fleet::joined(json, &data, &joined);
             Ok(())
         }
@@ -134,7 +141,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Lockdown(args) => agent::emergency(&client, json, "lockdown", args).await,
         Command::Unlock(args) => agent::emergency(&client, json, "unlock", args).await,
         Command::Sim(args) => {
-            crate::sim::run(
+            sim::run(
                 &args.scenario,
                 args.out,
                 args.nodes,

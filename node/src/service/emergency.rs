@@ -167,7 +167,7 @@ impl Node {
     /// Whether every member would accept `cmd` as genuine: an admin of this
     /// fleet, not revoked, signature and certificate valid now.
     fn check_command(&self, cmd: &EmergencyCommand) -> Result<(), String> {
-        cmd.verify(&self.membership.fleet(), crate::fleet::unix_now())
+        cmd.verify(&self.membership.fleet(), super::unix_now())
             .map_err(|e| e.to_string())?;
         if self.membership.is_revoked(&cmd.issuer.node) {
             return Err("its issuer is revoked".into());

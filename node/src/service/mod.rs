@@ -240,7 +240,13 @@ impl Node {
     }
 }
 
-pub(crate) fn now_ms() -> u64 {
+/// Unix seconds now (0 for a clock set before 1970).
+pub fn unix_now() -> u64 {
+    now_ms() / 1000
+}
+
+/// Unix milliseconds now (0 for a clock set before 1970).
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -1,31 +1,26 @@
 //! Fleet administration on the local folder: create, invite, join, revoke.
 //! These work without a running node; where one runs, they tell it too.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use ed25519_dalek::SigningKey;
 use libp2p::PeerId;
 use osmoda_fabric::proto::cert::validate_name;
 use osmoda_fabric::proto::{hex, FleetCert, FleetRoot, JoinToken, Revocation, Role};
 use zeroize::Zeroizing;
 
+use super::client::{Client, ClientError};
 use crate::api::{RecordBody, Recorded, RevokeBody, Revoked, StatusView};
-use crate::cli::client::{Client, ClientError};
 use crate::config::FileConfig;
 use crate::datadir::{DataDir, FleetInfo, CONFIG, SOCKET};
+use crate::error::{Context, NodeError};
+use crate::service::unix_now;
 
 /// How long the founding admin's certificate lasts.
 pub const FOUNDER_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// Certificates start a minute in the past, for clocks a little behind.
 const BACKDATE_SECS: u64 = 60;
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 fn default_node_name(node: &[u8; 32]) -> String {
     format!("node-{}", &hex(node)[..8])
@@ -88,12 +83,13 @@ fn new_member(
 pub fn create(data: &DataDir, fleet_name: &str, node_name: Option<&str>) -> Result<FleetCert> {
     if data.is_member() {
         let fleet = data.fleet().map(|f| f.name).unwrap_or_else(|_| "?".into());
-        bail!(
+        return Err(NodeError::Conflict(format!(
             "{} already belongs to the fleet {fleet:?}; use another --data folder",
             data.root().display()
-        );
+        ))
+        .into());
     }
-    validate_name(fleet_name).context("invalid fleet name")?;
+    validate_name(fleet_name).invalid(|| "invalid fleet name".into())?;
     data.ensure()?;
     let root = FleetRoot::generate(&mut rand::rngs::OsRng);
     let (identity, cert) = new_member(&root, node_name, Role::Admin, FOUNDER_VALIDITY)?;
@@ -127,18 +123,22 @@ pub async fn invite(
     mut bootstrap: Vec<String>,
 ) -> Result<Invite> {
     if !data.is_member() {
-        bail!(
+        return Err(NodeError::Invalid(format!(
             "{} holds no fleet yet: create one first with `osmoda --data {} run` (or `fleet create`), \
              then invite from it; to join another fleet, get a token from its founding node and run `osmoda join TOKEN`",
             data.root().display(),
             data.root().display()
-        );
+        ))
+        .into());
     }
     let root = data.fleet_root()?;
     let fleet = data.fleet()?;
     if let Some(name) = name {
         if let Some(taken) = data.issued_name(name)? {
-            bail!("a node named {name:?} was invited already ({taken}); names are unique in a fleet: pick another --name");
+            return Err(NodeError::Conflict(format!(
+                "a node named {name:?} was invited already ({taken}); names are unique in a fleet: pick another --name"
+            ))
+            .into());
         }
     }
     let (identity, cert) = new_member(&root, name, role, valid_for)?;
@@ -170,12 +170,13 @@ pub async fn invite(
 /// Makes this folder a member, from a token.
 pub fn join(data: &DataDir, token: &str) -> Result<JoinToken> {
     if data.is_member() {
-        bail!(
+        return Err(NodeError::Conflict(format!(
             "{} is already a member of a fleet; use an empty --data folder to join",
             data.root().display()
-        );
+        ))
+        .into());
     }
-    let token = JoinToken::decode(token, unix_now()).context("cannot join")?;
+    let token = JoinToken::decode(token, unix_now()).invalid(|| "cannot join".into())?;
     data.ensure()?;
     data.write_identity(&token.node_secret)?;
     data.write_fleet(&FleetInfo {
@@ -207,11 +208,11 @@ pub async fn revoke(data: &DataDir, node_id: &str) -> Result<(Revocation, bool)>
     let root = data.fleet_root()?;
     let peer: PeerId = node_id
         .parse()
-        .with_context(|| format!("{node_id:?} is not a node id (see `osmoda peers`)"))?;
+        .invalid(|| format!("{node_id:?} is not a node id (see `osmoda peers`)"))?;
     let node = osmoda_fabric::node_key_of(&peer)
-        .with_context(|| format!("{node_id} is not an osmoda node id"))?;
+        .ok_or_else(|| NodeError::Invalid(format!("{node_id} is not an osmoda node id")))?;
     if node == data.cert()?.node {
-        bail!("refusing to revoke this node itself");
+        return Err(NodeError::Invalid("refusing to revoke this node itself".into()).into());
     }
     let rev = root.revoke(node, unix_now());
     let body = RevokeBody {

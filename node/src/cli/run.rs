@@ -6,10 +6,11 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::info;
 use zeroize::Zeroizing;
 
+use super::folder as fleet;
 use crate::config::{self, Overrides};
 use crate::datadir::{DataDir, AGENT_SOCKET, SOCKET};
-use crate::fleet::{self, unix_now};
 use crate::runtime::builder::NodeBuilder;
+use crate::service::unix_now;
 
 pub async fn run(
     data: &DataDir,
