@@ -36,6 +36,10 @@
 //!
 //! The formats are tabulated in each module and in `docs/protocol.md`.
 
+// Outside bytes, files and answers are errors, never panics; tests may
+// unwrap what they made themselves.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod checkpoint;
 pub mod entry;
 pub mod evidence;

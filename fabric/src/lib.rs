@@ -5,6 +5,10 @@
 //! to X25519MLKEM768, membership checks inside every handshake, discovery
 //! (mDNS, bootstrap, Kademlia), gossip and direct messages.
 
+// Outside bytes, files and answers are errors, never panics; tests may
+// unwrap what they made themselves.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod credentials;
 mod early_refusal;
 pub mod membership;

@@ -19,6 +19,10 @@
 //! ARCHITECTURE.md maps it and says where to add a command, a tool, a
 //! document type or a gossip topic.
 
+// Outside bytes, files and answers are errors, never panics; tests may
+// unwrap what they made themselves.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod agent_socket;
 pub mod api;
 pub mod cli;

@@ -2,6 +2,10 @@
 //! library's CLI (`osmoda_node::cli`), which reports errors for people and
 //! picks the exit code.
 
+// Outside bytes, files and answers are errors, never panics; tests may
+// unwrap what they made themselves.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -61,6 +61,10 @@
 //! # let _ = (transport, sent); Ok(()) }
 //! ```
 
+// Outside bytes, files and answers are errors, never panics; tests may
+// unwrap what they made themselves.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod addr;
 mod cost;
 mod error;

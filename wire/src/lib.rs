@@ -11,6 +11,9 @@
 //! No dependencies and `no_std` (with `alloc`), so any crate that parses
 //! untrusted bytes can share it.
 
+// Outside bytes, files and answers are errors, never panics; tests may
+// unwrap what they made themselves.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;

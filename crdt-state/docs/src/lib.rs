@@ -69,6 +69,10 @@
 //! Bounds are checked on input. Concurrent edits can exceed some after a
 //! merge (two nodes each adding 20 tags); reads then return what merged.
 
+// Outside bytes, files and answers are errors, never panics; tests may
+// unwrap what they made themselves.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod changed;
 mod chunks;
 mod cursor;

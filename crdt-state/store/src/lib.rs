@@ -59,6 +59,10 @@
 //! caught and reported as [`StoreError::Damaged`] or, in the writer, as
 //! [`StoreError::WriterFailed`].
 
+// Outside bytes, files and answers are errors, never panics; tests may
+// unwrap what they made themselves.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod ack;
 mod committer;
 mod error;

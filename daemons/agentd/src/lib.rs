@@ -51,6 +51,10 @@
 //! ever sent to a process group whose leader it has not reaped yet; logs,
 //! channels and spec fields are bounded.
 
+// Outside bytes, files and answers are errors, never panics; tests may
+// unwrap what they made themselves.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod actor;
 mod agent;
 pub mod backoff;

@@ -18,6 +18,10 @@
 //! - [`server`]: the rmcp server;
 //! - [`forward`]: the forwarder trait and the Unix-socket forwarder.
 
+// Outside bytes, files and answers are errors, never panics; tests may
+// unwrap what they made themselves.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod args;
 pub mod catalog;
 pub mod forward;

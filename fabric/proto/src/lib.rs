@@ -19,6 +19,10 @@
 //!
 //! The wire formats are specified in `docs/protocol.md`.
 
+// Outside bytes, files and answers are errors, never panics; tests may
+// unwrap what they made themselves.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod cert;
 pub mod emergency;
 pub mod gossip;
