@@ -374,3 +374,51 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     Ok(d)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every argument of every command says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "osmoda", &mut missing);
+        assert!(missing.is_empty(), "no description: {missing:#?}");
+    }
+
+    /// `osmoda sim --help` names every shipped scenario.
+    #[test]
+    fn sim_help_names_every_shipped_scenario() {
+        let cmd = Cli::command();
+        let sim = cmd.find_subcommand("sim").expect("a sim command");
+        let about = sim.get_about().map(|s| s.to_string()).unwrap_or_default();
+        for name in crate::sim::shipped_names() {
+            assert!(about.contains(name), "{name} missing from: {about}");
+        }
+    }
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+}
