@@ -334,16 +334,28 @@ fn after_an_unlock_restart_always_agents_run_and_the_others_say_they_are_held() 
     add(&node, "once", &["--restart", "never"], "exec sleep 600");
     wait_state(&node, "always", "running");
     wait_state(&node, "once", "running");
+    // Nothing to lift yet: no agent is touched.
+    let idle = node.json(&["unlock"]);
+    assert!(
+        idle["here"].as_str().unwrap().contains("not locked down"),
+        "{idle}"
+    );
+    assert_eq!(show(&node, "once")["held"], false);
+
     assert!(node.cli(&["lockdown"]).status.success());
     wait_state(&node, "always", "stopped");
+    // Added under the lockdown: kept, started with the others after it.
+    add(&node, "late", &["--restart", "always"], "exec sleep 600");
+    assert_eq!(state(&node, "late"), "stopped");
     let unlock = node.json(&["unlock"]);
     let here = unlock["here"].as_str().unwrap();
     assert!(
-        here.contains("1 agent(s) with restart=always started"),
+        here.contains("2 agent(s) with restart=always started"),
         "{here}"
     );
     assert!(here.contains("once"), "{here}");
     wait_state(&node, "always", "running");
+    wait_state(&node, "late", "running");
     assert_eq!(state(&node, "once"), "stopped");
     assert_eq!(show(&node, "once")["held"], true);
     assert_eq!(node.status()["agents"]["held_down"], json!(["once"]));

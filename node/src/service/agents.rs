@@ -22,8 +22,10 @@ impl Node {
     pub async fn agent_add(&self, by: Caller<'_>, mut body: AddAgent) -> NodeResult<AgentView> {
         body.spec.created_by = by.actor_text();
         let name = body.spec.name.clone();
+        // Under a lockdown an agent is kept but not started; it starts with
+        // the others after the unlock unless it was added `--no-start`.
         let start = body.start && !self.emergency.is_locked();
-        let result = self.agents.add(body.spec, start).await;
+        let result = self.agents.add(body.spec, start, !body.start).await;
         let status = self.audited(by, "agent.add", &name, "", result).await?;
         self.view(status)
     }

@@ -65,8 +65,9 @@ impl Node {
         }
         let result = {
             let _order = self.emergency_order.lock().await;
+            let was_locked = self.emergency.is_locked();
             match self.emergency.set_flags(kind).await {
-                Ok(()) => self.act(kind).await,
+                Ok(()) => self.act(kind, was_locked).await,
                 Err(e) => Err(e),
             }
         };
@@ -195,8 +196,9 @@ impl Node {
             .unwrap_or_default();
         match verdict {
             Ok(cmd) => {
+                let was_locked = self.emergency.is_locked();
                 let outcome = match self.emergency.record_fleet(&cmd).await {
-                    Ok(()) => self.act(cmd.kind).await,
+                    Ok(()) => self.act(cmd.kind, was_locked).await,
                     Err(e) => Err(e),
                 };
                 let (result, details) = match outcome {
@@ -255,8 +257,9 @@ impl Node {
     }
 
     /// Does what `kind` says to this node's agents. Called with the
-    /// emergency order held, after the new flags are stored.
-    async fn act(&self, kind: EmergencyKind) -> NodeResult<String> {
+    /// emergency order held, after the new flags are stored; `was_locked`
+    /// is whether a lockdown was in force before.
+    async fn act(&self, kind: EmergencyKind, was_locked: bool) -> NodeResult<String> {
         Ok(match kind {
             EmergencyKind::Stop => {
                 let names: Vec<String> = self.agents.specs()?.into_iter().map(|s| s.name).collect();
@@ -277,6 +280,7 @@ impl Node {
                     self.agents.kill_all().await?
                 )
             }
+            EmergencyKind::Unlock if !was_locked => "not locked down; nothing to lift".to_string(),
             EmergencyKind::Unlock => self.after_unlock().await?,
         })
     }

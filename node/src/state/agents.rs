@@ -140,10 +140,11 @@ impl Agents {
         Ok(())
     }
 
-    /// Stores a new agent's spec (durably) and, unless `start` is false,
-    /// starts it. An agent that cannot start is not kept: the operator
-    /// corrects the command and adds it again.
-    pub async fn add(&self, spec: AgentSpec, start: bool) -> NodeResult<AgentStatus> {
+    /// Stores a new agent's spec (durably) and, when `start`, starts it; a
+    /// `held` agent is not started with the node until an operator starts
+    /// it. An agent that cannot start is not kept: the operator corrects
+    /// the command and adds it again.
+    pub async fn add(&self, spec: AgentSpec, start: bool, held: bool) -> NodeResult<AgentStatus> {
         spec.validate()?;
         if self.spec(&spec.name)?.is_some() {
             return Err(NodeError::Conflict(format!(
@@ -159,7 +160,7 @@ impl Agents {
         let bytes = serde_json::to_vec(&spec).map_err(NodeError::internal)?;
         let mut batch = Batch::new();
         batch.put(SPECS, spec.name.as_bytes(), &bytes);
-        if !start {
+        if held {
             batch.put(HELD, spec.name.as_bytes(), b"");
         }
         self.store.submit_batch(batch)?.await?;
