@@ -103,15 +103,16 @@ pub fn created(json: bool, data: &DataDir, fleet: &str, cert: &FleetCert) {
 fn invited(json: bool, invite: &Invite) {
     if json {
         return out::json(
-            &json!({ "token": &*invite.token, "node": cert_json(&invite.cert), "bootstrap": invite.bootstrap }),
+            &json!({ "token": &*invite.token, "node": cert_json(&invite.cert), "bootstrap": invite.bootstrap, "valid_until": invite.valid_until }),
         );
     }
     // The token alone on stdout, so that `$(osmoda fleet invite)` works.
     out::line(&*invite.token);
     eprintln!(
-        "token for {} ({}); it is a secret: it lets its holder act as that node",
+        "token for {} ({}), joins until {}; it is a secret: it lets its holder act as that node",
         invite.cert.name,
-        node_id(&invite.cert)
+        node_id(&invite.cert),
+        time::when_ms(invite.valid_until.saturating_mul(1000))
     );
 }
 
@@ -122,11 +123,12 @@ pub fn joined(json: bool, data: &DataDir, token: &JoinToken) {
         );
     }
     say!(
-        "joined fleet {} as {} ({}, {}); start it with: osmoda --data {} run",
+        "joined fleet {} as {} ({}, {}, member until {}); start it with: osmoda --data {} run",
         token.fleet_name,
         token.cert.name,
         node_id(&token.cert),
         token.cert.role,
+        time::local_secs(token.cert.expires_at),
         data.root().display()
     );
 }

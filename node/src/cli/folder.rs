@@ -110,6 +110,8 @@ pub struct Invite {
     pub token: Zeroizing<String>,
     pub cert: FleetCert,
     pub bootstrap: Vec<String>,
+    /// Unix seconds after which the token no longer joins.
+    pub valid_until: u64,
 }
 
 /// Makes a join token for a new node. `bootstrap` lists where the new node
@@ -151,11 +153,12 @@ pub async fn invite(
         }
     }
     bootstrap.truncate(osmoda_fabric::proto::token::MAX_BOOTSTRAP);
+    let valid_until = now.saturating_add(ttl.as_secs());
     let token = JoinToken {
         fleet_name: fleet.name,
         node_secret: Zeroizing::new(identity.to_bytes()),
         cert: cert.clone(),
-        valid_until: now.saturating_add(ttl.as_secs()),
+        valid_until,
         bootstrap: bootstrap.clone(),
     }
     .encode(&root)?;
@@ -164,6 +167,7 @@ pub async fn invite(
         token,
         cert,
         bootstrap,
+        valid_until,
     })
 }
 
