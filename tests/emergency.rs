@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use common::{fleet, wait_until, Node};
 use osmoda_fabric::proto::FleetCert;
 use osmoda_fabric::proto::{hex, parse_hex, parse_hex_bytes, EmergencyCommand, EmergencyKind};
-use osmoda_fabric::{Credentials, FabricConfig, Membership};
+use osmoda_fabric::{Credentials, FabricConfig, GossipValidator, Membership, TopicSpec};
+use osmoda_node::runtime::topics::EMERGENCY;
 
 /// A lockdown signed by the member whose folder is `dir`, as a compromised
 /// member would make it.
@@ -105,6 +106,7 @@ fn fleet_lockdown_from_an_admin_reaches_all_and_forgeries_and_replays_do_not() {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             bootstrap: vec![boot_addr.parse().unwrap()],
             mdns: false,
+            topics: vec![TopicSpec::new(EMERGENCY, GossipValidator::new(|_| true))],
             ..FabricConfig::default()
         };
         let (fabric, events, task) =
@@ -112,11 +114,7 @@ fn fleet_lockdown_from_an_admin_reaches_all_and_forgeries_and_replays_do_not() {
         std::mem::forget(events);
         let mut sent = false;
         for _ in 0..100 {
-            if fabric
-                .publish(osmoda_fabric::topics::EMERGENCY, forged.clone())
-                .await
-                .is_ok()
-            {
+            if fabric.publish(EMERGENCY, forged.clone()).await.is_ok() {
                 sent = true;
                 break;
             }

@@ -10,7 +10,7 @@ use libp2p::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::topics::MeshText;
+use crate::topics::{MeshText, Registry};
 
 /// Kademlia on a private protocol: only fleet members speak it, and the
 /// public IPFS DHT never mixes with ours.
@@ -151,7 +151,7 @@ pub enum BehaviourError {
     Mdns(#[from] std::io::Error),
 }
 
-fn gossipsub() -> Result<gossipsub::Behaviour, BehaviourError> {
+fn gossipsub(topics: &Registry) -> Result<gossipsub::Behaviour, BehaviourError> {
     let config = gossipsub::ConfigBuilder::default()
         .heartbeat_interval(Duration::from_millis(700))
         // The fabric signs its own envelope and checks it once per message
@@ -173,33 +173,33 @@ fn gossipsub() -> Result<gossipsub::Behaviour, BehaviourError> {
         gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
             .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
     behaviour
-        .with_peer_score(peer_score_params(), peer_score_thresholds())
+        .with_peer_score(peer_score_params(topics), peer_score_thresholds())
         .map_err(|e| BehaviourError::Gossipsub(e.to_string()))?;
     Ok(behaviour)
 }
 
 /// Scoring after the gossipsub v1.1 recommendations, scaled for small fleets:
 /// invalid messages and broken promises cost; IP colocation is not penalised
-/// because several nodes on one host is a normal osmoda setup.
-fn peer_score_params() -> gossipsub::PeerScoreParams {
+/// because several nodes on one host is a normal osmoda setup. Each
+/// registered topic brings its own weights.
+fn peer_score_params(topics: &Registry) -> gossipsub::PeerScoreParams {
     let mut params = gossipsub::PeerScoreParams {
         ip_colocation_factor_weight: 0.0,
         behaviour_penalty_weight: -10.0,
         behaviour_penalty_decay: 0.9,
         ..Default::default()
     };
-    for topic in crate::topics::ALL {
-        let hash = gossipsub::IdentTopic::new(topic).hash();
+    for (hash, spec) in topics.iter() {
         let topic_params = gossipsub::TopicScoreParams {
-            topic_weight: 1.0,
-            invalid_message_deliveries_weight: -100.0,
-            invalid_message_deliveries_decay: 0.5,
+            topic_weight: spec.score.topic_weight,
+            invalid_message_deliveries_weight: spec.score.invalid_message_weight,
+            invalid_message_deliveries_decay: spec.score.invalid_message_decay,
             // Small fleets may be quiet for hours: no delivery quotas.
             mesh_message_deliveries_weight: 0.0,
             mesh_failure_penalty_weight: 0.0,
             ..Default::default()
         };
-        params.topics.insert(hash, topic_params);
+        params.topics.insert(hash.clone(), topic_params);
     }
     params
 }
@@ -215,10 +215,11 @@ fn peer_score_thresholds() -> gossipsub::PeerScoreThresholds {
 }
 
 impl FabricBehaviour {
-    pub fn new(
+    pub(crate) fn new(
         keypair: &identity::Keypair,
         mdns_enabled: bool,
         limits: &Limits,
+        topics: &Registry,
     ) -> Result<Self, BehaviourError> {
         let peer_id = keypair.public().to_peer_id();
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
@@ -251,7 +252,7 @@ impl FabricBehaviour {
                     .with_max_pending_incoming(Some(limits.max_pending_incoming))
                     .with_max_established_per_peer(Some(limits.max_per_peer)),
             ),
-            gossipsub: gossipsub()?,
+            gossipsub: gossipsub(topics)?,
             kad,
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL_VERSION.into(), keypair.public())

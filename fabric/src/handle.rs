@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{DirectRequest, DirectResponse, Limits};
 use crate::membership::Membership;
+use crate::topics::TopicSpec;
 
 /// Commands waiting for the fabric loop.
 pub const COMMAND_CAPACITY: usize = 256;
@@ -30,10 +31,10 @@ pub struct FabricConfig {
     pub inbox_capacity: usize,
     /// How long a connection may take from first byte to a secured, multiplexed link.
     pub handshake_timeout: Duration,
-    /// Checks for the topics whose messages the fabric cannot read itself
-    /// (state, audit): a message that fails is neither delivered nor
-    /// forwarded, and gossipsub scores its sender down.
-    pub validators: Vec<(&'static str, GossipValidator)>,
+    /// The application's gossip topics, each with its validator: a
+    /// message that fails it is neither delivered nor forwarded, and
+    /// gossipsub scores its sender down. The fabric adds its own topics.
+    pub topics: Vec<TopicSpec>,
     /// A byte-stream transport to use instead of TCP and QUIC (the
     /// simulation's network). The fabric secures it with the same hybrid
     /// handshake and yamux as TCP; mDNS is off with it.
@@ -70,25 +71,6 @@ impl std::fmt::Debug for StreamTransportSlot {
     }
 }
 
-/// The check itself: true when the message may be delivered and forwarded.
-pub type GossipCheck = dyn Fn(&[u8]) -> bool + Send + Sync;
-
-/// A structural check of one topic's messages, run before forwarding.
-#[derive(Clone)]
-pub struct GossipValidator(pub Arc<GossipCheck>);
-
-impl GossipValidator {
-    pub fn new(check: impl Fn(&[u8]) -> bool + Send + Sync + 'static) -> Self {
-        Self(Arc::new(check))
-    }
-}
-
-impl std::fmt::Debug for GossipValidator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("GossipValidator")
-    }
-}
-
 impl Default for FabricConfig {
     fn default() -> Self {
         Self {
@@ -106,7 +88,7 @@ impl Default for FabricConfig {
             idle_timeout: Duration::from_secs(3600),
             inbox_capacity: 1000,
             handshake_timeout: Duration::from_secs(10),
-            validators: Vec::new(),
+            topics: Vec::new(),
             stream_transport: None,
             dial_target: 64,
         }
@@ -127,6 +109,8 @@ pub enum FabricError {
     Delivery(String),
     #[error("publish failed: {0}")]
     Publish(String),
+    #[error("no topic {0} is registered")]
+    UnknownTopic(String),
     #[error("revocation refused: {0}")]
     Revocation(#[from] crate::membership::RevocationError),
     #[error("dial failed: {0}")]
@@ -209,10 +193,11 @@ pub enum FabricEvent {
         revocation: Revocation,
         from: Option<PeerId>,
     },
-    /// A gossip message on one of the state topics, for the layers above.
+    /// A message that passed its topic's validator, on one of the
+    /// application's topics. `origin` signed it (whoever relayed it).
     Gossip {
-        topic: String,
-        source: Option<PeerId>,
+        topic: &'static str,
+        origin: PeerId,
         data: Vec<u8>,
     },
     PeerConnected(PeerId),
@@ -341,7 +326,7 @@ impl FabricHandle {
         let _ = self.commands.send(Command::Respond { id, response }).await;
     }
 
-    /// Publishes raw bytes on one of [`crate::topics::ALL`].
+    /// Publishes raw bytes on a registered topic.
     pub async fn publish(&self, topic: &'static str, data: Vec<u8>) -> Result<(), FabricError> {
         self.ask(|reply| Command::Publish { topic, data, reply })
             .await?

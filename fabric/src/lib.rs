@@ -24,7 +24,8 @@ pub mod runtime;
 pub mod topics;
 
 pub use handle::{
-    FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, GossipValidator,
-    InboxEntry, PeerInfo, RawStream, StreamTransport, StreamTransportSlot,
+    FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, InboxEntry, PeerInfo,
+    RawStream, StreamTransport, StreamTransportSlot,
 };
 pub use runtime::{start, StartError};
+pub use topics::{GossipValidator, TopicScore, TopicSpec};

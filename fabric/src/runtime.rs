@@ -35,7 +35,7 @@ mod gossip;
 mod links;
 mod penalty;
 
-use crate::topics::{self, FleetMessage};
+use crate::topics::{self, FleetMessage, Registry};
 use crate::Credentials;
 use penalty::PenaltyBox;
 
@@ -56,6 +56,8 @@ pub enum StartError {
     Transport(String),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: Multiaddr, reason: String },
+    #[error("gossip topics: {0}")]
+    Topics(#[from] topics::RegistryError),
 }
 
 /// An error with its sources, for errors (like libp2p's `TransportError`)
@@ -91,14 +93,19 @@ pub fn start(
     config: FabricConfig,
 ) -> Result<(FabricHandle, mpsc::Receiver<FabricEvent>, JoinHandle<()>), StartError> {
     let keypair = credentials.keypair().clone();
+    let topics = Registry::new(config.topics.clone())?;
     let tcp_security = PqUpgrade::new(credentials.handshake_identity(), membership.clone());
     let handshake_timeout = config.handshake_timeout;
     let custom = config
         .stream_transport
         .as_ref()
         .and_then(|slot| slot.take());
-    let behaviour =
-        FabricBehaviour::new(&keypair, config.mdns && custom.is_none(), &config.limits)?;
+    let behaviour = FabricBehaviour::new(
+        &keypair,
+        config.mdns && custom.is_none(),
+        &config.limits,
+        &topics,
+    )?;
     let idle = config.idle_timeout;
     let mut swarm = match custom {
         Some(streams) => libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -146,12 +153,12 @@ pub fn start(
         }
     };
 
-    for topic in topics::ALL {
+    for (_, spec) in topics.iter() {
         // Subscribing only fails for topics over the size limit, never for these.
         let _ = swarm
             .behaviour_mut()
             .gossipsub
-            .subscribe(&gossipsub::IdentTopic::new(topic));
+            .subscribe(&gossipsub::IdentTopic::new(spec.name()));
     }
     for addr in &config.listen {
         swarm
@@ -192,7 +199,7 @@ pub fn start(
         pending_inbound: HashMap::new(),
         next_inbound: 0,
         penalties: PenaltyBox::default(),
-        validators: config.validators,
+        topics,
         signing: credentials.signing_key().clone(),
         // Distinct across restarts without stored state, like gossipsub's own.
         gossip_seqno: std::time::SystemTime::now()
@@ -229,7 +236,8 @@ struct FabricLoop {
     pending_inbound: HashMap<u64, request_response::ResponseChannel<DirectResponse>>,
     next_inbound: u64,
     penalties: PenaltyBox,
-    validators: Vec<(&'static str, crate::handle::GossipValidator)>,
+    /// Every topic this node speaks, and who validates its messages.
+    topics: Registry,
     /// Signs the envelope of every message this node publishes.
     signing: ed25519_dalek::SigningKey,
     gossip_seqno: u64,

@@ -1,28 +1,31 @@
-//! Gossip topics and the messages they carry.
+//! Gossip topics: the fabric's own two, and the registry every topic goes
+//! through.
 //!
-//! Every member subscribes to all of them. Each topic name carries a version
-//! so that a format change can run beside the old one during an upgrade.
+//! The fabric knows nothing of the application's topics but what it is
+//! given at start: each [`TopicSpec`] names a topic once, with the validator
+//! its messages must pass before gossipsub forwards them (there is no way to
+//! register a topic without one) and its peer-scoring weights. Subscriptions
+//! and scores come from the registry; publishing on a topic it does not
+//! hold is an error, and a message on a topic it does not hold is rejected.
+//! Each topic name carries a version so that a format change can run
+//! beside the old one during an upgrade.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use libp2p::gossipsub::{IdentTopic, TopicHash};
 use serde::{Deserialize, Serialize};
 
 /// Fleet administration: revocations (and later, membership changes).
 pub const FLEET: &str = "osmoda/fleet/1";
 /// Operator broadcasts (`osmoda mesh broadcast`).
 pub const MESH: &str = "osmoda/mesh/1";
-/// Signed audit-log checkpoints (replicated state).
-pub const AUDIT: &str = "osmoda/audit/1";
-/// STOP, FREEZE and LOCKDOWN, signed by an admin (agent supervision).
-pub const EMERGENCY: &str = "osmoda/emergency/1";
-
-/// One local write's document change, pushed to every replica at once.
-/// Whatever a push misses travels between neighbours (the node's
-/// anti-entropy and sync over direct requests).
-pub const DOCS: &str = "osmoda/docs/1";
-
-pub const ALL: [&str; 5] = [FLEET, MESH, AUDIT, EMERGENCY, DOCS];
 
 /// Largest gossip message accepted on any topic.
 pub const MAX_GOSSIP_MESSAGE: usize = 64 * 1024;
+/// Most topics one fabric registers; each costs a subscription and a
+/// score entry.
+pub const MAX_TOPICS: usize = 32;
 
 /// What travels on [`FLEET`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,3 +45,189 @@ pub struct MeshText {
 
 /// Longest text of a broadcast or direct message.
 pub const MAX_TEXT_LEN: usize = 16 * 1024;
+
+/// The check itself: true when the message may be delivered and forwarded.
+pub type GossipCheck = dyn Fn(&[u8]) -> bool + Send + Sync;
+
+/// How one application topic's messages are checked before forwarding.
+#[derive(Clone)]
+pub struct GossipValidator(pub(crate) Arc<GossipCheck>);
+
+impl GossipValidator {
+    pub fn new(check: impl Fn(&[u8]) -> bool + Send + Sync + 'static) -> Self {
+        Self(Arc::new(check))
+    }
+}
+
+impl std::fmt::Debug for GossipValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GossipValidator")
+    }
+}
+
+/// Who checks a topic's messages: the fabric itself for its own topics,
+/// the application's validator for the others.
+#[derive(Debug, Clone)]
+pub(crate) enum Route {
+    /// Revocations: verified and applied by the fabric.
+    Fleet,
+    /// Operator texts: checked and put in the inbox by the fabric.
+    Mesh,
+    App(GossipValidator),
+}
+
+/// Gossipsub scoring of one topic (v1.1's P4, invalid deliveries): what a
+/// peer pays for each message that fails validation, and how fast it is
+/// forgiven. Small fleets may be quiet for hours, so no topic sets
+/// delivery quotas.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicScore {
+    pub topic_weight: f64,
+    pub invalid_message_weight: f64,
+    pub invalid_message_decay: f64,
+}
+
+impl Default for TopicScore {
+    fn default() -> Self {
+        Self {
+            topic_weight: 1.0,
+            invalid_message_weight: -100.0,
+            invalid_message_decay: 0.5,
+        }
+    }
+}
+
+/// One gossip topic, registered once.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub(crate) name: &'static str,
+    pub(crate) route: Route,
+    pub(crate) score: TopicScore,
+}
+
+impl TopicSpec {
+    /// An application topic: every message that passes the fabric's own
+    /// checks (envelope signature, origin standing) must pass `validator`
+    /// too before it is delivered and forwarded.
+    pub fn new(name: &'static str, validator: GossipValidator) -> Self {
+        Self {
+            name,
+            route: Route::App(validator),
+            score: TopicScore::default(),
+        }
+    }
+
+    pub fn with_score(mut self, score: TopicScore) -> Self {
+        self.score = score;
+        self
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn own(name: &'static str, route: Route) -> Self {
+        Self {
+            name,
+            route,
+            score: TopicScore::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegistryError {
+    #[error("topic {0} is registered twice")]
+    Duplicate(&'static str),
+    #[error("more than {MAX_TOPICS} topics")]
+    TooMany,
+    #[error("an empty topic name")]
+    Empty,
+}
+
+/// Every topic this fabric speaks, with its hash.
+#[derive(Debug, Clone)]
+pub(crate) struct Registry {
+    topics: Vec<(TopicHash, TopicSpec)>,
+}
+
+impl Registry {
+    /// The fabric's own topics and the application's, each exactly once.
+    pub(crate) fn new(app: Vec<TopicSpec>) -> Result<Self, RegistryError> {
+        let own = [
+            TopicSpec::own(FLEET, Route::Fleet),
+            TopicSpec::own(MESH, Route::Mesh),
+        ];
+        if own.len() + app.len() > MAX_TOPICS {
+            return Err(RegistryError::TooMany);
+        }
+        let mut seen = HashSet::new();
+        let mut topics = Vec::new();
+        for spec in own.into_iter().chain(app) {
+            if spec.name.is_empty() {
+                return Err(RegistryError::Empty);
+            }
+            if !seen.insert(spec.name) {
+                return Err(RegistryError::Duplicate(spec.name));
+            }
+            topics.push((IdentTopic::new(spec.name).hash(), spec));
+        }
+        Ok(Self { topics })
+    }
+
+    pub(crate) fn by_hash(&self, hash: &TopicHash) -> Option<&TopicSpec> {
+        self.topics
+            .iter()
+            .find(|(h, _)| h == hash)
+            .map(|(_, spec)| spec)
+    }
+
+    pub(crate) fn by_name(&self, name: &str) -> Option<&TopicSpec> {
+        self.topics
+            .iter()
+            .find(|(_, spec)| spec.name == name)
+            .map(|(_, spec)| spec)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&TopicHash, &TopicSpec)> {
+        self.topics.iter().map(|(h, s)| (h, s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(name: &'static str) -> TopicSpec {
+        TopicSpec::new(name, GossipValidator::new(|_| true))
+    }
+
+    #[test]
+    fn each_topic_is_registered_once_beside_the_fabrics_own() {
+        let registry = Registry::new(vec![app("a/1"), app("b/1")]).unwrap();
+        let names: Vec<_> = registry.iter().map(|(_, s)| s.name).collect();
+        assert_eq!(names, [FLEET, MESH, "a/1", "b/1"]);
+        let hash = IdentTopic::new("b/1").hash();
+        assert_eq!(registry.by_hash(&hash).map(|s| s.name), Some("b/1"));
+        assert!(registry.by_name("c/1").is_none());
+        assert!(registry.by_hash(&IdentTopic::new("c/1").hash()).is_none());
+    }
+
+    #[test]
+    fn duplicates_and_the_fabrics_own_names_are_refused() {
+        assert_eq!(
+            Registry::new(vec![app("a/1"), app("a/1")]).unwrap_err(),
+            RegistryError::Duplicate("a/1")
+        );
+        assert_eq!(
+            Registry::new(vec![app(MESH)]).unwrap_err(),
+            RegistryError::Duplicate(MESH)
+        );
+        assert_eq!(
+            Registry::new(vec![app("")]).unwrap_err(),
+            RegistryError::Empty
+        );
+        let many = (0..MAX_TOPICS).map(|_| app("x")).collect();
+        assert_eq!(Registry::new(many).unwrap_err(), RegistryError::TooMany);
+    }
+}

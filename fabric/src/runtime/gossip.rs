@@ -12,7 +12,7 @@ use tracing::{debug, info};
 use super::{now_ms, FabricLoop};
 use crate::handle::{FabricError, FabricEvent, InboxEntry};
 use crate::membership::peer_id_of;
-use crate::topics::{self, FleetMessage, MeshText, MAX_TEXT_LEN};
+use crate::topics::{self, FleetMessage, MeshText, Route, MAX_TEXT_LEN};
 
 use super::direct::decode_revocation;
 
@@ -37,6 +37,9 @@ impl FabricLoop {
         topic: &'static str,
         data: Vec<u8>,
     ) -> Result<(), FabricError> {
+        if self.topics.by_name(topic).is_none() {
+            return Err(FabricError::UnknownTopic(topic.to_owned()));
+        }
         if data.len() > topics::MAX_GOSSIP_MESSAGE {
             return Err(FabricError::TooLarge(data.len()));
         }
@@ -72,13 +75,10 @@ impl FabricLoop {
         message: gossipsub::Message,
     ) -> gossipsub::MessageAcceptance {
         use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
-        let Some(topic) = topics::ALL
-            .iter()
-            .copied()
-            .find(|t| gossipsub::IdentTopic::new(*t).hash() == message.topic)
-        else {
+        let Some(spec) = self.topics.by_hash(&message.topic) else {
             return Reject;
         };
+        let (topic, route) = (spec.name(), spec.route.clone());
         let envelope = match gossip::open(topic, &message.data) {
             Ok(envelope) => envelope,
             Err(error) => {
@@ -101,8 +101,8 @@ impl FabricLoop {
             return Ignore;
         }
         let data = envelope.payload;
-        match topic {
-            topics::MESH => {
+        match route {
+            Route::Mesh => {
                 let Ok(msg) = serde_json::from_slice::<MeshText>(data) else {
                     return Reject;
                 };
@@ -112,7 +112,7 @@ impl FabricLoop {
                 self.push_inbox("broadcast", Some(origin), msg);
                 Accept
             }
-            topics::FLEET => {
+            Route::Fleet => {
                 let Ok(FleetMessage::Revocation { revocation }) = serde_json::from_slice(data)
                 else {
                     return Reject;
@@ -124,19 +124,14 @@ impl FabricLoop {
                     _ => Reject,
                 }
             }
-            _ => {
-                let valid = self
-                    .validators
-                    .iter()
-                    .filter(|(name, _)| *name == topic)
-                    .all(|(_, check)| (check.0)(data));
-                if !valid {
+            Route::App(validator) => {
+                if !(validator.0)(data) {
                     debug!(%topic, %origin, "rejecting an invalid gossip message");
                     return Reject;
                 }
                 self.emit(FabricEvent::Gossip {
-                    topic: topic.to_string(),
-                    source: Some(origin),
+                    topic,
+                    origin,
                     data: data.to_vec(),
                 });
                 Accept

@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 use libp2p::PeerId;
 use osmoda_crdt_state::{Actor, Outcome};
 use osmoda_docs::{check_push_framing, Pushed, ShardId};
-use osmoda_fabric::{FabricHandle, GossipValidator};
+use osmoda_fabric::FabricHandle;
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -60,10 +60,8 @@ impl Push {
 
 /// Checked before a push is relayed: its header and framing. Garbage stops
 /// at the first hop and counts against its sender's gossip score.
-pub fn validator() -> GossipValidator {
-    GossipValidator::new(|bytes| {
-        Push::decode(bytes).is_some_and(|(_, change)| check_push_framing(change).is_ok())
-    })
+pub fn is_well_formed(bytes: &[u8]) -> bool {
+    Push::decode(bytes).is_some_and(|(_, change)| check_push_framing(change).is_ok())
 }
 
 /// Gossips local writes as they come, until the documents are dropped
@@ -71,7 +69,7 @@ pub fn validator() -> GossipValidator {
 pub async fn publish(fabric: FabricHandle, docs: Weak<Docs>, mut outbox: mpsc::Receiver<Push>) {
     while let Some(push) = outbox.recv().await {
         if let Err(error) = fabric
-            .publish(osmoda_fabric::topics::DOCS, push.encode())
+            .publish(crate::runtime::topics::DOCS, push.encode())
             .await
         {
             // No gossip peer yet, or too large a change: neighbours hear

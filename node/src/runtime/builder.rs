@@ -19,6 +19,7 @@ use crate::api::NodeInfo;
 use crate::datadir::{DataDir, FleetInfo};
 use crate::error::{NodeError, NodeResult};
 use crate::replication::sync::Replicator;
+use crate::runtime::topics;
 use crate::service::{audit_agent_events, Node, Signer};
 use crate::state::agents::Agents;
 use crate::state::approvals::Approvals;
@@ -79,7 +80,10 @@ impl NodeBuilder {
         }
         let heads = Arc::new(FleetHeads::default());
         let mut fabric_config = self.fabric;
-        fabric_config.validators = crate::runtime::event_loop::validators(heads.clone());
+        fabric_config.topics = topics::fabric_topics(&topics::Checks {
+            heads: heads.clone(),
+            fleet: self.cert.fleet,
+        });
         let started = match osmoda_fabric::start(
             credentials.clone(),
             membership.clone(),

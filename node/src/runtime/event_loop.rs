@@ -1,7 +1,7 @@
 //! The node's event loop, one per node (`osmoda run` and every simulated
 //! node): audit checkpoints announced and stored, notices of change sent to
-//! neighbours, peers' requests answered, gossip merged, fleet emergency
-//! commands received.
+//! neighbours, peers' requests answered, gossip handed to its topic's
+//! handler (the table in `topics.rs`).
 //!
 //! Nothing slow runs on the loop itself: fsyncs (checkpoints, audit
 //! entries), signature batches (audit heads from gossip and anti-entropy)
@@ -18,13 +18,13 @@ use std::time::Duration;
 use osmoda_crdt_state::{Actor, NodeKey};
 use osmoda_fabric::behaviour::{DirectRequest, DirectResponse, MAX_AUDIT_RECORDS_PER_REQUEST};
 use osmoda_fabric::proto::hex;
-use osmoda_fabric::{topics, FabricEvent, GossipValidator};
+use osmoda_fabric::FabricEvent;
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, error, warn};
 
 use crate::replication::{anti_entropy, push};
+use crate::runtime::topics::{self, Dispatch};
 use crate::service::Node;
-use crate::state::heads::FleetHeads;
 
 /// How often the node stores a signed checkpoint of its audit log, when it grew.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
@@ -63,19 +63,6 @@ fn jittered(period: Duration) -> tokio::time::Interval {
     let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     timer
-}
-
-/// Gossip checks for the topics the fabric cannot read itself: audit heads
-/// and document pushes that do not even decode are dropped, not forwarded,
-/// and count against their sender's gossip score.
-pub fn validators(heads: Arc<FleetHeads>) -> Vec<(&'static str, GossipValidator)> {
-    vec![
-        (
-            topics::AUDIT,
-            GossipValidator::new(move |d| heads.check_gossip(d)),
-        ),
-        (topics::DOCS, push::validator()),
-    ]
 }
 
 /// Answers a peer's request for a range of an audit log: this node's own,
@@ -126,12 +113,9 @@ fn report_forks(node: &Node, nodes: Vec<NodeKey>) {
 }
 
 /// Applies fleet emergency commands one at a time, in arrival order.
-async fn emergency_worker(
-    node: Arc<Node>,
-    mut queue: mpsc::Receiver<(Vec<u8>, Option<libp2p::PeerId>)>,
-) {
+async fn emergency_worker(node: Arc<Node>, mut queue: mpsc::Receiver<(Vec<u8>, libp2p::PeerId)>) {
     while let Some((bytes, from)) = queue.recv().await {
-        node.receive_emergency(&bytes, from).await;
+        node.receive_emergency(&bytes, Some(from)).await;
     }
 }
 
@@ -174,6 +158,11 @@ pub async fn run(
     tokio::spawn(emergency_worker(node.clone(), emergency_rx));
     let (heads_tx, heads_rx) = mpsc::channel(HEADS_QUEUE);
     tokio::spawn(heads_worker(node.clone(), heads_rx));
+    let dispatch = Dispatch {
+        node: node.clone(),
+        emergency: emergency_tx,
+        heads: heads_tx,
+    };
     let answers = Arc::new(Semaphore::new(MAX_ANSWERS));
     let mut anti_entropy_timer = jittered(anti_entropy::EVERY);
     let states = anti_entropy::States {
@@ -279,21 +268,8 @@ pub async fn run(
                         report_forks(&node, forks);
                     });
                 }
-                Some(FabricEvent::Gossip { topic, data, source }) if topic == topics::EMERGENCY => {
-                    if emergency_tx.try_send((data, source)).is_err() {
-                        warn!("too many emergency commands waiting; one dropped");
-                    }
-                }
-                Some(FabricEvent::Gossip { topic, data, source }) if topic == topics::DOCS => {
-                    // Applied in arrival order, on the loop: a spawned
-                    // task could apply a change before the one it
-                    // depends on, and leave it to sync.
-                    push::receive(&node.docs, &node.audit, source, &data);
-                }
-                Some(FabricEvent::Gossip { topic, data, source }) if topic == topics::AUDIT => {
-                    if heads_tx.try_send(data).is_err() {
-                        debug!(?source, "audit heads dropped: too many waiting (anti-entropy repairs it)");
-                    }
+                Some(FabricEvent::Gossip { topic, origin, data }) => {
+                    dispatch.deliver(topic, data, origin);
                 }
                 Some(FabricEvent::PeerConnected(peer)) => {
                     // A new neighbour may have been away: compare now,
@@ -306,7 +282,6 @@ pub async fn run(
                 Some(FabricEvent::PeerDisconnected(peer)) => {
                     neighbours.retain(|p| *p != peer);
                 }
-                Some(_) => {}
                 None => { warn!("the fabric stopped on its own"); break; }
             }
         }

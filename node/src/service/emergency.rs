@@ -11,7 +11,8 @@ use libp2p::PeerId;
 use osmoda_agentd::RestartPolicy;
 use osmoda_crdt_state::{Actor, Outcome};
 use osmoda_fabric::proto::{hex, parse_hex_bytes, EmergencyCommand, EmergencyKind, Role};
-use osmoda_fabric::topics;
+
+use crate::runtime::topics;
 
 use super::{now_ms, Caller, Node};
 use crate::api::{EmergencyOutcome, EmergencyView};
