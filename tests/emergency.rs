@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{fleet, wait_until, Node};
 use osmoda_fabric::proto::FleetCert;
 use osmoda_fabric::proto::{hex, parse_hex, parse_hex_bytes, EmergencyCommand, EmergencyKind};
-use osmoda_fabric::{Credentials, FabricConfig, GossipValidator, Membership, TopicSpec};
+use osmoda_fabric::{Credentials, FabricConfig, Membership, TopicSpec, Validator};
 use osmoda_node::runtime::topics::EMERGENCY;
 
 /// A lockdown signed by the member whose folder is `dir`, as a compromised
@@ -106,7 +106,8 @@ fn fleet_lockdown_from_an_admin_reaches_all_and_forgeries_and_replays_do_not() {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             bootstrap: vec![boot_addr.parse().unwrap()],
             mdns: false,
-            topics: vec![TopicSpec::new(EMERGENCY, GossipValidator::new(|_| true))],
+            // The rogue only publishes; it leaves what it receives unjudged.
+            topics: vec![TopicSpec::new(EMERGENCY, Validator::queue(1).0)],
             ..FabricConfig::default()
         };
         let (fabric, events, task) =

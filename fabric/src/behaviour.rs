@@ -151,15 +151,23 @@ pub enum BehaviourError {
     Mdns(#[from] std::io::Error),
 }
 
+/// Gossipsub's heartbeat.
+pub(crate) const HEARTBEAT: Duration = Duration::from_millis(700);
+/// Heartbeats a message stays in gossipsub's cache (its default); an
+/// unvalidated one cannot be forwarded after that (`topics::VALIDATION_TIMEOUT`).
+pub(crate) const HISTORY_LENGTH: usize = 5;
+
 fn gossipsub(topics: &Registry) -> Result<gossipsub::Behaviour, BehaviourError> {
     let config = gossipsub::ConfigBuilder::default()
-        .heartbeat_interval(Duration::from_millis(700))
+        .heartbeat_interval(HEARTBEAT)
+        .history_length(HISTORY_LENGTH)
         // The fabric signs its own envelope and checks it once per message
         // (runtime/gossip.rs); gossipsub's signatures would be checked on
         // every duplicate copy, before deduplication.
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .message_id_fn(crate::runtime::gossip_message_id)
-        // Messages are forwarded only after the fabric checked them.
+        // Messages are forwarded only after the fabric, or the application
+        // for its topics, checked them.
         .validate_messages()
         .max_transmit_size(crate::runtime::MAX_GOSSIP_TRANSMIT)
         // Bound what one slow peer can make us buffer (the default is 5000).

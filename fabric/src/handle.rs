@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::behaviour::{DirectRequest, DirectResponse, Limits};
 use crate::membership::Membership;
-use crate::topics::TopicSpec;
+use crate::topics::{Ticket, TopicSpec, Verdict};
 
 /// Commands waiting for the fabric loop.
 pub const COMMAND_CAPACITY: usize = 256;
@@ -32,8 +32,9 @@ pub struct FabricConfig {
     /// How long a connection may take from first byte to a secured, multiplexed link.
     pub handshake_timeout: Duration,
     /// The application's gossip topics, each with its validator: a
-    /// message that fails it is neither delivered nor forwarded, and
-    /// gossipsub scores its sender down. The fabric adds its own topics.
+    /// message is forwarded only once the application accepted it, and one
+    /// it rejects costs its sender gossip score. The fabric adds its own
+    /// topics.
     pub topics: Vec<TopicSpec>,
     /// A byte-stream transport to use instead of TCP and QUIC (the
     /// simulation's network). The fabric secures it with the same hybrid
@@ -136,6 +137,16 @@ pub struct FabricStatus {
     pub connected_peers: usize,
     pub revocations: usize,
     pub events_dropped: u64,
+    /// Gossip messages waiting for the application's verdict now.
+    #[serde(default)]
+    pub gossip_awaiting: usize,
+    /// Gossip messages ignored because their topic's queue, or the
+    /// fabric's count of messages awaiting a verdict, was full.
+    #[serde(default)]
+    pub gossip_dropped: u64,
+    /// Gossip messages ignored because their verdict did not come in time.
+    #[serde(default)]
+    pub gossip_expired: u64,
 }
 
 /// A message that arrived for the operator (`osmoda mesh inbox`).
@@ -193,13 +204,6 @@ pub enum FabricEvent {
         revocation: Revocation,
         from: Option<PeerId>,
     },
-    /// A message that passed its topic's validator, on one of the
-    /// application's topics. `origin` signed it (whoever relayed it).
-    Gossip {
-        topic: &'static str,
-        origin: PeerId,
-        data: Vec<u8>,
-    },
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),
     /// A peer's request that the node answers (an audit range); answer it
@@ -226,6 +230,10 @@ pub(crate) enum Command {
     Respond {
         id: u64,
         response: DirectResponse,
+    },
+    Report {
+        ticket: Ticket,
+        verdict: Verdict,
     },
     Publish {
         topic: &'static str,
@@ -324,6 +332,16 @@ impl FabricHandle {
     /// Answers a [`FabricEvent::Request`].
     pub async fn respond(&self, id: u64, response: DirectResponse) {
         let _ = self.commands.send(Command::Respond { id, response }).await;
+    }
+
+    /// The verdict on a message of an application topic: gossipsub
+    /// forwards it only when it is `Accept`. A verdict that comes after
+    /// [`crate::topics::VALIDATION_TIMEOUT`] is dropped.
+    pub async fn report(&self, ticket: Ticket, verdict: Verdict) {
+        let _ = self
+            .commands
+            .send(Command::Report { ticket, verdict })
+            .await;
     }
 
     /// Publishes raw bytes on a registered topic.

@@ -28,4 +28,4 @@ pub use handle::{
     RawStream, StreamTransport, StreamTransportSlot,
 };
 pub use runtime::{start, StartError};
-pub use topics::{GossipValidator, TopicScore, TopicSpec};
+pub use topics::{GossipMessage, Ticket, TopicScore, TopicSpec, Validator, Verdict};

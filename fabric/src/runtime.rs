@@ -47,6 +47,8 @@ const BOOTSTRAP_RETRY: Duration = Duration::from_secs(5);
 const KAD_REFRESH: Duration = Duration::from_secs(30);
 /// Least time between two Kademlia bootstraps started by identify.
 const KAD_BOOTSTRAP_GAP: Duration = Duration::from_secs(10);
+/// How often the loop gives up on verdicts that did not come in time.
+const VERDICT_SWEEP: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -190,6 +192,9 @@ pub fn start(
         inbox,
         events,
         events_dropped: 0,
+        awaiting: HashMap::new(),
+        gossip_dropped: 0,
+        gossip_expired: 0,
         bootstrap: config.bootstrap,
         listen_addrs: Vec::new(),
         connected: HashMap::new(),
@@ -219,6 +224,11 @@ struct FabricLoop {
     inbox: Arc<Mutex<Inbox>>,
     events: mpsc::Sender<FabricEvent>,
     events_dropped: u64,
+    /// Gossip messages handed to the application, waiting for its verdict:
+    /// the peer each came from, and when. At most `topics::MAX_AWAITING`.
+    awaiting: HashMap<gossipsub::MessageId, (PeerId, std::time::Instant)>,
+    gossip_dropped: u64,
+    gossip_expired: u64,
     bootstrap: Vec<Multiaddr>,
     /// Addresses the listeners are bound to, with unspecified IPs expanded.
     listen_addrs: Vec<Multiaddr>,
@@ -250,6 +260,7 @@ impl FabricLoop {
         let mut bootstrap_timer = tokio::time::interval(BOOTSTRAP_RETRY);
         let mut kad_timer = tokio::time::interval(KAD_REFRESH);
         let mut trim_timer = tokio::time::interval(links::TRIM_EVERY);
+        let mut verdict_timer = tokio::time::interval(VERDICT_SWEEP);
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -265,6 +276,7 @@ impl FabricLoop {
                     }
                 }
                 _ = trim_timer.tick() => self.trim_links(std::time::Instant::now()),
+                _ = verdict_timer.tick() => self.expire_verdicts(),
                 _ = kad_timer.tick() => {
                     if !self.connected.is_empty() && self.wants_peers() {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
@@ -297,6 +309,9 @@ impl FabricLoop {
                     connected_peers: self.connected.len(),
                     revocations: self.membership.revocations().len(),
                     events_dropped: self.events_dropped,
+                    gossip_awaiting: self.awaiting.len(),
+                    gossip_dropped: self.gossip_dropped,
+                    gossip_expired: self.gossip_expired,
                 });
             }
             Command::Peers(reply) => {
@@ -311,6 +326,7 @@ impl FabricLoop {
                 reply,
             } => self.send_request(peer, request, reply),
             Command::Respond { id, response } => self.respond(id, response),
+            Command::Report { ticket, verdict } => self.apply_verdict(ticket, verdict),
             Command::Publish { topic, data, reply } => {
                 let _ = reply.send(self.publish(topic, data));
             }
@@ -517,12 +533,17 @@ impl FabricLoop {
                 message_id,
                 message,
             }) => {
-                let acceptance = self.on_gossip(message);
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                if let Some(acceptance) = self.on_gossip(&message_id, propagation_source, message) {
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            acceptance,
+                        );
+                }
             }
             FabricBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();

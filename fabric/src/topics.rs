@@ -4,17 +4,22 @@
 //! The fabric knows nothing of the application's topics but what it is
 //! given at start: each [`TopicSpec`] names a topic once, with the validator
 //! its messages must pass before gossipsub forwards them (there is no way to
-//! register a topic without one) and its peer-scoring weights. Subscriptions
+//! register a topic without one) and its peer-scoring weights. The
+//! fabric's own topics are checked on its loop (a revocation costs one
+//! signature); the application's are checked by the application, off the
+//! loop, and reported back ([`Validator`]). Subscriptions
 //! and scores come from the registry; publishing on a topic it does not
 //! hold is an error, and a message on a topic it does not hold is rejected.
 //! Each topic name carries a version so that a format change can run
 //! beside the old one during an upgrade.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use libp2p::gossipsub::{IdentTopic, TopicHash};
+use libp2p::gossipsub::{IdentTopic, MessageId, TopicHash};
+use libp2p::PeerId;
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
 /// Fleet administration: revocations (and later, membership changes).
 pub const FLEET: &str = "osmoda/fleet/1";
@@ -46,22 +51,72 @@ pub struct MeshText {
 /// Longest text of a broadcast or direct message.
 pub const MAX_TEXT_LEN: usize = 16 * 1024;
 
-/// The check itself: true when the message may be delivered and forwarded.
-pub type GossipCheck = dyn Fn(&[u8]) -> bool + Send + Sync;
+/// How long a message may wait for the application's verdict. Gossipsub
+/// keeps an unvalidated message in its cache for `HISTORY_LENGTH - 1` to
+/// `HISTORY_LENGTH` heartbeats (2.8 to 3.5 s here) and cannot forward it
+/// afterwards; the fabric gives up first, reports it ignored (not
+/// forwarded, no penalty) and counts it, so that no verdict is ever lost
+/// silently in gossipsub.
+pub const VALIDATION_TIMEOUT: Duration = Duration::from_secs(2);
+/// Messages waiting for a verdict at once, all topics together; beyond,
+/// new ones are ignored at once and counted.
+pub const MAX_AWAITING: usize = 1024;
 
-/// How one application topic's messages are checked before forwarding.
-#[derive(Clone)]
-pub struct GossipValidator(pub(crate) Arc<GossipCheck>);
+/// What the application decided about a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: deliver it here and forward it.
+    Accept,
+    /// Invalid: not forwarded, and it costs the peer that sent it.
+    Reject,
+    /// Not forwarded, at no cost to anyone (stale, or not checkable now).
+    Ignore,
+}
 
-impl GossipValidator {
-    pub fn new(check: impl Fn(&[u8]) -> bool + Send + Sync + 'static) -> Self {
-        Self(Arc::new(check))
+/// What the fabric needs to apply a verdict: the message's id and the
+/// peer it came from. Hand it back with [`crate::FabricHandle::report`].
+#[derive(Debug)]
+pub struct Ticket {
+    pub(crate) id: MessageId,
+    pub(crate) source: PeerId,
+    pub(crate) arrived: Instant,
+}
+
+impl Ticket {
+    /// Whether the fabric has given up waiting for this verdict (it then
+    /// reported the message ignored itself).
+    pub fn expired(&self) -> bool {
+        self.arrived.elapsed() >= VALIDATION_TIMEOUT
     }
 }
 
-impl std::fmt::Debug for GossipValidator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("GossipValidator")
+/// A message on an application topic, waiting for its verdict. The
+/// fabric already checked its envelope and that its origin is in good
+/// standing; gossipsub holds it until the verdict.
+#[derive(Debug)]
+pub struct GossipMessage {
+    pub topic: &'static str,
+    /// The node that signed it, whoever relayed it.
+    pub origin: PeerId,
+    pub data: Vec<u8>,
+    pub ticket: Ticket,
+}
+
+/// The validator of an application topic: the bounded queue its messages
+/// wait in for the application, which checks them off the fabric loop and
+/// reports each verdict with [`crate::FabricHandle::report`]. A message
+/// that finds the queue full is ignored at once (not forwarded) and
+/// counted, like one whose verdict does not come within
+/// [`VALIDATION_TIMEOUT`].
+#[derive(Debug, Clone)]
+pub struct Validator(pub(crate) mpsc::Sender<GossipMessage>);
+
+impl Validator {
+    /// A validator whose queue holds `capacity` messages, and the end the
+    /// application takes them from.
+    pub fn queue(capacity: usize) -> (Self, mpsc::Receiver<GossipMessage>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Self(tx), rx)
     }
 }
 
@@ -73,7 +128,7 @@ pub(crate) enum Route {
     Fleet,
     /// Operator texts: checked and put in the inbox by the fabric.
     Mesh,
-    App(GossipValidator),
+    App(Validator),
 }
 
 /// Gossipsub scoring of one topic (v1.1's P4, invalid deliveries): what a
@@ -107,9 +162,9 @@ pub struct TopicSpec {
 
 impl TopicSpec {
     /// An application topic: every message that passes the fabric's own
-    /// checks (envelope signature, origin standing) must pass `validator`
-    /// too before it is delivered and forwarded.
-    pub fn new(name: &'static str, validator: GossipValidator) -> Self {
+    /// checks (envelope signature, origin standing) goes to `validator`,
+    /// and is forwarded only once the application accepted it.
+    pub fn new(name: &'static str, validator: Validator) -> Self {
         Self {
             name,
             route: Route::App(validator),
@@ -199,7 +254,14 @@ mod tests {
     use super::*;
 
     fn app(name: &'static str) -> TopicSpec {
-        TopicSpec::new(name, GossipValidator::new(|_| true))
+        TopicSpec::new(name, Validator::queue(1).0)
+    }
+
+    #[test]
+    fn the_fabric_gives_up_on_a_verdict_before_gossipsub_forgets_the_message() {
+        use crate::behaviour::{HEARTBEAT, HISTORY_LENGTH};
+        let forgotten_after = HEARTBEAT * (HISTORY_LENGTH as u32 - 1);
+        assert!(VALIDATION_TIMEOUT + Duration::from_millis(500) <= forgotten_after);
     }
 
     #[test]

@@ -1,18 +1,24 @@
 //! Gossip inside the fabric loop: publishing in a signed envelope, and
 //! checking each arriving message once (after gossipsub dropped duplicates,
-//! before it forwards) by origin signature, origin standing, and the
-//! topic's own validator.
+//! before it forwards) by origin signature and origin standing. The
+//! fabric's own topics are then judged here; the application's go to
+//! their validator's queue and wait, still unforwarded, for the verdict
+//! (`FabricHandle::report`), at most `VALIDATION_TIMEOUT`.
 
 use std::sync::PoisonError;
+use std::time::Instant;
 
 use libp2p::{gossipsub, PeerId};
 use osmoda_fabric_proto::gossip;
 use tracing::{debug, info};
 
 use super::{now_ms, FabricLoop};
-use crate::handle::{FabricError, FabricEvent, InboxEntry};
+use crate::handle::{FabricError, InboxEntry};
 use crate::membership::peer_id_of;
-use crate::topics::{self, FleetMessage, MeshText, Route, MAX_TEXT_LEN};
+use crate::topics::{
+    self, FleetMessage, GossipMessage, MeshText, Route, Ticket, Verdict, MAX_AWAITING,
+    MAX_TEXT_LEN, VALIDATION_TIMEOUT,
+};
 
 use super::direct::decode_revocation;
 
@@ -69,25 +75,28 @@ impl FabricLoop {
         self.publish(topics::MESH, data)
     }
 
-    /// Decides whether gossipsub forwards a message, and hands it on.
+    /// Decides whether gossipsub forwards a message and hands it on, or
+    /// (`None`) leaves the decision to the application.
     pub(super) fn on_gossip(
         &mut self,
+        id: &gossipsub::MessageId,
+        source: PeerId,
         message: gossipsub::Message,
-    ) -> gossipsub::MessageAcceptance {
+    ) -> Option<gossipsub::MessageAcceptance> {
         use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
         let Some(spec) = self.topics.by_hash(&message.topic) else {
-            return Reject;
+            return Some(Reject);
         };
         let (topic, route) = (spec.name(), spec.route.clone());
         let envelope = match gossip::open(topic, &message.data) {
             Ok(envelope) => envelope,
             Err(error) => {
                 debug!(%topic, %error, "rejecting a gossip message");
-                return Reject;
+                return Some(Reject);
             }
         };
         let Some(origin) = peer_id_of(&envelope.origin) else {
-            return Reject;
+            return Some(Reject);
         };
         // A revoked or penalized node's messages stop here, whoever relays them.
         if self.membership.is_revoked(&envelope.origin)
@@ -95,19 +104,19 @@ impl FabricLoop {
                 .penalties
                 .is_penalized(&origin, std::time::Instant::now())
         {
-            return Ignore;
+            return Some(Ignore);
         }
         if origin == *self.swarm.local_peer_id() {
-            return Ignore;
+            return Some(Ignore);
         }
         let data = envelope.payload;
-        match route {
+        Some(match route {
             Route::Mesh => {
                 let Ok(msg) = serde_json::from_slice::<MeshText>(data) else {
-                    return Reject;
+                    return Some(Reject);
                 };
                 if msg.text.len() > MAX_TEXT_LEN {
-                    return Reject;
+                    return Some(Reject);
                 }
                 self.push_inbox("broadcast", Some(origin), msg);
                 Accept
@@ -115,7 +124,7 @@ impl FabricLoop {
             Route::Fleet => {
                 let Ok(FleetMessage::Revocation { revocation }) = serde_json::from_slice(data)
                 else {
-                    return Reject;
+                    return Some(Reject);
                 };
                 match decode_revocation(&revocation)
                     .map(|rev| self.apply_revocation(&rev, false, Some(origin)))
@@ -125,17 +134,71 @@ impl FabricLoop {
                 }
             }
             Route::App(validator) => {
-                if !(validator.0)(data) {
-                    debug!(%topic, %origin, "rejecting an invalid gossip message");
-                    return Reject;
+                if self.awaiting.len() >= MAX_AWAITING {
+                    self.gossip_dropped += 1;
+                    return Some(Ignore);
                 }
-                self.emit(FabricEvent::Gossip {
+                let arrived = Instant::now();
+                let pending = GossipMessage {
                     topic,
                     origin,
                     data: data.to_vec(),
-                });
-                Accept
+                    ticket: Ticket {
+                        id: id.clone(),
+                        source,
+                        arrived,
+                    },
+                };
+                if validator.0.try_send(pending).is_err() {
+                    debug!(%topic, "validation queue full; a message ignored");
+                    self.gossip_dropped += 1;
+                    return Some(Ignore);
+                }
+                self.awaiting.insert(id.clone(), (source, arrived));
+                return None;
             }
+        })
+    }
+
+    /// Applies the application's verdict, unless the loop gave up on it.
+    pub(super) fn apply_verdict(&mut self, ticket: Ticket, verdict: Verdict) {
+        if self.awaiting.remove(&ticket.id).is_none() {
+            return;
+        }
+        let acceptance = match verdict {
+            Verdict::Accept => gossipsub::MessageAcceptance::Accept,
+            Verdict::Reject => gossipsub::MessageAcceptance::Reject,
+            Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+        };
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&ticket.id, &ticket.source, acceptance);
+    }
+
+    /// Ignores the messages whose verdict is overdue, so that gossipsub
+    /// drops them now rather than when they fall out of its cache.
+    pub(super) fn expire_verdicts(&mut self) {
+        let now = Instant::now();
+        let overdue: Vec<(gossipsub::MessageId, PeerId)> = self
+            .awaiting
+            .iter()
+            .filter(|(_, (_, arrived))| now.duration_since(*arrived) >= VALIDATION_TIMEOUT)
+            .map(|(id, (source, _))| (id.clone(), *source))
+            .collect();
+        for (id, source) in overdue {
+            self.awaiting.remove(&id);
+            self.gossip_expired += 1;
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(
+                    &id,
+                    &source,
+                    gossipsub::MessageAcceptance::Ignore,
+                );
         }
     }
 

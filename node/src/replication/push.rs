@@ -60,8 +60,13 @@ impl Push {
 
 /// Checked before a push is relayed: its header and framing. Garbage stops
 /// at the first hop and counts against its sender's gossip score.
-pub fn is_well_formed(bytes: &[u8]) -> bool {
-    Push::decode(bytes).is_some_and(|(_, change)| check_push_framing(change).is_ok())
+pub fn check(bytes: &[u8]) -> Option<Push> {
+    let (doc, change) = Push::decode(bytes)?;
+    check_push_framing(change).ok()?;
+    Some(Push {
+        doc,
+        change: change.to_vec(),
+    })
 }
 
 /// Gossips local writes as they come, until the documents are dropped
@@ -82,13 +87,11 @@ pub async fn publish(fabric: FabricHandle, docs: Weak<Docs>, mut outbox: mpsc::R
     }
 }
 
-/// Applies a member's push; audits it when it changed a document.
-pub fn receive(docs: &Docs, audit: &Arc<AuditLog>, origin: Option<PeerId>, bytes: &[u8]) {
-    let Some((doc, change)) = Push::decode(bytes) else {
-        debug!(?origin, "ignoring a push that does not decode");
-        return;
-    };
-    match docs.apply_pushed(doc, change) {
+/// Applies a member's push (as [`check`] returned it); audits it when it
+/// changed a document.
+pub fn receive(docs: &Docs, audit: &Arc<AuditLog>, origin: Option<PeerId>, push: Push) {
+    let Push { doc, change } = push;
+    match docs.apply_pushed(doc, &change) {
         Ok(Pushed::Applied) => {
             let audit = audit.clone();
             let target = origin.map(|p| p.to_string()).unwrap_or_default();

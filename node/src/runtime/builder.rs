@@ -80,10 +80,8 @@ impl NodeBuilder {
         }
         let heads = Arc::new(FleetHeads::default());
         let mut fabric_config = self.fabric;
-        fabric_config.topics = topics::fabric_topics(&topics::Checks {
-            heads: heads.clone(),
-            fleet: self.cert.fleet,
-        });
+        let (topic_specs, topics) = topics::register();
+        fabric_config.topics = topic_specs;
         let started = match osmoda_fabric::start(
             credentials.clone(),
             membership.clone(),
@@ -147,7 +145,7 @@ impl NodeBuilder {
         let (stop, stopped) = oneshot::channel::<()>();
         let looping = node.clone();
         let loop_task = tokio::spawn(async move {
-            crate::runtime::event_loop::run(looping, &mut events, async {
+            crate::runtime::event_loop::run(looping, &mut events, topics, async {
                 let _ = stopped.await;
             })
             .await;

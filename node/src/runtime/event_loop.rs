@@ -1,14 +1,11 @@
 //! The node's event loop, one per node (`osmoda run` and every simulated
 //! node): audit checkpoints announced and stored, notices of change sent to
-//! neighbours, peers' requests answered, gossip handed to its topic's
-//! handler (the table in `topics.rs`).
+//! neighbours, peers' requests answered. Gossip does not pass through it:
+//! each topic of the table in `topics.rs` has its own tasks, started here.
 //!
 //! Nothing slow runs on the loop itself: fsyncs (checkpoints, audit
-//! entries), signature batches (audit heads from gossip and anti-entropy)
-//! and sync rounds go to tasks, each kind bounded; emergency commands go to
-//! one task that applies them in the order they arrived. Only document
-//! pushes are applied on the loop, in arrival order, since a spawned task
-//! could apply a change before the one it depends on.
+//! entries), signature batches (audit heads from anti-entropy) and sync
+//! rounds go to tasks, each kind bounded.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +20,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, error, warn};
 
 use crate::replication::{anti_entropy, push};
-use crate::runtime::topics::{self, Dispatch};
+use crate::runtime::topics::{self, Registered};
 use crate::service::Node;
 
 /// How often the node stores a signed checkpoint of its audit log, when it grew.
@@ -44,11 +41,6 @@ const NOTIFY_FANOUT: usize = 6;
 const HEADS_ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
 /// Neighbours remembered for anti-entropy; more than the fabric keeps.
 const MAX_NEIGHBOURS: usize = 1024;
-/// Emergency commands waiting to be applied; beyond, they are dropped (an
-/// admin's command comes again by relay or on the next connection).
-const EMERGENCY_QUEUE: usize = 64;
-/// Audit-heads messages waiting for their signatures to be checked.
-const HEADS_QUEUE: usize = 256;
 /// Peers' anti-entropy offers and audit-range requests answered at once;
 /// each may check a batch of signatures or read the store.
 const MAX_ANSWERS: usize = 8;
@@ -97,7 +89,7 @@ fn answer_audit_range(node: &Node, request: DirectRequest) -> DirectResponse {
 }
 
 /// Logs and audits fork evidence that is new here, in the background.
-fn report_forks(node: &Node, nodes: Vec<NodeKey>) {
+pub(crate) fn report_forks(node: &Node, nodes: Vec<NodeKey>) {
     for key in nodes {
         let id = osmoda_fabric::peer_id_of(&key)
             .map(|p| p.to_string())
@@ -112,29 +104,11 @@ fn report_forks(node: &Node, nodes: Vec<NodeKey>) {
     }
 }
 
-/// Applies fleet emergency commands one at a time, in arrival order.
-async fn emergency_worker(node: Arc<Node>, mut queue: mpsc::Receiver<(Vec<u8>, libp2p::PeerId)>) {
-    while let Some((bytes, from)) = queue.recv().await {
-        node.receive_emergency(&bytes, Some(from)).await;
-    }
-}
-
-/// Merges gossiped audit heads, checking their signatures off the loop.
-async fn heads_worker(node: Arc<Node>, mut queue: mpsc::Receiver<Vec<u8>>) {
-    while let Some(data) = queue.recv().await {
-        let heads = node.heads.clone();
-        match tokio::task::spawn_blocking(move || heads.merge_gossip(&data)).await {
-            Ok(Ok(forks)) => report_forks(&node, forks),
-            Ok(Err(e)) => debug!(error = %e, "ignoring an invalid audit-heads message"),
-            Err(e) => warn!(error = %e, "an audit-heads merge failed"),
-        }
-    }
-}
-
 /// Runs until `stop` completes or the fabric ends.
 pub async fn run(
     node: Arc<Node>,
     events: &mut mpsc::Receiver<FabricEvent>,
+    topics: Registered,
     stop: impl Future<Output = ()>,
 ) {
     let fabric = node.fabric.clone();
@@ -154,15 +128,7 @@ pub async fn run(
             outbox,
         ));
     }
-    let (emergency_tx, emergency_rx) = mpsc::channel(EMERGENCY_QUEUE);
-    tokio::spawn(emergency_worker(node.clone(), emergency_rx));
-    let (heads_tx, heads_rx) = mpsc::channel(HEADS_QUEUE);
-    tokio::spawn(heads_worker(node.clone(), heads_rx));
-    let dispatch = Dispatch {
-        node: node.clone(),
-        emergency: emergency_tx,
-        heads: heads_tx,
-    };
+    topics.run(&node);
     let answers = Arc::new(Semaphore::new(MAX_ANSWERS));
     let mut anti_entropy_timer = jittered(anti_entropy::EVERY);
     let states = anti_entropy::States {
@@ -267,9 +233,6 @@ pub async fn run(
                         fabric.respond(id, response).await;
                         report_forks(&node, forks);
                     });
-                }
-                Some(FabricEvent::Gossip { topic, origin, data }) => {
-                    dispatch.deliver(topic, data, origin);
                 }
                 Some(FabricEvent::PeerConnected(peer)) => {
                     // A new neighbour may have been away: compare now,

@@ -1,20 +1,32 @@
-//! The node's gossip topics, in one table: each topic's name, the check
-//! its messages must pass before gossipsub forwards them, and what the
-//! node does with those that pass. The fabric is given the table's topics
-//! at start ([`fabric_topics`]) and the event loop dispatches through it
-//! ([`Dispatch`]), so adding a topic is one entry in [`TABLE`].
+//! The node's gossip topics, in one table ([`table`]): each topic's name,
+//! the check its messages must pass before gossipsub forwards them, and
+//! what the node does with those that pass. Adding a topic is one entry.
+//!
+//! Checks run off both loops: the fabric hands each message to its
+//! topic's queue ([`register`]) and holds it unforwarded; one task per
+//! topic checks up to `concurrency` messages at once (on the blocking pool
+//! when the check verifies signatures), reports each verdict to the
+//! fabric in arrival order, and passes valid messages, still in arrival
+//! order, to a second task that runs the handler. A full queue, a verdict
+//! later than `osmoda_fabric::topics::VALIDATION_TIMEOUT` or a full
+//! backlog drops the message and the fabric counts it; what is lost this
+//! way anti-entropy repairs.
 
+use std::future::Future;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+use futures::StreamExt;
 use libp2p::PeerId;
-use osmoda_fabric::proto::{EmergencyCommand, FleetKey};
-use osmoda_fabric::{GossipValidator, TopicSpec};
+use osmoda_crdt_state::AuditHeads;
+use osmoda_fabric::proto::EmergencyCommand;
+use osmoda_fabric::{GossipMessage, TopicSpec, Validator, Verdict};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use crate::replication::push;
+use crate::replication::push::{self, Push};
+use crate::runtime::event_loop::report_forks;
 use crate::service::Node;
-use crate::state::heads::FleetHeads;
 
 /// Signed audit-log checkpoints (the fleet's audit heads).
 pub const AUDIT: &str = "osmoda/audit/1";
@@ -25,93 +37,212 @@ pub const EMERGENCY: &str = "osmoda/emergency/1";
 /// sync over direct requests).
 pub const DOCS: &str = "osmoda/docs/1";
 
-/// What validators may consult: the parts that exist before the fabric
-/// starts.
-#[derive(Clone)]
-pub struct Checks {
-    pub heads: Arc<FleetHeads>,
-    pub fleet: FleetKey,
+/// Every topic of the node.
+pub fn table() -> Vec<NodeTopic> {
+    vec![
+        // Signatures of checkpoints not held yet are verified before a
+        // message is forwarded; merged once valid.
+        NodeTopic::new(
+            AUDIT,
+            Limits::new(256, 2, 256),
+            Cost::Blocking,
+            |node, data| node.heads.check(data).map_err(|_| Verdict::Reject),
+            |node, heads: AuditHeads, _origin| async move {
+                let forks = node.heads.merge_checked(heads);
+                report_forks(&node, forks);
+            },
+        ),
+        // Header and framing are checked before a push is relayed; applied
+        // in arrival order, since a change applied before the one it
+        // depends on would be left to sync.
+        NodeTopic::new(
+            DOCS,
+            Limits::new(256, 1, 256),
+            Cost::Cheap,
+            |_, data| push::check(data).ok_or(Verdict::Reject),
+            |node, push: Push, origin| async move {
+                push::receive(&node.docs, &node.audit, Some(origin), push);
+            },
+        ),
+        // Only that a command decodes and names this fleet: everything
+        // else (the issuer's role and standing, the signature, replays) each
+        // member decides and audits on its own, so such commands travel.
+        // Applied one at a time, in arrival order.
+        NodeTopic::new(
+            EMERGENCY,
+            Limits::new(64, 1, 64),
+            Cost::Cheap,
+            |node, data| {
+                let cmd = EmergencyCommand::decode(data).map_err(|_| Verdict::Reject)?;
+                if cmd.issuer.fleet != node.membership.fleet() {
+                    return Err(Verdict::Reject);
+                }
+                Ok(data.to_vec())
+            },
+            |node, command: Vec<u8>, origin| async move {
+                node.receive_emergency(&command, Some(origin)).await;
+            },
+        ),
+    ]
 }
 
-/// Where the event loop hands valid messages on.
-pub struct Dispatch {
-    pub node: Arc<Node>,
-    /// Emergency commands, applied one at a time in arrival order.
-    pub emergency: mpsc::Sender<(Vec<u8>, PeerId)>,
-    /// Audit heads, merged off the loop.
-    pub heads: mpsc::Sender<Vec<u8>>,
+/// How much a topic's check costs.
+#[derive(Debug, Clone, Copy)]
+pub enum Cost {
+    /// Decoding and structure: runs in the topic's task.
+    Cheap,
+    /// Signatures: runs on tokio's blocking pool.
+    Blocking,
 }
 
-/// One gossip topic the node speaks.
+/// The bounds of one topic's path through the node.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Messages waiting for their check.
+    pub queue: usize,
+    /// Checks running at once (verdicts still go out in arrival order).
+    pub concurrency: usize,
+    /// Valid messages waiting for the handler.
+    pub backlog: usize,
+}
+
+impl Limits {
+    pub const fn new(queue: usize, concurrency: usize, backlog: usize) -> Self {
+        Self {
+            queue,
+            concurrency,
+            backlog,
+        }
+    }
+}
+
+/// What a valid message leads to, not started yet.
+type Handling = BoxFuture<'static, ()>;
+/// A check under way: a verdict for gossipsub, or the handling of a valid
+/// message.
+type Checking = BoxFuture<'static, Result<Handling, Verdict>>;
+type Check = Box<dyn Fn(Arc<Node>, Vec<u8>, PeerId) -> Checking + Send + Sync>;
+
+/// One gossip topic the node speaks: its check and its handler, joined
+/// through the value the check decoded so that nothing is decoded (or
+/// verified) twice.
 pub struct NodeTopic {
     pub name: &'static str,
-    /// Whether a message may be delivered and forwarded; one that fails
-    /// costs its sender gossip score.
-    pub validate: fn(&Checks, &[u8]) -> bool,
-    /// What the node does with a message that passed.
-    pub handle: fn(&Dispatch, Vec<u8>, PeerId),
+    pub limits: Limits,
+    check: Check,
 }
 
-/// Every topic of the node.
-pub const TABLE: [NodeTopic; 3] = [
-    NodeTopic {
-        name: AUDIT,
-        validate: |checks, data| checks.heads.check_gossip(data),
-        handle: |dispatch, data, origin| {
-            if dispatch.heads.try_send(data).is_err() {
-                debug!(%origin, "audit heads dropped: too many waiting (anti-entropy repairs it)");
-            }
-        },
-    },
-    NodeTopic {
-        name: DOCS,
-        validate: |_, data| push::is_well_formed(data),
-        // Applied in arrival order, on the loop: a spawned task could
-        // apply a change before the one it depends on, and leave it to sync.
-        handle: |dispatch, data, origin| {
-            let node = &dispatch.node;
-            push::receive(&node.docs, &node.audit, Some(origin), &data);
-        },
-    },
-    NodeTopic {
-        name: EMERGENCY,
-        validate: |checks, data| emergency_is_well_formed(checks.fleet, data),
-        handle: |dispatch, data, origin| {
-            if dispatch.emergency.try_send((data, origin)).is_err() {
-                warn!("too many emergency commands waiting; one dropped");
-            }
-        },
-    },
-];
-
-/// A command that decodes and names this fleet. Everything else about it
-/// (the issuer's role and standing, the signature, replays) is decided by
-/// every member on its own (`Node::receive_emergency`), which audits what
-/// it ignores; so such commands still travel.
-fn emergency_is_well_formed(fleet: FleetKey, data: &[u8]) -> bool {
-    EmergencyCommand::decode(data).is_ok_and(|cmd| cmd.issuer.fleet == fleet)
-}
-
-/// The table's topics, as the fabric registers them.
-pub fn fabric_topics(checks: &Checks) -> Vec<TopicSpec> {
-    TABLE
-        .iter()
-        .map(|topic| {
-            let (checks, validate) = (checks.clone(), topic.validate);
-            TopicSpec::new(
-                topic.name,
-                GossipValidator::new(move |data| validate(&checks, data)),
-            )
-        })
-        .collect()
-}
-
-impl Dispatch {
-    /// Hands a valid message to its topic's handler.
-    pub fn deliver(&self, topic: &str, data: Vec<u8>, origin: PeerId) {
-        match TABLE.iter().find(|t| t.name == topic) {
-            Some(entry) => (entry.handle)(self, data, origin),
-            None => debug!(topic, "a message on a topic the node does not handle"),
+impl NodeTopic {
+    pub fn new<V, H>(
+        name: &'static str,
+        limits: Limits,
+        cost: Cost,
+        validate: fn(&Node, &[u8]) -> Result<V, Verdict>,
+        handle: fn(Arc<Node>, V, PeerId) -> H,
+    ) -> Self
+    where
+        V: Send + 'static,
+        H: Future<Output = ()> + Send + 'static,
+    {
+        let check = move |node: Arc<Node>, data: Vec<u8>, origin: PeerId| -> Checking {
+            Box::pin(async move {
+                let valid = match cost {
+                    Cost::Cheap => validate(&node, &data),
+                    Cost::Blocking => {
+                        let worker = node.clone();
+                        tokio::task::spawn_blocking(move || validate(&worker, &data))
+                            .await
+                            .unwrap_or(Err(Verdict::Ignore))
+                    }
+                }?;
+                Ok(Box::pin(handle(node, valid, origin)) as Handling)
+            })
+        };
+        Self {
+            name,
+            limits,
+            check: Box::new(check),
         }
+    }
+}
+
+/// The table's topics with the queues their messages arrive on, until the
+/// node runs ([`Registered::run`]).
+pub struct Registered {
+    topics: Vec<(NodeTopic, mpsc::Receiver<GossipMessage>)>,
+}
+
+/// Registers every topic of the table: what the fabric is given, and what
+/// the node runs once it exists.
+pub fn register() -> (Vec<TopicSpec>, Registered) {
+    let mut specs = Vec::new();
+    let mut topics = Vec::new();
+    for topic in table() {
+        let (validator, queue) = Validator::queue(topic.limits.queue);
+        specs.push(TopicSpec::new(topic.name, validator));
+        topics.push((topic, queue));
+    }
+    (specs, Registered { topics })
+}
+
+impl Registered {
+    /// Starts each topic's two tasks; they end when the fabric stops.
+    pub fn run(self, node: &Arc<Node>) {
+        for (topic, queue) in self.topics {
+            let (backlog_tx, backlog) = mpsc::channel(topic.limits.backlog.max(1));
+            tokio::spawn(check_each(topic, node.clone(), queue, backlog_tx));
+            tokio::spawn(handle_each(backlog));
+        }
+    }
+}
+
+/// Checks a topic's messages, reports each verdict in arrival order and
+/// passes the valid ones on.
+async fn check_each(
+    topic: NodeTopic,
+    node: Arc<Node>,
+    queue: mpsc::Receiver<GossipMessage>,
+    backlog: mpsc::Sender<Handling>,
+) {
+    let fabric = node.fabric.clone();
+    let messages = futures::stream::unfold(queue, |mut queue| async move {
+        queue.recv().await.map(|message| (message, queue))
+    });
+    let checks = messages
+        // The fabric gave up on these and ignored them already.
+        .filter(|message| std::future::ready(!message.ticket.expired()))
+        .map(|message| {
+            let checking = (topic.check)(node.clone(), message.data, message.origin);
+            async move { (message.ticket, checking.await) }
+        })
+        .buffered(topic.limits.concurrency.max(1));
+    tokio::pin!(checks);
+    while let Some((ticket, checked)) = checks.next().await {
+        match checked {
+            Ok(handling) => {
+                fabric.report(ticket, Verdict::Accept).await;
+                if backlog.try_send(handling).is_err() {
+                    debug!(
+                        topic = topic.name,
+                        "a valid message dropped: too many waiting"
+                    );
+                }
+            }
+            Err(verdict) => {
+                debug!(
+                    topic = topic.name,
+                    ?verdict,
+                    "a gossip message not forwarded"
+                );
+                fabric.report(ticket, verdict).await;
+            }
+        }
+    }
+}
+
+/// Runs a topic's handler on each valid message, one at a time.
+async fn handle_each(mut backlog: mpsc::Receiver<Handling>) {
+    while let Some(handling) = backlog.recv().await {
+        handling.await;
     }
 }

@@ -46,9 +46,16 @@ impl FleetHeads {
         Ok(self.merge(theirs))
     }
 
-    /// Whether a gossiped state is valid, verifying only what is new here.
-    pub fn check_gossip(&self, data: &[u8]) -> bool {
-        AuditHeads::decode_known(data, &self.lock()).is_ok()
+    /// A gossiped state or delta, decoded and verified (only what is new
+    /// here), not merged yet: [`Self::merge_checked`] merges it.
+    pub fn check(&self, data: &[u8]) -> Result<AuditHeads, HeadsError> {
+        AuditHeads::decode_known(data, &self.lock())
+    }
+
+    /// Merges a state [`Self::check`] returned; returns the nodes whose
+    /// fork evidence is new here.
+    pub fn merge_checked(&self, theirs: AuditHeads) -> Vec<NodeKey> {
+        self.merge(theirs)
     }
 
     fn merge(&self, theirs: AuditHeads) -> Vec<NodeKey> {
