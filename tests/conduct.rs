@@ -6,9 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{fleet, wait_until};
-use osmoda_fabric::behaviour::{DirectRequest, DirectResponse, ShardMessage};
 use osmoda_fabric::proto::{parse_hex, parse_hex_bytes, FleetCert};
-use osmoda_fabric::{Credentials, FabricConfig, Membership};
+use osmoda_fabric::{Credentials, DirectRequest, DirectResponse, FabricConfig, Membership};
+use osmoda_node::replication::wire::{self, Request, ShardMessage};
 
 /// The credentials of a member that joined but never ran its node.
 fn credentials_of(dir: &std::path::Path) -> Credentials {
@@ -38,6 +38,7 @@ fn a_peer_sending_garbage_sync_rounds_is_cut_off_and_the_others_go_on() {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
             bootstrap: vec![boot.parse().unwrap()],
             mdns: false,
+            protocols: wire::protocols(),
             ..FabricConfig::default()
         };
         let (fabric, _events, _task) =
@@ -50,12 +51,16 @@ fn a_peer_sending_garbage_sync_rounds_is_cut_off_and_the_others_go_on() {
         }
         let mut answers = Vec::new();
         for _ in 0..5 {
-            let junk = DirectRequest::DocSync {
+            let junk = Request::DocSync {
                 messages: vec![ShardMessage {
                     shard: 3,
-                    data: "bm90IGF1dG9tZXJnZQ==".into(),
+                    data: b"not automerge".to_vec(),
                 }],
                 start: false,
+            };
+            let junk = DirectRequest::App {
+                protocol: junk.protocol(),
+                body: junk.encode(),
             };
             answers.push(fabric.request(target, junk).await);
         }

@@ -8,110 +8,15 @@ use libp2p::{
     connection_limits, gossipsub, identify, identity, kad, mdns, ping, request_response,
     StreamProtocol,
 };
-use serde::{Deserialize, Serialize};
 
-use crate::topics::{MeshText, Registry};
+use crate::direct::{DirectCodec, DIRECT_PROTOCOL};
+use crate::topics::Registry;
 
 /// Kademlia on a private protocol: only fleet members speak it, and the
 /// public IPFS DHT never mixes with ours.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/osmoda/kad/1.0.0");
 /// Reported inside identify messages (identify itself runs on `/ipfs/id/1.0.0`).
 pub const IDENTIFY_PROTOCOL_VERSION: &str = "osmoda/1";
-pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/osmoda/direct/1.0.0");
-/// Largest direct request or response. Document sync rounds are the
-/// largest: up to 256 shard messages of at most [`MAX_SHARD_MESSAGE`].
-pub const MAX_DIRECT_MESSAGE: u64 = 16 * 1024 * 1024;
-/// Largest sync message for one shard in one round (before base64).
-pub const MAX_SHARD_MESSAGE: usize = 32 * 1024;
-/// Revocations carried by one anti-entropy request.
-pub const MAX_REVOCATIONS_PER_SYNC: usize = 4096;
-
-/// Request of the direct (one peer to one peer) protocol.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum DirectRequest {
-    /// `osmoda mesh send`.
-    Text(MeshText),
-    /// Sent on every new connection so that revocations reach nodes that
-    /// were away when they were gossiped. Hex-encoded binary revocations.
-    Revocations { revocations: Vec<String> },
-    /// Entries `start..start+count` of `node`'s audit log (hex of its
-    /// identity key), answered by that node itself.
-    AuditRange {
-        node: String,
-        start: u64,
-        count: u32,
-    },
-    /// One round of Automerge sync of the knowledge shards, answered by the
-    /// node with its own round.
-    DocSync {
-        messages: Vec<ShardMessage>,
-        /// The first round of a new sync: the responder starts a new
-        /// session too (sync states must begin together, or the responder
-        /// would skip changes it believes the requester already has).
-        #[serde(default)]
-        start: bool,
-    },
-    /// Pairwise anti-entropy (docs/protocol.md §9): a notice of news, an
-    /// offer to compare, or a push of audit heads.
-    AntiEntropy(AntiEntropy),
-}
-
-/// One message of an anti-entropy exchange. A *notice* carries only
-/// `summary_digest` (the sender's state changed; a receiver that differs
-/// pulls). An *offer* carries the summary and `heads_digest`; the answer is
-/// an offer too, with the heads when the digests differ. A *push* carries
-/// heads the other side lacks.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct AntiEntropy {
-    /// The sender's state summary, base64; empty in a notice.
-    #[serde(default)]
-    pub summary: String,
-    /// BLAKE3 of the summary, first 16 bytes, hex.
-    #[serde(default)]
-    pub summary_digest: String,
-    /// Digest of the audit heads the sender holds, hex; empty when the
-    /// sender does not compare heads.
-    #[serde(default)]
-    pub heads_digest: String,
-    /// Audit heads, base64 chunks.
-    #[serde(default)]
-    pub heads: Vec<String>,
-}
-
-/// Most audit-heads chunks one anti-entropy message may carry (60 KiB each).
-pub const MAX_HEADS_CHUNKS: usize = 64;
-
-/// A sync message for one knowledge shard; `data` is base64.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ShardMessage {
-    pub shard: u16,
-    pub data: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum DirectResponse {
-    Ack,
-    Refused {
-        reason: String,
-    },
-    /// The owner's latest signed checkpoint and the stored records
-    /// (`chain || entry`), hex-encoded.
-    AuditRange {
-        checkpoint: String,
-        records: Vec<String>,
-    },
-    DocSync {
-        messages: Vec<ShardMessage>,
-    },
-    AntiEntropy(AntiEntropy),
-}
-
-/// Most audit records one request may ask for; keeps responses under the
-/// 1 MiB message limit (records are at most 8 KiB, hex doubles them).
-pub const MAX_AUDIT_RECORDS_PER_REQUEST: u32 = 48;
-
 /// Limits on connections: a misbehaving or very large fleet cannot make a
 /// node hold unbounded connection state.
 #[derive(Debug, Clone)]
@@ -140,7 +45,7 @@ pub struct FabricBehaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    pub direct: request_response::json::Behaviour<DirectRequest, DirectResponse>,
+    pub direct: request_response::Behaviour<DirectCodec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -249,9 +154,6 @@ impl FabricBehaviour {
         } else {
             None
         };
-        let codec = request_response::json::codec::Codec::default()
-            .set_request_size_maximum(MAX_DIRECT_MESSAGE)
-            .set_response_size_maximum(MAX_DIRECT_MESSAGE);
         Ok(Self {
             early_refusal: crate::early_refusal::Behaviour::new(limits.max_established),
             limits: connection_limits::Behaviour::new(
@@ -273,7 +175,7 @@ impl FabricBehaviour {
             ),
             mdns: mdns.into(),
             direct: request_response::Behaviour::with_codec(
-                codec,
+                DirectCodec,
                 [(DIRECT_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(Duration::from_secs(10))

@@ -10,7 +10,8 @@ use osmoda_fabric_proto::Revocation;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::behaviour::{DirectRequest, DirectResponse, Limits};
+use crate::behaviour::Limits;
+use crate::direct::{AppProtocol, DirectRequest, DirectResponse};
 use crate::membership::Membership;
 use crate::topics::{Ticket, TopicSpec, Verdict};
 
@@ -36,6 +37,10 @@ pub struct FabricConfig {
     /// it rejects costs its sender gossip score. The fabric adds its own
     /// topics.
     pub topics: Vec<TopicSpec>,
+    /// The application's protocols inside the direct protocol, each once:
+    /// peers' requests for them come as [`FabricEvent::Request`], requests
+    /// for any other are refused.
+    pub protocols: Vec<AppProtocol>,
     /// A byte-stream transport to use instead of TCP and QUIC (the
     /// simulation's network). The fabric secures it with the same hybrid
     /// handshake and yamux as TCP; mDNS is off with it.
@@ -90,6 +95,7 @@ impl Default for FabricConfig {
             inbox_capacity: 1000,
             handshake_timeout: Duration::from_secs(10),
             topics: Vec::new(),
+            protocols: Vec::new(),
             stream_transport: None,
             dial_target: 64,
         }
@@ -112,6 +118,8 @@ pub enum FabricError {
     Publish(String),
     #[error("no topic {0} is registered")]
     UnknownTopic(String),
+    #[error("no direct protocol {0} is registered")]
+    UnknownProtocol(u16),
     #[error("revocation refused: {0}")]
     Revocation(#[from] crate::membership::RevocationError),
     #[error("dial failed: {0}")]
@@ -206,12 +214,13 @@ pub enum FabricEvent {
     },
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),
-    /// A peer's request that the node answers (an audit range); answer it
-    /// with [`FabricHandle::respond`] and this `id`.
+    /// A peer's request on one of the application's protocols, its body
+    /// as it came; answer it with [`FabricHandle::respond`] and this `id`.
     Request {
         id: u64,
         peer: PeerId,
-        request: DirectRequest,
+        protocol: u16,
+        body: Vec<u8>,
     },
 }
 
@@ -315,7 +324,8 @@ impl FabricHandle {
         }
     }
 
-    /// Sends a direct request to a connected peer and waits for the answer.
+    /// Sends a direct request to a connected peer and waits for the answer;
+    /// an application request must be on a registered protocol.
     pub async fn request(
         &self,
         peer: PeerId,

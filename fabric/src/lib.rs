@@ -18,11 +18,13 @@ pub use credentials::Credentials;
 pub use membership::{node_key_of, peer_id_of, Membership, PeerRecord, Security};
 pub use osmoda_fabric_proto as proto;
 pub mod behaviour;
+pub mod direct;
 pub mod handle;
 pub mod pq_tcp;
 pub mod runtime;
 pub mod topics;
 
+pub use direct::{AppProtocol, DirectRequest, DirectResponse};
 pub use handle::{
     FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, InboxEntry, PeerInfo,
     RawStream, StreamTransport, StreamTransportSlot,

@@ -19,10 +19,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::behaviour::{
-    BehaviourError, DirectRequest, DirectResponse, FabricBehaviour, FabricBehaviourEvent,
-    MAX_REVOCATIONS_PER_SYNC,
-};
+use crate::behaviour::{BehaviourError, FabricBehaviour, FabricBehaviourEvent};
+use crate::direct::{AppProtocol, DirectRequest, DirectResponse, MAX_REVOCATIONS_PER_SYNC};
 use crate::handle::{
     Command, FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, Inbox, PeerInfo,
     COMMAND_CAPACITY, EVENT_CAPACITY,
@@ -60,6 +58,8 @@ pub enum StartError {
     Listen { addr: Multiaddr, reason: String },
     #[error("gossip topics: {0}")]
     Topics(#[from] topics::RegistryError),
+    #[error("direct protocols: {0}")]
+    Protocols(#[from] crate::direct::ProtocolsError),
 }
 
 /// An error with its sources, for errors (like libp2p's `TransportError`)
@@ -96,6 +96,7 @@ pub fn start(
 ) -> Result<(FabricHandle, mpsc::Receiver<FabricEvent>, JoinHandle<()>), StartError> {
     let keypair = credentials.keypair().clone();
     let topics = Registry::new(config.topics.clone())?;
+    crate::direct::check_protocols(&config.protocols)?;
     let tcp_security = PqUpgrade::new(credentials.handshake_identity(), membership.clone());
     let handshake_timeout = config.handshake_timeout;
     let custom = config
@@ -205,6 +206,7 @@ pub fn start(
         next_inbound: 0,
         penalties: PenaltyBox::default(),
         topics,
+        protocols: config.protocols,
         signing: credentials.signing_key().clone(),
         // Distinct across restarts without stored state, like gossipsub's own.
         gossip_seqno: std::time::SystemTime::now()
@@ -248,6 +250,8 @@ struct FabricLoop {
     penalties: PenaltyBox,
     /// Every topic this node speaks, and who validates its messages.
     topics: Registry,
+    /// The application's protocols inside the direct protocol.
+    protocols: Vec<AppProtocol>,
     /// Signs the envelope of every message this node publishes.
     signing: ed25519_dalek::SigningKey,
     gossip_seqno: u64,
@@ -482,18 +486,17 @@ impl FabricLoop {
     }
 
     fn sync_revocations(&mut self, peer: PeerId) {
-        let revocations: Vec<String> = self
+        let revocations: Vec<Revocation> = self
             .membership
             .revocations()
-            .iter()
+            .into_iter()
             .take(MAX_REVOCATIONS_PER_SYNC)
-            .map(|r| osmoda_fabric_proto::hex(&r.encode()))
             .collect();
         if !revocations.is_empty() {
             self.swarm
                 .behaviour_mut()
                 .direct
-                .send_request(&peer, DirectRequest::Revocations { revocations });
+                .send_request(&peer, DirectRequest::Revocations(revocations));
         }
     }
 

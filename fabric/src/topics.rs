@@ -41,7 +41,7 @@ pub enum FleetMessage {
 }
 
 /// What travels on [`MESH`], and in direct messages.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeshText {
     pub text: String,
     /// Sender's clock, Unix milliseconds; informational only.

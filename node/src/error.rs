@@ -126,8 +126,8 @@ fn fabric_kind(e: &FabricError) -> ErrorKind {
         FabricError::TooLarge(_) => ErrorKind::TooLarge,
         FabricError::Revocation(_) | FabricError::Dial(_) => ErrorKind::Invalid,
         FabricError::Delivery(_) | FabricError::Publish(_) => ErrorKind::Upstream,
-        // The node registers every topic it publishes on.
-        FabricError::UnknownTopic(_) => ErrorKind::Internal,
+        // The node registers every topic and protocol it speaks.
+        FabricError::UnknownTopic(_) | FabricError::UnknownProtocol(_) => ErrorKind::Internal,
     }
 }
 

@@ -1,27 +1,37 @@
 //! The direct (one peer to one peer) protocol inside the fabric loop: our
 //! requests and their answers, peers' requests answered here (texts,
-//! revocations) or by the node (audit ranges).
+//! revocations) or handed to the application untouched (its registered
+//! protocols).
 
 use libp2p::{request_response, PeerId};
 use osmoda_fabric_proto::Revocation;
 use tokio::sync::oneshot;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::FabricLoop;
-use crate::behaviour::{DirectRequest, DirectResponse, MAX_REVOCATIONS_PER_SYNC};
+use crate::direct::{AppProtocol, DirectRequest, DirectResponse};
 use crate::handle::{FabricError, FabricEvent};
-use crate::topics::MAX_TEXT_LEN;
 
-/// Peers' requests the node may have in hand at once; more are refused.
+/// Peers' requests the application may have in hand at once; more are refused.
 const MAX_PENDING_INBOUND: usize = 64;
 
 impl FabricLoop {
+    fn app_protocol(&self, id: u16) -> Option<AppProtocol> {
+        self.protocols.iter().copied().find(|p| p.id == id)
+    }
+
     pub(super) fn send_request(
         &mut self,
         peer: PeerId,
         request: DirectRequest,
         reply: oneshot::Sender<Result<DirectResponse, FabricError>>,
     ) {
+        if let DirectRequest::App { protocol, .. } = &request {
+            if self.app_protocol(*protocol).is_none() {
+                let _ = reply.send(Err(FabricError::UnknownProtocol(*protocol)));
+                return;
+            }
+        }
         if !self.connected.contains_key(&peer) {
             let _ = reply.send(Err(FabricError::NotConnected(peer)));
             return;
@@ -44,21 +54,26 @@ impl FabricLoop {
         }
     }
 
-    /// Hands a request to the node, or refuses it when the node is busy.
+    /// Hands a request to the application, or refuses it when the
+    /// application is busy.
     fn forward(
         &mut self,
         peer: PeerId,
-        request: DirectRequest,
+        protocol: u16,
+        body: Vec<u8>,
         channel: request_response::ResponseChannel<DirectResponse>,
     ) {
         // Channels whose requester gave up are dropped on the next pass.
         self.pending_inbound.retain(|_, c| c.is_open());
         let id = self.next_inbound;
+        let request = FabricEvent::Request {
+            id,
+            peer,
+            protocol,
+            body,
+        };
         let handed = self.pending_inbound.len() < MAX_PENDING_INBOUND
-            && self
-                .events
-                .try_send(FabricEvent::Request { id, peer, request })
-                .is_ok();
+            && self.events.try_send(request).is_ok();
         if handed {
             self.next_inbound += 1;
             self.pending_inbound.insert(id, channel);
@@ -88,29 +103,30 @@ impl FabricLoop {
                 ..
             } => {
                 let response = match request {
-                    DirectRequest::Text(msg) if msg.text.len() <= MAX_TEXT_LEN => {
+                    DirectRequest::Text(msg) => {
                         self.push_inbox("direct", Some(peer), msg);
                         DirectResponse::Ack
                     }
-                    DirectRequest::Text(_) => DirectResponse::Refused {
-                        reason: "text too long".into(),
-                    },
-                    DirectRequest::Revocations { revocations } => {
-                        for rev in revocations.iter().take(MAX_REVOCATIONS_PER_SYNC) {
-                            if let Some(rev) = decode_revocation(rev) {
-                                if let Err(e) = self.apply_revocation(&rev, true, Some(peer)) {
-                                    warn!(%peer, error = %e, "peer sent an invalid revocation");
-                                }
+                    DirectRequest::Revocations(revocations) => {
+                        for rev in &revocations {
+                            if let Err(e) = self.apply_revocation(rev, true, Some(peer)) {
+                                warn!(%peer, error = %e, "peer sent an invalid revocation");
                             }
                         }
                         DirectResponse::Ack
                     }
-                    request @ (DirectRequest::AuditRange { .. }
-                    | DirectRequest::DocSync { .. }
-                    | DirectRequest::AntiEntropy(_)) => {
-                        self.forward(peer, request, channel);
-                        return;
-                    }
+                    DirectRequest::App { protocol, body } => match self.app_protocol(protocol) {
+                        Some(_) => {
+                            self.forward(peer, protocol, body, channel);
+                            return;
+                        }
+                        None => {
+                            debug!(%peer, protocol, "request on an unknown protocol");
+                            DirectResponse::Refused {
+                                reason: format!("unknown protocol {protocol}"),
+                            }
+                        }
+                    },
                 };
                 let _ = self
                     .swarm
@@ -142,6 +158,7 @@ impl FabricLoop {
     }
 }
 
+/// A revocation as gossip carries it (hex), if it parses.
 pub(super) fn decode_revocation(hex: &str) -> Option<Revocation> {
     if hex.len() != 2 * osmoda_fabric_proto::cert::REVOCATION_LEN {
         return None;

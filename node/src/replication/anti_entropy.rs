@@ -23,16 +23,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use libp2p::PeerId;
 use osmoda_crdt_state::NodeKey;
-use osmoda_fabric::behaviour::{AntiEntropy, DirectRequest, DirectResponse, MAX_HEADS_CHUNKS};
-use osmoda_fabric::proto::hex;
-use osmoda_fabric::{FabricError, FabricHandle};
+use osmoda_fabric::FabricHandle;
 use tracing::debug;
 
 use crate::replication::sync::Replicator;
+use crate::replication::wire::{self, AntiEntropy, Failure, Request, Response, MAX_HEADS_CHUNKS};
 use crate::state::heads::FleetHeads;
 
 /// How often a node compares with one random neighbour.
@@ -45,27 +42,23 @@ pub struct States {
     pub heads: Arc<FleetHeads>,
     /// Summary digests being pulled: when several neighbours tell of the
     /// same state, one of them is asked.
-    pub pulling: Arc<Mutex<HashSet<String>>>,
+    pub pulling: Arc<Mutex<HashSet<[u8; 16]>>>,
 }
 
 /// Pulls in flight at once; notices beyond wait for the next comparison.
 const MAX_PULLS: usize = 16;
 
 impl States {
-    fn heads_digest(&self) -> String {
-        hex(&self.heads.digest().0)
+    fn heads_digest(&self) -> [u8; 16] {
+        self.heads.digest().0
     }
 
     fn offer(&self, compare_heads: bool) -> AntiEntropy {
         let summary = self.replicator.summary();
         AntiEntropy {
             summary_digest: summary_digest(&summary),
-            summary: STANDARD.encode(summary),
-            heads_digest: if compare_heads {
-                self.heads_digest()
-            } else {
-                String::new()
-            },
+            summary,
+            heads_digest: compare_heads.then(|| self.heads_digest()),
             heads: Vec::new(),
         }
     }
@@ -86,7 +79,7 @@ impl States {
         }
         {
             let mut pulling = self.pulling.lock().unwrap_or_else(|e| e.into_inner());
-            if pulling.len() >= MAX_PULLS || !pulling.insert(notice.summary_digest.clone()) {
+            if pulling.len() >= MAX_PULLS || !pulling.insert(notice.summary_digest) {
                 return;
             }
         }
@@ -100,13 +93,8 @@ impl States {
     }
 
     fn with_heads(&self, mut message: AntiEntropy) -> AntiEntropy {
-        message.heads = self
-            .heads
-            .chunks()
-            .iter()
-            .take(MAX_HEADS_CHUNKS)
-            .map(|c| STANDARD.encode(c))
-            .collect();
+        message.heads = self.heads.chunks();
+        message.heads.truncate(MAX_HEADS_CHUNKS);
         message
     }
 
@@ -114,11 +102,7 @@ impl States {
     fn merge_heads(&self, peer: PeerId, message: &AntiEntropy) -> Vec<NodeKey> {
         let mut forks = Vec::new();
         for chunk in message.heads.iter().take(MAX_HEADS_CHUNKS) {
-            let merged = STANDARD
-                .decode(chunk)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| self.heads.merge_gossip(&bytes).map_err(|e| e.to_string()));
-            match merged {
+            match self.heads.merge_gossip(chunk) {
                 Ok(new) => forks.extend(new),
                 Err(error) => debug!(%peer, %error, "ignoring invalid audit heads"),
             }
@@ -128,21 +112,21 @@ impl States {
 
     /// Answers a peer's offer or push; returns the answer and the nodes
     /// whose fork evidence is new here.
-    pub fn answer(&self, peer: PeerId, offer: &AntiEntropy) -> (DirectResponse, Vec<NodeKey>) {
+    pub fn answer(&self, peer: PeerId, offer: &AntiEntropy) -> (Response, Vec<NodeKey>) {
         let forks = self.merge_heads(peer, offer);
-        let compare = !offer.heads_digest.is_empty();
+        let compare = offer.heads_digest.is_some();
         let mut mine = self.offer(compare);
         // A push already carried the peer's heads, and the peer has ours.
         if compare && offer.heads.is_empty() && mine.heads_digest != offer.heads_digest {
             mine = self.with_heads(mine);
         }
-        (DirectResponse::AntiEntropy(mine), forks)
+        (Response::AntiEntropy(mine), forks)
     }
 
     /// Tells `peer` that our documents changed.
     pub async fn notify(&self, fabric: &FabricHandle, peer: PeerId) {
-        let notice = DirectRequest::AntiEntropy(self.notice());
-        if let Err(error) = fabric.request(peer, notice).await {
+        let notice = Request::AntiEntropy(self.notice());
+        if let Err(error) = wire::request(fabric, peer, &notice).await {
             debug!(%peer, %error, "notice not delivered");
         }
     }
@@ -154,25 +138,17 @@ impl States {
         fabric: &FabricHandle,
         peer: PeerId,
         compare_heads: bool,
-    ) -> Result<Vec<NodeKey>, FabricError> {
-        let reply = fabric
-            .request(peer, DirectRequest::AntiEntropy(self.offer(compare_heads)))
-            .await?;
-        let DirectResponse::AntiEntropy(reply) = reply else {
+    ) -> Result<Vec<NodeKey>, Failure> {
+        let offer = Request::AntiEntropy(self.offer(compare_heads));
+        let Response::AntiEntropy(reply) = wire::request(fabric, peer, &offer).await? else {
             debug!(%peer, "anti-entropy answered with something else");
             return Ok(Vec::new());
         };
-        match STANDARD.decode(&reply.summary) {
-            Ok(summary) => self.replicator.on_summary(peer, &summary),
-            Err(_) => debug!(%peer, "ignoring a malformed summary"),
-        }
+        self.replicator.on_summary(peer, &reply.summary);
         let mut forks = self.merge_heads(peer, &reply);
-        if compare_heads && self.heads_digest() != reply.heads_digest {
-            let push = self.with_heads(self.offer(true));
-            if let DirectResponse::AntiEntropy(answer) = fabric
-                .request(peer, DirectRequest::AntiEntropy(push))
-                .await?
-            {
+        if compare_heads && Some(self.heads_digest()) != reply.heads_digest {
+            let push = Request::AntiEntropy(self.with_heads(self.offer(true)));
+            if let Response::AntiEntropy(answer) = wire::request(fabric, peer, &push).await? {
                 forks.extend(self.merge_heads(peer, &answer));
             }
         }
@@ -180,6 +156,8 @@ impl States {
     }
 }
 
-fn summary_digest(summary: &[u8]) -> String {
-    hex(&blake3::hash(summary).as_bytes()[..16])
+fn summary_digest(summary: &[u8]) -> [u8; 16] {
+    let mut out = [0; 16];
+    out.copy_from_slice(&blake3::hash(summary).as_bytes()[..16]);
+    out
 }

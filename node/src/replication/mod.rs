@@ -1,9 +1,11 @@
 //! How documents and audit heads travel between nodes: pushes of local
 //! writes over gossip (`push`), Automerge sync rounds over direct requests
 //! (`sync`), neighbour notices and periodic comparison (`anti_entropy`),
-//! and the strikes that cut off a peer that abuses them (`conduct`).
+//! the strikes that cut off a peer that abuses them (`conduct`), and the
+//! bytes of the node's direct messages (`wire`).
 
 pub mod anti_entropy;
 pub mod conduct;
 pub mod push;
 pub mod sync;
+pub mod wire;

@@ -4,7 +4,7 @@
 //! (`anti_entropy.rs`): a neighbour's notice, or a periodic comparison. A
 //! node that sees a summary that differs from its own runs rounds of
 //! Automerge sync with that peer over
-//! direct requests (`DocSync`) until neither side has anything to send; the
+//! direct requests (`wire::Request::DocSync`) until neither side has anything to send; the
 //! peer answers each round from a session it keeps for the requester.
 //! Shards that differ are the only ones synced. The routine book rides in
 //! the same rounds, as the pseudo-shard [`ROUTINE_BOOK`].
@@ -16,16 +16,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use libp2p::PeerId;
 use osmoda_crdt_state::{Actor, Outcome};
 use osmoda_docs::{HeadsSummary, ShardId, StoreSync, SyncLimits, SyncSession};
-use osmoda_fabric::behaviour::{DirectRequest, DirectResponse, ShardMessage, MAX_SHARD_MESSAGE};
 use osmoda_fabric::FabricHandle;
 use tracing::{debug, info, warn};
 
 use crate::replication::conduct::{Conduct, Verdict};
+use crate::replication::wire::{self, Request, Response, ShardMessage, MAX_SHARD_MESSAGE};
 use crate::state::audit_log::AuditLog;
 use crate::state::docs::{Docs, Received};
 
@@ -85,9 +83,9 @@ fn limits() -> SyncLimits {
 fn encode(messages: Vec<(ShardId, Vec<u8>)>) -> Vec<ShardMessage> {
     messages
         .into_iter()
-        .map(|(shard, bytes)| ShardMessage {
+        .map(|(shard, data)| ShardMessage {
             shard: shard.index(),
-            data: STANDARD.encode(bytes),
+            data,
         })
         .collect()
 }
@@ -101,14 +99,10 @@ fn decode(messages: Vec<ShardMessage>) -> (ShardRound, Option<Vec<u8>>, usize) {
     let mut book = None;
     let mut shards = Vec::new();
     let mut garbage = 0;
-    for m in messages {
-        let Ok(data) = STANDARD.decode(m.data) else {
-            garbage += 1;
-            continue;
-        };
-        if m.shard == ROUTINE_BOOK {
+    for ShardMessage { shard, data } in messages {
+        if shard == ROUTINE_BOOK {
             book = Some(data);
-        } else if let Some(shard) = ShardId::new(m.shard) {
+        } else if let Some(shard) = ShardId::new(shard) {
             shards.push((shard, data));
         } else {
             garbage += 1;
@@ -158,7 +152,7 @@ impl Replicator {
         if let Some(book) = self.docs.routines_generate(&mut sessions.book) {
             out.push(ShardMessage {
                 shard: ROUTINE_BOOK,
-                data: STANDARD.encode(book),
+                data: book,
             });
         }
         out
@@ -285,14 +279,14 @@ impl Replicator {
                 finished = true;
                 break;
             }
-            let request = DirectRequest::DocSync {
+            let request = Request::DocSync {
                 messages: out,
                 start: round == 0,
             };
-            let messages = match self.fabric.request(peer, request).await {
-                Ok(DirectResponse::DocSync { messages }) => messages,
-                Ok(other) => {
-                    debug!(%peer, ?other, "sync refused");
+            let messages = match wire::request(&self.fabric, peer, &request).await {
+                Ok(Response::DocSync { messages }) => messages,
+                Ok(_) => {
+                    debug!(%peer, "sync answered with something else");
                     return;
                 }
                 Err(e) => {
@@ -347,13 +341,21 @@ impl Replicator {
         });
     }
 
-    /// Answers a peer's round from the session kept for it.
+    /// A peer's request that does not even decode: a strike, and the
+    /// reason to refuse it with.
+    pub async fn malformed(&self, peer: PeerId, error: wire::WireError) -> String {
+        self.strike(peer, "sent a request that does not decode")
+            .await;
+        format!("the request does not decode: {error}")
+    }
+
+    /// Answers a peer's round from the session kept for it, or says why not.
     pub async fn answer(
         &self,
         peer: PeerId,
         messages: Vec<ShardMessage>,
         start: bool,
-    ) -> DirectResponse {
+    ) -> Result<Response, String> {
         let allowed = self
             .conduct
             .lock()
@@ -361,9 +363,7 @@ impl Replicator {
             .allow_answer(peer, Instant::now());
         if !allowed {
             self.strike(peer, "too many sync rounds").await;
-            return DirectResponse::Refused {
-                reason: "too many sync rounds; slow down".into(),
-            };
+            return Err("too many sync rounds; slow down".into());
         }
         let mut sessions = {
             let mut responders = self.responders.lock().unwrap_or_else(|e| e.into_inner());
@@ -371,11 +371,7 @@ impl Replicator {
             let kept = responders.remove(&peer);
             match kept.filter(|_| !start) {
                 Some((sessions, _)) => sessions,
-                None if responders.len() >= MAX_RESPONDERS => {
-                    return DirectResponse::Refused {
-                        reason: "busy".into(),
-                    };
-                }
+                None if responders.len() >= MAX_RESPONDERS => return Err("busy".into()),
                 None => {
                     let local = self.docs.summary();
                     Sessions {
@@ -389,16 +385,10 @@ impl Replicator {
             Ok(r) if r.refused > 0 => {
                 self.strike(peer, "sent sync messages that do not decode")
                     .await;
-                return DirectResponse::Refused {
-                    reason: format!("{} sync message(s) did not decode", r.refused),
-                };
+                return Err(format!("{} sync message(s) did not decode", r.refused));
             }
             Ok(r) => r.changed,
-            Err(e) => {
-                return DirectResponse::Refused {
-                    reason: format!("{e:#}"),
-                }
-            }
+            Err(e) => return Err(format!("{e:#}")),
         };
         let reply = self.generate(&mut sessions);
         self.responders
@@ -408,6 +398,6 @@ impl Replicator {
         if changed > 0 {
             self.audit_sync(peer, changed);
         }
-        DirectResponse::DocSync { messages: reply }
+        Ok(Response::DocSync { messages: reply })
     }
 }

@@ -82,6 +82,7 @@ impl NodeBuilder {
         let mut fabric_config = self.fabric;
         let (topic_specs, topics) = topics::register();
         fabric_config.topics = topic_specs;
+        fabric_config.protocols = crate::replication::wire::protocols();
         let started = match osmoda_fabric::start(
             credentials.clone(),
             membership.clone(),

@@ -12,13 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use libp2p::PeerId;
 use osmoda_crdt_state::{Actor, NodeKey};
-use osmoda_fabric::behaviour::{DirectRequest, DirectResponse, MAX_AUDIT_RECORDS_PER_REQUEST};
 use osmoda_fabric::proto::hex;
-use osmoda_fabric::FabricEvent;
+use osmoda_fabric::{DirectResponse, FabricEvent};
 use tokio::sync::{mpsc, Semaphore};
 use tracing::{debug, error, warn};
 
+use crate::replication::wire::{self, Request, Response, MAX_AUDIT_RECORDS_PER_REQUEST};
 use crate::replication::{anti_entropy, push};
 use crate::runtime::topics::{self, Registered};
 use crate::service::Node;
@@ -59,33 +60,90 @@ fn jittered(period: Duration) -> tokio::time::Interval {
 
 /// Answers a peer's request for a range of an audit log: this node's own,
 /// or a verified copy it keeps of another node's.
-fn answer_audit_range(node: &Node, request: DirectRequest) -> DirectResponse {
-    let refuse = |reason: String| DirectResponse::Refused { reason };
-    let DirectRequest::AuditRange {
-        node: owner,
-        start,
-        count,
-    } = request
-    else {
-        return refuse("not answered by the node".into());
-    };
+fn answer_audit_range(
+    node: &Node,
+    owner: &NodeKey,
+    start: u64,
+    count: u32,
+) -> Result<Response, String> {
     let count = count.min(MAX_AUDIT_RECORDS_PER_REQUEST);
-    let served = if owner == hex(&node.signer.cert.node) {
+    let served = if *owner == node.signer.cert.node {
         node.audit.serve_range(start, count).map(Some)
     } else {
-        match osmoda_fabric::proto::parse_hex::<32>(&owner) {
-            Some(key) => node.mirrors.serve_range(&key, start, count),
-            None => return refuse("not a node key".into()),
-        }
+        node.mirrors.serve_range(owner, start, count)
     };
     match served {
-        Ok(Some((cp, records))) => DirectResponse::AuditRange {
-            checkpoint: hex(&cp.encode()),
-            records: records.iter().map(|r| hex(r)).collect(),
-        },
-        Ok(None) => refuse("this node holds no copy of that log".into()),
-        Err(e) => refuse(format!("cannot read the audit log: {e}")),
+        Ok(Some((checkpoint, records))) => Ok(Response::AuditRange {
+            checkpoint,
+            records,
+        }),
+        Ok(None) => Err("this node holds no copy of that log".into()),
+        Err(e) => Err(format!("cannot read the audit log: {e}")),
     }
+}
+
+/// What answering a request takes on the blocking pool: the answer, and
+/// nodes whose fork evidence is new here.
+type Blocking = Box<dyn FnOnce() -> (Result<Response, String>, Vec<NodeKey>) + Send>;
+
+/// Answers a peer's request on one of the node's protocols (`wire.rs`),
+/// off the loop: decoding a large body, a sync round, a batch of
+/// signatures or a read of the store all take a while.
+async fn answer(
+    node: Arc<Node>,
+    states: anti_entropy::States,
+    answers: Arc<Semaphore>,
+    (id, peer, protocol, body): (u64, PeerId, u16, Vec<u8>),
+) {
+    let fabric = node.fabric.clone();
+    let request = match Request::decode(protocol, &body) {
+        Ok(request) => request,
+        Err(error) => {
+            let reason = node.replicator.malformed(peer, error).await;
+            fabric.respond(id, DirectResponse::Refused { reason }).await;
+            return;
+        }
+    };
+    drop(body);
+    let blocking: Blocking = match request {
+        Request::DocSync { messages, start } => {
+            let answer = node.replicator.answer(peer, messages, start).await;
+            fabric.respond(id, wire::answer(answer)).await;
+            return;
+        }
+        Request::AntiEntropy(notice) if notice.is_notice() => {
+            fabric.respond(id, wire::answer(Ok(Response::Ack))).await;
+            states.pull(&fabric, peer, &notice).await;
+            return;
+        }
+        Request::AntiEntropy(offer) => Box::new(move || {
+            let (response, forks) = states.answer(peer, &offer);
+            (Ok(response), forks)
+        }),
+        Request::AuditRange {
+            node: owner,
+            start,
+            count,
+        } => {
+            let worker = node.clone();
+            Box::new(move || {
+                let answer = answer_audit_range(&worker, &owner, start, count);
+                (answer, Vec::new())
+            })
+        }
+    };
+    let Ok(permit) = answers.try_acquire_owned() else {
+        let busy = DirectResponse::Refused {
+            reason: "busy".into(),
+        };
+        fabric.respond(id, busy).await;
+        return;
+    };
+    let answered = tokio::task::spawn_blocking(blocking).await;
+    drop(permit);
+    let (answer, forks) = answered.unwrap_or_else(|e| (Err(format!("failed: {e}")), Vec::new()));
+    fabric.respond(id, wire::answer(answer)).await;
+    report_forks(&node, forks);
 }
 
 /// Logs and audits fork evidence that is new here, in the background.
@@ -200,39 +258,9 @@ pub async fn run(
                     let node = node.clone();
                     tokio::spawn(async move { node.on_revoked(&revocation, from).await });
                 }
-                Some(FabricEvent::Request { id, peer, request: DirectRequest::DocSync { messages, start } }) => {
-                    // Answered off the loop: a round may take a while.
-                    let (replicator, fabric) = (node.replicator.clone(), fabric.clone());
-                    tokio::spawn(async move {
-                        let response = replicator.answer(peer, messages, start).await;
-                        fabric.respond(id, response).await;
-                    });
-                }
-                Some(FabricEvent::Request { id, peer, request: DirectRequest::AntiEntropy(notice) }) if notice.summary.is_empty() => {
-                    fabric.respond(id, DirectResponse::Ack).await;
-                    let (states, fabric) = (states.clone(), fabric.clone());
-                    tokio::spawn(async move { states.pull(&fabric, peer, &notice).await });
-                }
-                Some(FabricEvent::Request { id, peer, request }) => {
-                    let Ok(permit) = answers.clone().try_acquire_owned() else {
-                        fabric.respond(id, DirectResponse::Refused { reason: "busy".into() }).await;
-                        continue;
-                    };
-                    let (node, states, fabric) = (node.clone(), states.clone(), fabric.clone());
-                    tokio::spawn(async move {
-                        let worker = node.clone();
-                        let answered = tokio::task::spawn_blocking(move || match request {
-                            DirectRequest::AntiEntropy(offer) => states.answer(peer, &offer),
-                            other => (answer_audit_range(&worker, other), Vec::new()),
-                        })
-                        .await;
-                        drop(permit);
-                        let (response, forks) = answered.unwrap_or_else(|e| {
-                            (DirectResponse::Refused { reason: format!("failed: {e}") }, Vec::new())
-                        });
-                        fabric.respond(id, response).await;
-                        report_forks(&node, forks);
-                    });
+                Some(FabricEvent::Request { id, peer, protocol, body }) => {
+                    let (node, states) = (node.clone(), states.clone());
+                    tokio::spawn(answer(node, states, answers.clone(), (id, peer, protocol, body)));
                 }
                 Some(FabricEvent::PeerConnected(peer)) => {
                     // A new neighbour may have been away: compare now,

@@ -9,13 +9,12 @@
 
 use libp2p::PeerId;
 use osmoda_crdt_state::{verify_log, AuditEntry, Checkpoint, NodeKey, VerifyError};
-use osmoda_fabric::behaviour::{DirectRequest, DirectResponse, MAX_AUDIT_RECORDS_PER_REQUEST};
-use osmoda_fabric::proto::{hex, parse_hex_bytes};
 use osmoda_fabric::FabricHandle;
 use osmoda_store::Store;
 
 use crate::api::{AuditEntryView, VerifyReport};
 use crate::error::{NodeError, NodeResult};
+use crate::replication::wire::{self, Failure, Request, Response, MAX_AUDIT_RECORDS_PER_REQUEST};
 use crate::state::audit_log::{split, MAX_REMOTE_ENTRIES};
 use crate::state::heads::FleetHeads;
 
@@ -121,33 +120,23 @@ async fn fetch_range(
     start: u64,
     count: u32,
 ) -> Fetch<(Checkpoint, Vec<Vec<u8>>)> {
-    let request = DirectRequest::AuditRange {
-        node: hex(node),
+    let request = Request::AuditRange {
+        node: *node,
         start,
         count,
     };
-    let answer = fabric
-        .request(source, request)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (checkpoint, batch) = match answer {
-        DirectResponse::AuditRange {
+    let (cp, records) = match wire::request(fabric, source, &request).await {
+        Ok(Response::AuditRange {
             checkpoint,
             records,
-        } => (checkpoint, records),
-        DirectResponse::Refused { reason } => return Err(format!("refused: {reason}")),
-        _ => return Err("answered with something else".into()),
+        }) => (checkpoint, records),
+        Ok(_) => return Err("answered with something else".into()),
+        Err(Failure::Refused(reason)) => return Err(format!("refused: {reason}")),
+        Err(e) => return Err(e.to_string()),
     };
-    let cp = parse_hex_bytes(&checkpoint)
-        .and_then(|b| Checkpoint::decode(&b).ok())
-        .ok_or("malformed checkpoint")?;
     if &cp.node != node || cp.verify().is_err() {
         return Err("the checkpoint is not signed by that node".into());
     }
-    let records = batch
-        .iter()
-        .map(|h| parse_hex_bytes(h).ok_or_else(|| "a record is not hex".to_string()))
-        .collect::<Fetch<Vec<_>>>()?;
     Ok((cp, records))
 }
 

@@ -1,0 +1,403 @@
+//! The node's own direct messages and their bytes: audit-log ranges,
+//! document sync rounds and anti-entropy. The fabric carries each as an
+//! opaque body on an application protocol of its direct protocol
+//! ([`protocols`]); this module is the only place that knows their
+//! layout (docs/protocol.md §5.1).
+//!
+//! Every body starts with a version byte and reads through
+//! `osmoda_wire::Reader`: bounds-checked, every count checked against its
+//! limit before anything is allocated, and exact (bytes left over are an
+//! error). A body that decodes encodes back to the same bytes.
+
+use libp2p::PeerId;
+use osmoda_crdt_state::checkpoint::CHECKPOINT_LEN;
+use osmoda_crdt_state::entry::MAX_ENTRY_LEN;
+use osmoda_crdt_state::{Checkpoint, NodeKey};
+use osmoda_fabric::{AppProtocol, DirectRequest, DirectResponse, FabricError, FabricHandle};
+use osmoda_wire::{Reader, Truncated};
+
+use crate::state::heads::MAX_CHUNK;
+
+/// Entries of an audit log, from its owner or a holder of a verified copy.
+pub const AUDIT_RANGE: u16 = 1;
+/// One round of Automerge sync of the knowledge shards and routine book.
+pub const DOC_SYNC: u16 = 2;
+/// Notices, offers and pushes of pairwise anti-entropy.
+pub const ANTI_ENTROPY: u16 = 3;
+
+/// The node's protocols, as the fabric registers them.
+pub fn protocols() -> Vec<AppProtocol> {
+    vec![
+        AppProtocol {
+            id: AUDIT_RANGE,
+            name: "audit_range",
+        },
+        AppProtocol {
+            id: DOC_SYNC,
+            name: "doc_sync",
+        },
+        AppProtocol {
+            id: ANTI_ENTROPY,
+            name: "anti_entropy",
+        },
+    ]
+}
+
+const VERSION: u8 = 1;
+
+/// Largest sync message for one document in one round.
+pub const MAX_SHARD_MESSAGE: usize = 32 * 1024;
+/// Documents one round may speak for: every knowledge shard and the book.
+pub const MAX_SHARD_MESSAGES: usize = osmoda_docs::SHARD_COUNT as usize + 1;
+/// Most audit records one request may ask for.
+pub const MAX_AUDIT_RECORDS_PER_REQUEST: u32 = 48;
+/// A stored audit record: chain value (32) and entry.
+pub const MAX_AUDIT_RECORD: usize = 32 + MAX_ENTRY_LEN;
+/// Most audit-heads chunks one anti-entropy message may carry.
+pub const MAX_HEADS_CHUNKS: usize = 64;
+/// A state summary: version, routine book digest, knowledge heads summary.
+pub const MAX_STATE_SUMMARY: usize = 1 + 16 + osmoda_docs::MAX_SUMMARY_BYTES;
+
+/// A sync message for one document: a knowledge shard's index, or
+/// `sync::ROUTINE_BOOK`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardMessage {
+    pub shard: u16,
+    pub data: Vec<u8>,
+}
+
+/// One message of an anti-entropy exchange. A *notice* carries only
+/// `summary_digest` (the sender's state changed; a receiver that differs
+/// pulls). An *offer* carries the summary and, when the sender compares
+/// audit heads, `heads_digest`; the answer is an offer too, with the heads
+/// when the digests differ. A *push* carries heads the other side lacks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AntiEntropy {
+    /// The sender's state summary; empty in a notice.
+    pub summary: Vec<u8>,
+    /// BLAKE3 of the summary, first 16 bytes.
+    pub summary_digest: [u8; 16],
+    /// Digest of the audit heads the sender holds, when it compares them.
+    pub heads_digest: Option<[u8; 16]>,
+    /// Audit heads, in chunks of at most `heads::MAX_CHUNK`.
+    pub heads: Vec<Vec<u8>>,
+}
+
+impl AntiEntropy {
+    pub fn is_notice(&self) -> bool {
+        self.summary.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Entries `start..start+count` of `node`'s audit log.
+    AuditRange {
+        node: NodeKey,
+        start: u64,
+        count: u32,
+    },
+    /// A round of sync; `start` opens a new session on both sides (sync
+    /// states must begin together, or the responder would skip changes it
+    /// believes the requester already has).
+    DocSync {
+        start: bool,
+        messages: Vec<ShardMessage>,
+    },
+    AntiEntropy(AntiEntropy),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// The owner's signed checkpoint and the stored records (`chain ||
+    /// entry`) asked for.
+    AuditRange {
+        checkpoint: Checkpoint,
+        records: Vec<Vec<u8>>,
+    },
+    /// The responder's round.
+    DocSync {
+        messages: Vec<ShardMessage>,
+    },
+    AntiEntropy(AntiEntropy),
+    /// A notice heard (an empty body).
+    Ack,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("truncated, oversized or with bytes left over")]
+    Truncated,
+    #[error("version {0} is not spoken here")]
+    Version(u8),
+    #[error("no protocol {0} is spoken here")]
+    Protocol(u16),
+    #[error("malformed: {0}")]
+    Malformed(&'static str),
+}
+
+impl From<Truncated> for WireError {
+    fn from(_: Truncated) -> Self {
+        WireError::Truncated
+    }
+}
+
+/// Why a request of ours came to nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error(transparent)]
+    Fabric(#[from] FabricError),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("the answer does not decode: {0}")]
+    Malformed(WireError),
+}
+
+/// Sends `request` to `peer` and decodes the answer.
+pub async fn request(
+    fabric: &FabricHandle,
+    peer: PeerId,
+    request: &Request,
+) -> Result<Response, Failure> {
+    let protocol = request.protocol();
+    let app = DirectRequest::App {
+        protocol,
+        body: request.encode(),
+    };
+    match fabric.request(peer, app).await? {
+        DirectResponse::App { body } => {
+            Response::decode(protocol, &body).map_err(Failure::Malformed)
+        }
+        DirectResponse::Refused { reason } => Err(Failure::Refused(reason)),
+        DirectResponse::Ack => Err(Failure::Malformed(WireError::Malformed("a bare ack"))),
+    }
+}
+
+/// The fabric's form of an answer: the response's body, or a refusal.
+pub fn answer(result: Result<Response, String>) -> DirectResponse {
+    match result {
+        Ok(response) => DirectResponse::App {
+            body: response.encode(),
+        },
+        Err(reason) => DirectResponse::Refused { reason },
+    }
+}
+
+fn put_len(out: &mut Vec<u8>, len: usize, bytes: u8) {
+    match bytes {
+        2 => out.extend_from_slice(&(len as u16).to_be_bytes()),
+        _ => out.extend_from_slice(&(len as u32).to_be_bytes()),
+    }
+}
+
+/// A `u32` length, at most `max`, then that many bytes.
+fn blob(r: &mut Reader<'_>, max: usize) -> Result<Vec<u8>, WireError> {
+    let len = r.u32()? as usize;
+    if len > max {
+        return Err(WireError::Malformed("a field over its limit"));
+    }
+    Ok(r.bytes(len)?.to_vec())
+}
+
+/// A count, at most `max` and at most what `min_item` bytes per item
+/// leave room for, so that no hostile count reserves memory.
+fn count(r: &mut Reader<'_>, n: usize, max: usize, min_item: usize) -> Result<usize, WireError> {
+    if n > max || n.saturating_mul(min_item) > r.remaining() {
+        return Err(WireError::Malformed("a count over its limit"));
+    }
+    Ok(n)
+}
+
+fn put_messages(out: &mut Vec<u8>, messages: &[ShardMessage]) {
+    put_len(out, messages.len(), 2);
+    for m in messages {
+        out.extend_from_slice(&m.shard.to_be_bytes());
+        put_len(out, m.data.len(), 4);
+        out.extend_from_slice(&m.data);
+    }
+}
+
+fn messages(r: &mut Reader<'_>) -> Result<Vec<ShardMessage>, WireError> {
+    let n = usize::from(r.u16()?);
+    let n = count(r, n, MAX_SHARD_MESSAGES, 2 + 4)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let shard = r.u16()?;
+        let data = blob(r, MAX_SHARD_MESSAGE)?;
+        out.push(ShardMessage { shard, data });
+    }
+    Ok(out)
+}
+
+fn put_anti_entropy(out: &mut Vec<u8>, ae: &AntiEntropy) {
+    put_len(out, ae.summary.len(), 2);
+    out.extend_from_slice(&ae.summary);
+    out.extend_from_slice(&ae.summary_digest);
+    match &ae.heads_digest {
+        Some(digest) => {
+            out.push(1);
+            out.extend_from_slice(digest);
+        }
+        None => out.push(0),
+    }
+    out.push(ae.heads.len() as u8);
+    for chunk in &ae.heads {
+        put_len(out, chunk.len(), 4);
+        out.extend_from_slice(chunk);
+    }
+}
+
+fn anti_entropy(r: &mut Reader<'_>) -> Result<AntiEntropy, WireError> {
+    let len = usize::from(r.u16()?);
+    if len > MAX_STATE_SUMMARY {
+        return Err(WireError::Malformed("a summary over its limit"));
+    }
+    let summary = r.bytes(len)?.to_vec();
+    let summary_digest = r.array()?;
+    let heads_digest = match r.u8()? {
+        0 => None,
+        1 => Some(r.array()?),
+        _ => return Err(WireError::Malformed("a flag that is neither 0 nor 1")),
+    };
+    let n = usize::from(r.u8()?);
+    let n = count(r, n, MAX_HEADS_CHUNKS, 4)?;
+    let mut heads = Vec::with_capacity(n);
+    for _ in 0..n {
+        heads.push(blob(r, MAX_CHUNK)?);
+    }
+    Ok(AntiEntropy {
+        summary,
+        summary_digest,
+        heads_digest,
+        heads,
+    })
+}
+
+fn version(r: &mut Reader<'_>) -> Result<(), WireError> {
+    match r.u8()? {
+        VERSION => Ok(()),
+        other => Err(WireError::Version(other)),
+    }
+}
+
+impl Request {
+    pub fn protocol(&self) -> u16 {
+        match self {
+            Request::AuditRange { .. } => AUDIT_RANGE,
+            Request::DocSync { .. } => DOC_SYNC,
+            Request::AntiEntropy(_) => ANTI_ENTROPY,
+        }
+    }
+
+    /// The request's body. Lists beyond their limits are encoded as they
+    /// are, and refused by the receiver; callers keep within them.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![VERSION];
+        match self {
+            Request::AuditRange { node, start, count } => {
+                out.extend_from_slice(node);
+                out.extend_from_slice(&start.to_be_bytes());
+                out.extend_from_slice(&count.to_be_bytes());
+            }
+            Request::DocSync { start, messages } => {
+                out.push(u8::from(*start));
+                put_messages(&mut out, messages);
+            }
+            Request::AntiEntropy(ae) => put_anti_entropy(&mut out, ae),
+        }
+        out
+    }
+
+    pub fn decode(protocol: u16, body: &[u8]) -> Result<Self, WireError> {
+        let mut r = Reader::new(body);
+        version(&mut r)?;
+        let request = match protocol {
+            AUDIT_RANGE => Request::AuditRange {
+                node: r.array()?,
+                start: r.u64()?,
+                count: r.u32()?,
+            },
+            DOC_SYNC => {
+                let start = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(WireError::Malformed("a flag that is neither 0 nor 1")),
+                };
+                Request::DocSync {
+                    start,
+                    messages: messages(&mut r)?,
+                }
+            }
+            ANTI_ENTROPY => Request::AntiEntropy(anti_entropy(&mut r)?),
+            other => return Err(WireError::Protocol(other)),
+        };
+        r.finish()?;
+        Ok(request)
+    }
+}
+
+impl Response {
+    pub fn encode(&self) -> Vec<u8> {
+        if let Response::Ack = self {
+            return Vec::new();
+        }
+        let mut out = vec![VERSION];
+        match self {
+            Response::AuditRange {
+                checkpoint,
+                records,
+            } => {
+                out.extend_from_slice(&checkpoint.encode());
+                out.push(records.len() as u8);
+                for record in records {
+                    put_len(&mut out, record.len(), 2);
+                    out.extend_from_slice(record);
+                }
+            }
+            Response::DocSync { messages } => put_messages(&mut out, messages),
+            Response::AntiEntropy(ae) => put_anti_entropy(&mut out, ae),
+            Response::Ack => {}
+        }
+        out
+    }
+
+    /// The answer to a request on `protocol`. An empty body is an
+    /// acknowledgement, which only anti-entropy notices get.
+    pub fn decode(protocol: u16, body: &[u8]) -> Result<Self, WireError> {
+        if body.is_empty() && protocol == ANTI_ENTROPY {
+            return Ok(Response::Ack);
+        }
+        let mut r = Reader::new(body);
+        version(&mut r)?;
+        let response = match protocol {
+            AUDIT_RANGE => {
+                let checkpoint = Checkpoint::decode(r.bytes(CHECKPOINT_LEN)?)
+                    .map_err(|_| WireError::Malformed("a checkpoint that does not parse"))?;
+                let n = usize::from(r.u8()?);
+                let n = count(&mut r, n, MAX_AUDIT_RECORDS_PER_REQUEST as usize, 2)?;
+                let mut records = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let len = usize::from(r.u16()?);
+                    if len > MAX_AUDIT_RECORD {
+                        return Err(WireError::Malformed("a record over its limit"));
+                    }
+                    records.push(r.bytes(len)?.to_vec());
+                }
+                Response::AuditRange {
+                    checkpoint,
+                    records,
+                }
+            }
+            DOC_SYNC => Response::DocSync {
+                messages: messages(&mut r)?,
+            },
+            ANTI_ENTROPY => Response::AntiEntropy(anti_entropy(&mut r)?),
+            other => return Err(WireError::Protocol(other)),
+        };
+        r.finish()?;
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests;
