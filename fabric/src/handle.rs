@@ -19,6 +19,8 @@ use crate::topics::{Ticket, TopicSpec, Verdict};
 pub const COMMAND_CAPACITY: usize = 256;
 /// Events waiting for the node; when full, new events are dropped and counted.
 pub const EVENT_CAPACITY: usize = 1024;
+/// Listen addresses taken from one identify message.
+pub const MAX_IDENTIFIED_ADDRS: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct FabricConfig {
@@ -48,6 +50,20 @@ pub struct FabricConfig {
     /// Peers the node dials on its own from discovery; beyond this it only
     /// accepts (and dials for requests). Gossip needs only a handful.
     pub dial_target: usize,
+    /// Peers met before and where they listened (the application remembers
+    /// them from [`FabricEvent::PeerIdentified`]). The first `dial_target`
+    /// are dialed at start, and again with the bootstrap addresses while
+    /// the node has no peer: a node that restarts on new addresses finds
+    /// the fleet without a bootstrap address, and the fleet learns its new
+    /// address from it.
+    pub known_peers: Vec<KnownPeer>,
+}
+
+/// A peer met before, and the addresses it listened on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownPeer {
+    pub peer: PeerId,
+    pub addrs: Vec<Multiaddr>,
 }
 
 /// A byte stream a custom transport yields.
@@ -98,6 +114,7 @@ impl Default for FabricConfig {
             protocols: Vec::new(),
             stream_transport: None,
             dial_target: 64,
+            known_peers: Vec::new(),
         }
     }
 }
@@ -214,6 +231,12 @@ pub enum FabricEvent {
     },
     PeerConnected(PeerId),
     PeerDisconnected(PeerId),
+    /// What a connected peer's identify message said it listens on (at
+    /// most [`MAX_IDENTIFIED_ADDRS`] addresses).
+    PeerIdentified {
+        peer: PeerId,
+        listen_addrs: Vec<Multiaddr>,
+    },
     /// A peer's request on one of the application's protocols, its body
     /// as it came; answer it with [`FabricHandle::respond`] and this `id`.
     Request {

@@ -26,8 +26,8 @@ pub mod topics;
 
 pub use direct::{AppProtocol, DirectRequest, DirectResponse};
 pub use handle::{
-    FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, InboxEntry, PeerInfo,
-    RawStream, StreamTransport, StreamTransportSlot,
+    FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, InboxEntry, KnownPeer,
+    PeerInfo, RawStream, StreamTransport, StreamTransportSlot,
 };
 pub use runtime::{start, StartError};
 pub use topics::{GossipMessage, Ticket, TopicScore, TopicSpec, Validator, Verdict};

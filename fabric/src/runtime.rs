@@ -22,8 +22,8 @@ use tracing::{debug, info, warn};
 use crate::behaviour::{BehaviourError, FabricBehaviour, FabricBehaviourEvent};
 use crate::direct::{AppProtocol, DirectRequest, DirectResponse, MAX_REVOCATIONS_PER_SYNC};
 use crate::handle::{
-    Command, FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, Inbox, PeerInfo,
-    COMMAND_CAPACITY, EVENT_CAPACITY,
+    Command, FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, Inbox, KnownPeer,
+    PeerInfo, COMMAND_CAPACITY, EVENT_CAPACITY, MAX_IDENTIFIED_ADDRS,
 };
 use crate::membership::{node_key_of, peer_id_of, Membership, Security};
 use crate::pq_tcp::PqUpgrade;
@@ -86,6 +86,22 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Dials a peer met before at the addresses it listened on, unless it has
+/// been revoked since; the handshake checks that whoever answers there is
+/// that peer.
+fn dial_known(swarm: &mut Swarm<FabricBehaviour>, membership: &Membership, known: &KnownPeer) {
+    if node_key_of(&known.peer).is_none_or(|n| membership.is_revoked(&n)) {
+        return;
+    }
+    let opts = DialOpts::peer_id(known.peer)
+        .addresses(known.addrs.clone())
+        .condition(PeerCondition::DisconnectedAndNotDialing)
+        .build();
+    if let Err(e) = swarm.dial(opts) {
+        debug!(peer = %known.peer, error = %e, "dial of a known peer not started");
+    }
 }
 
 /// Builds the swarm, starts listening and spawns the loop.
@@ -176,6 +192,17 @@ pub fn start(
             warn!(%addr, error = %e, "bootstrap dial failed");
         }
     }
+    let mut known_peers = config.known_peers;
+    known_peers.truncate(config.dial_target);
+    for known in &known_peers {
+        for addr in &known.addrs {
+            swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&known.peer, addr.clone());
+        }
+        dial_known(&mut swarm, &membership, known);
+    }
 
     let (commands, command_rx) = mpsc::channel(COMMAND_CAPACITY);
     let (events, event_rx) = mpsc::channel(EVENT_CAPACITY);
@@ -197,6 +224,7 @@ pub fn start(
         gossip_dropped: 0,
         gossip_expired: 0,
         bootstrap: config.bootstrap,
+        known_peers,
         listen_addrs: Vec::new(),
         connected: HashMap::new(),
         link_budget: links::budget(config.limits.max_established),
@@ -232,6 +260,8 @@ struct FabricLoop {
     gossip_dropped: u64,
     gossip_expired: u64,
     bootstrap: Vec<Multiaddr>,
+    /// Peers met before, dialed with the bootstrap addresses.
+    known_peers: Vec<KnownPeer>,
     /// Addresses the listeners are bound to, with unspecified IPs expanded.
     listen_addrs: Vec<Multiaddr>,
     /// One entry per connected peer.
@@ -276,6 +306,9 @@ impl FabricLoop {
                     if self.connected.is_empty() {
                         for addr in self.bootstrap.clone() {
                             let _ = self.swarm.dial(addr);
+                        }
+                        for known in &self.known_peers {
+                            dial_known(&mut self.swarm, &self.membership, known);
                         }
                     }
                 }
@@ -562,8 +595,22 @@ impl FabricLoop {
                 }
             }
             FabricBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                for addr in info.listen_addrs.into_iter().take(16) {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                let listen_addrs: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .into_iter()
+                    .take(MAX_IDENTIFIED_ADDRS)
+                    .collect();
+                for addr in &listen_addrs {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, addr.clone());
+                }
+                if self.connected.contains_key(&peer_id) {
+                    self.emit(FabricEvent::PeerIdentified {
+                        peer: peer_id,
+                        listen_addrs,
+                    });
                 }
                 // A bootstrap walks every bucket; one per identify (one per
                 // new connection) was most of a fleet's CPU while it formed.

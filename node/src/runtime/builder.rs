@@ -21,6 +21,7 @@ use crate::error::{NodeError, NodeResult};
 use crate::replication::sync::Replicator;
 use crate::runtime::topics;
 use crate::service::{audit_agent_events, Node, Signer};
+use crate::state::address_book::AddressBook;
 use crate::state::agents::Agents;
 use crate::state::approvals::Approvals;
 use crate::state::audit_log::AuditLog;
@@ -83,6 +84,13 @@ impl NodeBuilder {
         let (topic_specs, topics) = topics::register();
         fabric_config.topics = topic_specs;
         fabric_config.protocols = crate::replication::wire::protocols();
+        let book = Arc::new(
+            AddressBook::open(self.store.clone())
+                .map_err(|e| NodeError::Internal(format!("cannot read the address book: {e}")))?,
+        );
+        // Dialed besides the bootstrap addresses: a node back on new ports
+        // finds the peers it knew, and they learn where it is now.
+        fabric_config.known_peers = book.to_dial(fabric_config.dial_target);
         let started = match osmoda_fabric::start(
             credentials.clone(),
             membership.clone(),
@@ -146,7 +154,7 @@ impl NodeBuilder {
         let (stop, stopped) = oneshot::channel::<()>();
         let looping = node.clone();
         let loop_task = tokio::spawn(async move {
-            crate::runtime::event_loop::run(looping, &mut events, topics, async {
+            crate::runtime::event_loop::run(looping, &mut events, topics, book, async {
                 let _ = stopped.await;
             })
             .await;

@@ -1,6 +1,6 @@
 //! The node's event loop, one per node (`osmoda run` and every simulated
 //! node): audit checkpoints announced and stored, notices of change sent to
-//! neighbours, peers' requests answered. Gossip does not pass through it:
+//! neighbours, peers' requests answered, peers' addresses remembered. Gossip does not pass through it:
 //! each topic of the table in `topics.rs` has its own tasks, started here.
 //!
 //! Nothing slow runs on the loop itself: fsyncs (checkpoints, audit
@@ -17,12 +17,13 @@ use osmoda_crdt_state::{Actor, NodeKey};
 use osmoda_fabric::proto::hex;
 use osmoda_fabric::{DirectResponse, FabricEvent};
 use tokio::sync::{mpsc, Semaphore};
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::replication::wire::{self, Request, Response, MAX_AUDIT_RECORDS_PER_REQUEST};
 use crate::replication::{anti_entropy, push};
 use crate::runtime::topics::{self, Registered};
 use crate::service::Node;
+use crate::state::address_book::AddressBook;
 
 /// How often the node stores a signed checkpoint of its audit log, when it grew.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
@@ -162,11 +163,39 @@ pub(crate) fn report_forks(node: &Node, nodes: Vec<NodeKey>) {
     }
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Keeps where a peer listens in the address book; the write is awaited
+/// off the loop.
+fn remember(node: &Node, book: &AddressBook, peer: PeerId, listen_addrs: &[libp2p::Multiaddr]) {
+    let new = book.get(&peer).is_none();
+    let name = node.name_of(&peer).unwrap_or_default();
+    match book.learn(&peer, name, listen_addrs, now_ms()) {
+        Ok(Some(write)) => {
+            tokio::spawn(async move {
+                match write.await {
+                    Ok(_) if new => info!(%peer, "a new peer is in the address book"),
+                    Ok(_) => {}
+                    Err(e) => warn!(%peer, error = %e, "cannot keep a peer's addresses"),
+                }
+            });
+        }
+        Ok(None) => {}
+        Err(e) => warn!(%peer, error = %e, "cannot keep a peer's addresses"),
+    }
+}
+
 /// Runs until `stop` completes or the fabric ends.
 pub async fn run(
     node: Arc<Node>,
     events: &mut mpsc::Receiver<FabricEvent>,
     topics: Registered,
+    book: Arc<AddressBook>,
     stop: impl Future<Output = ()>,
 ) {
     let fabric = node.fabric.clone();
@@ -262,7 +291,11 @@ pub async fn run(
                     let (node, states) = (node.clone(), states.clone());
                     tokio::spawn(answer(node, states, answers.clone(), (id, peer, protocol, body)));
                 }
+                Some(FabricEvent::PeerIdentified { peer, listen_addrs }) => {
+                    remember(&node, &book, peer, &listen_addrs);
+                }
                 Some(FabricEvent::PeerConnected(peer)) => {
+                    book.seen(&peer, now_ms());
                     // A new neighbour may have been away: compare now,
                     // with it alone, instead of telling the whole fleet.
                     if !neighbours.contains(&peer) && neighbours.len() < MAX_NEIGHBOURS {
@@ -271,6 +304,7 @@ pub async fn run(
                     spawn_exchange(peer);
                 }
                 Some(FabricEvent::PeerDisconnected(peer)) => {
+                    book.seen(&peer, now_ms());
                     neighbours.retain(|p| *p != peer);
                 }
                 None => { warn!("the fabric stopped on its own"); break; }

@@ -1,9 +1,11 @@
 //! What a node holds: its audit log and the fleet's audit heads, the
 //! replicated documents, copies of other nodes' logs, its agents, the
-//! approvals waiting for an operator and the emergency register. Each part
+//! approvals waiting for an operator, the emergency register and the
+//! address book of peers met before. Each part
 //! keeps its own invariants; the service layer (`service/`) composes them
 //! into operations.
 
+pub mod address_book;
 pub mod agents;
 pub mod approvals;
 pub mod audit_log;
