@@ -9,7 +9,6 @@ use futures::StreamExt;
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::Transport as _;
 use libp2p::core::upgrade::Version;
-use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{
     gossipsub, identify, kad, mdns, ping, request_response, tcp, yamux, Multiaddr, PeerId, Swarm,
@@ -23,12 +22,13 @@ use crate::behaviour::{BehaviourError, FabricBehaviour, FabricBehaviourEvent};
 use crate::direct::{AppProtocol, DirectRequest, DirectResponse, MAX_REVOCATIONS_PER_SYNC};
 use crate::handle::{
     Command, FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, Inbox, KnownPeer,
-    PeerInfo, COMMAND_CAPACITY, EVENT_CAPACITY, MAX_IDENTIFIED_ADDRS,
+    PeerInfo, COMMAND_CAPACITY, EVENT_CAPACITY,
 };
 use crate::membership::{node_key_of, peer_id_of, Membership, Security};
 use crate::pq_tcp::PqUpgrade;
 
 mod direct;
+mod discovery;
 mod gossip;
 mod links;
 mod penalty;
@@ -45,8 +45,10 @@ const BOOTSTRAP_RETRY: Duration = Duration::from_secs(5);
 const KAD_REFRESH: Duration = Duration::from_secs(30);
 /// Least time between two Kademlia bootstraps started by identify.
 const KAD_BOOTSTRAP_GAP: Duration = Duration::from_secs(10);
-/// How often the loop gives up on verdicts that did not come in time.
-const VERDICT_SWEEP: Duration = Duration::from_millis(250);
+/// How often the loop gives up on verdicts that did not come in time: a
+/// message is ignored 2 to 2.5 s after it arrived, before gossipsub
+/// forgets it (`topics::VALIDATION_TIMEOUT`).
+const VERDICT_SWEEP: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -86,22 +88,6 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Dials a peer met before at the addresses it listened on, unless it has
-/// been revoked since; the handshake checks that whoever answers there is
-/// that peer.
-fn dial_known(swarm: &mut Swarm<FabricBehaviour>, membership: &Membership, known: &KnownPeer) {
-    if node_key_of(&known.peer).is_none_or(|n| membership.is_revoked(&n)) {
-        return;
-    }
-    let opts = DialOpts::peer_id(known.peer)
-        .addresses(known.addrs.clone())
-        .condition(PeerCondition::DisconnectedAndNotDialing)
-        .build();
-    if let Err(e) = swarm.dial(opts) {
-        debug!(peer = %known.peer, error = %e, "dial of a known peer not started");
-    }
 }
 
 /// Builds the swarm, starts listening and spawns the loop.
@@ -201,7 +187,7 @@ pub fn start(
                 .kad
                 .add_address(&known.peer, addr.clone());
         }
-        dial_known(&mut swarm, &membership, known);
+        discovery::dial_known(&mut swarm, &membership, known);
     }
 
     let (commands, command_rx) = mpsc::channel(COMMAND_CAPACITY);
@@ -308,7 +294,7 @@ impl FabricLoop {
                             let _ = self.swarm.dial(addr);
                         }
                         for known in &self.known_peers {
-                            dial_known(&mut self.swarm, &self.membership, known);
+                            discovery::dial_known(&mut self.swarm, &self.membership, known);
                         }
                     }
                 }
@@ -533,35 +519,6 @@ impl FabricLoop {
         }
     }
 
-    /// Whether discovery should look for more peers. A Kademlia query
-    /// connects to the peers it asks; in a fleet of a hundred, queries made
-    /// while a node already had its peers opened two connections a second
-    /// per node, each a full handshake, and each new one triggered another
-    /// query.
-    fn wants_peers(&self) -> bool {
-        self.connected.len() < self.dial_target
-    }
-
-    fn dial_discovered(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
-        if peer == *self.swarm.local_peer_id()
-            || self.connected.contains_key(&peer)
-            || !self.wants_peers()
-            || node_key_of(&peer).is_some_and(|n| self.membership.is_revoked(&n))
-            || self
-                .penalties
-                .is_penalized(&peer, std::time::Instant::now())
-        {
-            return;
-        }
-        let opts = DialOpts::peer_id(peer)
-            .addresses(addrs)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .build();
-        if let Err(e) = self.swarm.dial(opts) {
-            debug!(%peer, error = %e, "dial of discovered peer not started");
-        }
-    }
-
     fn on_behaviour_event(&mut self, event: FabricBehaviourEvent) {
         match event {
             FabricBehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -581,48 +538,9 @@ impl FabricLoop {
                         );
                 }
             }
-            FabricBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
-                let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
-                for (peer, addr) in found {
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer, addr.clone());
-                    by_peer.entry(peer).or_default().push(addr);
-                }
-                for (peer, addrs) in by_peer {
-                    self.dial_discovered(peer, addrs);
-                }
-            }
+            FabricBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => self.on_mdns(found),
             FabricBehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                let listen_addrs: Vec<Multiaddr> = info
-                    .listen_addrs
-                    .into_iter()
-                    .take(MAX_IDENTIFIED_ADDRS)
-                    .collect();
-                for addr in &listen_addrs {
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer_id, addr.clone());
-                }
-                if self.connected.contains_key(&peer_id) {
-                    self.emit(FabricEvent::PeerIdentified {
-                        peer: peer_id,
-                        listen_addrs,
-                    });
-                }
-                // A bootstrap walks every bucket; one per identify (one per
-                // new connection) was most of a fleet's CPU while it formed.
-                let now = std::time::Instant::now();
-                if self.wants_peers()
-                    && self
-                        .last_kad_bootstrap
-                        .is_none_or(|t| now.duration_since(t) >= KAD_BOOTSTRAP_GAP)
-                {
-                    self.last_kad_bootstrap = Some(now);
-                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
-                }
+                self.on_identify(peer_id, info)
             }
             FabricBehaviourEvent::Kad(kad::Event::RoutingUpdated {
                 peer, addresses, ..

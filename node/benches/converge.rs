@@ -38,7 +38,7 @@ fn count(node: &Node) -> usize {
     let out = node.cli(&["--json", "knowledge", "list", "--limit", "10000"]);
     serde_json::from_slice::<serde_json::Value>(&out.stdout)
         .ok()
-        .and_then(|v| v.as_array().map(Vec::len))
+        .and_then(|v| v["items"].as_array().map(Vec::len))
         .unwrap_or(0)
 }
 

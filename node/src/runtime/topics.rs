@@ -22,7 +22,7 @@ use osmoda_crdt_state::AuditHeads;
 use osmoda_fabric::proto::EmergencyCommand;
 use osmoda_fabric::{GossipMessage, TopicSpec, Validator, Verdict};
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::replication::push::{self, Push};
 use crate::runtime::event_loop::report_forks;
@@ -222,7 +222,10 @@ async fn check_each(
             Ok(handling) => {
                 fabric.report(ticket, Verdict::Accept).await;
                 if backlog.try_send(handling).is_err() {
-                    debug!(
+                    // Forwarded, but not handled here; anti-entropy repairs
+                    // audit heads and documents, and an emergency command
+                    // comes again by relay.
+                    warn!(
                         topic = topic.name,
                         "a valid message dropped: too many waiting"
                     );
