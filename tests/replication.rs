@@ -106,13 +106,18 @@ fn five_nodes_converge_and_heal_after_a_split() {
         assert!(has, "{} did not get the routine", node.dir.display());
     }
     // By now the gossip mesh has formed: the routine went out as a push,
-    // and members applied it on arrival rather than by a sync.
+    // and members applied it on arrival rather than by a sync. Their audit
+    // entry names the routine that changed, not only that the book did.
+    let routine_id = nodes[1].json(&["routine", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let pushed = nodes
         .iter()
         .filter(|node| {
-            node.json(&["audit", "log", "--limit", "1000"])
-                .to_string()
-                .contains("knowledge.push")
+            audited(node)
+                .iter()
+                .any(|e| e["action"] == "routine.push" && names(e, &routine_id))
         })
         .count();
     assert!(pushed > 0, "no member applied the routine as a push");
@@ -146,4 +151,31 @@ fn five_nodes_converge_and_heal_after_a_split() {
     for node in &nodes {
         assert_eq!(node.json(&["audit", "verify"])["ok"], true);
     }
+    // n0 was stopped while side B wrote: it got those entries by sync, and
+    // its audit entry for the sync names them.
+    let side_b = nodes[3].json(&["knowledge", "list", "--limit", "1000"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["title"] == "side B one")
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .unwrap();
+    // Audited in the background, just after the sync stored the entries.
+    let synced = wait_until(Duration::from_secs(10), || {
+        audited(&nodes[0])
+            .into_iter()
+            .any(|e| e["action"] == "knowledge.sync" && names(&e, &side_b))
+    });
+    assert!(synced, "no sync audit on n0 names {side_b}");
+}
+
+fn audited(node: &Node) -> Vec<serde_json::Value> {
+    node.json(&["audit", "log", "--limit", "1000"])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn names(entry: &serde_json::Value, id: &str) -> bool {
+    entry["details"].as_str().is_some_and(|d| d.contains(id))
 }

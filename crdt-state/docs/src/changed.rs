@@ -37,6 +37,36 @@ pub struct ChangedKeys {
     pub more: usize,
 }
 
+impl ChangedKeys {
+    /// Whether no key was touched.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.more == 0
+    }
+
+    /// How many distinct keys, listed or not.
+    pub fn len(&self) -> usize {
+        self.keys.len() + self.more
+    }
+
+    /// Adds the keys of another range (another shard, another round),
+    /// listing at most `limit` in all. A key listed on both sides is listed
+    /// once; one only counted on either side may be counted twice, so the
+    /// count of a merge is an upper bound.
+    pub fn merge(&mut self, other: ChangedKeys, limit: usize) {
+        self.more += other.more;
+        for key in other.keys {
+            if self.keys.contains(&key) {
+                continue;
+            }
+            if self.keys.len() < limit {
+                self.keys.push(key);
+            } else {
+                self.more += 1;
+            }
+        }
+    }
+}
+
 impl Doc {
     /// The top-level keys (entry or routine ids) touched by the changes
     /// applied since `before` (e.g. the heads taken before a push or a
@@ -203,4 +233,28 @@ fn objects_at(
             automerge::Value::Scalar(_) => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChangedKeys;
+
+    fn keys(listed: &[&str], more: usize) -> ChangedKeys {
+        ChangedKeys {
+            keys: listed.iter().map(|k| k.to_string()).collect(),
+            more,
+        }
+    }
+
+    #[test]
+    fn a_merge_lists_each_key_once_up_to_the_limit_and_counts_the_rest() {
+        let mut all = keys(&["a", "b"], 0);
+        all.merge(keys(&["b", "c", "d"], 2), 3);
+        assert_eq!(all, keys(&["a", "b", "c"], 3));
+        assert_eq!(all.len(), 6);
+        let mut none = ChangedKeys::default();
+        assert!(none.is_empty());
+        none.merge(ChangedKeys::default(), 3);
+        assert!(none.is_empty());
+    }
 }

@@ -92,31 +92,31 @@ pub async fn publish(fabric: FabricHandle, docs: Weak<Docs>, mut outbox: mpsc::R
 pub fn receive(docs: &Docs, audit: &Arc<AuditLog>, origin: Option<PeerId>, push: Push) {
     let Push { doc, change } = push;
     match docs.apply_pushed(doc, &change) {
-        Ok(Pushed::Applied) => {
+        Ok((Pushed::Applied, touched)) => {
             let audit = audit.clone();
             let target = origin.map(|p| p.to_string()).unwrap_or_default();
             let actor = origin
                 .and_then(|p| osmoda_fabric::node_key_of(&p))
                 .map(Actor::Peer)
                 .unwrap_or(Actor::Node);
-            let details = if doc == ROUTINE_BOOK {
-                "routine book changed".to_owned()
+            let (action, details) = if doc == ROUTINE_BOOK {
+                ("routine.push", touched.routines_details())
             } else {
-                format!("shard {doc} changed")
+                ("knowledge.push", touched.entries_details())
             };
             // In the background, as for a sync: a replica's copy is not an
             // acknowledged write, and must not wait for the audit's fsync.
             tokio::spawn(async move {
                 if let Err(e) = audit
-                    .record(actor, "knowledge.push", &target, Outcome::Ok, &details)
+                    .record(actor, action, &target, Outcome::Ok, &details)
                     .await
                 {
                     tracing::warn!(error = %e, "cannot audit a push");
                 }
             });
         }
-        Ok(Pushed::Known) => {}
-        Ok(Pushed::MissingDeps) => debug!(?origin, doc, "a push waits for sync"),
+        Ok((Pushed::Known, _)) => {}
+        Ok((Pushed::MissingDeps, _)) => debug!(?origin, doc, "a push waits for sync"),
         Err(error) => debug!(?origin, doc, %error, "ignoring a push that does not apply"),
     }
 }

@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 use crate::replication::conduct::{Conduct, Verdict};
 use crate::replication::wire::{self, Request, Response, ShardMessage, MAX_SHARD_MESSAGE};
 use crate::state::audit_log::AuditLog;
-use crate::state::docs::{Docs, Received};
+use crate::state::docs::{Docs, Received, Touched};
 
 /// Rounds one sync may take before it gives up (it is retried on the next
 /// summary).
@@ -172,6 +172,7 @@ impl Replicator {
             let r = self.docs.routines_receive(&mut sessions.book, &book)?;
             received.changed += r.changed;
             received.refused += r.refused;
+            received.touched.merge(r.touched);
         }
         Ok(received)
     }
@@ -272,6 +273,7 @@ impl Replicator {
             book: SyncSession::new(limits()),
         };
         let mut changed = 0;
+        let mut touched = Touched::default();
         let mut finished = false;
         for round in 0..MAX_ROUNDS {
             let out = self.generate(&mut sessions);
@@ -300,7 +302,10 @@ impl Replicator {
                         .await;
                     return;
                 }
-                Ok(r) => changed += r.changed,
+                Ok(r) => {
+                    changed += r.changed;
+                    touched.merge(r.touched);
+                }
                 Err(e) => {
                     debug!(%peer, error = %e, "cannot store synced shards");
                     return;
@@ -312,31 +317,41 @@ impl Replicator {
         }
         if changed > 0 {
             info!(%peer, documents = changed, "documents synced");
-            self.audit_sync(peer, changed);
+            self.audit_sync(peer, touched);
         }
     }
 
-    /// Audits a sync that changed documents, written in the background: a
-    /// replica's sync is not an acknowledged change, and waiting for the
-    /// audit log's fsync would put a disk flush into a sync round.
-    fn audit_sync(&self, peer: PeerId, shards: usize) {
+    /// Audits a sync that changed documents, one entry for knowledge and
+    /// one for routines, each naming what changed. Written in the
+    /// background: a replica's sync is not an acknowledged change, and
+    /// waiting for the audit log's fsync would put a disk flush into a
+    /// sync round.
+    fn audit_sync(&self, peer: PeerId, touched: Touched) {
         let audit = self.audit.clone();
         tokio::spawn(async move {
             let actor = osmoda_fabric::node_key_of(&peer)
                 .map(Actor::Peer)
                 .unwrap_or(Actor::Node);
-            let details = format!("{shards} shard(s) changed");
-            if let Err(e) = audit
-                .record(
-                    actor,
-                    "knowledge.sync",
-                    &peer.to_string(),
-                    Outcome::Ok,
-                    &details,
-                )
-                .await
-            {
-                tracing::warn!(error = %e, "cannot audit a sync");
+            let records = [
+                ("knowledge.sync", touched.entries_details()),
+                ("routine.sync", touched.routines_details()),
+            ];
+            for (action, details) in records {
+                if details.is_empty() {
+                    continue;
+                }
+                if let Err(e) = audit
+                    .record(
+                        actor.clone(),
+                        action,
+                        &peer.to_string(),
+                        Outcome::Ok,
+                        &details,
+                    )
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot audit a sync");
+                }
             }
         });
     }
@@ -381,13 +396,13 @@ impl Replicator {
                 }
             }
         };
-        let changed = match self.receive(&mut sessions, messages) {
+        let received = match self.receive(&mut sessions, messages) {
             Ok(r) if r.refused > 0 => {
                 self.strike(peer, "sent sync messages that do not decode")
                     .await;
                 return Err(format!("{} sync message(s) did not decode", r.refused));
             }
-            Ok(r) => r.changed,
+            Ok(r) => r,
             Err(e) => return Err(format!("{e:#}")),
         };
         let reply = self.generate(&mut sessions);
@@ -395,8 +410,8 @@ impl Replicator {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(peer, (sessions, Instant::now()));
-        if changed > 0 {
-            self.audit_sync(peer, changed);
+        if received.changed > 0 {
+            self.audit_sync(peer, received.touched);
         }
         Ok(Response::DocSync { messages: reply })
     }

@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use osmoda_docs::{
-    derive_id, Entry, EntryUpdate, HeadsSummary, KnowledgeError, KnowledgeStore, ListCursor,
-    ListQuery, NewEntry, NewRoutine, NodeActor, PreparedUpdate, Pushed, Routine, RoutineBook,
-    ShardId, StoreSync, SyncSession, SHARD_COUNT,
+    derive_id, ChangedKeys, Entry, EntryUpdate, HeadsSummary, KnowledgeError, KnowledgeStore,
+    ListCursor, ListQuery, NewEntry, NewRoutine, NodeActor, PreparedUpdate, Pushed, Routine,
+    RoutineBook, ShardId, StoreSync, SyncSession, SHARD_COUNT,
 };
 use osmoda_store::{Batch, Store};
 use tokio::sync::mpsc;
@@ -27,6 +27,9 @@ const KNOWLEDGE: &str = "knowledge";
 /// saved whole in that commit, which the store bounds at 8 MiB.
 pub const MAX_IMPORT: usize = 1000;
 const ROUTINES: &str = "routines";
+/// Entry or routine ids an audit entry for a peer's change lists; beyond
+/// these it gives a count.
+pub const AUDITED_KEYS: usize = 16;
 const BOOK: &[u8] = b"book";
 
 fn now_ms() -> u64 {
@@ -432,23 +435,25 @@ impl Docs {
         }
     }
 
-    /// Applies a peer's routine sync message and stores the book if it
-    /// changed. Returns whether it changed.
-    /// Applies a peer's message for the routine book; `Received` counts a
-    /// message that did not decode as refused.
+    /// Applies a peer's message for the routine book and stores the book
+    /// if it changed; `Received` counts a message that did not decode as
+    /// refused.
     pub fn routines_receive(&self, session: &mut SyncSession, bytes: &[u8]) -> Result<Received> {
         let mut r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+        let before = r.doc().heads();
         let changed = match session.receive_message(r.doc_mut(), bytes) {
             Ok(changed) => changed,
             Err(e) => {
                 tracing::debug!(error = %e, "routine sync message refused");
                 return Ok(Received {
-                    changed: 0,
                     refused: 1,
+                    ..Received::default()
                 });
             }
         };
+        let mut touched = Touched::default();
         if changed {
+            touched.routines = r.doc().changed_keys(&before, AUDITED_KEYS);
             self.changed();
             self.unheard();
             let mut batch = Batch::new();
@@ -458,6 +463,7 @@ impl Docs {
         Ok(Received {
             changed: usize::from(changed),
             refused: 0,
+            touched,
         })
     }
 
@@ -476,9 +482,15 @@ impl Docs {
     ) -> Result<Received> {
         let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
         let (mut changed, mut refused) = (0, 0);
+        let mut touched = Touched::default();
         for (shard, bytes) in messages {
+            let before = k.shard(shard).map(|d| d.heads()).unwrap_or_default();
             match sync.receive(&mut k, shard, &bytes) {
-                Ok(true) => changed += 1,
+                Ok(true) => {
+                    changed += 1;
+                    let keys = k.shard_mut(shard).changed_keys(&before, AUDITED_KEYS);
+                    touched.entries.merge(keys, AUDITED_KEYS);
+                }
                 Ok(false) => {}
                 Err(e) => {
                     refused += 1;
@@ -497,17 +509,24 @@ impl Docs {
             // hold the peer's round until it is on disk.
             let _ack = self.store.submit_batch(batch)?;
         }
-        Ok(Received { changed, refused })
+        Ok(Received {
+            changed,
+            refused,
+            touched,
+        })
     }
 
     /// Applies a member's pushed change to a shard or the routine book,
-    /// and stores what changed.
-    pub fn apply_pushed(&self, doc: u16, change: &[u8]) -> Result<Pushed> {
+    /// and stores what changed. Says which entries or routines it touched.
+    pub fn apply_pushed(&self, doc: u16, change: &[u8]) -> Result<(Pushed, Touched)> {
         let mut batch = Batch::new();
+        let mut touched = Touched::default();
         let pushed = if doc == ROUTINE_BOOK {
             let mut r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+            let before = r.doc().heads();
             let pushed = r.doc_mut().apply_pushed(change).map_err(doc_error)?;
             if pushed == Pushed::Applied {
+                touched.routines = r.doc().changed_keys(&before, AUDITED_KEYS);
                 batch.put(ROUTINES, BOOK, &r.doc_mut().save());
             }
             pushed
@@ -515,7 +534,11 @@ impl Docs {
             let shard =
                 ShardId::new(doc).ok_or_else(|| NodeError::not_found("shard", doc.to_string()))?;
             let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+            let before = k.shard(shard).map(|d| d.heads()).unwrap_or_default();
             let pushed = k.shard_mut(shard).apply_pushed(change).map_err(doc_error)?;
+            if pushed == Pushed::Applied {
+                touched.entries = k.shard_mut(shard).changed_keys(&before, AUDITED_KEYS);
+            }
             for (shard, bytes) in k.save_dirty() {
                 batch.put(KNOWLEDGE, &shard_key(shard), &bytes);
             }
@@ -526,7 +549,7 @@ impl Docs {
             // Queued in order; a replica's copy need not wait for the disk.
             let _ack = self.store.submit_batch(batch)?;
         }
-        Ok(pushed)
+        Ok((pushed, touched))
     }
 
     /// A routine by id, or by its name when one routine has it.
@@ -548,10 +571,51 @@ fn doc_error(e: osmoda_docs::DocError) -> NodeError {
 }
 
 /// What a peer's sync round did here.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Received {
     /// Documents that changed.
     pub changed: usize,
     /// Messages that did not decode or apply (the peer's fault).
     pub refused: usize,
+    /// The entries and routines the changes touched.
+    pub touched: Touched,
+}
+
+/// The knowledge entries and routines a peer's changes touched, by id, for
+/// the audit log: at most [`AUDITED_KEYS`] of each listed, the rest
+/// counted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Touched {
+    pub entries: ChangedKeys,
+    pub routines: ChangedKeys,
+}
+
+impl Touched {
+    pub fn merge(&mut self, other: Touched) {
+        self.entries.merge(other.entries, AUDITED_KEYS);
+        self.routines.merge(other.routines, AUDITED_KEYS);
+    }
+
+    /// What an audit entry says of the entries touched, e.g. `2 entries:
+    /// k1, k2`; empty when none were.
+    pub fn entries_details(&self) -> String {
+        describe(&self.entries, "entry", "entries")
+    }
+
+    /// As [`Touched::entries_details`], of routines.
+    pub fn routines_details(&self) -> String {
+        describe(&self.routines, "routine", "routines")
+    }
+}
+
+fn describe(keys: &ChangedKeys, one: &str, many: &str) -> String {
+    if keys.is_empty() {
+        return String::new();
+    }
+    let noun = if keys.len() == 1 { one } else { many };
+    let mut out = format!("{} {noun}: {}", keys.len(), keys.keys.join(", "));
+    if keys.more > 0 {
+        out.push_str(&format!(" and {} more", keys.more));
+    }
+    out
 }
