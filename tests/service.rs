@@ -10,17 +10,15 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use libp2p::core::transport::Transport as _;
 use osmoda_fabric::proto::{EmergencyCommand, EmergencyKind, FleetRoot, Role};
-use osmoda_fabric::{FabricConfig, RawStream, StreamTransportSlot};
 use osmoda_node::api::{EntryPatch, ListParams, LogQuery, NewEntry, NewRoutine};
 use osmoda_node::datadir::FleetInfo;
 use osmoda_node::error::{ErrorKind, NodeError};
-use osmoda_node::runtime::builder::{NodeBuilder, Running};
+use osmoda_node::runtime::builder::Running;
 use osmoda_node::service::{Caller, Node, Received};
+use osmoda_node::sim::SimHost;
 use osmoda_simulation::{SimConfig, SimNetwork};
 use tower::ServiceExt;
-use zeroize::Zeroizing;
 
 const OP: Caller<'static> = Caller::Operator;
 
@@ -45,38 +43,23 @@ async fn start(net: &SimNetwork, root: &FleetRoot, role: Role, dir: &Path) -> Ru
             now_secs() + 86_400,
         )
         .unwrap();
-    let transport = net
-        .transport(host)
-        .unwrap()
-        .map(|s, _| Box::new(s) as Box<dyn RawStream>)
-        .boxed();
     let folder = dir.join(&name);
     std::fs::create_dir_all(&folder).unwrap();
-    NodeBuilder {
-        store: osmoda_store::Store::open(folder.join("state.redb")).unwrap(),
-        identity: Zeroizing::new(key.to_bytes()),
-        cert,
-        fleet: FleetInfo {
-            name: "test".into(),
-            id: osmoda_fabric::proto::hex(&root.public()),
-        },
-        holds_root_key: false,
-        fabric: FabricConfig {
-            listen: vec![net.host_addr(host, 4001).unwrap()],
-            mdns: false,
-            stream_transport: Some(StreamTransportSlot::new(transport)),
-            ..FabricConfig::default()
-        },
-        fallback_listen: None,
-        revocations: Vec::new(),
-        agents_dir: folder.join("agents"),
-        agent_socket: folder.join("agent.sock"),
-        cgroups: false,
-        data: None,
-    }
-    .start()
-    .await
-    .unwrap()
+    let fleet = FleetInfo {
+        name: "test".into(),
+        id: osmoda_fabric::proto::hex(&root.public()),
+    };
+    let store = osmoda_store::Store::open(folder.join("state.redb")).unwrap();
+    let at = SimHost {
+        net,
+        host,
+        port: 4001,
+    };
+    at.builder(store, key.to_bytes(), cert, fleet, &folder)
+        .unwrap()
+        .start()
+        .await
+        .unwrap()
 }
 
 fn kind<T: std::fmt::Debug>(result: Result<T, NodeError>) -> ErrorKind {

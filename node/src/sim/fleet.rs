@@ -12,20 +12,19 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use libp2p::core::transport::Transport as _;
 use osmoda_crdt_state::{Actor, Outcome};
 use osmoda_fabric::proto::{hex, FleetCert, FleetRoot, Role};
-use osmoda_fabric::{FabricConfig, RawStream, StreamTransportSlot};
+use osmoda_fabric::FabricConfig;
 use osmoda_simulation::{
     Fleet, FleetError, HostId, Observation, OpKind, Operation, SimNetwork, StartSpec, VerifyOutcome,
 };
 use osmoda_store::Store;
-use zeroize::Zeroizing;
 
 use crate::api::{NewEntry, NewRoutine};
 use crate::datadir::FleetInfo;
-use crate::runtime::builder::{NodeBuilder, Running};
+use crate::runtime::builder::Running;
 use crate::service::{Caller, Node};
+use crate::sim::SimHost;
 
 const PORT: u16 = 4001;
 /// Peers a simulated node dials from discovery.
@@ -233,21 +232,23 @@ impl Fleet for SimFleet {
         let folder = self.dir.join(format!("n{node}-g{generation}"));
         std::fs::create_dir_all(&folder).map_err(err)?;
         let store = open_store(folder.join("state.redb")).await?;
-        let transport = self
-            .net
-            .transport(Self::host(node))?
-            .map(|s, _| Box::new(s) as Box<dyn RawStream>)
-            .boxed();
         let bootstrap = spec
             .bootstrap
             .iter()
             .map(|j| self.net.host_addr(Self::host(*j), PORT))
             .collect::<Result<Vec<_>, _>>()?;
-        let fabric = FabricConfig {
-            listen: vec![self.net.host_addr(Self::host(node), PORT)?],
+        let fleet = FleetInfo {
+            name: "sim".into(),
+            id: hex(&root_key),
+        };
+        let at = SimHost {
+            net: &self.net,
+            host: Self::host(node),
+            port: PORT,
+        };
+        let mut builder = at.builder(store, identity, cert, fleet, &folder)?;
+        builder.fabric = FabricConfig {
             bootstrap,
-            mdns: false,
-            stream_transport: Some(StreamTransportSlot::new(transport)),
             // Hundreds of nodes share two cores here: a dozen links each
             // carry gossip as well as a full mesh does, at a fraction of
             // the per-connection work; idle extra links close.
@@ -260,24 +261,7 @@ impl Fleet for SimFleet {
                 max_established: SIM_MAX_LINKS,
                 ..Default::default()
             },
-            ..FabricConfig::default()
-        };
-        let builder = NodeBuilder {
-            store,
-            identity: Zeroizing::new(identity),
-            cert,
-            fleet: FleetInfo {
-                name: "sim".into(),
-                id: hex(&root_key),
-            },
-            holds_root_key: false,
-            fabric,
-            fallback_listen: None,
-            revocations: Vec::new(),
-            agents_dir: folder.join("agents"),
-            agent_socket: folder.join("agent.sock"),
-            cgroups: false,
-            data: None,
+            ..builder.fabric
         };
         let running = builder.start().await.map_err(err)?;
         let slot = self.slot(node)?;

@@ -4,13 +4,68 @@
 
 use std::path::Path;
 
-use osmoda_simulation::Scenario;
+use libp2p::core::transport::Transport as _;
+use osmoda_fabric::proto::FleetCert;
+use osmoda_fabric::{FabricConfig, RawStream, StreamTransportSlot};
+use osmoda_simulation::{HostId, Scenario, SimError, SimNetwork};
+use osmoda_store::Store;
+use zeroize::Zeroizing;
 
+use crate::datadir::FleetInfo;
 use crate::error::{NodeError, NodeResult};
+use crate::runtime::builder::NodeBuilder;
 
 mod fleet;
 
 pub use fleet::SimFleet;
+
+/// Where a node sits on the simulation's in-memory network.
+#[derive(Clone, Copy)]
+pub struct SimHost<'a> {
+    pub net: &'a SimNetwork,
+    pub host: HostId,
+    pub port: u16,
+}
+
+impl SimHost<'_> {
+    /// The builder `osmoda run` uses, for a node on this host: the
+    /// network's transport, no mDNS, no cgroups, no data folder; its agents
+    /// and agent socket in `folder`. The caller may adjust `fabric`
+    /// (bootstrap, limits) before starting it.
+    pub fn builder(
+        &self,
+        store: Store,
+        identity: [u8; 32],
+        cert: FleetCert,
+        fleet: FleetInfo,
+        folder: &Path,
+    ) -> Result<NodeBuilder, SimError> {
+        let transport = self
+            .net
+            .transport(self.host)?
+            .map(|s, _| Box::new(s) as Box<dyn RawStream>)
+            .boxed();
+        Ok(NodeBuilder {
+            store,
+            identity: Zeroizing::new(identity),
+            cert,
+            fleet,
+            holds_root_key: false,
+            fabric: FabricConfig {
+                listen: vec![self.net.host_addr(self.host, self.port)?],
+                mdns: false,
+                stream_transport: Some(StreamTransportSlot::new(transport)),
+                ..FabricConfig::default()
+            },
+            fallback_listen: None,
+            revocations: Vec::new(),
+            agents_dir: folder.join("agents"),
+            agent_socket: folder.join("agent.sock"),
+            cgroups: false,
+            data: None,
+        })
+    }
+}
 
 /// The scenarios shipped with osmoda, so `osmoda sim lan-10` works anywhere.
 const SHIPPED: &[(&str, &str)] = &[
