@@ -6,19 +6,19 @@
 //! also tell neighbours of what they bring; pushed changes are not told
 //! again, since gossip already took them everywhere.
 //!
-//! Payload: `0x01 || document (u16, big-endian: a shard, or ROUTINE_BOOK)
-//! || plain Automerge change chunks`, inside the fabric's signed envelope.
+//! Payload: `0x01 || document (u16, big-endian: a shard's index, or a
+//! single document's wire number, `state::docs::Kind::wire`) || plain
+//! Automerge change chunks`, inside the fabric's signed envelope.
 
 use std::sync::{Arc, Weak};
 
 use libp2p::PeerId;
 use osmoda_crdt_state::{Actor, Outcome};
-use osmoda_docs::{check_push_framing, Pushed, ShardId};
+use osmoda_docs::{check_push_framing, Pushed};
 use osmoda_fabric::FabricHandle;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use crate::replication::sync::ROUTINE_BOOK;
 use crate::state::audit_log::AuditLog;
 use crate::state::docs::Docs;
 
@@ -31,7 +31,7 @@ pub const OUTBOX: usize = 256;
 /// One write's change to one document.
 #[derive(Debug, Clone)]
 pub struct Push {
-    /// A knowledge shard's index, or [`ROUTINE_BOOK`].
+    /// A knowledge shard's index, or a single document's wire number.
     pub doc: u16,
     pub change: Vec<u8>,
 }
@@ -45,23 +45,27 @@ impl Push {
         out
     }
 
-    /// The document and change bytes of a push, if its header is sound;
-    /// the change itself is checked when applied.
+    /// The document number and change bytes of a push, if its header is
+    /// sound; the document is checked by [`check`], the change when
+    /// applied.
     pub fn decode(bytes: &[u8]) -> Option<(u16, &[u8])> {
         let (&version, rest) = bytes.split_first()?;
         if version != PUSH_VERSION || rest.len() < 2 {
             return None;
         }
         let (doc, change) = rest.split_at(2);
-        let doc = u16::from_be_bytes([doc[0], doc[1]]);
-        (doc == ROUTINE_BOOK || ShardId::new(doc).is_some()).then_some((doc, change))
+        Some((u16::from_be_bytes([doc[0], doc[1]]), change))
     }
 }
 
-/// Checked before a push is relayed: its header and framing. Garbage stops
-/// at the first hop and counts against its sender's gossip score.
-pub fn check(bytes: &[u8]) -> Option<Push> {
+/// Checked before a push is relayed: its header, that it names a document
+/// of `docs`, and its framing. Garbage stops at the first hop and counts
+/// against its sender's gossip score.
+pub fn check(docs: &Docs, bytes: &[u8]) -> Option<Push> {
     let (doc, change) = Push::decode(bytes)?;
+    if !docs.is_document(doc) {
+        return None;
+    }
     check_push_framing(change).ok()?;
     Some(Push {
         doc,
@@ -99,19 +103,16 @@ pub fn receive(docs: &Docs, audit: &Arc<AuditLog>, origin: Option<PeerId>, push:
                 .and_then(|p| osmoda_fabric::node_key_of(&p))
                 .map(Actor::Peer)
                 .unwrap_or(Actor::Node);
-            let (action, details) = if doc == ROUTINE_BOOK {
-                ("routine.push", touched.routines_details())
-            } else {
-                ("knowledge.push", touched.entries_details())
-            };
             // In the background, as for a sync: a replica's copy is not an
             // acknowledged write, and must not wait for the audit's fsync.
             tokio::spawn(async move {
-                if let Err(e) = audit
-                    .record(actor, action, &target, Outcome::Ok, &details)
-                    .await
-                {
-                    tracing::warn!(error = %e, "cannot audit a push");
+                for (action, details) in touched.audit_entries("push") {
+                    if let Err(e) = audit
+                        .record(actor.clone(), &action, &target, Outcome::Ok, &details)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "cannot audit a push");
+                    }
                 }
             });
         }
@@ -124,26 +125,33 @@ pub fn receive(docs: &Docs, audit: &Arc<AuditLog>, origin: Option<PeerId>, push:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::docs::ROUTINES;
 
     #[test]
-    fn header_round_trips_and_refuses_unknown_documents() {
+    fn header_round_trips() {
         let push = Push {
             doc: 7,
             change: vec![1, 2, 3],
         };
         assert_eq!(Push::decode(&push.encode()), Some((7, &[1u8, 2, 3][..])));
-        let book = Push {
-            doc: ROUTINE_BOOK,
-            change: vec![],
-        };
-        assert!(Push::decode(&book.encode()).is_some());
+        assert!(Push::decode(&[]).is_none());
+        assert!(Push::decode(&[1, 0]).is_none());
+        assert!(Push::decode(&[2, 0, 0, 1]).is_none());
+    }
+
+    #[tokio::test]
+    async fn only_pushes_to_documents_the_node_holds_pass_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = osmoda_store::Store::open(dir.path().join("state.redb")).unwrap();
+        let docs = Docs::open(&store, &"ab".repeat(32)).unwrap();
+        assert!(docs.is_document(0));
+        assert!(docs.is_document(osmoda_docs::SHARD_COUNT - 1));
+        assert!(docs.is_document(ROUTINES.wire));
+        assert!(!docs.is_document(osmoda_docs::SHARD_COUNT));
         let beyond = Push {
             doc: osmoda_docs::SHARD_COUNT,
             change: vec![1],
         };
-        assert!(Push::decode(&beyond.encode()).is_none());
-        assert!(Push::decode(&[]).is_none());
-        assert!(Push::decode(&[1, 0]).is_none());
-        assert!(Push::decode(&[2, 0, 0, 1]).is_none());
+        assert!(check(&docs, &beyond.encode()).is_none());
     }
 }

@@ -6,11 +6,12 @@
 //! Automerge sync with that peer over
 //! direct requests (`wire::Request::DocSync`) until neither side has anything to send; the
 //! peer answers each round from a session it keeps for the requester.
-//! Shards that differ are the only ones synced. The routine book rides in
-//! the same rounds, as the pseudo-shard [`ROUTINE_BOOK`].
+//! Shards that differ are the only ones synced. Single documents (the
+//! routine book) ride in the same rounds under their kind's wire number
+//! (`state::docs::Kind::wire`).
 //!
-//! The state summary is `0x02 || routine book heads digest (16) ||
-//! knowledge heads summary`.
+//! The state summary is `0x02 || one heads digest (16 bytes) per single
+//! document, in `Docs::singles` order || knowledge heads summary`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,41 +37,61 @@ const RESPONDER_IDLE: Duration = Duration::from_secs(60);
 /// Syncs a node runs as the initiator at once.
 const MAX_OUTBOUND_SYNCS: usize = 2;
 
-/// Shard number that carries the routine book in `doc_sync` rounds.
-pub const ROUTINE_BOOK: u16 = u16::MAX;
 const STATE_VERSION: u8 = 2;
 
 /// A node's state summary, compared in anti-entropy.
 pub struct StateSummary {
-    pub routines: [u8; 16],
+    /// One digest per single document, in `Docs::singles` order.
+    pub singles: Vec<[u8; 16]>,
     pub knowledge: HeadsSummary,
 }
 
 impl StateSummary {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![STATE_VERSION];
-        out.extend_from_slice(&self.routines);
+        for digest in &self.singles {
+            out.extend_from_slice(digest);
+        }
         out.extend_from_slice(&self.knowledge.encode());
         out
     }
 
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
+    /// A summary of a node that holds `singles` single documents, as this
+    /// one does (the fleet's nodes hold the same kinds).
+    pub fn decode(bytes: &[u8], singles: usize) -> Option<Self> {
         let (&version, rest) = bytes.split_first()?;
-        if version != STATE_VERSION || rest.len() < 16 {
+        if version != STATE_VERSION || rest.len() < 16 * singles {
             return None;
         }
-        let (routines, knowledge) = rest.split_at(16);
+        let (digests, knowledge) = rest.split_at(16 * singles);
         Some(Self {
-            routines: routines.try_into().ok()?,
+            singles: digests
+                .chunks_exact(16)
+                .map(|d| d.try_into().ok())
+                .collect::<Option<_>>()?,
             knowledge: HeadsSummary::decode(knowledge).ok()?,
         })
     }
 }
 
-/// One side's sessions with one peer: the knowledge shards and the book.
+/// One side's sessions with one peer: the knowledge shards, and one per
+/// single document.
 struct Sessions {
     shards: StoreSync,
-    book: SyncSession,
+    singles: Vec<SyncSession>,
+}
+
+impl Sessions {
+    fn new(docs: &Docs, local: &HeadsSummary, remote: &HeadsSummary) -> Self {
+        Self {
+            shards: StoreSync::new(local, remote, limits()),
+            singles: docs
+                .singles()
+                .iter()
+                .map(|_| SyncSession::new(limits()))
+                .collect(),
+        }
+    }
 }
 
 fn limits() -> SyncLimits {
@@ -90,25 +111,29 @@ fn encode(messages: Vec<(ShardId, Vec<u8>)>) -> Vec<ShardMessage> {
         .collect()
 }
 
-/// Messages for knowledge shards, decoded.
-type ShardRound = Vec<(ShardId, Vec<u8>)>;
+/// A round's messages, decoded: the knowledge shards', the single
+/// documents' (by index into `Docs::singles`), and how many were not even
+/// well-formed.
+#[derive(Default)]
+struct Round {
+    shards: Vec<(ShardId, Vec<u8>)>,
+    singles: Vec<(usize, Vec<u8>)>,
+    garbage: usize,
+}
 
-/// Splits a round into the knowledge shards' messages and the book's;
-/// counts the messages that are not even well-formed.
-fn decode(messages: Vec<ShardMessage>) -> (ShardRound, Option<Vec<u8>>, usize) {
-    let mut book = None;
-    let mut shards = Vec::new();
-    let mut garbage = 0;
+fn decode(docs: &Docs, messages: Vec<ShardMessage>) -> Round {
+    let wires: Vec<u16> = docs.singles().iter().map(|s| s.kind().wire).collect();
+    let mut round = Round::default();
     for ShardMessage { shard, data } in messages {
-        if shard == ROUTINE_BOOK {
-            book = Some(data);
+        if let Some(i) = wires.iter().position(|w| *w == shard) {
+            round.singles.push((i, data));
         } else if let Some(shard) = ShardId::new(shard) {
-            shards.push((shard, data));
+            round.shards.push((shard, data));
         } else {
-            garbage += 1;
+            round.garbage += 1;
         }
     }
-    (shards, book, garbage)
+    round
 }
 
 pub struct Replicator {
@@ -140,36 +165,49 @@ impl Replicator {
 
     pub fn summary(&self) -> Vec<u8> {
         StateSummary {
-            routines: self.docs.routines_digest(),
+            singles: self.docs.singles_digests(),
             knowledge: self.docs.summary(),
         }
         .encode()
     }
 
-    /// The next round: messages for differing shards, then the book's.
+    /// Decodes a peer's state summary.
+    pub fn decode_summary(&self, bytes: &[u8]) -> Option<StateSummary> {
+        StateSummary::decode(bytes, self.docs.singles().len())
+    }
+
+    /// The next round: messages for differing shards, then the single
+    /// documents'.
     fn generate(&self, sessions: &mut Sessions) -> Vec<ShardMessage> {
         let mut out = encode(self.docs.sync_generate(&mut sessions.shards));
-        if let Some(book) = self.docs.routines_generate(&mut sessions.book) {
-            out.push(ShardMessage {
-                shard: ROUTINE_BOOK,
-                data: book,
-            });
+        for (single, session) in self.docs.singles().into_iter().zip(&mut sessions.singles) {
+            if let Some(data) = single.generate(session) {
+                out.push(ShardMessage {
+                    shard: single.kind().wire,
+                    data,
+                });
+            }
         }
         out
     }
 
-    /// Applies a peer's round; says how many documents changed and how
-    /// many messages were garbage.
+    /// Applies a peer's round; says how many documents changed, what they
+    /// touched, and how many messages were garbage.
     fn receive(
         &self,
         sessions: &mut Sessions,
         messages: Vec<ShardMessage>,
     ) -> crate::error::NodeResult<Received> {
-        let (shards, book, garbage) = decode(messages);
-        let mut received = self.docs.sync_receive(&mut sessions.shards, shards)?;
-        received.refused += garbage;
-        if let Some(book) = book {
-            let r = self.docs.routines_receive(&mut sessions.book, &book)?;
+        let round = decode(&self.docs, messages);
+        let mut received = self.docs.sync_receive(&mut sessions.shards, round.shards)?;
+        received.refused += round.garbage;
+        let singles = self.docs.singles();
+        for (i, data) in round.singles {
+            let (Some(single), Some(session)) = (singles.get(i), sessions.singles.get_mut(i))
+            else {
+                continue;
+            };
+            let r = self.docs.single_receive(*single, session, &data)?;
             received.changed += r.changed;
             received.refused += r.refused;
             received.touched.merge(r.touched);
@@ -216,12 +254,12 @@ impl Replicator {
             .summary()
             .differing_shards(&remote.knowledge)
             .is_empty()
-            || remote.routines != self.docs.routines_digest()
+            || remote.singles != self.docs.singles_digests()
     }
 
     /// A peer's summary: start a sync with it if we differ.
     pub fn on_summary(self: &Arc<Self>, peer: PeerId, bytes: &[u8]) {
-        let Some(remote) = StateSummary::decode(bytes) else {
+        let Some(remote) = self.decode_summary(bytes) else {
             debug!(%peer, "ignoring a malformed state summary");
             return;
         };
@@ -268,10 +306,7 @@ impl Replicator {
     }
 
     async fn run(&self, peer: PeerId, local: HeadsSummary, remote: HeadsSummary) {
-        let mut sessions = Sessions {
-            shards: StoreSync::new(&local, &remote, limits()),
-            book: SyncSession::new(limits()),
-        };
+        let mut sessions = Sessions::new(&self.docs, &local, &remote);
         let mut changed = 0;
         let mut touched = Touched::default();
         let mut finished = false;
@@ -332,18 +367,11 @@ impl Replicator {
             let actor = osmoda_fabric::node_key_of(&peer)
                 .map(Actor::Peer)
                 .unwrap_or(Actor::Node);
-            let records = [
-                ("knowledge.sync", touched.entries_details()),
-                ("routine.sync", touched.routines_details()),
-            ];
-            for (action, details) in records {
-                if details.is_empty() {
-                    continue;
-                }
+            for (action, details) in touched.audit_entries("sync") {
                 if let Err(e) = audit
                     .record(
                         actor.clone(),
-                        action,
+                        &action,
                         &peer.to_string(),
                         Outcome::Ok,
                         &details,
@@ -389,10 +417,7 @@ impl Replicator {
                 None if responders.len() >= MAX_RESPONDERS => return Err("busy".into()),
                 None => {
                     let local = self.docs.summary();
-                    Sessions {
-                        shards: StoreSync::new(&local, &local, limits()),
-                        book: SyncSession::new(limits()),
-                    }
+                    Sessions::new(&self.docs, &local, &local)
                 }
             }
         };

@@ -47,19 +47,23 @@ const VERSION: u8 = 1;
 
 /// Largest sync message for one document in one round.
 pub const MAX_SHARD_MESSAGE: usize = 32 * 1024;
-/// Documents one round may speak for: every knowledge shard and the book.
-pub const MAX_SHARD_MESSAGES: usize = osmoda_docs::SHARD_COUNT as usize + 1;
+/// Documents one round may speak for: every knowledge shard and every
+/// single document.
+pub const MAX_SHARD_MESSAGES: usize =
+    osmoda_docs::SHARD_COUNT as usize + crate::state::docs::MAX_SINGLES;
 /// Most audit records one request may ask for.
 pub const MAX_AUDIT_RECORDS_PER_REQUEST: u32 = 48;
 /// A stored audit record: chain value (32) and entry.
 pub const MAX_AUDIT_RECORD: usize = 32 + MAX_ENTRY_LEN;
 /// Most audit-heads chunks one anti-entropy message may carry.
 pub const MAX_HEADS_CHUNKS: usize = 64;
-/// A state summary: version, routine book digest, knowledge heads summary.
-pub const MAX_STATE_SUMMARY: usize = 1 + 16 + osmoda_docs::MAX_SUMMARY_BYTES;
+/// A state summary: version, single documents' digests, knowledge heads
+/// summary.
+pub const MAX_STATE_SUMMARY: usize =
+    1 + 16 * crate::state::docs::MAX_SINGLES + osmoda_docs::MAX_SUMMARY_BYTES;
 
-/// A sync message for one document: a knowledge shard's index, or
-/// `sync::ROUTINE_BOOK`.
+/// A sync message for one document: a knowledge shard's index, or a
+/// single document's wire number (`state::docs::Kind::wire`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardMessage {
     pub shard: u16,

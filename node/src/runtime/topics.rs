@@ -59,7 +59,7 @@ pub fn table() -> Vec<NodeTopic> {
             DOCS,
             Limits::new(256, 1, 256),
             Cost::Cheap,
-            |_, data| push::check(data).ok_or(Verdict::Reject),
+            |node, data| push::check(&node.docs, data).ok_or(Verdict::Reject),
             |node, push: Push, origin| async move {
                 push::receive(&node.docs, &node.audit, Some(origin), push);
             },

@@ -137,7 +137,9 @@ fn check(core: &Node, applied: &Applied, seen: &mut Seen, full: bool) {
         seen.docs_version = Some(docs_version);
         let mut h = blake3::Hasher::new();
         h.update(&core.docs.summary().encode());
-        h.update(&core.docs.routines_digest());
+        for digest in core.docs.singles_digests() {
+            h.update(&digest);
+        }
         seen.state_digest
             .copy_from_slice(&h.finalize().as_bytes()[..16]);
         for (op, id) in &applied.knowledge {

@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use osmoda_docs::{
-    derive_id, ChangedKeys, Entry, EntryUpdate, HeadsSummary, KnowledgeError, KnowledgeStore,
-    ListCursor, ListQuery, NewEntry, NewRoutine, NodeActor, PreparedUpdate, Pushed, Routine,
-    RoutineBook, ShardId, StoreSync, SyncSession, SHARD_COUNT,
+    derive_id, Entry, EntryUpdate, HeadsSummary, KnowledgeError, KnowledgeStore, ListCursor,
+    ListQuery, NewEntry, NewRoutine, NodeActor, PreparedUpdate, Routine, RoutineBook, ShardId,
+    SHARD_COUNT,
 };
 use osmoda_store::{Batch, Store};
 use tokio::sync::mpsc;
@@ -18,19 +18,19 @@ use tokio::sync::mpsc;
 use crate::api::{EntryView, Page, RoutineView};
 use crate::error::{NodeError, NodeResult};
 use crate::replication::push::{Push, OUTBOX};
-use crate::replication::sync::ROUTINE_BOOK;
+
+mod kinds;
+mod replica;
+
+use kinds::Single;
+pub use kinds::{AnySingle, Kind, KNOWLEDGE, MAX_SINGLES, ROUTINES};
+pub use replica::{Received, Touched};
 
 type Result<T, E = NodeError> = std::result::Result<T, E>;
 
-const KNOWLEDGE: &str = "knowledge";
 /// Most entries one import stores in one commit: the shards it touches are
 /// saved whole in that commit, which the store bounds at 8 MiB.
 pub const MAX_IMPORT: usize = 1000;
-const ROUTINES: &str = "routines";
-/// Entry or routine ids an audit entry for a peer's change lists; beyond
-/// these it gives a count.
-pub const AUDITED_KEYS: usize = 16;
-const BOOK: &[u8] = b"book";
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -78,7 +78,7 @@ impl From<Routine> for RoutineView {
 pub struct Docs {
     store: Store,
     knowledge: Mutex<KnowledgeStore>,
-    routines: Mutex<RoutineBook>,
+    routines: Single<RoutineBook>,
     node_id: String,
     unique: AtomicU64,
     /// Bumped on every change to either document, local or synced; lets
@@ -103,7 +103,7 @@ impl Docs {
             .map_err(|e| NodeError::Internal(format!("node id as document actor: {e}")))?;
         let mut knowledge = KnowledgeStore::new(actor.clone());
         let mut stored = Vec::new();
-        for (key, bytes) in store.scan_prefix(KNOWLEDGE, b"", SHARD_COUNT as usize)? {
+        for (key, bytes) in store.scan_prefix(KNOWLEDGE.table, b"", SHARD_COUNT as usize)? {
             let index = <[u8; 2]>::try_from(key.as_slice())
                 .ok()
                 .and_then(|k| ShardId::new(u16::from_be_bytes(k)))
@@ -118,16 +118,12 @@ impl Docs {
                 shard.index()
             ))
         })?;
-        let routines = match store.get(ROUTINES, BOOK)? {
-            Some(bytes) => RoutineBook::load(&bytes, &actor)
-                .map_err(|e| NodeError::Internal(format!("the routine book does not load: {e}")))?,
-            None => RoutineBook::new(&actor),
-        };
+        let routines = Single::open(store, &actor, &kinds::ROUTINES)?;
         let (outbox, outbox_rx) = mpsc::channel(OUTBOX);
         Ok(Self {
             store: store.clone(),
             knowledge: Mutex::new(knowledge),
-            routines: Mutex::new(routines),
+            routines,
             node_id: node_id.to_owned(),
             unique: AtomicU64::new(now_ms() << 16),
             changes: AtomicU64::new(0),
@@ -205,7 +201,7 @@ impl Docs {
                 .collect();
             let mut batch = Batch::new();
             for (shard, bytes) in k.save_dirty() {
-                batch.put(KNOWLEDGE, &shard_key(shard), &bytes);
+                batch.put(KNOWLEDGE.table, &shard_key(shard), &bytes);
             }
             (value, self.store.submit_batch(batch)?, pushes)
         };
@@ -219,21 +215,19 @@ impl Docs {
         change: impl FnOnce(&mut RoutineBook) -> Result<T, osmoda_docs::RoutineError>,
     ) -> Result<T> {
         let (value, ack, pushes) = {
-            let mut r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+            let mut r = self.routines.lock();
             let value = change(&mut r)?;
             self.changed();
             let pushes: Vec<Push> = r
                 .doc()
                 .last_local_change()
                 .map(|change| Push {
-                    doc: ROUTINE_BOOK,
+                    doc: kinds::ROUTINES.wire,
                     change,
                 })
                 .into_iter()
                 .collect();
-            let mut batch = Batch::new();
-            batch.put(ROUTINES, BOOK, &r.doc_mut().save());
-            (value, self.store.submit_batch(batch)?, pushes)
+            (value, self.routines.save(&mut r)?, pushes)
         };
         ack.await?;
         self.push(pushes);
@@ -259,10 +253,6 @@ impl Docs {
         Ok(id)
     }
 
-    /// Changes an entry. A new body is diffed against the current one off
-    /// the store's lock and off the async threads (a long body takes up to
-    /// 50 ms), then applied as bounded splices under the lock; if another
-    /// write changed the body meanwhile, the diff is made again.
     /// Stores up to [`MAX_IMPORT`] new entries in one commit (one fsync):
     /// an import, where one fsynced write per entry would take minutes.
     pub async fn put_many(
@@ -293,6 +283,10 @@ impl Docs {
         Ok(ids)
     }
 
+    /// Changes an entry. A new body is diffed against the current one off
+    /// the store's lock and off the async threads (a long body takes up to
+    /// 50 ms), then applied as bounded splices under the lock; if another
+    /// write changed the body meanwhile, the diff is made again.
     pub async fn update(&self, id: &str, update: EntryUpdate) -> Result<()> {
         const ATTEMPTS: usize = 3;
         for attempt in 1..=ATTEMPTS {
@@ -397,225 +391,14 @@ impl Docs {
         self.write_routines(|r| r.remove(id, now_ms())).await
     }
 
-    /// This node's heads summary of the knowledge shards, for gossip.
-    pub fn summary(&self) -> HeadsSummary {
-        // Every peer's summary is compared with ours: computed once per
-        // change, not once per message.
-        let version = self.version();
-        let mut cache = self.summary_cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((v, summary)) = cache.as_ref() {
-            if *v == version {
-                return summary.clone();
-            }
-        }
-        let summary = self
-            .knowledge
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .heads_summary();
-        *cache = Some((version, summary.clone()));
-        summary
-    }
-
-    /// Digest of the routine book's heads (all zeros while it is empty).
-    pub fn routines_digest(&self) -> [u8; 16] {
-        let r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
-        r.doc().heads_digest().map(|d| d.0).unwrap_or([0; 16])
-    }
-
-    /// The routine book's next sync message, if it has something to say.
-    pub fn routines_generate(&self, session: &mut SyncSession) -> Option<Vec<u8>> {
-        let r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
-        match session.generate_message(r.doc()) {
-            Ok(message) => message,
-            Err(e) => {
-                tracing::debug!(error = %e, "routine sync session failed");
-                None
-            }
-        }
-    }
-
-    /// Applies a peer's message for the routine book and stores the book
-    /// if it changed; `Received` counts a message that did not decode as
-    /// refused.
-    pub fn routines_receive(&self, session: &mut SyncSession, bytes: &[u8]) -> Result<Received> {
-        let mut r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
-        let before = r.doc().heads();
-        let changed = match session.receive_message(r.doc_mut(), bytes) {
-            Ok(changed) => changed,
-            Err(e) => {
-                tracing::debug!(error = %e, "routine sync message refused");
-                return Ok(Received {
-                    refused: 1,
-                    ..Received::default()
-                });
-            }
-        };
-        let mut touched = Touched::default();
-        if changed {
-            touched.routines = r.doc().changed_keys(&before, AUDITED_KEYS);
-            self.changed();
-            self.unheard();
-            let mut batch = Batch::new();
-            batch.put(ROUTINES, BOOK, &r.doc_mut().save());
-            let _ack = self.store.submit_batch(batch)?;
-        }
-        Ok(Received {
-            changed: usize::from(changed),
-            refused: 0,
-            touched,
-        })
-    }
-
-    /// The next round of `sync`'s messages.
-    pub fn sync_generate(&self, sync: &mut StoreSync) -> Vec<(ShardId, Vec<u8>)> {
-        let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
-        sync.generate(&mut k)
-    }
-
-    /// Applies a peer's round; stores the shards it changed. A bad message
-    /// fails that shard's session only, and is counted as refused.
-    pub fn sync_receive(
-        &self,
-        sync: &mut StoreSync,
-        messages: Vec<(ShardId, Vec<u8>)>,
-    ) -> Result<Received> {
-        let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
-        let (mut changed, mut refused) = (0, 0);
-        let mut touched = Touched::default();
-        for (shard, bytes) in messages {
-            let before = k.shard(shard).map(|d| d.heads()).unwrap_or_default();
-            match sync.receive(&mut k, shard, &bytes) {
-                Ok(true) => {
-                    changed += 1;
-                    let keys = k.shard_mut(shard).changed_keys(&before, AUDITED_KEYS);
-                    touched.entries.merge(keys, AUDITED_KEYS);
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    refused += 1;
-                    tracing::debug!(shard = shard.index(), error = %e, "sync message refused")
-                }
-            }
-        }
-        let mut batch = Batch::new();
-        for (shard, bytes) in k.save_dirty() {
-            batch.put(KNOWLEDGE, &shard_key(shard), &bytes);
-        }
-        if !batch.is_empty() {
-            self.changed();
-            self.unheard();
-            // Replicated data: queued in order under the lock; no need to
-            // hold the peer's round until it is on disk.
-            let _ack = self.store.submit_batch(batch)?;
-        }
-        Ok(Received {
-            changed,
-            refused,
-            touched,
-        })
-    }
-
-    /// Applies a member's pushed change to a shard or the routine book,
-    /// and stores what changed. Says which entries or routines it touched.
-    pub fn apply_pushed(&self, doc: u16, change: &[u8]) -> Result<(Pushed, Touched)> {
-        let mut batch = Batch::new();
-        let mut touched = Touched::default();
-        let pushed = if doc == ROUTINE_BOOK {
-            let mut r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
-            let before = r.doc().heads();
-            let pushed = r.doc_mut().apply_pushed(change).map_err(doc_error)?;
-            if pushed == Pushed::Applied {
-                touched.routines = r.doc().changed_keys(&before, AUDITED_KEYS);
-                batch.put(ROUTINES, BOOK, &r.doc_mut().save());
-            }
-            pushed
-        } else {
-            let shard =
-                ShardId::new(doc).ok_or_else(|| NodeError::not_found("shard", doc.to_string()))?;
-            let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
-            let before = k.shard(shard).map(|d| d.heads()).unwrap_or_default();
-            let pushed = k.shard_mut(shard).apply_pushed(change).map_err(doc_error)?;
-            if pushed == Pushed::Applied {
-                touched.entries = k.shard_mut(shard).changed_keys(&before, AUDITED_KEYS);
-            }
-            for (shard, bytes) in k.save_dirty() {
-                batch.put(KNOWLEDGE, &shard_key(shard), &bytes);
-            }
-            pushed
-        };
-        if !batch.is_empty() {
-            self.changed();
-            // Queued in order; a replica's copy need not wait for the disk.
-            let _ack = self.store.submit_batch(batch)?;
-        }
-        Ok((pushed, touched))
-    }
-
     /// A routine by id, or by its name when one routine has it.
     pub fn find_routine(&self, id_or_name: &str) -> Result<RoutineView> {
-        let r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+        let r = self.routines.lock();
         Ok(r.find(id_or_name)?.into())
     }
 
     pub fn routines(&self) -> Vec<RoutineView> {
-        let r = self.routines.lock().unwrap_or_else(|e| e.into_inner());
+        let r = self.routines.lock();
         r.list().into_iter().map(Into::into).collect()
     }
-}
-
-/// A peer's change that does not apply is the peer's fault; it is reported
-/// as invalid input.
-fn doc_error(e: osmoda_docs::DocError) -> NodeError {
-    NodeError::Invalid(e.to_string())
-}
-
-/// What a peer's sync round did here.
-#[derive(Debug, Default, Clone)]
-pub struct Received {
-    /// Documents that changed.
-    pub changed: usize,
-    /// Messages that did not decode or apply (the peer's fault).
-    pub refused: usize,
-    /// The entries and routines the changes touched.
-    pub touched: Touched,
-}
-
-/// The knowledge entries and routines a peer's changes touched, by id, for
-/// the audit log: at most [`AUDITED_KEYS`] of each listed, the rest
-/// counted.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Touched {
-    pub entries: ChangedKeys,
-    pub routines: ChangedKeys,
-}
-
-impl Touched {
-    pub fn merge(&mut self, other: Touched) {
-        self.entries.merge(other.entries, AUDITED_KEYS);
-        self.routines.merge(other.routines, AUDITED_KEYS);
-    }
-
-    /// What an audit entry says of the entries touched, e.g. `2 entries:
-    /// k1, k2`; empty when none were.
-    pub fn entries_details(&self) -> String {
-        describe(&self.entries, "entry", "entries")
-    }
-
-    /// As [`Touched::entries_details`], of routines.
-    pub fn routines_details(&self) -> String {
-        describe(&self.routines, "routine", "routines")
-    }
-}
-
-fn describe(keys: &ChangedKeys, one: &str, many: &str) -> String {
-    if keys.is_empty() {
-        return String::new();
-    }
-    let noun = if keys.len() == 1 { one } else { many };
-    let mut out = format!("{} {noun}: {}", keys.len(), keys.keys.join(", "));
-    if keys.more > 0 {
-        out.push_str(&format!(" and {} more", keys.more));
-    }
-    out
 }
