@@ -80,8 +80,54 @@ fn knowledge_commands_work_and_survive_kill_9() {
     );
     assert!(ids(node.json(&["knowledge", "search", "nothing like this"])).is_empty());
 
+    // An update changes what it names and keeps the rest; tags are
+    // replaced as a whole.
+    let out = node.cli(&[
+        "knowledge",
+        "update",
+        &pump,
+        "--body",
+        "Seal every 400 hours",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entry = node.json(&["knowledge", "get", &pump]);
+    assert_eq!(entry["body"], "Seal every 400 hours");
+    assert_eq!(entry["tags"], serde_json::json!(["manuals", "pumps"]));
+    assert!(node
+        .cli(&["knowledge", "update", &pump, "--tag", "a", "--tag", "b"])
+        .status
+        .success());
+    assert_eq!(
+        node.json(&["knowledge", "get", &pump])["tags"],
+        serde_json::json!(["a", "b"])
+    );
+    assert!(node
+        .cli(&["knowledge", "update", &pump, "--no-tags"])
+        .status
+        .success());
+    assert_eq!(
+        node.json(&["knowledge", "get", &pump])["tags"],
+        serde_json::json!([])
+    );
+    let nothing = node.cli(&["knowledge", "update", &pump]);
+    assert_eq!(
+        nothing.status.code(),
+        Some(2),
+        "an update that changes nothing"
+    );
+
     assert!(node.cli(&["knowledge", "rm", &fridge]).status.success());
-    // Gone: not found (exit 5), for a read and a second delete alike.
+    // Gone: not found (exit 5), for a read, an update and a second delete.
+    assert_eq!(
+        node.cli(&["knowledge", "update", &fridge, "--title", "t"])
+            .status
+            .code(),
+        Some(5)
+    );
     assert_eq!(
         node.cli(&["knowledge", "get", &fridge]).status.code(),
         Some(5)

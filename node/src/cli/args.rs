@@ -61,7 +61,7 @@ pub enum Command {
     /// Read and verify audit logs: this node's or another member's.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Knowledge entries: put, get, list, search, remove.
+    /// Knowledge entries: put, update, get, list, search, remove.
     #[command(subcommand)]
     Knowledge(KnowledgeCommand),
     /// Routine definitions, replicated to every member (running them comes
@@ -152,6 +152,27 @@ pub enum KnowledgeCommand {
         /// Read the body from a file (`-` for standard input).
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
+    },
+    /// Change an entry's title, body or tags; what is not given stays.
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true).args(["title", "body", "file", "tags", "no_tags"])))]
+    Update {
+        /// The entry's id, as `knowledge list` shows it.
+        id: String,
+        /// A new title (not empty).
+        #[arg(long)]
+        title: Option<String>,
+        /// A new body; only the parts that differ travel to other nodes.
+        #[arg(long, conflicts_with = "file")]
+        body: Option<String>,
+        /// Read the new body from a file (`-` for standard input).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// The entry's tags, replacing the ones it has (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// Remove every tag.
+        #[arg(long, conflicts_with = "tags")]
+        no_tags: bool,
     },
     /// Show one entry.
     Get {

@@ -27,9 +27,9 @@ use self::args::{AuditCommand, Cli, Command, KnowledgeCommand, MeshCommand, Rout
 use self::client::{segment, Client, ClientError};
 use self::out::say;
 use crate::api::{
-    AuditEntryView, Created, Done, EntryView, ForkView, HeadView, InboxEntry, ListParams, LogQuery,
-    NewEntry, NewRoutine, Page, PeerInfo, RelayBody, RoutineView, SearchParams, SendBody, Sent,
-    StatusView, TextBody, VerifyBody, VerifyReport,
+    AuditEntryView, Created, Done, EntryPatch, EntryView, ForkView, HeadView, InboxEntry,
+    ListParams, LogQuery, NewEntry, NewRoutine, Page, PeerInfo, RelayBody, RoutineView,
+    SearchParams, SendBody, Sent, StatusView, TextBody, VerifyBody, VerifyReport,
 };
 use crate::datadir::{DataDir, SOCKET};
 use crate::service::knowledge::MAX_PAGE;
@@ -55,6 +55,19 @@ fn init_logging(default: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .try_init();
+}
+
+/// A body given inline, or read from a file (`-`: standard input).
+fn read_body(body: Option<String>, file: Option<std::path::PathBuf>) -> Result<Option<String>> {
+    Ok(match (body, file) {
+        (Some(body), _) => Some(body),
+        (None, Some(path)) if path.as_os_str() == "-" => Some(read_stdin("body")?),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        (None, None) => None,
+    })
 }
 
 fn read_stdin(what: &str) -> Result<String> {
@@ -242,17 +255,29 @@ async fn knowledge(client: &Client, json: bool, command: KnowledgeCommand) -> Re
             body,
             file,
         } => {
-            let body = match (body, file) {
-                (Some(body), _) => body,
-                (None, Some(path)) if path.as_os_str() == "-" => read_stdin("body")?,
-                (None, Some(path)) => std::fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?,
-                (None, None) => String::new(),
-            };
+            let body = read_body(body, file)?.unwrap_or_default();
             let created: Created = client
                 .post("/v1/knowledge", &NewEntry { title, body, tags })
                 .await?;
             render::either(json, &created, |c| out::line(&c.id));
+        }
+        KnowledgeCommand::Update {
+            id,
+            title,
+            body,
+            file,
+            tags,
+            no_tags,
+        } => {
+            let patch = EntryPatch {
+                title,
+                body: read_body(body, file)?,
+                tags: (no_tags || !tags.is_empty()).then_some(tags),
+            };
+            let d: Done = client
+                .patch(&format!("/v1/knowledge/{}", segment(&id)), &patch)
+                .await?;
+            done(json, &d, "updated");
         }
         KnowledgeCommand::Get { id } => {
             let entry: EntryView = client
