@@ -15,6 +15,7 @@
 //!
 //! Run: `cargo bench -p osmoda-fabric --bench gossip`
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;

@@ -20,6 +20,7 @@
 //!
 //! Run: `cargo bench -p osmoda-fabric --bench handshake`
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::fmt::Debug;

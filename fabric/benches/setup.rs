@@ -24,6 +24,7 @@
 //!
 //! Run: `cargo bench -p osmoda-fabric --bench setup`
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use std::io;

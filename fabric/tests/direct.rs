@@ -3,33 +3,19 @@
 //! refuses a protocol the receiver did not register, and will not send on
 //! one the sender did not register.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
 
-use osmoda_fabric::proto::{FleetRoot, Role};
+use common::credentials;
+
+use std::time::Duration;
+
+use osmoda_fabric::proto::FleetRoot;
 use osmoda_fabric::{
-    AppProtocol, Credentials, DirectRequest, DirectResponse, FabricConfig, FabricError,
-    FabricEvent, FabricHandle, Membership,
+    AppProtocol, DirectRequest, DirectResponse, FabricConfig, FabricError, FabricEvent,
+    FabricHandle, Membership,
 };
 use rand::rngs::OsRng;
 use tokio::sync::mpsc;
-
-fn credentials(root: &FleetRoot, name: &str) -> Credentials {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let key = ed25519_dalek::SigningKey::generate(&mut OsRng);
-    let cert = root
-        .issue(
-            key.verifying_key().to_bytes(),
-            name,
-            Role::Member,
-            now - 3600,
-            now + 3600,
-        )
-        .unwrap();
-    Credentials::new(&key.to_bytes(), cert).unwrap()
-}
 
 async fn start(
     root: &FleetRoot,

@@ -1,37 +1,20 @@
 //! Real nodes on loopback refuse everyone outside the fleet, over TCP and
 //! QUIC, and keep serving their members while junk arrives on their ports.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
+
+use common::{member_until, now};
+
+use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, ping, tcp, tls, yamux, Multiaddr};
 use osmoda_fabric::behaviour::Limits;
-use osmoda_fabric::proto::{FleetRoot, Role};
+use osmoda_fabric::proto::FleetRoot;
 use osmoda_fabric::{Credentials, FabricConfig, FabricHandle, Membership};
 use rand::rngs::OsRng;
 use tokio::io::AsyncWriteExt;
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn credentials(root: &FleetRoot, name: &str, expires_at: u64) -> Credentials {
-    let key = ed25519_dalek::SigningKey::generate(&mut OsRng);
-    let cert = root
-        .issue(
-            key.verifying_key().to_bytes(),
-            name,
-            Role::Member,
-            now() - 3600,
-            expires_at,
-        )
-        .unwrap();
-    Credentials::new(&key.to_bytes(), cert).unwrap()
-}
 
 struct Node {
     handle: FabricHandle,
@@ -100,8 +83,8 @@ async fn wait_for_peers(node: &Node, n: usize) -> bool {
 /// A fleet node `a` with one good member `c` connected to it.
 async fn fleet_of_two() -> (FleetRoot, Node, Node) {
     let root = FleetRoot::generate(&mut OsRng);
-    let a = start(credentials(&root, "a", now() + 3600), root.public()).await;
-    let c = start(credentials(&root, "c", now() + 3600), root.public()).await;
+    let a = start(member_until(&root, "a", now() + 3600), root.public()).await;
+    let c = start(member_until(&root, "c", now() + 3600), root.public()).await;
     c.handle.dial(a.tcp.clone()).await.unwrap();
     assert!(wait_for_peers(&a, 1).await, "good member did not connect");
     (root, a, c)
@@ -172,7 +155,7 @@ async fn members_of_other_fleets_expired_revoked_and_uncertified_peers_are_refus
     outsider_is_refused(
         &a,
         &c,
-        credentials(&other, "x", now() + 3600),
+        member_until(&other, "x", now() + 3600),
         other.public(),
         "another fleet",
     )
@@ -181,19 +164,19 @@ async fn members_of_other_fleets_expired_revoked_and_uncertified_peers_are_refus
     outsider_is_refused(
         &a,
         &c,
-        credentials(&root, "old", now() - 1),
+        member_until(&root, "old", now() - 1),
         root.public(),
         "an expired certificate",
     )
     .await;
 
-    let bare = credentials(&root, "bare", now() + 3600)
+    let bare = member_until(&root, "bare", now() + 3600)
         .presenting_certificate_bytes(Vec::new())
         .unwrap();
     // The hook replaces the certificate in the TCP handshake only.
     outsider_is_refused_on(&a, &c, bare, root.public(), "no certificate", false).await;
 
-    let revoked = credentials(&root, "gone", now() + 3600);
+    let revoked = member_until(&root, "gone", now() + 3600);
     let rev = root.revoke(revoked.cert().node, now());
     assert!(a.handle.revoke(rev).await.unwrap());
     outsider_is_refused(&a, &c, revoked, root.public(), "a revoked node").await;
@@ -327,14 +310,19 @@ async fn a_full_node_refuses_before_the_handshake() {
         max_established: 1,
         ..Limits::default()
     };
-    let a = start_with(credentials(&root, "a", now() + 3600), root.public(), limits).await;
-    let b = start(credentials(&root, "b", now() + 3600), root.public()).await;
+    let a = start_with(
+        member_until(&root, "a", now() + 3600),
+        root.public(),
+        limits,
+    )
+    .await;
+    let b = start(member_until(&root, "b", now() + 3600), root.public()).await;
     b.handle.dial(a.tcp.clone()).await.unwrap();
     assert!(
         wait_for_peers(&a, 1).await,
         "the first member did not connect"
     );
-    let c = start(credentials(&root, "c", now() + 3600), root.public()).await;
+    let c = start(member_until(&root, "c", now() + 3600), root.public()).await;
     let c_id = c.handle.local_peer_id();
     for addr in [a.tcp.clone(), a.quic.clone()] {
         let _ = c.handle.dial(addr).await;

@@ -1,31 +1,17 @@
 //! The fabric over the simulated network: the same hybrid handshake, yamux
 //! and gossip as over TCP, with the links the harness shapes.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
+
+use common::credentials;
+
+use std::time::Duration;
 
 use libp2p::core::transport::Transport as _;
-use osmoda_fabric::proto::{FleetRoot, Role};
-use osmoda_fabric::{Credentials, FabricConfig, Membership, RawStream, StreamTransportSlot};
+use osmoda_fabric::proto::FleetRoot;
+use osmoda_fabric::{FabricConfig, Membership, RawStream, StreamTransportSlot};
 use osmoda_simulation::{LinkProfile, SimConfig, SimNetwork};
 use rand::rngs::OsRng;
-
-fn credentials(root: &FleetRoot, name: &str) -> Credentials {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let key = ed25519_dalek::SigningKey::generate(&mut OsRng);
-    let cert = root
-        .issue(
-            key.verifying_key().to_bytes(),
-            name,
-            Role::Member,
-            now - 60,
-            now + 3600,
-        )
-        .unwrap();
-    Credentials::new(&key.to_bytes(), cert).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_members_connect_and_gossip_over_the_simulated_network() {

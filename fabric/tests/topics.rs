@@ -2,36 +2,22 @@
 //! what a publishes until b's application judges it, and c sees only what
 //! b accepted. Publishing on a topic nobody registered is an error.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod common;
 
-use osmoda_fabric::proto::{FleetRoot, Role};
+use common::credentials;
+
+use std::time::Duration;
+
+use osmoda_fabric::proto::FleetRoot;
 use osmoda_fabric::topics::VALIDATION_TIMEOUT;
 use osmoda_fabric::{
-    Credentials, FabricConfig, FabricError, FabricHandle, GossipMessage, Membership, TopicSpec,
-    Validator, Verdict,
+    FabricConfig, FabricError, FabricHandle, GossipMessage, Membership, TopicSpec, Validator,
+    Verdict,
 };
 use rand::rngs::OsRng;
 use tokio::sync::mpsc;
 
 const TOPIC: &str = "test/app/1";
-
-fn credentials(root: &FleetRoot, name: &str) -> Credentials {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let key = ed25519_dalek::SigningKey::generate(&mut OsRng);
-    let cert = root
-        .issue(
-            key.verifying_key().to_bytes(),
-            name,
-            Role::Member,
-            now - 3600,
-            now + 3600,
-        )
-        .unwrap();
-    Credentials::new(&key.to_bytes(), cert).unwrap()
-}
 
 struct Node {
     handle: FabricHandle,

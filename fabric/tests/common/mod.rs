@@ -1,4 +1,5 @@
-//! Set-up shared by the fabric benchmarks.
+//! Set-up shared by the fabric's tests and benchmarks (these include it
+//! by path).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,7 +16,14 @@ pub fn now() -> u64 {
 }
 
 /// A fresh member of `root`'s fleet, valid for a day.
+#[allow(dead_code)] // not every test or bench uses both
 pub fn credentials(root: &FleetRoot, name: &str) -> Credentials {
+    member_until(root, name, now() + 24 * 3600)
+}
+
+/// A fresh member of `root`'s fleet whose certificate expires at
+/// `expires_at` (Unix seconds; in the past for an expired one).
+pub fn member_until(root: &FleetRoot, name: &str, expires_at: u64) -> Credentials {
     let key = ed25519_dalek::SigningKey::generate(&mut OsRng);
     let cert = root
         .issue(
@@ -23,7 +31,7 @@ pub fn credentials(root: &FleetRoot, name: &str) -> Credentials {
             name,
             Role::Member,
             now() - 3600,
-            now() + 24 * 3600,
+            expires_at,
         )
         .expect("issue certificate");
     Credentials::new(&key.to_bytes(), cert).expect("credentials")
