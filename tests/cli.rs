@@ -368,3 +368,68 @@ fn a_closed_pipe_ends_every_json_command_quietly() {
     }
     node.stop();
 }
+
+/// The control socket serves the node's own user and root only, whatever
+/// the socket file's mode: a process of another user (an agent, under its
+/// own uid) that reaches the file gets no answer. Needs root to run a
+/// client as another user; skips with a reason otherwise.
+#[test]
+fn the_control_socket_refuses_other_users_whatever_its_mode() {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !root {
+        eprintln!("skipped: not running as root, so no client can run as another user");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = fleet(tmp.path(), 1);
+    let node = &mut nodes[0];
+    node.start_local(&[]);
+    // Every mode on the way loosened, as a careless operator might.
+    let socket = node.dir.join("control.sock");
+    for dir in [tmp.path(), node.dir.as_path()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+
+    // A raw HTTP request, as any process could send it.
+    const ASK: &str = "import socket, sys\n\
+        s = socket.socket(socket.AF_UNIX)\n\
+        s.connect(sys.argv[1])\n\
+        s.sendall(b'GET /v1/status HTTP/1.1\\r\\nHost: node\\r\\nConnection: close\\r\\n\\r\\n')\n\
+        data = b''\n\
+        while True:\n\
+        \x20   try:\n\
+        \x20       chunk = s.recv(65536)\n\
+        \x20   except OSError as e:\n\
+        \x20       print('error', e)\n\
+        \x20       break\n\
+        \x20   if not chunk:\n\
+        \x20       break\n\
+        \x20   data += chunk\n\
+        print(data[:64].decode(errors='replace'))\n";
+    let ask = |uid: Option<u32>| -> String {
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg("-c").arg(ASK).arg(&socket);
+        if let Some(uid) = uid {
+            std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+            std::os::unix::process::CommandExt::gid(&mut cmd, uid);
+        }
+        let out = cmd.output().expect("python3 runs");
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(ask(None).starts_with("HTTP/1.1 200"), "root is served");
+    let other = ask(Some(65534));
+    assert!(
+        !other.contains("HTTP/1.1"),
+        "uid 65534 was answered: {other}"
+    );
+    assert!(common::wait_until(Duration::from_secs(5), || node
+        .log()
+        .contains("refused a process of another user")));
+    assert!(ask(None).starts_with("HTTP/1.1 200"), "the node goes on");
+}

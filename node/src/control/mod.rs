@@ -98,7 +98,8 @@ pub fn router(node: Arc<Node>) -> Router {
 }
 
 /// Binds the socket with mode 0600, replacing a stale one from a crash.
-pub fn bind(path: &Path) -> Result<tokio::net::UnixListener, NodeError> {
+/// Only the node's own user and root are served, whatever the mode.
+pub fn bind(path: &Path) -> Result<OperatorListener, NodeError> {
     if path.as_os_str().len() >= 100 {
         return Err(NodeError::Invalid(format!(
             "the control socket path {} is too long for a Unix socket; use a shorter --data folder",
@@ -113,7 +114,54 @@ pub fn bind(path: &Path) -> Result<tokio::net::UnixListener, NodeError> {
     }
     let listener = tokio::net::UnixListener::bind(path).map_err(failed)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
-    Ok(listener)
+    // The socket is the node's own: its owner is the node's effective uid.
+    let node_uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(path).map_err(failed)?);
+    Ok(OperatorListener {
+        inner: listener,
+        node_uid,
+    })
+}
+
+/// The control socket's listener. A connection from a process running as
+/// neither the node's user nor root is closed before a byte is read (the
+/// kernel's `SO_PEERCRED`), so a socket mode loosened by hand, or an agent
+/// that reaches the file, cannot drive the node: agents run under uids of
+/// their own.
+pub struct OperatorListener {
+    inner: tokio::net::UnixListener,
+    node_uid: u32,
+}
+
+impl OperatorListener {
+    fn allows(&self, uid: u32) -> bool {
+        uid == self.node_uid || uid == 0
+    }
+}
+
+impl axum::serve::Listener for OperatorListener {
+    type Io = tokio::net::UnixStream;
+    type Addr = tokio::net::unix::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            match io.peer_cred() {
+                Ok(peer) if self.allows(peer.uid()) => return (io, addr),
+                Ok(peer) => tracing::warn!(
+                    uid = peer.uid(),
+                    pid = ?peer.pid(),
+                    "control socket: refused a process of another user"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket: cannot tell who connected; refused")
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
 }
 
 /// The kind of an error answer, for clients reading an `ErrorBody`.
