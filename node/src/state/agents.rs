@@ -52,6 +52,17 @@ fn damaged(e: serde_json::Error) -> NodeError {
     NodeError::Internal(format!("a stored agent spec is damaged: {e}"))
 }
 
+/// The cgroup scope of a node's agents: `node-` and the last 8 bytes of
+/// its id in hex. Node ids are base64url, whose capitals and symbols a
+/// cgroup name may not carry (a scope built from the id's characters was
+/// refused, and every agent fell back to rlimits).
+fn cgroup_scope(node_id: &str) -> String {
+    let bytes = node_id.as_bytes();
+    let tail = &bytes[bytes.len().saturating_sub(8)..];
+    let hex: String = tail.iter().map(|b| format!("{b:02x}")).collect();
+    format!("node-{hex}")
+}
+
 impl Agents {
     /// Opens the supervisor on `base`; agents' cgroups live in a scope
     /// named after the node, so that two nodes on one host never touch
@@ -65,12 +76,11 @@ impl Agents {
         cgroups: bool,
     ) -> NodeResult<(Self, mpsc::Receiver<AgentEvent>)> {
         let mut config = SupervisorConfig::new(base);
-        let scope: String = node_id.chars().rev().take(16).collect();
         config.cgroup = match std::env::var("OSMODA_CGROUP").as_deref() {
             Ok("off") => CgroupPlacement::Disabled,
             _ if !cgroups => CgroupPlacement::Disabled,
             _ => CgroupPlacement::Auto {
-                scope: format!("node-{scope}"),
+                scope: cgroup_scope(node_id),
             },
         };
         let (supervisor, events) = Supervisor::new(config)?;
@@ -373,5 +383,19 @@ impl Agents {
             ring: spec.ring,
             workspace,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cgroup_scope;
+
+    #[test]
+    fn a_node_ids_cgroup_scope_is_a_usable_name_of_its_own() {
+        let a = cgroup_scope("Nzt-Q9_xKp2LmZ0aB4cD8eF1gH3iJ5kL7mN9oP0qR2s");
+        let b = cgroup_scope("Nzt-Q9_xKp2LmZ0aB4cD8eF1gH3iJ5kL7mN9oP0qR2t");
+        osmoda_agentd::validate_name(&a).expect("a usable scope");
+        assert_ne!(a, b, "two nodes, two scopes");
+        osmoda_agentd::validate_name(&cgroup_scope("")).expect("even from nothing");
     }
 }
