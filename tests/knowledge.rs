@@ -9,6 +9,10 @@ fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn put(node: &Node, title: &str, body: &str, tags: &[&str]) -> String {
     let mut args = vec!["knowledge", "put", "--title", title, "--body", body];
     for t in tags {
@@ -139,6 +143,25 @@ fn knowledge_commands_work_and_survive_kill_9() {
     let out = node.cli(&["knowledge", "put", "--title", "  ", "--body", "b"]);
     assert_eq!(out.status.code(), Some(4), "a blank title is refused");
 
+    // Text from the store reaches a terminal shown, not obeyed; JSON keeps
+    // the value exactly.
+    let sly = "ls\u{1b}[2K\r\u{202e}txt.exe";
+    let out = node.cli(&["knowledge", "put", "--title", sly, "--body", "b"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let text = node.cli(&["knowledge", "get", &id]);
+    let shown = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{202e}'),
+        "{shown:?}"
+    );
+    assert!(
+        shown.contains("\\u{1b}[2K\\u{d}\\u{202e}txt.exe"),
+        "{shown:?}"
+    );
+    assert_eq!(node.json(&["knowledge", "get", &id])["title"], sly);
+    assert!(node.cli(&["knowledge", "rm", &id]).status.success());
+
     // Bad input is a refusal with a reason, not a crash.
     let long = "x".repeat(300);
     let out = node.cli(&["knowledge", "put", "--title", &long, "--body", "b"]);
@@ -169,8 +192,9 @@ fn knowledge_commands_work_and_survive_kill_9() {
         .collect();
     assert_eq!(
         actions.iter().filter(|a| *a == "knowledge.put").count(),
-        // 18 stored, and the two refused (a title too long, a blank one).
-        18 + 2,
+        // 18 stored, the one with terminal controls in its title, and the
+        // two refused (a title too long, a blank one).
+        18 + 1 + 2,
         "{actions:?}"
     );
     assert!(actions.contains(&"knowledge.delete".to_string()));

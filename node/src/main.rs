@@ -26,7 +26,8 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The reason may quote a peer's or an agent's words.
+            eprintln!("error: {}", cli::out::printable(&format!("{e:#}")));
             ExitCode::from(cli::exit_code(&e))
         }
     }
