@@ -115,24 +115,7 @@ impl DataDir {
 
     /// Writes `contents` atomically with the given mode.
     pub fn write(&self, name: &str, contents: &[u8], mode: u32) -> Result<()> {
-        let path = self.path(name);
-        let tmp = self.path(&format!(".{name}.tmp"));
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(mode)
-            .open(&tmp)
-            .internal(|| format!("cannot write {}", tmp.display()))?;
-        let writing = || format!("cannot write {}", tmp.display());
-        file.write_all(contents).internal(writing)?;
-        file.sync_all().internal(writing)?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).internal(writing)?;
-        fs::rename(&tmp, &path).internal(|| format!("cannot write {}", path.display()))?;
-        if let Ok(dir) = File::open(&self.root) {
-            let _ = dir.sync_all();
-        }
-        Ok(())
+        write_atomic(&self.path(name), contents, mode)
     }
 
     fn read_text(&self, name: &str) -> Result<String> {
@@ -141,25 +124,7 @@ impl DataDir {
     }
 
     fn read_secret(&self, name: &str) -> Result<[u8; 32]> {
-        let path = self.path(name);
-        let mode = fs::metadata(&path)
-            .internal(|| format!("cannot read {}", path.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(NodeError::Invalid(format!(
-                "{} is readable by others (mode {:o}); run: chmod 600 {}",
-                path.display(),
-                mode & 0o777,
-                path.display()
-            )));
-        }
-        parse_hex::<32>(&self.read_text(name)?).ok_or_else(|| {
-            NodeError::Invalid(format!(
-                "{} does not hold a 32-byte hex key",
-                path.display()
-            ))
-        })
+        read_secret_at(&self.path(name))
     }
 
     pub fn write_identity(&self, secret: &[u8; 32]) -> Result<()> {
@@ -170,22 +135,52 @@ impl DataDir {
         self.read_secret(IDENTITY_KEY)
     }
 
-    pub fn write_root(&self, root: &FleetRoot) -> Result<()> {
-        self.write(
-            ROOT_KEY,
+    /// Where the fleet root key is: the file the operator chose
+    /// (`--root-key`), or `DATA/root.key`.
+    pub fn root_key_path(&self, chosen: Option<&Path>) -> PathBuf {
+        chosen
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.path(ROOT_KEY))
+    }
+
+    /// Writes a new fleet's root key (mode 0600) where the operator chose,
+    /// or into the folder; never over an existing file, which may be
+    /// another fleet's key.
+    pub fn write_root(&self, root: &FleetRoot, chosen: Option<&Path>) -> Result<()> {
+        let path = self.root_key_path(chosen);
+        if chosen.is_some() && path.exists() {
+            return Err(NodeError::Conflict(format!(
+                "{} exists; a new fleet's root key is never written over a file (it may be another fleet's key)",
+                path.display()
+            )));
+        }
+        write_atomic(
+            &path,
             format!("{}\n", hex(&root.secret())).as_bytes(),
             0o600,
         )
     }
 
-    pub fn fleet_root(&self) -> Result<FleetRoot> {
-        if !self.has_root() {
+    /// The fleet root key, from the file the operator chose or from the
+    /// folder; refused unless it is this fleet's.
+    pub fn fleet_root(&self, chosen: Option<&Path>) -> Result<FleetRoot> {
+        let path = self.root_key_path(chosen);
+        if !path.exists() {
             return Err(NodeError::Forbidden(format!(
-                "this node does not hold the fleet's root key ({} is missing); run this on the node that created the fleet",
-                self.path(ROOT_KEY).display()
+                "the fleet's root key is not at {}; pass --root-key FILE (or run this on the node that keeps it in its folder)",
+                path.display()
             )));
         }
-        Ok(FleetRoot::from_secret(self.read_secret(ROOT_KEY)?))
+        let root = FleetRoot::from_secret(read_secret_at(&path)?);
+        let fleet = self.fleet()?;
+        if hex(&root.public()) != fleet.id {
+            return Err(NodeError::Forbidden(format!(
+                "{} is not the root key of the fleet {:?} this folder belongs to",
+                path.display(),
+                fleet.name
+            )));
+        }
+        Ok(root)
     }
 
     pub fn write_cert(&self, cert: &FleetCert) -> Result<()> {
@@ -263,4 +258,54 @@ impl DataDir {
         }
         self.write(REVOCATIONS, text.as_bytes(), 0o644)
     }
+}
+
+/// Writes a file through a temporary one and a rename, with `mode`, and
+/// syncs it and its folder, so a crash never leaves half a key.
+fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let writing = || format!("cannot write {}", tmp.display());
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(mode)
+        .open(&tmp)
+        .internal(writing)?;
+    file.write_all(contents).internal(writing)?;
+    file.sync_all().internal(writing)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).internal(writing)?;
+    fs::rename(&tmp, path).internal(|| format!("cannot write {}", path.display()))?;
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// A 32-byte hex key from a file that only its owner may read.
+fn read_secret_at(path: &Path) -> Result<[u8; 32]> {
+    let mode = fs::metadata(path)
+        .internal(|| format!("cannot read {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(NodeError::Invalid(format!(
+            "{} is readable by others (mode {:o}); run: chmod 600 {}",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        )));
+    }
+    let text = fs::read_to_string(path).internal(|| format!("cannot read {}", path.display()))?;
+    parse_hex::<32>(&text).ok_or_else(|| {
+        NodeError::Invalid(format!(
+            "{} does not hold a 32-byte hex key",
+            path.display()
+        ))
+    })
 }

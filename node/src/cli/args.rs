@@ -322,6 +322,10 @@ pub struct RunArgs {
     /// This node's name, when this run creates a new fleet.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+    /// When this run creates a new fleet: write its root key to FILE (a new
+    /// file, e.g. on removable media) instead of DATA/root.key.
+    #[arg(long, value_name = "FILE", env = "OSMODA_ROOT_KEY")]
+    pub root_key: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -333,7 +337,8 @@ pub struct JoinArgs {
 
 #[derive(Subcommand)]
 pub enum FleetCommand {
-    /// Create a new fleet; this node becomes its first admin and holds the root key.
+    /// Create a new fleet; this node becomes its first admin. Its root key
+    /// goes to --root-key FILE, or to DATA/root.key.
     Create {
         /// The fleet's name.
         #[arg(long, default_value = "osmoda")]
@@ -341,8 +346,12 @@ pub enum FleetCommand {
         /// This node's name.
         #[arg(long, value_name = "NAME")]
         node_name: Option<String>,
+        /// Write the fleet root key to FILE (a new file, e.g. on removable
+        /// media) instead of DATA/root.key, so the running node never holds it.
+        #[arg(long, value_name = "FILE", env = "OSMODA_ROOT_KEY")]
+        root_key: Option<PathBuf>,
     },
-    /// Print a join token for a new node (needs the root key).
+    /// Print a join token for a new node (needs the root key: --root-key FILE or DATA/root.key).
     Invite {
         /// The new node's role: member, or admin (may sign fleet commands).
         #[arg(long, default_value = "member")]
@@ -359,12 +368,20 @@ pub enum FleetCommand {
         /// Extra addresses for the new node to dial first (repeatable).
         #[arg(long, value_name = "MULTIADDR")]
         bootstrap: Vec<String>,
+        /// The fleet root key's file, when it is not in the data folder
+        /// (kept offline); default DATA/root.key.
+        #[arg(long, value_name = "FILE", env = "OSMODA_ROOT_KEY")]
+        root_key: Option<PathBuf>,
     },
-    /// Revoke a node's membership; every member cuts it off (needs the root key).
+    /// Revoke a node's membership; every member cuts it off (needs the root key: --root-key FILE or DATA/root.key).
     Revoke {
         /// The node's id, or its name when the node is connected.
         #[arg(value_name = "NODE")]
         node_id: String,
+        /// The fleet root key's file, when it is not in the data folder
+        /// (kept offline); default DATA/root.key.
+        #[arg(long, value_name = "FILE", env = "OSMODA_ROOT_KEY")]
+        root_key: Option<PathBuf>,
     },
     /// Show the fleet, this node's certificate and the revocations known here.
     Show,

@@ -37,10 +37,14 @@ pub async fn command(
     command: FleetCommand,
 ) -> Result<()> {
     match command {
-        FleetCommand::Create { name, node_name } => {
-            let cert = fleet::create(data, &name, node_name.as_deref())?;
+        FleetCommand::Create {
+            name,
+            node_name,
+            root_key,
+        } => {
+            let cert = fleet::create(data, &name, node_name.as_deref(), root_key.as_deref())?;
             fleet::audit(data, "fleet.create", &name).await?;
-            created(json, data, &name, &cert);
+            created(json, data, &name, &cert, root_key.as_deref());
         }
         FleetCommand::Invite {
             role,
@@ -48,16 +52,25 @@ pub async fn command(
             valid_for,
             name,
             bootstrap,
+            root_key,
         } => {
-            let invite =
-                fleet::invite(data, role, ttl, valid_for, name.as_deref(), bootstrap).await?;
+            let invite = fleet::invite(
+                data,
+                role,
+                ttl,
+                valid_for,
+                name.as_deref(),
+                bootstrap,
+                root_key.as_deref(),
+            )
+            .await?;
             let target = format!("{} {}", invite.cert.name, node_id(&invite.cert));
             fleet::audit(data, "fleet.invite", &target).await?;
             invited(json, &invite);
         }
-        FleetCommand::Revoke { node_id } => {
+        FleetCommand::Revoke { node_id, root_key } => {
             let node_id = resolve_connected(client, &node_id).await?;
-            let (rev, live) = fleet::revoke(data, &node_id).await?;
+            let (rev, live) = fleet::revoke(data, &node_id, root_key.as_deref()).await?;
             if !live {
                 // A running node audits the revocation itself.
                 fleet::audit(data, "fleet.revoke", &node_id).await?;
@@ -85,18 +98,25 @@ async fn resolve_connected(client: &Client, node: &str) -> Result<String> {
     }
 }
 
-pub fn created(json: bool, data: &DataDir, fleet: &str, cert: &FleetCert) {
+pub fn created(
+    json: bool,
+    data: &DataDir,
+    fleet: &str,
+    cert: &FleetCert,
+    root_key: Option<&std::path::Path>,
+) {
+    let key = data.root_key_path(root_key);
     if json {
         return out::json(
-            &json!({ "fleet": fleet, "fleet_id": hex(&cert.fleet), "node": cert_json(cert), "data": data.root() }),
+            &json!({ "fleet": fleet, "fleet_id": hex(&cert.fleet), "node": cert_json(cert), "data": data.root(), "root_key": key }),
         );
     }
     say!("created fleet {fleet} ({})", hex(&cert.fleet));
     say!(
-        "this node: {} ({}), admin; the root key is in {}",
+        "this node: {} ({}), admin; the fleet root key is {}",
         cert.name,
         node_id(cert),
-        data.root().display()
+        key.display()
     );
 }
 

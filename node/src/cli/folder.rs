@@ -1,6 +1,7 @@
 //! Fleet administration on the local folder: create, invite, join, revoke.
 //! These work without a running node; where one runs, they tell it too.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -80,7 +81,14 @@ fn new_member(
 }
 
 /// Creates a fleet in an empty folder; this node becomes its first admin.
-pub fn create(data: &DataDir, fleet_name: &str, node_name: Option<&str>) -> Result<FleetCert> {
+/// The root key goes to `root_key` when given (a file that must not exist
+/// yet, e.g. on removable media), else into the folder.
+pub fn create(
+    data: &DataDir,
+    fleet_name: &str,
+    node_name: Option<&str>,
+    root_key: Option<&Path>,
+) -> Result<FleetCert> {
     if data.is_member() {
         let fleet = data.fleet().map(|f| f.name).unwrap_or_else(|_| "?".into());
         return Err(NodeError::Conflict(format!(
@@ -95,7 +103,7 @@ pub fn create(data: &DataDir, fleet_name: &str, node_name: Option<&str>) -> Resu
     let (identity, cert) = new_member(&root, node_name, Role::Admin, FOUNDER_VALIDITY)?;
     // The certificate goes last: its presence is what makes the folder a
     // member, so a crash part-way leaves a folder that can be created again.
-    data.write_root(&root)?;
+    data.write_root(&root, root_key)?;
     data.write_identity(&identity.to_bytes())?;
     data.write_fleet(&FleetInfo {
         name: fleet_name.to_owned(),
@@ -123,6 +131,7 @@ pub async fn invite(
     valid_for: Duration,
     name: Option<&str>,
     mut bootstrap: Vec<String>,
+    root_key: Option<&Path>,
 ) -> Result<Invite> {
     if !data.is_member() {
         return Err(NodeError::Invalid(format!(
@@ -133,7 +142,7 @@ pub async fn invite(
         ))
         .into());
     }
-    let root = data.fleet_root()?;
+    let root = data.fleet_root(root_key)?;
     let fleet = data.fleet()?;
     if let Some(name) = name {
         if let Some(taken) = data.issued_name(name)? {
@@ -208,8 +217,12 @@ pub fn join(data: &DataDir, token: &str) -> Result<JoinToken> {
 /// Signs a revocation with the root key, stores it, and hands it to the
 /// running node (which gossips it). Returns the revocation and whether a
 /// running node took it.
-pub async fn revoke(data: &DataDir, node_id: &str) -> Result<(Revocation, bool)> {
-    let root = data.fleet_root()?;
+pub async fn revoke(
+    data: &DataDir,
+    node_id: &str,
+    root_key: Option<&Path>,
+) -> Result<(Revocation, bool)> {
+    let root = data.fleet_root(root_key)?;
     let peer: PeerId = node_id
         .parse()
         .invalid(|| format!("{node_id:?} is not a node id (see `osmoda peers`)"))?;

@@ -95,7 +95,14 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
                 bootstrap: args.bootstrap,
                 no_mdns: args.no_mdns,
             };
-            run::run(&data, overrides, &args.fleet_name, args.name.as_deref()).await
+            run::run(
+                &data,
+                overrides,
+                &args.fleet_name,
+                args.name.as_deref(),
+                args.root_key.as_deref(),
+            )
+            .await
         }
         Command::Join(args) => {
             let token = if args.token == "-" {

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use osmoda_crdt_state::{Actor, Outcome};
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::info;
+use tracing::{info, warn};
 use zeroize::Zeroizing;
 
 use super::folder as fleet;
@@ -17,12 +17,13 @@ pub async fn run(
     overrides: Overrides,
     fleet_name: &str,
     node_name: Option<&str>,
+    root_key: Option<&std::path::Path>,
 ) -> Result<()> {
     data.ensure()?;
     let _lock = data.lock()?;
     let created = !data.is_member();
     if created {
-        let cert = fleet::create(data, fleet_name, node_name)?;
+        let cert = fleet::create(data, fleet_name, node_name, root_key)?;
         eprintln!(
             "NOTE: {} was empty, so this node created a NEW fleet {fleet_name:?} and is its first admin ({}).\n\
              \x20     To join an existing fleet instead: stop this node, use an empty folder and run\n\
@@ -96,6 +97,17 @@ pub async fn run(
         data.root().display(),
         socket.display()
     );
+    if data.has_root() {
+        let key = data.root_key_path(None);
+        eprintln!(
+            "WARNING: the fleet root key is online in {}: whoever reads this folder can admit and revoke nodes.\n\
+             \x20        Move it offline (`mv {} /media/keys/fleet.key`) and pass `--root-key FILE` to\n\
+             \x20        `fleet invite` and `fleet revoke` (README: \"Keeping the root key offline\").",
+            key.display(),
+            key.display()
+        );
+        warn!(path = %key.display(), "the fleet root key is online in the data folder");
+    }
 
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut running = running;
