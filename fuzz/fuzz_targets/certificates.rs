@@ -18,6 +18,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = rev.verify(&fleet);
     }
     if let Ok(envelope) = gossip::open("osmoda/mesh/1", data) {
-        assert_eq!(envelope.payload.len() + gossip::ENVELOPE_OVERHEAD, data.len());
+        assert_eq!(
+            envelope.payload.len() + gossip::ENVELOPE_OVERHEAD,
+            data.len()
+        );
     }
 });
