@@ -119,6 +119,7 @@ pub fn bind(path: &Path) -> Result<OperatorListener, NodeError> {
     Ok(OperatorListener {
         inner: listener,
         node_uid,
+        last_warning: None,
     })
 }
 
@@ -130,11 +131,36 @@ pub fn bind(path: &Path) -> Result<OperatorListener, NodeError> {
 pub struct OperatorListener {
     inner: tokio::net::UnixListener,
     node_uid: u32,
+    /// When a refusal was last logged as a warning: a process that keeps
+    /// knocking gets one warning every 10 s, the rest at debug level.
+    last_warning: Option<std::time::Instant>,
 }
 
 impl OperatorListener {
     fn allows(&self, uid: u32) -> bool {
         uid == self.node_uid || uid == 0
+    }
+
+    fn refused(&mut self, uid: Option<u32>, pid: Option<i32>, error: Option<std::io::Error>) {
+        let now = std::time::Instant::now();
+        if self
+            .last_warning
+            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(10))
+        {
+            tracing::debug!(?uid, ?pid, ?error, "control socket: refused a connection");
+            return;
+        }
+        self.last_warning = Some(now);
+        match error {
+            None => tracing::warn!(
+                ?uid,
+                ?pid,
+                "control socket: refused a process of another user"
+            ),
+            Some(e) => {
+                tracing::warn!(error = %e, "control socket: cannot tell who connected; refused")
+            }
+        }
     }
 }
 
@@ -147,14 +173,8 @@ impl axum::serve::Listener for OperatorListener {
             let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
             match io.peer_cred() {
                 Ok(peer) if self.allows(peer.uid()) => return (io, addr),
-                Ok(peer) => tracing::warn!(
-                    uid = peer.uid(),
-                    pid = ?peer.pid(),
-                    "control socket: refused a process of another user"
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e, "control socket: cannot tell who connected; refused")
-                }
+                Ok(peer) => self.refused(Some(peer.uid()), peer.pid(), None),
+                Err(e) => self.refused(None, None, Some(e)),
             }
         }
     }
