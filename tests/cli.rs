@@ -8,11 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use common::{fleet, Node};
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{fleet, stderr, Node};
 
 #[test]
 fn commands_without_a_running_node_exit_3() {

@@ -3,14 +3,10 @@
 
 mod common;
 
-use common::{fleet, Node};
+use common::{fleet, stderr, Node};
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn put(node: &Node, title: &str, body: &str, tags: &[&str]) -> String {

@@ -7,11 +7,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::Node;
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{stderr, Node};
 
 const ONLINE: &str = "the fleet root key is online";
 

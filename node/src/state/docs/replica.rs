@@ -72,8 +72,8 @@ impl Docs {
     /// Every single document, in the order of the state summary and of
     /// sync sessions (at most [`MAX_SINGLES`], each with its own wire
     /// number). A new document type is listed here.
-    pub fn singles(&self) -> Vec<&dyn AnySingle> {
-        vec![&self.routines]
+    pub fn singles(&self) -> [&dyn AnySingle; 1] {
+        [&self.routines]
     }
 
     fn single(&self, wire: u16) -> Option<&dyn AnySingle> {
