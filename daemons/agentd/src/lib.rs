@@ -57,6 +57,7 @@
 
 mod actor;
 mod agent;
+pub mod allow;
 pub mod backoff;
 mod cgroup;
 pub mod output;
@@ -65,6 +66,7 @@ pub mod spec;
 mod status;
 mod supervisor;
 
+pub use allow::{AllowEntry, AllowError, AllowHost};
 pub use backoff::{Backoff, BackoffConfig, Decision, GiveUpReason};
 pub use cgroup::CgroupPlacement;
 pub use output::LogConfig;

@@ -8,9 +8,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Component, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+use crate::allow::{AllowEntry, MAX_ALLOW};
 
 /// Longest agent name; names become folder and cgroup names.
 pub const MAX_NAME_LEN: usize = 64;
@@ -30,6 +33,11 @@ pub const MAX_CREATED_BY_LEN: usize = 256;
 pub const MIN_MEMORY_BYTES: u64 = 4 * 1024 * 1024;
 /// Largest CPU limit in percent of one core (1,024 cores).
 pub const MAX_CPU_PERCENT: u32 = 100 * 1024;
+/// Most host paths (`ro` and `rw` together) an agent may see beyond its
+/// workspace.
+pub const MAX_PATHS: usize = 32;
+/// Longest host path.
+pub const MAX_PATH_LEN: usize = 4096;
 
 /// Everything needed to run one agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +63,23 @@ pub struct AgentSpec {
     /// Who asked for this agent (an actor id for the audit log).
     #[serde(default)]
     pub created_by: String,
+    /// Where the agent may connect through the node's egress proxy; it has
+    /// no other way out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<AllowEntry>,
+    /// Host paths the agent sees read-only, at the same place, beyond the
+    /// system (which it sees read-only anyway) and its workspace: for paths
+    /// under folders a confined agent does not see (`/tmp`, `/home`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ro: Vec<PathBuf>,
+    /// Host paths the agent may write, at the same place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rw: Vec<PathBuf>,
+    /// Run without the confinement (own user, namespaces, seccomp,
+    /// Landlock) where the host cannot provide it. Only an operator sets
+    /// it, explicitly, and the node audits it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unconfined: bool,
 }
 
 fn default_ring() -> u8 {
@@ -129,6 +154,12 @@ pub enum SpecError {
     MaxProcessesZero,
     #[error("created_by is {len} bytes long; the limit is {MAX_CREATED_BY_LEN}")]
     CreatedByTooLong { len: usize },
+    #[error("{count} allowlist entries; the limit is {MAX_ALLOW}")]
+    TooManyAllow { count: usize },
+    #[error("{count} host paths; the limit is {MAX_PATHS}")]
+    TooManyPaths { count: usize },
+    #[error("host path {path:?} must be absolute, without '.' or '..', NUL, or over {MAX_PATH_LEN} bytes")]
+    Path { path: String },
 }
 
 impl AgentSpec {
@@ -143,6 +174,10 @@ impl AgentSpec {
             restart: RestartPolicy::default(),
             limits: Limits::default(),
             created_by: String::new(),
+            allow: Vec::new(),
+            ro: Vec::new(),
+            rw: Vec::new(),
+            unconfined: false,
         }
     }
 
@@ -178,6 +213,19 @@ impl AgentSpec {
             return Err(SpecError::CreatedByTooLong {
                 len: self.created_by.len(),
             });
+        }
+        if self.allow.len() > MAX_ALLOW {
+            return Err(SpecError::TooManyAllow {
+                count: self.allow.len(),
+            });
+        }
+        if self.ro.len() + self.rw.len() > MAX_PATHS {
+            return Err(SpecError::TooManyPaths {
+                count: self.ro.len() + self.rw.len(),
+            });
+        }
+        for path in self.ro.iter().chain(&self.rw) {
+            validate_host_path(path)?;
         }
         Ok(())
     }
@@ -244,6 +292,25 @@ pub fn validate_env_key(key: &str) -> Result<(), SpecError> {
         });
     }
     Ok(())
+}
+
+/// A host path an agent sees: absolute and plain (no `.` or `..`, which
+/// would let the same entry mean another place than it reads), no NUL.
+pub fn validate_host_path(path: &std::path::Path) -> Result<(), SpecError> {
+    let text = path.as_os_str().as_encoded_bytes();
+    let plain = path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && !text.contains(&0)
+        && text.len() <= MAX_PATH_LEN;
+    if plain {
+        Ok(())
+    } else {
+        Err(SpecError::Path {
+            path: path.display().to_string(),
+        })
+    }
 }
 
 /// Strings reach `execve` as C strings: a NUL would cut them short.

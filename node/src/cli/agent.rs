@@ -72,6 +72,23 @@ pub struct AddArgs {
     /// Environment variable KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Where the agent may connect through the node's egress proxy
+    /// (repeatable): HOST:PORT, HOST a name, *.suffix or an IP ([v6] for
+    /// IPv6), PORT a number or *. Nothing else is reachable.
+    #[arg(long = "allow", value_name = "HOST:PORT")]
+    pub allow: Vec<osmoda_agentd::AllowEntry>,
+    /// A host path the agent sees read-only at the same place (repeatable);
+    /// a confined agent sees the system read-only but not /tmp, /home,
+    /// /root, /run or the node's data folder.
+    #[arg(long = "ro", value_name = "PATH")]
+    pub ro: Vec<std::path::PathBuf>,
+    /// A host path the agent may write, at the same place (repeatable).
+    #[arg(long = "rw", value_name = "PATH")]
+    pub rw: Vec<std::path::PathBuf>,
+    /// Run the agent without confinement (its own user, namespaces,
+    /// seccomp, Landlock) on a host that cannot provide it. Audited.
+    #[arg(long)]
+    pub unconfined: bool,
     /// Store the agent without starting it (it starts with `agent start`).
     #[arg(long)]
     pub no_start: bool,
@@ -120,6 +137,10 @@ fn spec(args: AddArgs) -> Result<AddAgent> {
             cpu_percent: args.cpu,
             max_processes: args.processes,
         },
+        "allow": args.allow,
+        "ro": args.ro,
+        "rw": args.rw,
+        "unconfined": args.unconfined,
     }))
     .context("cannot make the agent's spec")?;
     Ok(AddAgent {
