@@ -1,11 +1,12 @@
 //! The node's tools over MCP, end to end: an rmcp client starts `osmoda mcp
-//! --agent NAME` as a child process with a live agent's token, and every
-//! gate of the node shows through it (rings, approvals, workspace
-//! confinement, argument checks, the audit log).
+//! --agent NAME` as a child process under a live agent's uid (as the
+//! agent's own MCP client does inside it), and every gate of the node
+//! shows through it (rings, approvals, workspace confinement, argument
+//! checks, the audit log).
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -54,39 +55,24 @@ fn workspace(node: &Node, name: &str) -> PathBuf {
     node.dir.join("agents").join(name).join("workspace")
 }
 
-/// (token, socket) from the environment the agent wrote down.
-fn credentials(node: &Node, name: &str) -> (String, String) {
-    let path = workspace(node, name).join("env.txt");
-    let var = |text: &str, key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")))
-            .map(str::to_string)
-    };
-    let mut found = None;
-    let ok = wait_until(Duration::from_secs(30), || {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        found = var(&text, "OSMODA_AGENT_TOKEN").zip(var(&text, "OSMODA_AGENT_SOCKET"));
-        found.is_some()
-    });
-    assert!(ok, "agent {name} did not write its environment");
-    found.unwrap()
-}
-
-fn mcp_command(data: &Path, agent: &str, token: &str, socket: &str) -> tokio::process::Command {
+/// `osmoda mcp` as the agent's own MCP client runs it: under the agent's
+/// uid, the socket where the agent sees it.
+fn mcp_command(node: &Node, agent: &str) -> tokio::process::Command {
+    let (_, uid) = tokio::task::block_in_place(|| common::agent_ids(node, agent));
+    let socket = tokio::task::block_in_place(|| common::agent_socket(node, agent));
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.arg("--data")
-        .arg(data)
+        .arg(&node.dir)
         .args(["mcp", "--agent", agent])
         .env_remove("OSMODA_DATA")
-        .env("OSMODA_AGENT_TOKEN", token)
-        .env("OSMODA_AGENT_SOCKET", socket);
+        .env("OSMODA_AGENT_SOCKET", socket)
+        .uid(uid)
+        .gid(uid);
     cmd
 }
 
 async fn connect(node: &Node, agent: &str) -> Client {
-    let (token, socket) = credentials(node, agent);
-    let transport =
-        TokioChildProcess::new(mcp_command(&node.dir, agent, &token, &socket)).expect("spawn");
+    let transport = TokioChildProcess::new(mcp_command(node, agent)).expect("spawn");
     ().serve(transport).await.expect("MCP handshake")
 }
 
@@ -141,6 +127,9 @@ fn pending_id(node: &Node, agent: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tools_over_mcp_pass_the_nodes_gates() {
+    if !common::can_confine() {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let mut node = fleet(tmp.path(), 1).remove(0);
     tokio::task::block_in_place(|| node.start_local(&[]));
@@ -304,26 +293,48 @@ async fn tools_over_mcp_pass_the_nodes_gates() {
     tokio::task::block_in_place(|| node.stop());
 }
 
-#[test]
-fn mcp_without_a_token_says_so() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_is_no_agent_gets_nothing() {
+    if !common::can_confine() {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN)
-        .arg("--data")
-        .arg(tmp.path())
-        .args(["mcp", "--agent", "nobody"])
-        .env_remove("OSMODA_AGENT_TOKEN")
-        .env_remove("OSMODA_DATA")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(out.stdout.is_empty(), "stdout is for MCP only");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("OSMODA_AGENT_TOKEN"), "{stderr}");
+    let mut node = fleet(tmp.path(), 1).remove(0);
+    tokio::task::block_in_place(|| node.start_local(&[]));
+    add_agent(&node, "real", "1");
+    // The node's own user, outside every agent: what a process that read
+    // an agent's name and socket path from anywhere would be.
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.arg("--data")
+        .arg(&node.dir)
+        .args(["mcp", "--agent", "real"])
+        .env_remove("OSMODA_DATA");
+    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let result = client
+        .call_tool(call("kv_set", json!({ "key": "k", "value": "v" })))
+        .await
+        .expect("an answer");
+    assert_eq!(result.is_error, Some(true));
+    assert!(
+        text(&result).contains("not a running agent"),
+        "{}",
+        text(&result)
+    );
+    // Nothing was recorded for it: the socket is open to every local user.
+    let log = cli_json(&node, &["audit", "log", "--limit", "1000"]);
+    assert!(
+        !log.to_string().contains("tool.kv_set"),
+        "a stranger's call reached the audit log"
+    );
+    client.cancel().await.unwrap();
+    tokio::task::block_in_place(|| node.stop());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grants_advance_approvals_and_the_agents_own_state() {
+    if !common::can_confine() {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let mut node = fleet(tmp.path(), 1).remove(0);
     tokio::task::block_in_place(|| node.start_local(&[]));

@@ -2,7 +2,8 @@
 //! off-the-shelf client: the official Python SDK (`pip install mcp`, done
 //! by `.ci/run`) inside an agent the node started. The SDK passes only a
 //! few variables to the servers it starts, so this fails unless the
-//! documented `env` carries the agent's token and socket.
+//! documented `env` carries the agent's socket; the node knows the agent
+//! by its uid.
 
 mod common;
 
@@ -66,6 +67,10 @@ fn the_documented_python_client_calls_a_tool_from_inside_an_agent() {
         "indexer",
         "--restart",
         "never",
+        // The script lies in the test's temporary folder, which a confined
+        // agent does not see.
+        "--ro",
+        script.to_str().unwrap(),
         "--",
         "/bin/sh",
         "-c",

@@ -9,6 +9,7 @@ use osmoda_fabric::FabricConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::datadir::{DataDir, CONFIG};
+use crate::state::agent_uids::UidRange;
 
 /// The port a node listens on by default, for TCP and for QUIC. A stable
 /// port keeps the addresses in join tokens valid across restarts; when it is
@@ -40,6 +41,8 @@ pub struct FileConfig {
     pub handshake_timeout_secs: u64,
     /// Most connections held at once.
     pub max_connections: u32,
+    /// User ids for agents, `FIRST-LAST`: each agent gets one of its own.
+    pub agent_uid_range: UidRange,
 }
 
 impl Default for FileConfig {
@@ -52,6 +55,7 @@ impl Default for FileConfig {
             inbox_capacity: fabric.inbox_capacity,
             handshake_timeout_secs: fabric.handshake_timeout.as_secs(),
             max_connections: fabric.limits.max_established,
+            agent_uid_range: UidRange::default(),
         }
     }
 }

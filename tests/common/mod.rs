@@ -46,6 +46,15 @@ impl Node {
         }
     }
 
+    /// Another handle on the node in `dir`, for CLI calls from a thread.
+    pub fn at(dir: &Path) -> Self {
+        Self {
+            log: dir.with_extension("log"),
+            dir: dir.to_path_buf(),
+            child: None,
+        }
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.arg("--data").arg(&self.dir).args(args);
@@ -241,4 +250,119 @@ pub fn fleet(parent: &Path, n: usize) -> Vec<Node> {
         nodes.push(node);
     }
     nodes
+}
+
+/// A running agent's pid and uid, from `agent show`.
+pub fn agent_ids(node: &Node, name: &str) -> (u32, u32) {
+    let mut found = None;
+    let ok = wait_until(Duration::from_secs(30), || {
+        let v = node.json(&["agent", "show", name]);
+        let pid = v["state"]["pid"].as_u64();
+        let uid = v["uid"].as_u64();
+        found = pid.zip(uid).map(|(p, u)| (p as u32, u as u32));
+        found.is_some()
+    });
+    assert!(ok, "agent {name} is not running under a uid of its own");
+    found.unwrap()
+}
+
+/// The node's agent socket as the running agent `name` sees it: through
+/// its own mount namespace (`/proc/PID/root`), where it is bound in; the
+/// data folder itself is not reachable by the agent's uid.
+pub fn agent_socket(node: &Node, name: &str) -> PathBuf {
+    let (pid, _) = agent_ids(node, name);
+    let inside = node.dir.join("agent.sock");
+    PathBuf::from(format!("/proc/{pid}/root{}", inside.display()))
+}
+
+/// Connects to `path` as `uid`, the way an agent's own process does: the
+/// node learns who calls from the kernel (`SO_PEERCRED`), so a test can
+/// only speak as an agent by taking its uid. The switch is made on a
+/// throwaway thread (raw syscalls change only the calling thread's
+/// credentials), so the test process stays root.
+pub fn connect_as(uid: u32, path: &Path) -> std::io::Result<std::os::unix::net::UnixStream> {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        // SAFETY: plain syscalls on this thread's own credentials.
+        unsafe {
+            if libc::syscall(libc::SYS_setresgid, uid, uid, uid) != 0
+                || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        std::os::unix::net::UnixStream::connect(path)
+    })
+    .join()
+    .expect("the connecting thread")
+}
+
+/// One HTTP/1.1 request on an open connection, kept alive: (status, JSON
+/// body).
+pub fn request(
+    stream: &mut std::os::unix::net::UnixStream,
+    method: &str,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: osmoda\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).expect("write");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {line:?}"));
+    let mut length = 0;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("header");
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).expect("body");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// One tool call as the running agent `name`, on a fresh connection.
+pub fn call_as_agent(node: &Node, name: &str, tool: &str, arguments: Value) -> (u16, Value) {
+    let (_, uid) = agent_ids(node, name);
+    let mut stream = connect_as(uid, &agent_socket(node, name)).expect("connect as the agent");
+    request(
+        &mut stream,
+        "POST",
+        "/v1/agent/call",
+        &serde_json::json!({ "tool": tool, "arguments": arguments }),
+    )
+}
+
+/// Whether this test process may confine agents (root); tests that need
+/// it print why they skip otherwise.
+pub fn can_confine() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("skipped: confining agents needs root (CI runs as root)");
+    }
+    root
 }

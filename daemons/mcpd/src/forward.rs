@@ -5,13 +5,14 @@
 //!
 //! ```text
 //! POST /v1/agent/call
-//! authorization: Bearer <OSMODA_AGENT_TOKEN>
 //! content-type: application/json
 //!
 //! {"tool": "knowledge_get", "arguments": {"id": "..."}}
 //! ```
 //!
-//! The token identifies the agent, so the body carries no agent name. The
+//! The node identifies the agent from the connecting process's credentials
+//! (`SO_PEERCRED`: each agent runs under a uid of its own), so the request
+//! carries neither an agent name nor a secret. The
 //! node answers `200 {"result": <any JSON>}` on success and otherwise
 //! `{"error": message, "kind": KIND}`, KIND being an [`ErrorKind`]:
 //!
@@ -20,7 +21,7 @@
 //! | `invalid`     | 400    | the call or its arguments are wrong             |
 //! | `not_found`   | 404    | no such entry, key, file, node or request       |
 //! | `conflict`    | 409    | the current state does not allow it             |
-//! | `forbidden`   | 403    | a rule refuses it: ring, grant, lockdown, token |
+//! | `forbidden`   | 403    | a rule refuses it: ring, grant, lockdown, caller |
 //! | `denied`      | 409    | the operator said no, or did not answer in time |
 //! | `unavailable` | 503    | something it needs cannot be reached now        |
 //! | `upstream`    | 502    | another node failed to answer it                |
@@ -41,7 +42,7 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Bytes;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
@@ -51,8 +52,6 @@ use crate::args::MAX_EXEC_TIMEOUT_SECS;
 
 /// The route the node serves for agents' tool calls.
 pub const CALL_PATH: &str = "/v1/agent/call";
-/// The variable the node puts the agent's token in.
-pub const TOKEN_ENV: &str = "OSMODA_AGENT_TOKEN";
 /// The variable the node puts its agents' socket path in.
 pub const SOCKET_ENV: &str = "OSMODA_AGENT_SOCKET";
 /// Largest answer read from the node. A 1 MiB file read can grow up to six
@@ -160,8 +159,8 @@ impl fmt::Display for ErrorKind {
 /// ([`ForwardError::kind`]) it can branch on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ForwardError {
-    /// The node will not run it: ring, lockdown, missing grant, bad token
-    /// (kind `forbidden`).
+    /// The node will not run it: ring, lockdown, missing grant, a caller
+    /// that is no running agent (kind `forbidden`).
     #[error("refused: {reason}")]
     Refused { reason: String },
     /// The operator was asked and said no, or did not answer in time (kind
@@ -201,64 +200,21 @@ pub trait ToolForwarder: Send + Sync {
     async fn call(&self, tool: &str, arguments: Value) -> Result<Value, ForwardError>;
 }
 
-/// The agent token cannot be used. No variant shows the token.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    /// Most often an MCP client that passes the server it starts only a
-    /// few variables of its own environment (HOME, PATH, USER, ...), so the
-    /// agent's configuration must name the node's variables in its `env`.
-    #[error(
-        "{TOKEN_ENV} is not set: the node sets {TOKEN_ENV} and {SOCKET_ENV} in the agent's \
-         environment, and the agent's MCP client configuration must pass both to \
-         `osmoda mcp` (in its `env`)"
-    )]
-    Missing,
-    #[error("the agent token must be non-empty visible ASCII")]
-    Invalid,
-}
-
 /// Forwards calls to the node's agent route on its Unix socket, one
 /// connection per call (calls are few, and a fresh connection cannot be
 /// left half-read by a cancelled call).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct UnixSocketForwarder {
     socket_path: PathBuf,
-    authorization: HeaderValue,
     timeout: Duration,
 }
 
-impl std::fmt::Debug for UnixSocketForwarder {
-    // By hand, so the token never reaches a log line.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UnixSocketForwarder")
-            .field("socket_path", &self.socket_path)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
 impl UnixSocketForwarder {
-    pub fn new(socket_path: impl Into<PathBuf>, token: &str) -> Result<Self, TokenError> {
-        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(TokenError::Invalid);
-        }
-        let mut authorization =
-            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| TokenError::Invalid)?;
-        authorization.set_sensitive(true);
-        Ok(Self {
+    pub fn new(socket_path: impl Into<PathBuf>) -> Self {
+        Self {
             socket_path: socket_path.into(),
-            authorization,
             timeout: DEFAULT_TIMEOUT,
-        })
-    }
-
-    /// With the token from [`TOKEN_ENV`].
-    pub fn from_env(socket_path: impl Into<PathBuf>) -> Result<Self, TokenError> {
-        let token = std::env::var(TOKEN_ENV).map_err(|e| match e {
-            std::env::VarError::NotPresent => TokenError::Missing,
-            std::env::VarError::NotUnicode(_) => TokenError::Invalid,
-        })?;
-        Self::new(socket_path, &token)
+        }
     }
 
     /// Replaces [`DEFAULT_TIMEOUT`].
@@ -286,7 +242,6 @@ impl UnixSocketForwarder {
             .uri(CALL_PATH)
             .header(HOST, "localhost")
             .header(CONTENT_TYPE, "application/json")
-            .header(AUTHORIZATION, self.authorization.clone())
             .body(Full::new(body))
             .map_err(|e| ForwardError::Failed {
                 message: format!("cannot build the request: {e}"),
@@ -503,36 +458,5 @@ mod tests {
                 reason: "bad token".into()
             })
         );
-    }
-
-    #[test]
-    fn a_missing_token_says_what_to_pass_and_where() {
-        let message = TokenError::Missing.to_string();
-        assert!(
-            message.starts_with("OSMODA_AGENT_TOKEN is not set: "),
-            "{message}"
-        );
-        for needed in ["OSMODA_AGENT_SOCKET", "MCP client", "`osmoda mcp`", "`env`"] {
-            assert!(message.contains(needed), "{needed}: {message}");
-        }
-        assert!(!message.contains('\n'), "{message}");
-    }
-
-    #[test]
-    fn tokens_must_be_visible_ascii_and_stay_out_of_debug() {
-        assert_eq!(
-            UnixSocketForwarder::new("/x", "").err(),
-            Some(TokenError::Invalid)
-        );
-        assert_eq!(
-            UnixSocketForwarder::new("/x", "a b").err(),
-            Some(TokenError::Invalid)
-        );
-        assert_eq!(
-            UnixSocketForwarder::new("/x", "tok\n").err(),
-            Some(TokenError::Invalid)
-        );
-        let f = UnixSocketForwarder::new("/x", "s3cret").map_err(|e| e.to_string());
-        assert!(!format!("{f:?}").contains("s3cret"));
     }
 }

@@ -3,8 +3,8 @@
 //! An agent reaches its node's tools through `osmoda mcp --agent NAME`: a
 //! process speaking MCP on stdio ([`serve_stdio`]) that checks each call
 //! against the [catalogue](catalog) and forwards it to the node over the
-//! node's Unix socket ([`UnixSocketForwarder`]), authenticated by the
-//! agent's token. The node decides: trust rings, approvals, lockdown and
+//! node's Unix socket ([`UnixSocketForwarder`]), where the kernel tells the
+//! node which agent's process connected. The node decides: trust rings, approvals, lockdown and
 //! audit are enforced there, never here, so a modified copy of this process
 //! gains an agent nothing.
 //!
@@ -36,7 +36,7 @@ pub use catalog::{
     parse_arguments, tool, tools, validate_arguments, ArgumentError, Ring, ToolCall, ToolInfo,
     MAX_AUDIT_TARGET_CHARS,
 };
-pub use forward::{ErrorKind, ForwardError, TokenError, ToolForwarder, UnixSocketForwarder};
+pub use forward::{ErrorKind, ForwardError, ToolForwarder, UnixSocketForwarder};
 pub use server::{serve, serve_stdio, McpError, McpServer};
 #[cfg(unix)]
 pub use workspace::{Workspace, WorkspaceError};

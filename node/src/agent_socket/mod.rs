@@ -1,19 +1,20 @@
-//! The agents' socket: `POST /v1/agent/call`, tool calls authenticated by
-//! the agent's token (see `osmoda_mcpd::forward` for the wire format). A
-//! thin front: the gates below decide whether a call runs, `tools.rs` maps
-//! it to one service operation, and the call's single audit entry is
-//! written here once it ended.
+//! The agents' socket: `POST /v1/agent/call`, tool calls from the agent
+//! the kernel says is calling (see `osmoda_mcpd::forward` for the wire
+//! format). A thin front: the gates below decide whether a call runs,
+//! `tools.rs` maps it to one service operation, and the call's single
+//! audit entry is written here once it ended.
 //!
-//! Every call goes through the same gates, in this order: the token names
-//! the agent (401 otherwise, 403 during a lockdown, which kills every
-//! token's agent); a lockdown refuses everything (403); the tool
+//! Every call goes through the same gates, in this order: the caller's
+//! credentials (`SO_PEERCRED`, taken when it connected) name a running
+//! agent (401 otherwise, 403 during a lockdown, which stops every agent);
+//! a lockdown refuses everything (403); the tool
 //! must be in the catalogue and the arguments must fit it (400); a ring-1
 //! tool is refused to a ring-2 agent (403) and, for a ring-1 agent, waits
 //! for the operator unless a grant or an advance approval covers it (409,
 //! kind `denied`, when denied or expired). Every call from a known agent is
-//! audited with its outcome, refusals included; calls without a valid token
-//! are not (the socket is open to every local user, and they must not be
-//! able to fill the audit log). A call whose client hangs up midway is
+//! audited with its outcome, refusals included; calls from processes that
+//! are no agent are not (the socket is open to every local user, and they
+//! must not be able to fill the audit log). A call whose client hangs up midway is
 //! audited too, and its pending approval withdrawn.
 
 mod tools;
@@ -23,9 +24,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -56,8 +58,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-/// Binds the agents' socket. Mode 0666: any local process may connect, and
-/// only a live agent token gets anything done.
+/// Binds the agents' socket. Mode 0666: any local process may connect (an
+/// agent runs under a uid of its own), and only a running agent's process
+/// gets anything done.
 pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     if path.exists() {
         std::fs::remove_file(path)?;
@@ -65,6 +68,38 @@ pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     let listener = tokio::net::UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
     Ok(listener)
+}
+
+/// Who connected, as the kernel saw it at `connect` (`SO_PEERCRED`): not
+/// something the caller says, and not something another process could
+/// read from its environment and replay.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    uid: Option<u32>,
+    pid: Option<i32>,
+}
+
+impl Connected<axum::serve::IncomingStream<'_, tokio::net::UnixListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::UnixListener>) -> Self {
+        match stream.io().peer_cred() {
+            Ok(cred) => Peer {
+                uid: Some(cred.uid()),
+                pid: cred.pid(),
+            },
+            Err(_) => Peer {
+                uid: None,
+                pid: None,
+            },
+        }
+    }
+}
+
+/// Serves the agents' socket until the listener fails.
+pub async fn serve(listener: tokio::net::UnixListener, node: Arc<Node>) {
+    let app = router(node).into_make_service_with_connect_info::<Peer>();
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!(error = %e, "the agents' socket stopped");
+    }
 }
 
 #[derive(Deserialize)]
@@ -121,18 +156,18 @@ impl Ended {
 
 async fn call(
     State(node): State<Arc<Node>>,
-    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     body: Result<Json<CallBody>, JsonRejection>,
 ) -> Response {
-    // The token first: without it nothing else is looked at or audited.
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(who) = token.and_then(|t| node.agents.authenticate(t)) else {
-        // A lockdown kills every agent and so every token; a leftover MCP
-        // process still learns why its calls fail.
+    // Who calls first: for anyone but a running agent nothing else is
+    // looked at or audited.
+    let who = match peer.uid {
+        Some(uid) => node.agents.identify(uid, peer.pid).await,
+        None => None,
+    };
+    let Some(who) = who else {
+        // A lockdown stops every agent; a leftover MCP process still
+        // learns why its calls fail.
         if node.emergency.is_locked() {
             return reply(NodeError::LockedDown);
         }
@@ -140,7 +175,7 @@ async fn call(
             StatusCode::UNAUTHORIZED,
             Json(error_body(
                 ErrorKind::Forbidden,
-                "no valid agent token (OSMODA_AGENT_TOKEN of a running agent)".into(),
+                "the calling process is not a running agent of this node".into(),
             )),
         )
             .into_response();

@@ -110,11 +110,13 @@ pub enum Command {
         command: String,
     },
     /// Serve this node's tools to one agent over MCP on stdio (what an
-    /// agent's MCP configuration runs). It needs OSMODA_AGENT_TOKEN and
-    /// OSMODA_AGENT_SOCKET from the agent's environment: pass both in the MCP
-    /// client's `env` (see docs/api.md, "MCP").
+    /// agent's MCP configuration runs, inside the agent). The node knows
+    /// the calling agent by the process's uid; OSMODA_AGENT_SOCKET, set in
+    /// every agent's environment, says where the socket is (docs/api.md,
+    /// "MCP").
     Mcp {
-        /// The agent's name (for messages; the token decides who calls).
+        /// The agent's name (for messages; the caller's uid decides who
+        /// calls).
         #[arg(long)]
         agent: String,
     },

@@ -1,9 +1,10 @@
 //! `osmoda mcp --agent NAME`: the node's tools over MCP on stdio, for an
 //! agent's MCP client to start as a child process.
 //!
-//! This process holds no authority of its own: it forwards each call, with
-//! the agent's token, to the node's agents' socket, where every check is
-//! made. Stdout carries MCP only; logs go to stderr (`init_logging`).
+//! This process holds no authority of its own: it forwards each call to
+//! the node's agents' socket, where the node identifies the calling agent
+//! by its uid (or its session, for an unconfined agent) and makes every
+//! check. It must run inside the agent (a child of the agent's process). Stdout carries MCP only; logs go to stderr (`init_logging`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,10 +22,7 @@ pub async fn run(data: &DataDir, agent: &str) -> Result<()> {
         Some(path) if !path.is_empty() => PathBuf::from(path),
         _ => data.path(AGENT_SOCKET),
     };
-    // The token error says which variable is missing and where it comes
-    // from; the token itself never reaches a message.
-    let forwarder = UnixSocketForwarder::from_env(&socket)
-        .context("`osmoda mcp` runs inside an agent started by the node")?;
+    let forwarder = UnixSocketForwarder::new(&socket);
     tracing::info!(agent, socket = %socket.display(), "serving MCP on stdio");
     serve_stdio(Arc::new(forwarder), agent.to_string())
         .await

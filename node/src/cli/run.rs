@@ -11,6 +11,7 @@ use crate::config::{self, Overrides};
 use crate::datadir::{DataDir, AGENT_SOCKET, SOCKET};
 use crate::runtime::builder::NodeBuilder;
 use crate::service::unix_now;
+use crate::state::agents::AgentsConfig;
 
 pub async fn run(
     data: &DataDir,
@@ -35,6 +36,7 @@ pub async fn run(
     }
     let file_config = config::load(data)?;
     let default_listen = config::listens_by_default(&file_config, &overrides);
+    let agent_uids = file_config.agent_uid_range;
     let fabric = config::resolve(file_config, &overrides)?;
     let cert = data.cert()?;
     cert.verify(&cert.fleet, unix_now()).context(
@@ -56,9 +58,12 @@ pub async fn run(
             None
         },
         revocations: data.revocations()?,
-        agents_dir: data.path("agents"),
-        agent_socket: agent_socket.clone(),
-        cgroups: true,
+        agents: AgentsConfig {
+            dir: data.path("agents"),
+            socket: agent_socket.clone(),
+            cgroups: true,
+            uids: agent_uids,
+        },
         data: Some(data.clone()),
     };
     let running = builder.start().await?;
@@ -82,10 +87,7 @@ pub async fn run(
     });
     let agent_listener = crate::agent_socket::bind(&agent_socket)
         .with_context(|| format!("cannot bind {}", agent_socket.display()))?;
-    let agent_app = crate::agent_socket::router(node.clone());
-    let agent_api_task = tokio::spawn(async move {
-        let _ = axum::serve(agent_listener, agent_app).await;
-    });
+    let agent_api_task = tokio::spawn(crate::agent_socket::serve(agent_listener, node.clone()));
     node.start_agents().await;
     let info = node.info();
     eprintln!(

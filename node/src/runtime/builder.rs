@@ -4,7 +4,6 @@
 //! same emergency path; the simulation only swaps the transport, keeps no
 //! data folder and runs its agents without cgroups.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use osmoda_crdt_state::{Actor, Outcome};
@@ -22,7 +21,7 @@ use crate::replication::sync::Replicator;
 use crate::runtime::topics;
 use crate::service::{audit_agent_events, Node, Signer};
 use crate::state::address_book::AddressBook;
-use crate::state::agents::Agents;
+use crate::state::agents::{Agents, AgentsConfig};
 use crate::state::approvals::Approvals;
 use crate::state::audit_log::AuditLog;
 use crate::state::docs::Docs;
@@ -43,11 +42,7 @@ pub struct NodeBuilder {
     pub fallback_listen: Option<Vec<libp2p::Multiaddr>>,
     pub revocations: Vec<Revocation>,
     /// Where agents' folders live (`DATA/agents`).
-    pub agents_dir: PathBuf,
-    /// The socket agents call their tools on (bound by `run`, not here).
-    pub agent_socket: PathBuf,
-    /// Agents' limits through cgroups when the host offers them.
-    pub cgroups: bool,
+    pub agents: AgentsConfig,
     /// The node's folder, where revocations are kept; none in simulation.
     pub data: Option<DataDir>,
 }
@@ -110,13 +105,7 @@ impl NodeBuilder {
             started.map_err(|e| NodeError::Internal(format!("cannot start the fabric: {e}")))?;
         let node_id = credentials.peer_id().to_string();
         let docs = Arc::new(Docs::open(&self.store, &node_id)?);
-        let (agents, agent_events) = Agents::open(
-            &self.agents_dir,
-            self.store.clone(),
-            &node_id,
-            self.agent_socket,
-            self.cgroups,
-        )?;
+        let (agents, agent_events) = Agents::open(self.agents, self.store.clone(), &node_id)?;
         tokio::spawn(audit_agent_events(agent_events, audit.clone()));
         let info = NodeInfo {
             node_id,

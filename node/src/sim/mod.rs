@@ -14,6 +14,8 @@ use zeroize::Zeroizing;
 use crate::datadir::FleetInfo;
 use crate::error::{NodeError, NodeResult};
 use crate::runtime::builder::NodeBuilder;
+use crate::state::agent_uids::UidRange;
+use crate::state::agents::AgentsConfig;
 
 mod fleet;
 
@@ -59,9 +61,12 @@ impl SimHost<'_> {
             },
             fallback_listen: None,
             revocations: Vec::new(),
-            agents_dir: folder.join("agents"),
-            agent_socket: folder.join("agent.sock"),
-            cgroups: false,
+            agents: AgentsConfig {
+                dir: folder.join("agents"),
+                socket: folder.join("agent.sock"),
+                cgroups: false,
+                uids: UidRange::default(),
+            },
             data: None,
         })
     }

@@ -1,20 +1,23 @@
 //! The node's agents: specs kept durably in the store, processes run by
-//! `osmoda-agentd`, the agents an operator holds down, and the credentials
-//! that tell the node which agent is calling.
+//! `osmoda-agentd`, the agents an operator holds down, and how the node
+//! knows which agent is calling.
 //!
-//! Every time the node starts an agent it issues a fresh random token
-//! (`OSMODA_AGENT_TOKEN` in the agent's environment) and keeps only its
-//! BLAKE3 hash. A tool call is attributed to the agent whose token it
-//! carries, never to a name the caller claims. Tokens die with the process
-//! that held them: a restart, a stop or a node restart issues new ones.
+//! Each agent has a user id of its own (`agent_uids`), kept in the store
+//! beside its spec. The agents' socket asks the kernel who connected
+//! (`SO_PEERCRED`): a caller is the agent whose uid it runs under, never a
+//! name it claims and never a secret it could leak or have stolen from its
+//! environment. An agent run `--unconfined` on a host that cannot give it
+//! a uid of its own shares the node's uid; it is told apart by its session
+//! (the supervisor makes each agent a session leader, and its children
+//! inherit the session).
 //!
 //! An agent is *held* when an operator stopped it (or a lockdown, an
 //! emergency stop left it down): the node does not start it at its own
 //! start, until an operator starts it again. Held names are stored beside
 //! the specs, so a stop survives a restart of the node.
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use osmoda_agentd::{
@@ -22,30 +25,50 @@ use osmoda_agentd::{
     SupervisorConfig,
 };
 use osmoda_store::{Batch, Store};
-use rand::RngCore;
 use tokio::sync::mpsc;
 
+use super::agent_uids::UidRange;
 use crate::error::{NodeError, NodeResult};
 
 const SPECS: &str = "agents";
 const HELD: &str = "agents-held";
+/// Agent name → its user id (4 bytes, little-endian).
+const UIDS: &str = "agents-uid";
 /// Agents one node keeps.
 pub const MAX_AGENTS: usize = 256;
 
-/// Who is calling, as the node knows it from the token.
+/// Who is calling, as the node knows it from the caller's uid.
 #[derive(Debug, Clone)]
 pub struct AgentIdentity {
     pub name: String,
     pub ring: u8,
     pub workspace: PathBuf,
+    /// The uid the agent runs under; None when it runs as the node's user.
+    pub uid: Option<u32>,
+}
+
+/// Where the node's agents live and how they are identified.
+#[derive(Debug, Clone)]
+pub struct AgentsConfig {
+    /// Agents' folders (`DATA/agents`).
+    pub dir: PathBuf,
+    /// The socket agents call their tools on.
+    pub socket: PathBuf,
+    /// Limits through cgroups when the host offers them.
+    pub cgroups: bool,
+    /// Where agents' uids come from.
+    pub uids: UidRange,
 }
 
 pub struct Agents {
     supervisor: Supervisor,
     store: Store,
     socket: PathBuf,
-    /// BLAKE3 of a live token → the agent it was issued to.
-    tokens: Mutex<HashMap<[u8; 32], String>>,
+    uid_range: UidRange,
+    /// Seeds where uid allocation starts (the node's id).
+    uid_seed: Vec<u8>,
+    /// Agent name → uid, as stored; read on every call, so kept here.
+    uids: Mutex<BTreeMap<String, u32>>,
 }
 
 fn damaged(e: serde_json::Error) -> NodeError {
@@ -69,30 +92,67 @@ impl Agents {
     /// each other's. `cgroups: false` keeps every agent on rlimits (the
     /// simulation, where hundreds of nodes share one host).
     pub fn open(
-        base: &Path,
+        config: AgentsConfig,
         store: Store,
         node_id: &str,
-        agent_socket: PathBuf,
-        cgroups: bool,
     ) -> NodeResult<(Self, mpsc::Receiver<AgentEvent>)> {
-        let mut config = SupervisorConfig::new(base);
-        config.cgroup = match std::env::var("OSMODA_CGROUP").as_deref() {
+        let mut supervisor_config = SupervisorConfig::new(&config.dir);
+        supervisor_config.cgroup = match std::env::var("OSMODA_CGROUP").as_deref() {
             Ok("off") => CgroupPlacement::Disabled,
-            _ if !cgroups => CgroupPlacement::Disabled,
+            _ if !config.cgroups => CgroupPlacement::Disabled,
             _ => CgroupPlacement::Auto {
                 scope: cgroup_scope(node_id),
             },
         };
-        let (supervisor, events) = Supervisor::new(config)?;
+        let mut uids = BTreeMap::new();
+        for (name, bytes) in store.scan_prefix(UIDS, b"", MAX_AGENTS)? {
+            let uid = <[u8; 4]>::try_from(bytes.as_slice())
+                .map(u32::from_le_bytes)
+                .map_err(|_| NodeError::Internal("a stored agent uid is damaged".into()))?;
+            uids.insert(String::from_utf8_lossy(&name).into_owned(), uid);
+        }
+        let (supervisor, events) = Supervisor::new(supervisor_config)?;
         Ok((
             Self {
                 supervisor,
                 store,
-                socket: agent_socket,
-                tokens: Mutex::new(HashMap::new()),
+                socket: config.socket,
+                uid_range: config.uids,
+                uid_seed: node_id.as_bytes().to_vec(),
+                uids: Mutex::new(uids),
             },
             events,
         ))
+    }
+
+    /// The agent's uid, allocating (and storing) one if it has none yet
+    /// (an agent added before agents had their own).
+    pub async fn uid(&self, name: &str) -> NodeResult<u32> {
+        if let Some(uid) = self.uids_now().get(name) {
+            return Ok(*uid);
+        }
+        let held: BTreeSet<u32> = self.uids_now().values().copied().collect();
+        let uid = self
+            .uid_range
+            .allocate(&held, &self.uid_seed)
+            .ok_or_else(|| {
+                NodeError::Busy(format!(
+                    "no free uid left in agent_uid_range {}",
+                    self.uid_range
+                ))
+            })?;
+        let mut batch = Batch::new();
+        batch.put(UIDS, name.as_bytes(), &uid.to_le_bytes());
+        self.store.submit_batch(batch)?.await?;
+        self.uids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), uid);
+        Ok(uid)
+    }
+
+    fn uids_now(&self) -> BTreeMap<String, u32> {
+        self.uids.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// "cgroup-v2" or "rlimits", and why.
@@ -121,6 +181,39 @@ impl Agents {
     fn known(&self, name: &str) -> NodeResult<AgentSpec> {
         self.spec(name)?
             .ok_or_else(|| NodeError::not_found("agent", name))
+    }
+
+    /// The uid an agent runs under; None when it runs as the node's user.
+    pub fn uid_of(&self, spec: &AgentSpec) -> Option<u32> {
+        if spec.unconfined {
+            return None;
+        }
+        self.uids_now().get(&spec.name).copied()
+    }
+
+    /// Adds or removes allowlist entries in the stored spec; returns it.
+    pub async fn change_allowlist(
+        &self,
+        name: &str,
+        entries: &[osmoda_agentd::AllowEntry],
+        add: bool,
+    ) -> NodeResult<AgentSpec> {
+        let mut spec = self.known(name)?;
+        if add {
+            for entry in entries {
+                if !spec.allow.contains(entry) {
+                    spec.allow.push(entry.clone());
+                }
+            }
+        } else {
+            spec.allow.retain(|e| !entries.contains(e));
+        }
+        spec.validate()?;
+        let bytes = serde_json::to_vec(&spec).map_err(NodeError::internal)?;
+        let mut batch = Batch::new();
+        batch.put(SPECS, name.as_bytes(), &bytes);
+        self.store.submit_batch(batch)?.await?;
+        Ok(spec)
     }
 
     /// Names of the agents held down.
@@ -175,6 +268,11 @@ impl Agents {
         }
         self.store.submit_batch(batch)?.await?;
         let name = spec.name.clone();
+        if !spec.unconfined {
+            // Allocated with the agent, kept for its life: files it leaves
+            // in its workspace stay its own across restarts.
+            self.uid(&name).await?;
+        }
         if start {
             return match self.start(&name).await {
                 Ok(status) => Ok(status),
@@ -197,17 +295,7 @@ impl Agents {
     /// it if it was held.
     pub async fn start(&self, name: &str) -> NodeResult<AgentStatus> {
         let spec = self.known(name)?;
-        let mut raw = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut raw);
-        let token = osmoda_fabric::proto::hex(&raw);
-        let hash = *blake3::hash(token.as_bytes()).as_bytes();
-        {
-            let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-            tokens.retain(|_, n| n != name);
-            tokens.insert(hash, name.to_string());
-        }
         let env = [
-            ("OSMODA_AGENT_TOKEN".to_string(), token),
             ("OSMODA_AGENT_NAME".to_string(), name.to_string()),
             (
                 "OSMODA_AGENT_SOCKET".to_string(),
@@ -215,13 +303,7 @@ impl Agents {
             ),
         ]
         .into();
-        let status = match self.supervisor.start(spec, env).await {
-            Ok(status) => status,
-            Err(e) => {
-                self.revoke_token(name);
-                return Err(e.into());
-            }
-        };
+        let status = self.supervisor.start(spec, env).await?;
         self.set_held(&[name.to_string()], false).await?;
         Ok(status)
     }
@@ -238,26 +320,10 @@ impl Agents {
         }
     }
 
-    /// Every agent is down: no token stays live.
-    fn forget_tokens(&self) {
-        self.tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-    }
-
-    fn revoke_token(&self, name: &str) {
-        self.tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, n| n != name);
-    }
-
     /// Stops an agent and holds it down, across node restarts too.
     pub async fn stop(&self, name: &str) -> NodeResult<AgentStatus> {
         let spec = self.known(name)?;
         self.set_held(&[name.to_string()], true).await?;
-        self.revoke_token(name);
         match self.supervisor.stop(name).await {
             Ok(status) => Ok(status),
             // Known but never started in this run: already down.
@@ -269,7 +335,6 @@ impl Agents {
     /// Stops the agent, forgets its spec and deletes its folder.
     pub async fn remove(&self, name: &str) -> NodeResult<()> {
         self.known(name)?;
-        self.revoke_token(name);
         match self.supervisor.remove(name, AgentData::Delete).await {
             Ok(()) | Err(AgentdError::UnknownAgent { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -277,7 +342,12 @@ impl Agents {
         let mut batch = Batch::new();
         batch.delete(SPECS, name.as_bytes());
         batch.delete(HELD, name.as_bytes());
+        batch.delete(UIDS, name.as_bytes());
         self.store.submit_batch(batch)?.await?;
+        self.uids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         Ok(())
     }
 
@@ -347,16 +417,12 @@ impl Agents {
 
     /// SIGTERM, a grace period, SIGKILL, for every agent.
     pub async fn stop_all(&self) -> NodeResult<usize> {
-        let n = self.supervisor.stop_all().await?.len();
-        self.forget_tokens();
-        Ok(n)
+        Ok(self.supervisor.stop_all().await?.len())
     }
 
     /// SIGKILL for every agent, now.
     pub async fn kill_all(&self) -> NodeResult<usize> {
-        let n = self.supervisor.kill_all().await?.len();
-        self.forget_tokens();
-        Ok(n)
+        Ok(self.supervisor.kill_all().await?.len())
     }
 
     pub async fn freeze_all(&self) -> NodeResult<usize> {
@@ -367,21 +433,42 @@ impl Agents {
         Ok(self.supervisor.resume_all().await?)
     }
 
-    /// The agent a token was issued to, if it is still live.
-    pub fn authenticate(&self, token: &str) -> Option<AgentIdentity> {
-        let hash = *blake3::hash(token.as_bytes()).as_bytes();
-        let name = self
-            .tokens
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&hash)
-            .cloned()?;
+    /// The running agent a connected process belongs to, from the
+    /// kernel's word on the caller (`SO_PEERCRED`): the agent that runs
+    /// under `uid`, or, for the node's own uid, the unconfined agent whose
+    /// session the caller is in. None for anyone else, and for an agent
+    /// that is not running (a stopped agent has no say).
+    pub async fn identify(&self, uid: u32, pid: Option<i32>) -> Option<AgentIdentity> {
+        use osmoda_agentd::AgentState;
+        // SAFETY: geteuid has no preconditions.
+        let node_uid = unsafe { libc::geteuid() };
+        let name = if uid == node_uid {
+            // SAFETY: getsid only reads the process table.
+            let session = pid.map(|pid| unsafe { libc::getsid(pid) })?;
+            let running = self.supervisor.list().await.ok()?;
+            running
+                .into_iter()
+                .find(|s| {
+                    s.spec.unconfined
+                        && matches!(s.state, AgentState::Running { pid, .. } if pid as i32 == session)
+                })?
+                .spec
+                .name
+        } else {
+            let uids = self.uids_now();
+            uids.into_iter().find(|(_, u)| *u == uid)?.0
+        };
+        if !self.is_up(&name).await {
+            return None;
+        }
         let spec = self.spec(&name).ok()??;
         let workspace = self.supervisor.workspace_dir(&name).ok()?;
+        let uid = (uid != node_uid).then_some(uid);
         Some(AgentIdentity {
             name,
             ring: spec.ring,
             workspace,
+            uid,
         })
     }
 }

@@ -6,6 +6,7 @@
 //! into operations.
 
 pub mod address_book;
+pub mod agent_uids;
 pub mod agents;
 pub mod approvals;
 pub mod audit_log;

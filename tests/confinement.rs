@@ -1,0 +1,212 @@
+//! Agents as attackers: a ring-2 agent runs its own code (tests/scripts/
+//! spy.py) and tries every way out of its confinement the threat model
+//! names; a ring-1 agent's approved `host_exec` runs as that agent. Real
+//! node, real processes, real sockets. Needs root, as the node does to
+//! confine; prints why it skips otherwise.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{agent_ids, call_as_agent, can_confine, fleet, wait_until, Node};
+use serde_json::json;
+
+const SPY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/scripts/spy.py");
+
+fn add(node: &Node, args: &[&str]) {
+    let mut all = vec!["agent", "add"];
+    all.extend_from_slice(args);
+    let out = node.cli(&all);
+    assert!(out.status.success(), "agent add: {}", common::stderr(&out));
+}
+
+fn tcp_port(node: &Node) -> u16 {
+    let addr = node.addr("tcp");
+    addr.rsplit('/').next().unwrap().parse().unwrap()
+}
+
+fn report(node: &Node, agent: &str) -> String {
+    let path = node
+        .dir
+        .join("agents")
+        .join(agent)
+        .join("workspace/report.txt");
+    let mut text = String::new();
+    let done = wait_until(Duration::from_secs(60), || {
+        text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.contains("DONE")
+    });
+    assert!(
+        done,
+        "the spy did not finish; its output:\n{}",
+        node.cli(&["agent", "logs", agent]).stdout.escape_ascii()
+    );
+    text
+}
+
+#[test]
+fn a_hostile_agent_gets_nowhere_and_the_node_keeps_serving() {
+    if !can_confine() || !Path::new("/usr/bin/python3").exists() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = fleet(tmp.path(), 1).remove(0);
+    node.start_local(&[]);
+    let status = node.status();
+    eprintln!(
+        "limits: {} ({}); confinement: {}",
+        status["limit_mode"], status["limit_reason"], status["confinement"]
+    );
+    add(
+        &node,
+        &[
+            "victim",
+            "--ring",
+            "1",
+            "--env",
+            "VICTIM_SECRET=hunter2",
+            "--",
+            "/bin/sh",
+            "-c",
+            "exec sleep 600",
+        ],
+    );
+    let (victim_pid, victim_uid) = agent_ids(&node, "victim");
+    let outside = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let data = node.dir.display().to_string();
+    let env = |k: &str, v: String| format!("{k}={v}");
+    let vars = [
+        env("SPY_DATA", data.clone()),
+        env("SPY_VICTIM_PID", victim_pid.to_string()),
+        env("SPY_NODE_PORT", tcp_port(&node).to_string()),
+        env(
+            "SPY_OUTSIDE_PORT",
+            outside.local_addr().unwrap().port().to_string(),
+        ),
+    ];
+    let mut args = vec!["spy", "--processes", "32", "--ro", SPY];
+    for v in &vars {
+        args.extend(["--env", v]);
+    }
+    args.extend(["--", "/usr/bin/python3", SPY]);
+    add(&node, &args);
+    let (_, spy_uid) = agent_ids(&node, "spy");
+    let text = report(&node, "spy");
+    eprintln!("{text}");
+
+    let moves: Vec<&str> = text.lines().filter(|l| l.starts_with("MOVE ")).collect();
+    assert_eq!(moves.len(), 19, "every move reported:\n{text}");
+    for line in &moves {
+        assert!(line.contains(": blocked"), "{line}");
+    }
+    assert!(
+        text.contains("OWN_WRITE ok"),
+        "its own workspace is writable:\n{text}"
+    );
+    let forks: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("FORKS "))
+        .and_then(|n| n.parse().ok())
+        .expect("a fork count");
+    assert!(forks < 32, "{forks} processes under a limit of 32");
+    assert!(
+        text.contains(&format!("UID {spy_uid} GID {spy_uid}")),
+        "the spy runs under its own ids ({spy_uid}):\n{text}"
+    );
+    assert_ne!(spy_uid, victim_uid, "two agents, two uids");
+    assert_ne!(spy_uid, 0);
+
+    // The victim was not touched and the node still serves.
+    assert_eq!(
+        agent_ids(&node, "victim").0,
+        victim_pid,
+        "the victim lives on"
+    );
+    assert!(node.status()["node_id"].is_string());
+    let pending = node.json(&["approvals"]);
+    assert_eq!(
+        pending["pending"].as_array().map(Vec::len),
+        Some(0),
+        "{pending}"
+    );
+    node.stop();
+}
+
+#[test]
+fn host_exec_runs_as_the_calling_agent_and_the_audit_names_it() {
+    if !can_confine() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = fleet(tmp.path(), 1).remove(0);
+    node.start_local(&[]);
+    add(
+        &node,
+        &[
+            "ops",
+            "--ring",
+            "1",
+            "--",
+            "/bin/sh",
+            "-c",
+            "exec sleep 600",
+        ],
+    );
+    add(
+        &node,
+        &[
+            "bystander",
+            "--ring",
+            "1",
+            "--",
+            "/bin/sh",
+            "-c",
+            "exec sleep 600",
+        ],
+    );
+    let (_, ops_uid) = agent_ids(&node, "ops");
+
+    // The call waits for the operator; approve it from another thread.
+    let approver = {
+        let dir = node.dir.clone();
+        std::thread::spawn(move || {
+            let node = Node::at(&dir);
+            let mut id = None;
+            wait_until(Duration::from_secs(30), || {
+                let v = node.json(&["approvals"]);
+                id = v["pending"][0]["id"].as_u64();
+                id.is_some()
+            });
+            let id = id.expect("a pending approval").to_string();
+            assert!(node.cli(&["approve", &id]).status.success());
+        })
+    };
+    let (status, answer) = call_as_agent(
+        &node,
+        "ops",
+        "host_exec",
+        json!({ "command": "/bin/sh", "args": ["-c", "id -u; id -g; touch /etc/x 2>&1 || true"] }),
+    );
+    approver.join().unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let stdout = answer["result"]["stdout"].as_str().unwrap_or_default();
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some(ops_uid.to_string().as_str()), "{answer}");
+    assert_eq!(lines.next(), Some(ops_uid.to_string().as_str()), "{answer}");
+    let all = format!("{stdout}{}", answer["result"]["stderr"]);
+    assert!(
+        all.contains("Read-only") || all.contains("Permission denied"),
+        "{answer}"
+    );
+
+    let log = node.json(&["audit", "log", "--limit", "1000"]);
+    let entries = log.as_array().cloned().unwrap_or_default();
+    let exec: Vec<_> = entries
+        .iter()
+        .filter(|e| e["action"] == "tool.host_exec")
+        .collect();
+    assert_eq!(exec.len(), 1, "{log}");
+    assert_eq!(exec[0]["actor"], "agent:ops", "{log}");
+    node.stop();
+}
