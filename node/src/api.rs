@@ -322,6 +322,17 @@ pub struct AgentView {
     /// with the node.
     #[serde(default)]
     pub held: bool,
+    /// The uid it runs under (None: the node's own, `--unconfined`).
+    #[serde(default)]
+    pub uid: Option<u32>,
+}
+
+/// `POST /v1/agents/{name}/allow` and `/disallow`: egress allowlist
+/// entries to add or remove.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowBody {
+    pub entries: Vec<osmoda_agentd::AllowEntry>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,8 +8,8 @@ use super::client::{segment, Client};
 use super::out::{self, say};
 use super::render;
 use crate::api::{
-    AddAgent, AgentView, ApprovalsView, ApproveBody, EmergencyBody, EmergencyOutcome, LogsQuery,
-    PendingView, Removed,
+    AddAgent, AgentView, AllowBody, ApprovalsView, ApproveBody, EmergencyBody, EmergencyOutcome,
+    LogsQuery, PendingView, Removed,
 };
 
 #[derive(Subcommand)]
@@ -41,6 +41,25 @@ pub enum AgentCommand {
     Stop {
         /// The agent's name.
         name: String,
+    },
+    /// Let an agent reach more destinations through the egress proxy:
+    /// `agent allow NAME HOST:PORT...` (takes effect at once).
+    Allow {
+        /// The agent's name.
+        name: String,
+        /// HOST:PORT entries: HOST a name, *.suffix or an IP ([v6] for
+        /// IPv6), PORT a number or *.
+        #[arg(required = true, value_name = "HOST:PORT")]
+        entries: Vec<osmoda_agentd::AllowEntry>,
+    },
+    /// Take destinations off an agent's allowlist (takes effect for new
+    /// connections at once).
+    Disallow {
+        /// The agent's name.
+        name: String,
+        /// The entries to remove, as they were added.
+        #[arg(required = true, value_name = "HOST:PORT")]
+        entries: Vec<osmoda_agentd::AllowEntry>,
     },
     /// Stop an agent and delete it with its workspace.
     Rm {
@@ -172,6 +191,16 @@ pub async fn agent(client: &Client, json: bool, command: AgentCommand) -> Result
         }
         AgentCommand::Start { name } => client.post(&path(&name, "/start"), &()).await?,
         AgentCommand::Stop { name } => client.post(&path(&name, "/stop"), &()).await?,
+        AgentCommand::Allow { name, entries } => {
+            client
+                .post(&path(&name, "/allow"), &AllowBody { entries })
+                .await?
+        }
+        AgentCommand::Disallow { name, entries } => {
+            client
+                .post(&path(&name, "/disallow"), &AllowBody { entries })
+                .await?
+        }
         AgentCommand::Rm { name } => {
             let removed: Removed = client.delete(&path(&name, "")).await?;
             render::either(json, &removed, |r| say!("removed agent {}", r.removed));

@@ -6,7 +6,7 @@ use axum::{Json, Router};
 
 use super::{ApiResult, Body, Params, Shared, OPERATOR};
 use crate::api::{
-    AddAgent, AgentView, ApprovalsView, ApproveBody, EmergencyBody, EmergencyOutcome,
+    AddAgent, AgentView, AllowBody, ApprovalsView, ApproveBody, EmergencyBody, EmergencyOutcome,
     EmergencyView, LogsQuery, PendingView, RelayBody, Removed,
 };
 
@@ -17,6 +17,8 @@ pub fn routes() -> Router<std::sync::Arc<crate::service::Node>> {
         .route("/v1/agents/{name}/start", post(start))
         .route("/v1/agents/{name}/stop", post(stop))
         .route("/v1/agents/{name}/logs", get(logs))
+        .route("/v1/agents/{name}/allow", post(allow))
+        .route("/v1/agents/{name}/disallow", post(disallow))
         .route("/v1/approvals", get(approvals))
         .route("/v1/approvals/{id}/approve", post(approve))
         .route("/v1/approvals/{id}/deny", post(deny))
@@ -47,6 +49,30 @@ async fn start(State(node): Shared, Path(name): Path<String>) -> ApiResult<Agent
 
 async fn stop(State(node): Shared, Path(name): Path<String>) -> ApiResult<AgentView> {
     Ok(Json(node.agent_stop(OPERATOR, &name).await?))
+}
+
+async fn allow(
+    State(node): Shared,
+    Path(name): Path<String>,
+    body: Body<AllowBody>,
+) -> ApiResult<AgentView> {
+    let Json(body) = body?;
+    Ok(Json(
+        node.agent_allow(OPERATOR, &name, body.entries, true)
+            .await?,
+    ))
+}
+
+async fn disallow(
+    State(node): Shared,
+    Path(name): Path<String>,
+    body: Body<AllowBody>,
+) -> ApiResult<AgentView> {
+    let Json(body) = body?;
+    Ok(Json(
+        node.agent_allow(OPERATOR, &name, body.entries, false)
+            .await?,
+    ))
 }
 
 async fn logs(

@@ -1,7 +1,7 @@
 //! The agents this node runs: defined, started, stopped and removed by the
 //! operator; what happens to them on their own is audited as it happens.
 
-use osmoda_agentd::{AgentEvent, AgentEventKind, AgentStatus};
+use osmoda_agentd::{AgentEvent, AgentEventKind, AgentStatus, AllowEntry};
 use osmoda_crdt_state::{Actor, Outcome};
 use tokio::sync::mpsc;
 
@@ -15,7 +15,8 @@ pub const MAX_LOG_LINES: usize = 10_000;
 impl Node {
     fn view(&self, status: AgentStatus) -> NodeResult<AgentView> {
         let held = self.agents.held()?.contains(&status.spec.name);
-        Ok(AgentView { status, held })
+        let uid = self.agents.uid_of(&status.spec);
+        Ok(AgentView { status, held, uid })
     }
 
     /// Defines an agent and, unless asked not to or locked down, starts it.
@@ -39,7 +40,8 @@ impl Node {
             .into_iter()
             .map(|status| {
                 let held = held.contains(&status.spec.name);
-                AgentView { status, held }
+                let uid = self.agents.uid_of(&status.spec);
+                AgentView { status, held, uid }
             })
             .collect())
     }
@@ -73,6 +75,27 @@ impl Node {
         let result = self.agents.stop(name).await;
         let status = self.audited(by, "agent.stop", name, "", result).await?;
         self.view(status)
+    }
+
+    /// Adds (`add`) or removes egress allowlist entries; running agents'
+    /// proxies use the new list for their next connection.
+    pub async fn agent_allow(
+        &self,
+        by: Caller<'_>,
+        name: &str,
+        entries: Vec<AllowEntry>,
+        add: bool,
+    ) -> NodeResult<AgentView> {
+        let listed = entries
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let result = self.agents.change_allowlist(name, &entries, add).await;
+        let action = if add { "agent.allow" } else { "agent.disallow" };
+        let spec = self.audited(by, action, name, &listed, result).await?;
+        self.egress_allowlist_changed(&spec);
+        self.agent_show(name).await
     }
 
     pub async fn agent_logs(&self, name: &str, lines: usize) -> NodeResult<Vec<String>> {

@@ -19,6 +19,7 @@ mod agent_tools;
 mod agents;
 mod approvals;
 mod audit;
+mod confine;
 mod emergency;
 mod fleet;
 mod host;
