@@ -56,7 +56,9 @@ fn a_hostile_agent_gets_nowhere_and_the_node_keeps_serving() {
     let status = node.status();
     eprintln!(
         "limits: {} ({}); confinement: {}",
-        status["limit_mode"], status["limit_reason"], status["confinement"]
+        status["agents"]["limit_mode"],
+        status["agents"]["limit_reason"],
+        status["agents"]["confinement"]
     );
     add(
         &node,
@@ -208,5 +210,55 @@ fn host_exec_runs_as_the_calling_agent_and_the_audit_names_it() {
         .collect();
     assert_eq!(exec.len(), 1, "{log}");
     assert_eq!(exec[0]["actor"], "agent:ops", "{log}");
+    node.stop();
+}
+
+/// A node that cannot confine (here: not root) refuses to start an agent,
+/// saying which layers are missing, unless the operator asked for
+/// `--unconfined`, which the audit log records.
+#[test]
+fn without_privileges_an_agent_starts_only_when_explicitly_unconfined() {
+    if !can_confine() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    const USER: u32 = 4242;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = fleet(tmp.path(), 1).remove(0);
+    // The node's data folder, handed to an ordinary user.
+    let chown = std::process::Command::new("chown")
+        .args(["-R", &format!("{USER}:{USER}")])
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let mut cmd = node.command(&[
+        "run",
+        "--no-mdns",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]);
+    cmd.uid(USER).gid(USER);
+    node.start_with(cmd);
+    let status = node.status();
+    let layers = status["agents"]["confinement"].to_string();
+    assert!(layers.contains("missing"), "status names the missing layers: {layers}");
+
+    let out = node.cli(&["agent", "add", "plain", "--", "/bin/sh", "-c", "exec sleep 600"]);
+    assert_eq!(out.status.code(), Some(6), "{}", common::stderr(&out));
+    let said = common::stderr(&out);
+    assert!(said.contains("cannot confine") && said.contains("--unconfined"), "{said}");
+    let list = node.json(&["agent", "list"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "a refused agent is not kept");
+
+    let out = node.cli(&[
+        "agent", "add", "plain", "--unconfined", "--", "/bin/sh", "-c", "exec sleep 600",
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let shown = node.json(&["agent", "show", "plain"]);
+    assert_eq!(shown["state"]["state"], "running", "{shown}");
+    assert!(shown["uid"].is_null(), "it runs as the node's user: {shown}");
+    let log = node.json(&["audit", "log", "--limit", "1000"]).to_string();
+    assert!(log.contains("unconfined"), "the audit log records it: {log}");
     node.stop();
 }

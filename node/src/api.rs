@@ -57,6 +57,19 @@ pub struct AgentsSummary {
     /// operator starts them (their restart policy is not `always`).
     #[serde(default)]
     pub held_down: Vec<String>,
+    /// Each confinement layer and whether this host provides it.
+    #[serde(default)]
+    pub confinement: Vec<LayerView>,
+}
+
+/// One confinement layer on this host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LayerView {
+    pub layer: String,
+    /// `ok`, `missing` (agents start only `--unconfined`) or `absent`
+    /// (a second layer this kernel lacks; agents still start).
+    pub state: String,
+    pub detail: String,
 }
 
 /// One page of a listing; `next_cursor` fetches the next one.

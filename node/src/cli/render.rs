@@ -93,6 +93,16 @@ pub fn status(s: &StatusView) {
         if a.lockdown { "  LOCKED DOWN" } else { "" },
         if a.frozen { "  FROZEN" } else { "" },
     );
+    for layer in &a.confinement {
+        if layer.state != "ok" {
+            say!(
+                "confine   {} {}: {}",
+                layer.layer,
+                layer.state.to_uppercase(),
+                layer.detail
+            );
+        }
+    }
     if !a.held_down.is_empty() {
         say!(
             "held      {} stay stopped until started: {}",

@@ -26,8 +26,27 @@ impl Node {
         // Under a lockdown an agent is kept but not started; it starts with
         // the others after the unlock unless it was added `--no-start`.
         let start = body.start && !self.emergency.is_locked();
-        let result = self.agents.add(body.spec, start, !body.start).await;
-        let status = self.audited(by, "agent.add", &name, "", result).await?;
+        let details = if body.spec.unconfined {
+            "unconfined: the node's user, no namespaces, seccomp or Landlock"
+        } else {
+            ""
+        };
+        let result = match self.agents.add(body.spec, !body.start).await {
+            Ok(()) if start => match self.launch(&name).await {
+                Ok(status) => Ok(status),
+                Err(e) => {
+                    // An agent that cannot start is not kept: the operator
+                    // corrects it and adds it again.
+                    if let Err(cleanup) = self.forget_agent(&name).await {
+                        tracing::warn!(agent = %name, error = %cleanup, "cannot forget an agent that did not start");
+                    }
+                    Err(e)
+                }
+            },
+            Ok(()) => self.agents.status(&name).await,
+            Err(e) => Err(e),
+        };
+        let status = self.audited(by, "agent.add", &name, details, result).await?;
         self.view(status)
     }
 
@@ -52,7 +71,7 @@ impl Node {
     }
 
     pub async fn agent_remove(&self, by: Caller<'_>, name: &str) -> NodeResult<Removed> {
-        let result = self.agents.remove(name).await;
+        let result = self.forget_agent(name).await;
         self.audited(by, "agent.remove", name, "", result).await?;
         Ok(Removed {
             removed: name.to_owned(),
@@ -64,7 +83,7 @@ impl Node {
         let result = if self.emergency.is_locked() {
             Err(NodeError::LockedDown)
         } else {
-            self.agents.start(name).await
+            self.launch(name).await
         };
         let status = self.audited(by, "agent.start", name, "", result).await?;
         self.view(status)
@@ -73,6 +92,7 @@ impl Node {
     /// Stops an agent; it stays stopped across node restarts until started.
     pub async fn agent_stop(&self, by: Caller<'_>, name: &str) -> NodeResult<AgentView> {
         let result = self.agents.stop(name).await;
+        self.agent_gone(name);
         let status = self.audited(by, "agent.stop", name, "", result).await?;
         self.view(status)
     }
@@ -108,13 +128,8 @@ impl Node {
             tracing::warn!("this node is locked down: agents stay stopped and tool calls are refused until `osmoda unlock`");
             return;
         }
-        match self.agents.start_where(|_| true).await {
-            Ok(failed) => {
-                for (name, e) in failed {
-                    tracing::warn!(agent = %name, error = %e, "cannot start an agent");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot read the agents"),
+        for (name, e) in self.launch_where(|_| true).await {
+            tracing::warn!(agent = %name, error = %e, "cannot start an agent");
         }
     }
 }

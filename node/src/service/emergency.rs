@@ -265,10 +265,9 @@ impl Node {
             EmergencyKind::Stop => {
                 let names: Vec<String> = self.agents.specs()?.into_iter().map(|s| s.name).collect();
                 self.agents.set_held(&names, true).await?;
-                format!(
-                    "{} agent(s) stopped; they stay stopped until started",
-                    self.agents.stop_all().await?
-                )
+                let stopped = self.agents.stop_all().await?;
+                self.all_agents_gone();
+                format!("{stopped} agent(s) stopped; they stay stopped until started")
             }
             EmergencyKind::Freeze => format!("{} agent(s) frozen", self.agents.freeze_all().await?),
             EmergencyKind::Resume => {
@@ -276,10 +275,11 @@ impl Node {
             }
             EmergencyKind::Lockdown => {
                 self.approvals.expire_all();
-                format!(
-                    "{} agent(s) killed; tool calls refused until unlock",
-                    self.agents.kill_all().await?
-                )
+                let killed = self.agents.kill_all().await?;
+                // Their networks go with them: no proxy listens for a
+                // locked-down node's agents.
+                self.all_agents_gone();
+                format!("{killed} agent(s) killed; egress, vault and tool calls refused until unlock")
             }
             EmergencyKind::Unlock if !was_locked => "not locked down; nothing to lift".to_string(),
             EmergencyKind::Unlock => self.after_unlock().await?,
@@ -299,9 +299,8 @@ impl Node {
         let stay: Vec<String> = other.into_iter().map(|s| s.name).collect();
         self.agents.set_held(&stay, true).await?;
         let failed = self
-            .agents
-            .start_where(|s| s.restart == RestartPolicy::Always)
-            .await?;
+            .launch_where(|s| s.restart == RestartPolicy::Always)
+            .await;
         for (name, e) in &failed {
             tracing::warn!(agent = %name, error = %e, "cannot start an agent after unlock");
         }

@@ -21,8 +21,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use osmoda_agentd::{
-    AgentData, AgentEvent, AgentSpec, AgentStatus, AgentdError, CgroupPlacement, Supervisor,
-    SupervisorConfig,
+    AgentData, AgentEvent, AgentSpec, AgentStatus, AgentdError, CgroupPlacement, SandboxPlan,
+    Supervisor, SupervisorConfig,
 };
 use osmoda_store::{Batch, Store};
 use tokio::sync::mpsc;
@@ -64,6 +64,9 @@ pub struct Agents {
     supervisor: Supervisor,
     store: Store,
     socket: PathBuf,
+    /// The folder the agents' folder lies in (the node's data folder),
+    /// which a confined agent does not see.
+    data_root: PathBuf,
     uid_range: UidRange,
     /// Seeds where uid allocation starts (the node's id).
     uid_seed: Vec<u8>,
@@ -116,6 +119,10 @@ impl Agents {
             Self {
                 supervisor,
                 store,
+                data_root: config
+                    .dir
+                    .parent()
+                    .map_or_else(|| config.dir.clone(), ToOwned::to_owned),
                 socket: config.socket,
                 uid_range: config.uids,
                 uid_seed: node_id.as_bytes().to_vec(),
@@ -243,11 +250,10 @@ impl Agents {
         Ok(())
     }
 
-    /// Stores a new agent's spec (durably) and, when `start`, starts it; a
-    /// `held` agent is not started with the node until an operator starts
-    /// it. An agent that cannot start is not kept: the operator corrects
-    /// the command and adds it again.
-    pub async fn add(&self, spec: AgentSpec, start: bool, held: bool) -> NodeResult<AgentStatus> {
+    /// Stores a new agent's spec (durably), with its uid unless it runs
+    /// unconfined; a `held` agent is not started with the node until an
+    /// operator starts it. Starting is the service's (`Node::launch`).
+    pub async fn add(&self, spec: AgentSpec, held: bool) -> NodeResult<()> {
         spec.validate()?;
         if self.spec(&spec.name)?.is_some() {
             return Err(NodeError::Conflict(format!(
@@ -267,45 +273,47 @@ impl Agents {
             batch.put(HELD, spec.name.as_bytes(), b"");
         }
         self.store.submit_batch(batch)?.await?;
-        let name = spec.name.clone();
         if !spec.unconfined {
             // Allocated with the agent, kept for its life: files it leaves
             // in its workspace stay its own across restarts.
-            self.uid(&name).await?;
+            self.uid(&spec.name).await?;
         }
-        if start {
-            return match self.start(&name).await {
-                Ok(status) => Ok(status),
-                Err(e) => {
-                    if let Err(cleanup) = self.remove(&name).await {
-                        tracing::warn!(agent = %name, error = %cleanup, "cannot forget an agent that did not start");
-                    }
-                    Err(e)
-                }
-            };
-        }
-        Ok(self
-            .supervisor
-            .status(&name)
-            .await
-            .unwrap_or_else(|_| self.not_running(spec)))
+        Ok(())
     }
 
-    /// Starts (or restarts) an agent with a fresh credential, and releases
-    /// it if it was held.
-    pub async fn start(&self, name: &str) -> NodeResult<AgentStatus> {
+    /// Starts (or restarts) an agent under `sandbox` (None: unconfined),
+    /// with `env` on top of its own, and releases it if it was held.
+    pub async fn start(
+        &self,
+        name: &str,
+        env: BTreeMap<String, String>,
+        sandbox: Option<SandboxPlan>,
+    ) -> NodeResult<AgentStatus> {
         let spec = self.known(name)?;
-        let env = [
-            ("OSMODA_AGENT_NAME".to_string(), name.to_string()),
-            (
-                "OSMODA_AGENT_SOCKET".to_string(),
-                self.socket.display().to_string(),
-            ),
-        ]
-        .into();
-        let status = self.supervisor.start(spec, env).await?;
+        let mut env = env;
+        env.insert("OSMODA_AGENT_NAME".to_string(), name.to_string());
+        env.insert(
+            "OSMODA_AGENT_SOCKET".to_string(),
+            self.socket.display().to_string(),
+        );
+        let status = self.supervisor.start(spec, env, sandbox).await?;
         self.set_held(&[name.to_string()], false).await?;
         Ok(status)
+    }
+
+    /// The node's data folder (the agents' folder's parent).
+    pub fn data_root(&self) -> PathBuf {
+        self.data_root.clone()
+    }
+
+    /// The socket agents call their tools on.
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
+
+    /// The agent's workspace folder.
+    pub fn workspace(&self, name: &str) -> NodeResult<PathBuf> {
+        Ok(self.supervisor.workspace_dir(name)?)
     }
 
     /// The status of a stored agent the supervisor does not run.
@@ -384,27 +392,22 @@ impl Agents {
         }
     }
 
-    /// Starts the stored agents that `pick` chooses and that are not held;
-    /// returns those that failed.
-    pub async fn start_where(
-        &self,
-        pick: impl Fn(&AgentSpec) -> bool,
-    ) -> NodeResult<Vec<(String, NodeError)>> {
+    /// The stored agents that `pick` chooses, that are not held and not
+    /// running: those the node starts (at its start, after an unlock).
+    pub async fn startable(&self, pick: impl Fn(&AgentSpec) -> bool) -> NodeResult<Vec<String>> {
         let held = self.held()?;
-        let mut failed = Vec::new();
+        let mut names = Vec::new();
         for spec in self.specs()? {
             if held.contains(&spec.name) || !pick(&spec) || self.is_up(&spec.name).await {
                 continue;
             }
-            if let Err(e) = self.start(&spec.name).await {
-                failed.push((spec.name, e));
-            }
+            names.push(spec.name);
         }
-        Ok(failed)
+        Ok(names)
     }
 
     /// Whether the supervisor runs the agent (or will restart it).
-    async fn is_up(&self, name: &str) -> bool {
+    pub async fn is_up(&self, name: &str) -> bool {
         use osmoda_agentd::AgentState;
         matches!(
             self.supervisor.status(name).await.map(|s| s.state),
