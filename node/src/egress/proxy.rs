@@ -25,6 +25,9 @@ const LINGER: Duration = Duration::from_millis(500);
 /// bytes resets it, and the client may lose the answer).
 const LINGER_BYTES: usize = 256 * 1024;
 
+/// How often an open connection looks at the lockdown flag.
+const LOCK_CHECK: Duration = Duration::from_secs(1);
+
 /// Bytes moved so far, readable by the audit however the connection ends.
 #[derive(Default)]
 struct Counters {
@@ -47,7 +50,7 @@ struct Record {
 }
 
 impl Record {
-    fn text(&self, status: u16, note: &str) -> String {
+    fn text(&self, status: &str, note: &str) -> String {
         let to = self.addr.map(|a| format!(" to {a}")).unwrap_or_default();
         format!(
             "{status} {}{to}: up {} B, down {} B, {} ms; {note}",
@@ -60,7 +63,7 @@ impl Record {
 
     async fn finish(mut self, outcome: Outcome, status: u16, note: &str) {
         self.done = true;
-        let details = self.text(status, note);
+        let details = self.text(&status.to_string(), note);
         write_audit(&self.ctx, &self.target, outcome, &details).await;
     }
 }
@@ -72,10 +75,15 @@ impl Drop for Record {
         }
         // Aborted (the agent stopped): the entry is written by a task of its
         // own, since this one will not be polled again.
-        let details = self.text(200, "ended: the agent's proxy stopped");
+        const STOPPED: &str = "the agent's proxy stopped";
+        let (outcome, details) = if self.addr.is_some() {
+            (Outcome::Ok, self.text("200", &format!("ended: {STOPPED}")))
+        } else {
+            (Outcome::Failed(STOPPED.into()), self.text("-", STOPPED))
+        };
         let (ctx, target) = (self.ctx.clone(), std::mem::take(&mut self.target));
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move { write_audit(&ctx, &target, Outcome::Ok, &details).await });
+            rt.spawn(async move { write_audit(&ctx, &target, outcome, &details).await });
         }
     }
 }
@@ -266,8 +274,16 @@ async fn relay(
     let down = pump(ur, cw, None, &ctx.bucket, &c.down, c, start, idle);
     tokio::pin!(up, down);
     let (mut up_done, mut down_done) = (false, false);
+    // A lockdown ends open connections too, not only new ones, even before
+    // the node gets to stopping the agent.
+    let mut lock_check = tokio::time::interval(LOCK_CHECK);
     loop {
         tokio::select! {
+            _ = lock_check.tick() => {
+                if (ctx.egress.locked)() {
+                    return "ended: node locked down";
+                }
+            }
             r = &mut up, if !up_done => {
                 up_done = true;
                 if let Err(Ended(why)) = r {

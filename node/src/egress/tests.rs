@@ -511,12 +511,22 @@ async fn lockdown_refuses_every_connection() {
     let refused = via_plain(proxy, &format!("http://127.0.0.1:{a}/")).await;
     assert_eq!(status(&refused), 403, "{refused}");
     f.locked.store(false, Ordering::SeqCst);
-    assert!(via_connect(proxy, &format!("127.0.0.1:{a}"), "/")
-        .await
-        .is_ok());
-    let log = audited(&f.audit, 3).await;
-    assert_eq!(log[0].outcome, "denied");
-    assert!(log[0].details.contains("locked down"), "{}", log[0].details);
+    let target = format!("127.0.0.1:{a}");
+    assert!(via_connect(proxy, &target, "/").await.is_ok());
+    // A tunnel open when the lockdown comes is closed within seconds.
+    let mut open = tunnel(proxy, &target).await.unwrap();
+    f.locked.store(true, Ordering::SeqCst);
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(5), open.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    let log = audited(&f.audit, 4).await;
+    let locked = |e: &&AuditEntryView| e.outcome == "denied" && e.details.contains("locked down");
+    assert_eq!(log.iter().filter(locked).count(), 2, "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|e| e.outcome == "ok" && e.details.ends_with("ended: node locked down")),
+        "{log:#?}"
+    );
 }
 
 #[tokio::test]
