@@ -767,3 +767,45 @@ async fn measure() {
         mib(mp) / mib(md)
     );
 }
+
+#[test]
+fn request_targets_parse_to_host_and_port() {
+    use super::request::{parse, Kind};
+    let head = |text: &str| parse(text.as_bytes(), text.len());
+    let r = head("CONNECT Api.Example.org:443 HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(
+        (r.host.as_str(), r.port, r.via()),
+        ("api.example.org", 443, "CONNECT")
+    );
+    let r = head("CONNECT [::1]:8443 HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!((r.host.as_str(), r.port), ("[::1]", 8443));
+    let r = head("GET http://example.org?q=1 HTTP/1.1\r\nProxy-Connection: x\r\n\r\n").unwrap();
+    assert_eq!((r.host.as_str(), r.port), ("example.org", 80));
+    let Kind::Forward {
+        head: sent, body, ..
+    } = r.kind
+    else {
+        panic!("not forwarded")
+    };
+    assert_eq!(
+        String::from_utf8(sent).unwrap(),
+        "GET /?q=1 HTTP/1.1\r\nHost: example.org\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(body, Some(0));
+    // Bytes past the declared body are not sent: one request per connection.
+    let text = "POST http://h:81/ HTTP/1.1\r\nContent-Length: 2\r\n\r\nabGET / HTTP/1.1\r\n\r\n";
+    let r = parse(text.as_bytes(), text.find("ab").unwrap()).unwrap();
+    assert_eq!(r.rest, b"ab");
+    for bad in [
+        "CONNECT [::1] HTTP/1.1\r\n\r\n",
+        "CONNECT host:0 HTTP/1.1\r\n\r\n",
+        "CONNECT host:99999 HTTP/1.1\r\n\r\n",
+        "CONNECT ho$t:80 HTTP/1.1\r\n\r\n",
+        "GET http://user:pw@host/ HTTP/1.1\r\n\r\n",
+        "GET http://[nope]:80/ HTTP/1.1\r\n\r\n",
+        "GET http://h/ HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+        "GET http://h/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    ] {
+        assert!(head(bad).is_err(), "{bad:?} parsed");
+    }
+}
