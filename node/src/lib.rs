@@ -29,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod datadir;
+pub mod egress;
 pub mod error;
 pub mod replication;
 pub mod runtime;
