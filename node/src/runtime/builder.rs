@@ -25,6 +25,8 @@ use crate::state::agents::{Agents, AgentsConfig};
 use crate::state::approvals::Approvals;
 use crate::state::audit_log::AuditLog;
 use crate::state::docs::Docs;
+use crate::egress::{Egress, EgressLimits};
+use crate::service::Confinement;
 use crate::state::emergency::Emergency;
 use crate::state::heads::FleetHeads;
 use crate::state::mirrors::Mirrors;
@@ -116,13 +118,19 @@ impl NodeBuilder {
             holds_root_key: self.holds_root_key,
             version: env!("CARGO_PKG_VERSION").into(),
         };
+        let emergency = Emergency::open(self.store.clone())?;
         let node = Arc::new(Node {
             info,
             fabric: fabric.clone(),
             membership,
             replicator: Replicator::new(docs.clone(), audit.clone(), fabric.clone()),
             mirrors: Mirrors::new(self.store.clone()),
-            emergency: Emergency::open(self.store.clone())?,
+            confinement: Confinement::new(Arc::new(Egress::new(
+                audit.clone(),
+                emergency.lock_check(),
+                EgressLimits::default(),
+            ))),
+            emergency,
             audit: audit.clone(),
             heads,
             docs,

@@ -28,6 +28,7 @@ mod mesh;
 mod routines;
 
 pub use agents::audit_agent_events;
+pub use confine::Confinement;
 pub use emergency::Received;
 
 use std::sync::{Arc, Mutex};
@@ -69,6 +70,9 @@ pub struct Node {
     pub(crate) agents: Agents,
     pub(crate) approvals: Approvals,
     pub(crate) emergency: Emergency,
+    /// Agents' confinement: what the host offers, their networks and the
+    /// egress proxy.
+    pub(crate) confinement: Confinement,
     /// Held while an emergency command is decided and applied, so that
     /// commands take effect one at a time, in the order they are admitted.
     pub(crate) emergency_order: tokio::sync::Mutex<()>,

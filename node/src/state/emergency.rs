@@ -6,7 +6,7 @@
 //! What the commands do, and the order they are applied in, is the
 //! service's (`service/emergency.rs`); this is only the state.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use osmoda_fabric::proto::{admit, hex, parse_hex, Admission, EmergencyCommand, EmergencyKind};
 use osmoda_store::{Batch, Store};
@@ -30,7 +30,8 @@ pub struct EmergencyState {
 
 pub struct Emergency {
     store: Store,
-    state: Mutex<EmergencyState>,
+    /// Shared with [`Emergency::lock_check`]'s closures.
+    state: Arc<Mutex<EmergencyState>>,
 }
 
 impl Emergency {
@@ -43,8 +44,16 @@ impl Emergency {
         };
         Ok(Self {
             store,
-            state: Mutex::new(state),
+            state: Arc::new(Mutex::new(state)),
         })
+    }
+
+    /// Whether the node is locked down, as a closure for parts that hold
+    /// no reference to the node (the egress proxy asks at every
+    /// connection).
+    pub fn lock_check(&self) -> Arc<dyn Fn() -> bool + Send + Sync> {
+        let state = self.state.clone();
+        Arc::new(move || state.lock().unwrap_or_else(|e| e.into_inner()).lockdown)
     }
 
     pub fn state(&self) -> EmergencyState {
