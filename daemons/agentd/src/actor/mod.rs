@@ -33,6 +33,8 @@ const EXIT_CAPACITY: usize = 256;
 mod control;
 mod exits;
 
+// Requests are few and short-lived; boxing the large one buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Request {
     Start {
         spec: AgentSpec,
