@@ -62,6 +62,7 @@ pub mod backoff;
 mod cgroup;
 pub mod output;
 mod process;
+pub mod sandbox;
 pub mod spec;
 mod status;
 mod supervisor;
@@ -70,6 +71,10 @@ pub use allow::{AllowEntry, AllowError, AllowHost};
 pub use backoff::{Backoff, BackoffConfig, Decision, GiveUpReason};
 pub use cgroup::CgroupPlacement;
 pub use output::LogConfig;
+pub use sandbox::{
+    confine_command, isolated_network, kill_uid, probe, Keep, SandboxError, SandboxPlan,
+    SandboxReport, CREDENTIALS_DIR,
+};
 pub use spec::{
     format_size, parse_size, validate_name, AgentSpec, Limits, RestartPolicy, SizeError, SpecError,
 };
