@@ -31,7 +31,7 @@
 //! let mut spec = AgentSpec::new("indexer", "/usr/bin/python3");
 //! spec.args = vec!["-m".into(), "indexer".into()];
 //! let extra = [("OSMODA_AGENT_TOKEN".to_string(), "…".to_string())].into();
-//! supervisor.start(spec, extra).await?;
+//! supervisor.start(spec, extra, None).await?;
 //!
 //! tokio::spawn(async move {
 //!     while let Some(event) = events.recv().await {

@@ -215,7 +215,7 @@ impl Agents {
             ),
         ]
         .into();
-        let status = match self.supervisor.start(spec, env).await {
+        let status = match self.supervisor.start(spec, env, None).await {
             Ok(status) => status,
             Err(e) => {
                 self.revoke_token(name);
@@ -235,6 +235,7 @@ impl Agents {
             last_exit: None,
             oom_kills: 0,
             limit_mode: self.supervisor.limit_mode(),
+            uid: None,
         }
     }
 
