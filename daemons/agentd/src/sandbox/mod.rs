@@ -3,7 +3,7 @@
 //!
 //! The node (root) hands a [`SandboxPlan`] per agent. Between fork and
 //! exec the child then, in this order (each step says why in
-//! [`Prepared::apply`]):
+//! `Prepared::apply`):
 //!
 //! 1. joins the agent's network namespace, if the plan has one
 //!    ([`isolated_network`]);
@@ -21,7 +21,7 @@
 //! 5. installs the seccomp filter (`seccomp.rs`), last, since the steps
 //!    before need the very syscalls it refuses.
 //!
-//! Everything the child needs is computed before the fork ([`prepare`]):
+//! Everything the child needs is computed before the fork (`prepare`):
 //! strings, the BPF programs, the Landlock ruleset. Any failure fails the
 //! spawn; the program never runs half-confined.
 //!
