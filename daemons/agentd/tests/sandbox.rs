@@ -566,3 +566,60 @@ fn abstract_sockets_outside_the_sandbox_are_unreachable() {
         "unconfined, the same socket is reachable (the check above is not vacuous)"
     );
 }
+
+#[tokio::test]
+async fn a_plan_that_cannot_be_applied_fails_the_start() {
+    skip_unless_able!();
+    let base = tempfile::Builder::new()
+        .prefix("unplaceable-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let (supervisor, _events) = common::supervisor(common::config(base.path()));
+    let uid = UID_BASE + 12;
+    // Fails before the fork: a kept path that does not exist.
+    let missing = SandboxPlan {
+        uid,
+        gid: uid,
+        keep: vec![Keep {
+            path: "/nonexistent/osmoda".into(),
+            writable: false,
+        }],
+        ..SandboxPlan::default()
+    };
+    let result = supervisor
+        .start(
+            common::sh("unplaceable", "true"),
+            BTreeMap::new(),
+            Some(missing),
+        )
+        .await;
+    assert!(result.is_err(), "a missing kept path must fail the start");
+    // Fails in the child: a tmpfs cannot go over a file.
+    // (Outside the base, which the supervisor hides: inside, the mount
+    // point would be made afresh as a folder.)
+    let elsewhere = tempfile::NamedTempFile::new_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let file = elsewhere.path().to_owned();
+    let unmountable = SandboxPlan {
+        uid,
+        gid: uid,
+        hide: vec![file],
+        ..SandboxPlan::default()
+    };
+    let error = supervisor
+        .start(
+            common::sh("unplaceable", "echo ran > ran"),
+            BTreeMap::new(),
+            Some(unmountable),
+        )
+        .await
+        .expect_err("a failing mount must fail the start");
+    eprintln!("start failed as it should: {error}");
+    let status = supervisor.status("unplaceable").await.unwrap();
+    assert!(
+        matches!(status.state, AgentState::Failed { .. }),
+        "the agent is failed, not running half-confined"
+    );
+    let workspace = supervisor.workspace_dir("unplaceable").unwrap();
+    assert!(!workspace.join("ran").exists(), "the program never ran");
+    supervisor_shutdown(supervisor).await;
+}
