@@ -116,6 +116,10 @@ pub(crate) fn launch(
         Some(plan) => Some(sandbox::prepare(plan, workspace)?),
         None => None,
     };
+    let steps = sandbox
+        .as_mut()
+        .map(sandbox::Prepared::trace_steps)
+        .transpose()?;
     // SAFETY: the closure runs in the child between fork and exec, where
     // only async-signal-safe calls are allowed: it uses raw syscalls on
     // values computed before the fork, and allocates nothing.
@@ -125,7 +129,10 @@ pub(crate) fn launch(
             sandbox.as_mut().map_or(Ok(()), sandbox::Prepared::apply)
         });
     }
-    let child = command.spawn()?;
+    let child = command.spawn().map_err(|error| match &steps {
+        Some(steps) => steps.explain(error),
+        None => error,
+    })?;
     // `command` holds the pipe's write ends; dropping it here means the
     // read end sees end-of-file once the agent and its children are gone.
     drop(command);

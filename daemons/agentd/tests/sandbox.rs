@@ -614,6 +614,10 @@ async fn a_plan_that_cannot_be_applied_fails_the_start() {
         .await
         .expect_err("a failing mount must fail the start");
     eprintln!("start failed as it should: {error}");
+    assert!(
+        error.to_string().contains("mounting a tmpfs over"),
+        "the error must name the step that failed: {error}"
+    );
     let status = supervisor.status("unplaceable").await.unwrap();
     assert!(
         matches!(status.state, AgentState::Failed { .. }),

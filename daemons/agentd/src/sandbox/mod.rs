@@ -36,12 +36,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use trace::Step;
+pub(crate) use trace::StepLog;
+
 mod landlock;
 mod mounts;
 mod network;
 mod probe;
 mod seccomp;
 mod sys;
+mod trace;
 
 pub use network::isolated_network;
 pub use probe::{probe, SandboxReport};
@@ -119,6 +123,7 @@ pub(crate) struct Prepared {
     gid: libc::gid_t,
     landlock: Option<landlock::Ruleset>,
     seccomp: seccomp::Programs,
+    trace: trace::Trace,
 }
 
 /// Computes everything the child will need for `plan` with `workspace`
@@ -150,34 +155,47 @@ pub(crate) fn prepare(plan: &SandboxPlan, workspace: &Path) -> Result<Prepared, 
         gid: plan.gid,
         landlock: landlock::ruleset(&writable)?,
         seccomp: seccomp::programs()?,
+        trace: trace::Trace::default(),
     })
 }
 
 impl Prepared {
+    /// Has the child report the step it is at, so a failure can name it
+    /// (see trace.rs); call [`StepLog::explain`] on the spawn's error.
+    pub(crate) fn trace_steps(&mut self) -> io::Result<StepLog> {
+        let (trace, log) = trace::pipe(self.mounts.targets())?;
+        self.trace = trace;
+        Ok(log)
+    }
+
     /// In the child between fork and exec. Async-signal-safe: raw syscalls
     /// on values computed in [`prepare`], no allocation.
     pub(crate) fn apply(&mut self) -> io::Result<()> {
         // 1. The network first, while we may still call setns: the
         // agent's sockets then only ever see its own loopback.
+        let trace = &self.trace;
         if let Some(fd) = &self.network {
+            trace.at(Step::Network, 0);
             // SAFETY: a descriptor held open by `self.network`.
             if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
                 return Err(io::Error::last_os_error());
             }
         }
         // 2. The file-system view (see mounts.rs), while still root.
-        self.mounts.apply()?;
+        self.mounts.apply(trace)?;
         // SAFETY (steps 3 to 5): plain syscalls on owned values.
         unsafe {
             // 3. std changed into the workspace before the mounts: that
             // handle is the host's folder, from which `..` would lead
             // back into hidden ones. Enter the mounted one.
+            trace.at(Step::Workspace, 0);
             if libc::chdir(self.workspace.as_ptr()) < 0 {
                 return Err(io::Error::last_os_error());
             }
             // The agent's own ids, all three of each (real, effective,
             // saved) so none can be switched back, and no supplementary
             // group of root's.
+            trace.at(Step::Ids, 0);
             if libc::setgroups(0, std::ptr::null()) < 0
                 || libc::setresgid(self.gid, self.gid, self.gid) < 0
                 || libc::setresuid(self.uid, self.uid, self.uid) < 0
@@ -193,6 +211,7 @@ impl Prepared {
             }
             // 4. No exec may grant privileges again (setuid binaries,
             // file capabilities); Landlock and seccomp need it too.
+            trace.at(Step::NoNewPrivs, 0);
             if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -201,6 +220,7 @@ impl Prepared {
         // be writable by mistake; also keeps signals and abstract
         // sockets inside. Absent on kernels without Landlock.
         if let Some(ruleset) = &self.landlock {
+            trace.at(Step::Landlock, 0);
             for dir in self.mounts.writable_tmpfs() {
                 ruleset.allow_beneath(dir)?;
             }
@@ -208,6 +228,7 @@ impl Prepared {
         }
         // 5. Last: the filter refuses mount, setns and the like, which
         // the steps above needed.
+        trace.at(Step::Seccomp, 0);
         for program in self.seccomp.iter() {
             sys::seccomp_install(program)?;
         }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use super::sys;
+use super::trace::{Step, Trace};
 use super::{SandboxError, SandboxPlan, CREDENTIALS_DIR};
 
 /// Folders every agent gets empty: shared scratch space and other users'
@@ -253,6 +254,14 @@ impl MountPlan {
         ))
     }
 
+    /// Every mount target, in the order `apply` mounts them (for messages).
+    pub(crate) fn targets(&self) -> Vec<String> {
+        self.ops
+            .iter()
+            .map(|op| op.target.to_string_lossy().into_owned())
+            .collect()
+    }
+
     /// The writable folders that are fresh tmpfs (inodes that exist only
     /// once `apply` has run).
     pub(crate) fn writable_tmpfs(&self) -> impl Iterator<Item = &CStr> {
@@ -264,7 +273,8 @@ impl MountPlan {
 
     /// In the child, after the network namespace is joined. Async-signal-
     /// safe: syscalls on the values computed in `new`.
-    pub(crate) fn apply(&mut self) -> io::Result<()> {
+    pub(crate) fn apply(&mut self, trace: &Trace) -> io::Result<()> {
+        trace.at(Step::MountNamespace, 0);
         // A mount namespace of our own, with no propagation back to the
         // host: nothing below is ever seen outside this process tree.
         // SAFETY: a flag-only syscall.
@@ -274,15 +284,17 @@ impl MountPlan {
         sys::mount(c"none", c"/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
         // Clone every kept tree before anything hides it: a workspace
         // inside the node's data folder must be taken while still visible.
-        for op in &mut self.ops {
+        for (index, op) in self.ops.iter_mut().enumerate() {
             if let Kind::Attach { fd } = &mut op.kind {
+                trace.at(Step::CloneTree, index);
                 *fd = sys::open_tree(
                     &op.target,
                     sys::OPEN_TREE_CLONE | sys::OPEN_TREE_CLOEXEC | sys::AT_RECURSIVE,
                 )?;
             }
         }
-        for op in &self.ops {
+        for (index, op) in self.ops.iter().enumerate() {
+            trace.at(Step::MountPoint, index);
             for dir in &op.create {
                 sys::mkdir_exists_ok(dir, 0o755)?;
             }
@@ -293,6 +305,7 @@ impl MountPlan {
             }
             match &op.kind {
                 Kind::Tmpfs { options, files } => {
+                    trace.at(Step::Tmpfs, index);
                     // nosuid, nodev: nothing placed here may raise
                     // privileges or open a device.
                     sys::mount(
@@ -302,11 +315,13 @@ impl MountPlan {
                         libc::MS_NOSUID | libc::MS_NODEV,
                         Some(options),
                     )?;
+                    trace.at(Step::Credential, index);
                     for (path, content) in files {
                         sys::write_new_file(path, content, 0o400, self.uid, self.gid)?;
                     }
                 }
                 Kind::Attach { fd } => {
+                    trace.at(Step::Attach, index);
                     sys::move_mount_fd(*fd, &op.target)?;
                     sys::close(*fd);
                 }
@@ -314,6 +329,7 @@ impl MountPlan {
         }
         // A proc of our own where other users' processes do not exist:
         // no other agent's or the node's environ, memory maps or fds.
+        trace.at(Step::Proc, 0);
         let proc_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
         if let Err(error) = sys::mount(
             c"proc",
@@ -337,13 +353,15 @@ impl MountPlan {
         // Everything read-only and without setuid, then writable again
         // exactly where the agent may write. Per mount, so the host's
         // mounts are untouched.
+        trace.at(Step::ReadOnly, 0);
         sys::mount_setattr(
             c"/",
             sys::AT_RECURSIVE,
             sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID,
             0,
         )?;
-        for op in self.ops.iter().filter(|op| op.writable) {
+        for (index, op) in self.ops.iter().enumerate().filter(|(_, op)| op.writable) {
+            trace.at(Step::Writable, index);
             sys::mount_setattr(&op.target, 0, 0, sys::MOUNT_ATTR_RDONLY)?;
         }
         Ok(())
