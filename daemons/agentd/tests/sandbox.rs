@@ -627,3 +627,42 @@ async fn a_plan_that_cannot_be_applied_fails_the_start() {
     assert!(!workspace.join("ran").exists(), "the program never ran");
     supervisor_shutdown(supervisor).await;
 }
+
+#[tokio::test]
+async fn restarts_after_a_crash_stay_confined() {
+    skip_unless_able!();
+    let base = tempfile::Builder::new()
+        .prefix("restarted-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let (supervisor, _events) = common::supervisor(common::config(base.path()));
+    let uid = UID_BASE + 13;
+    let plan = SandboxPlan {
+        uid,
+        gid: uid,
+        ..SandboxPlan::default()
+    };
+    // The first life crashes; the one the backoff starts records again.
+    let spec = common::sh(
+        "crasher",
+        "id -u >> lives; test $(wc -l < lives) -ge 2 && exec sleep 1000; exit 1",
+    );
+    supervisor
+        .start(spec, BTreeMap::new(), Some(plan))
+        .await
+        .expect("confined start");
+    let workspace = supervisor.workspace_dir("crasher").unwrap();
+    let lives = common::eventually("a second life", || {
+        let path = workspace.join("lives");
+        async move { common::read(&path).filter(|s| s.lines().count() >= 2) }
+    })
+    .await;
+    let uid = uid.to_string();
+    assert!(
+        lives.lines().all(|line| line == uid),
+        "a restart by the backoff must run under the plan again: {lives:?}"
+    );
+    let status = supervisor.status("crasher").await.unwrap();
+    assert_eq!(status.restarts, 1);
+    supervisor_shutdown(supervisor).await;
+}
