@@ -241,7 +241,10 @@ impl Prepared {
 /// caller still chooses its program, arguments, environment and stdio
 /// (pass a clean environment: the node's own may hold secrets). The
 /// workspace must exist and belong to the plan's uid already (the
-/// supervisor does that when it starts the agent).
+/// supervisor does that when it starts the agent), and `plan.hide` should
+/// hold the supervisor's base folder as the supervisor adds it for its
+/// agents: that hides the other agents and the logs, and makes the path to
+/// the workspace traversable for the agent's uid.
 pub fn confine_command(cmd: &mut Command, plan: &SandboxPlan, workspace: &Path) -> io::Result<()> {
     let mut prepared = prepare(plan, workspace)?;
     cmd.current_dir(workspace);

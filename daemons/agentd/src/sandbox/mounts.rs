@@ -316,6 +316,10 @@ impl MountPlan {
                         Some(options),
                     )?;
                     trace.at(Step::Credential, index);
+                    // Credentials live in memory only (this tmpfs), are
+                    // written while still root, and become the agent's
+                    // to read but not to change (0400 in a 0500 folder
+                    // that the read-only pass below freezes).
                     for (path, content) in files {
                         sys::write_new_file(path, content, 0o400, self.uid, self.gid)?;
                     }
