@@ -196,9 +196,12 @@ impl Prepared {
             // saved) so none can be switched back, and no supplementary
             // group of root's.
             trace.at(Step::Ids, 0);
-            if libc::setgroups(0, std::ptr::null()) < 0
-                || libc::setresgid(self.gid, self.gid, self.gid) < 0
-                || libc::setresuid(self.uid, self.uid, self.uid) < 0
+            // Raw syscalls: libc's wrappers would try to reach every
+            // thread of the parent (setxid broadcast); the child has one.
+            let (uid, gid) = (self.uid, self.gid);
+            if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) < 0
+                || libc::syscall(libc::SYS_setresgid, gid, gid, gid) < 0
+                || libc::syscall(libc::SYS_setresuid, uid, uid, uid) < 0
             {
                 return Err(io::Error::last_os_error());
             }
@@ -274,7 +277,9 @@ pub fn kill_uid(uid: u32) -> io::Result<()> {
         unsafe {
             // Capabilities go with the last root id, so kill(-1) reaches
             // exactly the processes of this uid.
-            let code = if libc::setresuid(uid, uid, uid) == 0 && libc::kill(-1, libc::SIGKILL) == 0
+            // A raw setresuid, as in `apply`: this child has one thread.
+            let code = if libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0
+                && libc::kill(-1, libc::SIGKILL) == 0
             {
                 0
             } else {
