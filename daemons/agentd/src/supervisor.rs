@@ -173,9 +173,10 @@ impl Supervisor {
     /// With a `sandbox` plan the agent runs confined (see
     /// [`crate::sandbox`]), and so does every restart: its workspace is
     /// given to the plan's uid first, the supervisor's base folder is
-    /// hidden from it besides the plan's `hide`, and when its process ends
-    /// every process left under that uid is killed. None runs it as the
-    /// node's user, unconfined.
+    /// hidden from it besides the plan's `hide`, and before each start and
+    /// whenever its process ends every process left under that uid is
+    /// killed (a `host_exec` command of the agent's included). None runs it
+    /// as the node's user, unconfined.
     pub async fn start(
         &self,
         spec: AgentSpec,
