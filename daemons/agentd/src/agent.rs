@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use crate::backoff::Backoff;
 use crate::cgroup::AgentCgroup;
 use crate::output::RotatingLog;
+use crate::sandbox::SandboxPlan;
 use crate::spec::AgentSpec;
 use crate::status::{unix_ms, AgentState, AgentStatus, ExitStatus, LimitMode};
 
@@ -25,6 +26,8 @@ pub(crate) struct Agent {
     pub spec: AgentSpec,
     /// The caller's extra variables (tokens): memory only.
     pub extra_env: BTreeMap<String, String>,
+    /// Its confinement, applied again on every restart (None: unconfined).
+    pub sandbox: Option<SandboxPlan>,
     pub backoff: Backoff,
     pub phase: Phase,
     /// Automatic restarts since the last explicit start.
@@ -116,6 +119,7 @@ impl Agent {
             last_exit: self.last_exit,
             oom_kills: self.oom_kills,
             limit_mode,
+            uid: self.sandbox.as_ref().map(|plan| plan.uid),
         }
     }
 }
@@ -199,4 +203,24 @@ pub(crate) async fn pump_output(
             }
         }
     }
+}
+
+/// Gives the workspace (recursively) to `uid:gid`, without following
+/// symlinks, so the agent owns what it works on. Entries already owned
+/// are left alone, so a restart walks but does not write.
+pub(crate) fn give_workspace(root: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut pending = vec![root.to_owned()];
+    while let Some(path) = pending.pop() {
+        let metadata = std::fs::symlink_metadata(&path)?;
+        if metadata.uid() != uid || metadata.gid() != gid {
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+        }
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
 }

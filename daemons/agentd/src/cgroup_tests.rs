@@ -167,6 +167,7 @@ async fn live_cgroup_join_freeze_kill_remove() {
     let confinement = Confinement {
         cgroup_procs: Some(cgroup.open_procs().expect("open cgroup.procs")),
         rlimits: None,
+        sandbox: None,
     };
     let launched =
         process::launch(&spec, &Default::default(), workspace.path(), confinement).expect("launch");

@@ -9,7 +9,8 @@
 //!   working folder, stdin from /dev/null, stdout and stderr into one pipe,
 //!   and between fork and exec: a new session (so the agent is its own
 //!   process group and signals reach all of it), the parent-death signal,
-//!   joining the agent's cgroup, rlimits.
+//!   joining the agent's cgroup, rlimits; then, for a confined agent, the
+//!   sandbox (`sandbox/`): namespaces, mounts, uid, Landlock, seccomp.
 //! - [`wait_exit`]: resolves when the process has ended, without reaping
 //!   it. The zombie keeps its pid, and so the process group id, reserved
 //!   until the supervisor has killed the rest of the group and calls
@@ -26,6 +27,7 @@ use std::sync::mpsc as std_mpsc;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 
+use crate::sandbox::{self, SandboxPlan};
 use crate::spec::{AgentSpec, Limits};
 use crate::status::ExitStatus;
 
@@ -76,6 +78,8 @@ pub(crate) struct Confinement {
     pub cgroup_procs: Option<OwnedFd>,
     /// Limits to apply as rlimits (None under cgroup v2).
     pub rlimits: Option<Limits>,
+    /// Confinement of the agent's own (None: it runs as the node's user).
+    pub sandbox: Option<SandboxPlan>,
 }
 
 /// A started process: its pid (= its process group id) and the read end of
@@ -108,13 +112,27 @@ pub(crate) fn launch(
     let parent = std::process::id() as libc::pid_t;
     let procs_fd: Option<RawFd> = confinement.cgroup_procs.as_ref().map(AsRawFd::as_raw_fd);
     let rlimits = rlimits_for(confinement.rlimits.as_ref());
+    let mut sandbox = match &confinement.sandbox {
+        Some(plan) => Some(sandbox::prepare(plan, workspace)?),
+        None => None,
+    };
+    let steps = sandbox
+        .as_mut()
+        .map(sandbox::Prepared::trace_steps)
+        .transpose()?;
     // SAFETY: the closure runs in the child between fork and exec, where
     // only async-signal-safe calls are allowed: it uses raw syscalls on
     // values computed before the fork, and allocates nothing.
     unsafe {
-        command.pre_exec(move || confine_child(parent, procs_fd, &rlimits));
+        command.pre_exec(move || {
+            confine_child(parent, procs_fd, &rlimits)?;
+            sandbox.as_mut().map_or(Ok(()), sandbox::Prepared::apply)
+        });
     }
-    let child = command.spawn()?;
+    let child = command.spawn().map_err(|error| match &steps {
+        Some(steps) => steps.explain(error),
+        None => error,
+    })?;
     // `command` holds the pipe's write ends; dropping it here means the
     // read end sees end-of-file once the agent and its children are gone.
     drop(command);

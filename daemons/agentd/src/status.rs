@@ -125,6 +125,9 @@ pub struct AgentStatus {
     /// Times the agent was found killed over its memory limit.
     pub oom_kills: u64,
     pub limit_mode: LimitMode,
+    /// The uid the agent runs as when confined (None: the node's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
 }
 
 /// Something that happened to an agent.

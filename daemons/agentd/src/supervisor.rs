@@ -27,6 +27,7 @@ use crate::actor::{self, Actor, Request, StopTicket};
 use crate::backoff::BackoffConfig;
 use crate::cgroup::{self, CgroupPlacement, CgroupRoot};
 use crate::output::{self, LogConfig};
+use crate::sandbox::SandboxPlan;
 use crate::spec::{validate_name, AgentSpec};
 use crate::status::{AgentEvent, AgentStatus, AgentdError, LimitMode};
 
@@ -168,21 +169,31 @@ impl Supervisor {
     /// spec's variables (for `OSMODA_AGENT_TOKEN` and the like; it is kept in
     /// memory for restarts and never written anywhere). An explicit start
     /// forgets earlier failures: restart delays begin at the initial one.
+    ///
+    /// With a `sandbox` plan the agent runs confined (see
+    /// [`crate::sandbox`]), and so does every restart: its workspace is
+    /// given to the plan's uid first, the supervisor's base folder is
+    /// hidden from it besides the plan's `hide`, and before each start and
+    /// whenever its process ends every process left under that uid is
+    /// killed (a `host_exec` command of the agent's included). None runs it
+    /// as the node's user, unconfined.
     pub async fn start(
         &self,
         spec: AgentSpec,
         extra_env: BTreeMap<String, String>,
+        sandbox: Option<SandboxPlan>,
     ) -> Result<AgentStatus, AgentdError> {
         self.call(|reply| Request::Start {
             spec: Box::new(spec),
             extra_env,
+            sandbox,
             reply,
         })
         .await?
     }
 
-    /// Starts a registered agent again with its last spec and environment
-    /// (after `stop`, `kill_all`, a give-up or a failure).
+    /// Starts a registered agent again with its last spec, environment and
+    /// sandbox plan (after `stop`, `kill_all`, a give-up or a failure).
     pub async fn start_existing(&self, name: &str) -> Result<AgentStatus, AgentdError> {
         let name = name.to_owned();
         self.call(|reply| Request::StartExisting { name, reply })

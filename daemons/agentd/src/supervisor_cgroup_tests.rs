@@ -82,7 +82,7 @@ async fn supervisor_runs_agents_in_their_cgroups() {
     let mut spec = AgentSpec::new("ticker", "/bin/sh");
     spec.args = vec!["-c".into(), script.into()];
     let status = supervisor
-        .start(spec, BTreeMap::new())
+        .start(spec, BTreeMap::new(), None)
         .await
         .expect("start");
     let AgentState::Running { pid, .. } = status.state else {
@@ -162,7 +162,7 @@ async fn supervisor_runs_agents_in_their_cgroups() {
     let mut sleeper = AgentSpec::new("sleeper", "/bin/sleep");
     sleeper.args = vec!["1000".into()];
     let status = supervisor
-        .start(sleeper, BTreeMap::new())
+        .start(sleeper, BTreeMap::new(), None)
         .await
         .expect("start");
     let AgentState::Running { pid, .. } = status.state else {

@@ -27,7 +27,7 @@ async fn stop_sends_sigterm_first() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (supervisor, mut events) = supervisor(config(dir.path()));
     supervisor
-        .start(sh("polite", COUNTER), BTreeMap::new())
+        .start(sh("polite", COUNTER), BTreeMap::new(), None)
         .await
         .expect("start");
     let workspace = supervisor.workspace_dir("polite").expect("workspace");
@@ -69,7 +69,7 @@ async fn stop_kills_after_the_grace_period() {
     let (supervisor, mut events) = supervisor(config);
     let stubborn = "trap '' TERM; echo up > up; while :; do sleep 0.1; done";
     supervisor
-        .start(sh("stubborn", stubborn), BTreeMap::new())
+        .start(sh("stubborn", stubborn), BTreeMap::new(), None)
         .await
         .expect("start");
     let workspace = supervisor.workspace_dir("stubborn").expect("workspace");
@@ -102,7 +102,7 @@ async fn freeze_then_resume() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (supervisor, mut events) = supervisor(config(dir.path()));
     supervisor
-        .start(sh("ticker", COUNTER), BTreeMap::new())
+        .start(sh("ticker", COUNTER), BTreeMap::new(), None)
         .await
         .expect("start");
     let workspace = supervisor.workspace_dir("ticker").expect("workspace");
@@ -118,7 +118,7 @@ async fn freeze_then_resume() {
     ));
     // Nothing new starts while frozen.
     let refused = supervisor
-        .start(sh("late", "sleep 1"), BTreeMap::new())
+        .start(sh("late", "sleep 1"), BTreeMap::new(), None)
         .await;
     assert!(matches!(refused, Err(AgentdError::Frozen)), "{refused:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -162,7 +162,7 @@ async fn agent_over_its_memory_limit_is_stopped() {
     let mut spec = sh_with("hog", script, RestartPolicy::Never);
     spec.limits.memory_bytes = Some(64 << 20);
     supervisor
-        .start(spec, BTreeMap::new())
+        .start(spec, BTreeMap::new(), None)
         .await
         .expect("start");
 
@@ -206,7 +206,7 @@ async fn output_is_captured_and_bounded() {
         "i=0; while [ $i -lt 2000 ]; do echo \"out $i\"; echo \"err $i\" >&2; i=$((i+1)); done";
     let spec = sh_with("chatter", chatter, RestartPolicy::Never);
     supervisor
-        .start(spec, BTreeMap::new())
+        .start(spec, BTreeMap::new(), None)
         .await
         .expect("start");
     next_event(
@@ -250,7 +250,7 @@ async fn environment_folders_and_process_group() {
         ("OVERRIDDEN".to_string(), "extra".to_string()),
         ("OSMODA_AGENT_TOKEN".to_string(), "token-value".to_string()),
     ]);
-    let status = supervisor.start(spec, extra).await.expect("start");
+    let status = supervisor.start(spec, extra, None).await.expect("start");
     let AgentState::Running { pid, .. } = status.state else {
         panic!("not running: {status:?}");
     };
@@ -302,7 +302,7 @@ async fn failures_and_refusals() {
     let (supervisor, mut events) = supervisor(config(dir.path()));
     let missing = osmoda_agentd::AgentSpec::new("ghost", "/nonexistent/program");
     let error = supervisor
-        .start(missing, BTreeMap::new())
+        .start(missing, BTreeMap::new(), None)
         .await
         .expect_err("no such program");
     assert!(matches!(error, AgentdError::Spawn { .. }), "{error}");
@@ -318,12 +318,12 @@ async fn failures_and_refusals() {
 
     let bad = sh("Bad Name", "true");
     assert!(matches!(
-        supervisor.start(bad, BTreeMap::new()).await,
+        supervisor.start(bad, BTreeMap::new(), None).await,
         Err(AgentdError::Spec(_))
     ));
     let bad_env = BTreeMap::from([("A=B".to_string(), "x".to_string())]);
     assert!(matches!(
-        supervisor.start(sh("fine", "true"), bad_env).await,
+        supervisor.start(sh("fine", "true"), bad_env, None).await,
         Err(AgentdError::Spec(_))
     ));
     assert!(matches!(
@@ -333,11 +333,11 @@ async fn failures_and_refusals() {
     assert!(supervisor.output_tail("../etc", 10).await.is_err());
 
     supervisor
-        .start(sh("busy", "sleep 1000"), BTreeMap::new())
+        .start(sh("busy", "sleep 1000"), BTreeMap::new(), None)
         .await
         .expect("start");
     let again = supervisor
-        .start(sh("busy", "sleep 1000"), BTreeMap::new())
+        .start(sh("busy", "sleep 1000"), BTreeMap::new(), None)
         .await;
     assert!(
         matches!(again, Err(AgentdError::Running { .. })),
@@ -351,7 +351,11 @@ async fn remove_keeps_or_deletes_the_folder() {
     let (supervisor, _events) = supervisor(config(dir.path()));
     for name in ["keep", "drop"] {
         supervisor
-            .start(sh(name, "echo data > file; sleep 1000"), BTreeMap::new())
+            .start(
+                sh(name, "echo data > file; sleep 1000"),
+                BTreeMap::new(),
+                None,
+            )
             .await
             .expect("start");
         let workspace = supervisor.workspace_dir(name).expect("workspace");

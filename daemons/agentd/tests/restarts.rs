@@ -15,7 +15,7 @@ async fn crashing_agent_restarts_with_growing_delays() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (supervisor, mut events) = supervisor(config(dir.path()));
     supervisor
-        .start(sh("crasher", "exit 1"), BTreeMap::new())
+        .start(sh("crasher", "exit 1"), BTreeMap::new(), None)
         .await
         .expect("start");
 
@@ -64,7 +64,7 @@ async fn workspace_survives_restarts_and_supervisors() {
     {
         let (supervisor, mut events) = supervisor(config(dir.path()));
         supervisor
-            .start(sh("keeper", script), BTreeMap::new())
+            .start(sh("keeper", script), BTreeMap::new(), None)
             .await
             .expect("start");
         let event = next_event(
@@ -105,7 +105,7 @@ async fn workspace_survives_restarts_and_supervisors() {
     let (supervisor, mut events) = supervisor(config(dir.path()));
     let spec = sh_with("keeper", "cat note > seen-again", RestartPolicy::Never);
     supervisor
-        .start(spec, BTreeMap::new())
+        .start(spec, BTreeMap::new(), None)
         .await
         .expect("start");
     next_event(
@@ -129,7 +129,7 @@ async fn kill_all_kills_everything_and_nothing_restarts() {
     for name in ["one", "two", "three"] {
         let spec = sh_with(name, forever, RestartPolicy::Always);
         let status = supervisor
-            .start(spec, BTreeMap::new())
+            .start(spec, BTreeMap::new(), None)
             .await
             .expect("start");
         let AgentState::Running { pid, .. } = status.state else {
@@ -187,7 +187,7 @@ async fn dropping_the_supervisor_kills_its_agents() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (supervisor, _events) = supervisor(config(dir.path()));
     let status = supervisor
-        .start(sh("orphan", "sleep 1000"), BTreeMap::new())
+        .start(sh("orphan", "sleep 1000"), BTreeMap::new(), None)
         .await
         .expect("start");
     let AgentState::Running { pid, .. } = status.state else {

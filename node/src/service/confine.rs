@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use osmoda_agentd::{AgentSpec, AgentStatus, AllowEntry, Keep, SandboxPlan, SandboxReport};
 
 use super::Node;
+use crate::api::LayerView;
 use crate::egress::Egress;
 use crate::error::{NodeError, NodeResult};
 
@@ -70,11 +71,17 @@ impl Node {
         if spec.unconfined {
             return self.agents.start(name, BTreeMap::new(), None).await;
         }
-        let missing = self.confinement.report.missing();
+        let missing: Vec<String> = self
+            .confinement
+            .report
+            .required_missing()
+            .into_iter()
+            .map(|(layer, why)| format!("{layer} ({why})"))
+            .collect();
         if !missing.is_empty() {
             return Err(NodeError::Unavailable(format!(
-                "this host cannot confine agent {name:?}: {}. `osmoda status` lists every layer; \
-                 add the agent with --unconfined to run it without them (audited)",
+                "this host cannot confine agent {name:?}: {} missing. `osmoda status` lists every \
+                 layer; add the agent with --unconfined to run it without them (audited)",
                 missing.join("; ")
             )));
         }
@@ -176,6 +183,35 @@ impl Node {
             },
         );
         Ok(netns)
+    }
+
+    /// Each confinement layer and whether this host has it, for `status`.
+    pub(crate) fn confinement_layers(&self) -> Vec<LayerView> {
+        self.confinement
+            .report
+            .layers()
+            .into_iter()
+            .map(|(layer, result)| {
+                let (state, detail) = match (layer, result) {
+                    ("landlock", Ok(())) => (
+                        "ok",
+                        format!(
+                            "ABI {}",
+                            self.confinement.report.landlock.as_ref().copied().unwrap_or_default()
+                        ),
+                    ),
+                    (_, Ok(())) => ("ok", String::new()),
+                    // A second layer: agents still start without it.
+                    ("landlock", Err(why)) => ("absent", why.to_string()),
+                    (_, Err(why)) => ("missing", why.to_string()),
+                };
+                LayerView {
+                    layer: layer.to_string(),
+                    state: state.to_string(),
+                    detail,
+                }
+            })
+            .collect()
     }
 
     /// A running agent's proxy uses `spec.allow` from its next connection.

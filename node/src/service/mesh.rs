@@ -23,6 +23,7 @@ impl Node {
                 lockdown: emergency.lockdown,
                 frozen: emergency.frozen,
                 held_down,
+                confinement: self.confinement_layers(),
             },
         })
     }

@@ -325,6 +325,7 @@ impl Agents {
             last_exit: None,
             oom_kills: 0,
             limit_mode: self.supervisor.limit_mode(),
+            uid: None,
         }
     }
 

@@ -25,6 +25,9 @@ impl Actor {
         // Whatever the leader left behind in its group or cgroup goes with
         // it, before the reap frees the group id.
         process::signal_group(running.pid, libc::SIGKILL);
+        if let Some(plan) = &agent.sandbox {
+            super::kill_uid_or_warn(plan.uid);
+        }
         if let Some(cgroup) = &agent.cgroup {
             let _ = cgroup.kill();
             let _ = cgroup.freeze(false);

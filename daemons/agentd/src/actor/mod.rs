@@ -23,6 +23,7 @@ use crate::backoff::{Backoff, BackoffConfig};
 use crate::cgroup::CgroupRoot;
 use crate::output::RotatingLog;
 use crate::process::{self, Confinement, Spawner};
+use crate::sandbox::{self, SandboxPlan};
 use crate::spec::{validate_env_key, AgentSpec, SpecError, MAX_ENV};
 use crate::status::{unix_ms, AgentEvent, AgentEventKind, AgentStatus, AgentdError, LimitMode};
 use crate::supervisor::{create_private_dir, AgentData, Shared, SupervisorConfig};
@@ -38,6 +39,7 @@ pub(crate) enum Request {
         // Boxed: a spec is far larger than every other request.
         spec: Box<AgentSpec>,
         extra_env: BTreeMap<String, String>,
+        sandbox: Option<SandboxPlan>,
         reply: oneshot::Sender<Result<AgentStatus, AgentdError>>,
     },
     StartExisting {
@@ -170,15 +172,17 @@ impl Actor {
             Request::Start {
                 spec,
                 extra_env,
+                sandbox,
                 reply,
             } => {
-                let _ = reply.send(self.start(*spec, extra_env).await);
+                let _ = reply.send(self.start(*spec, extra_env, sandbox).await);
             }
             Request::StartExisting { name, reply } => {
                 let result = match self.agents.get(&name) {
                     Some(agent) => {
                         let (spec, env) = (agent.spec.clone(), agent.extra_env.clone());
-                        self.start(spec, env).await
+                        let plan = agent.sandbox.clone();
+                        self.start(spec, env, plan).await
                     }
                     None => Err(AgentdError::UnknownAgent { name }),
                 };
@@ -246,6 +250,7 @@ impl Actor {
         &mut self,
         spec: AgentSpec,
         extra_env: BTreeMap<String, String>,
+        sandbox: Option<SandboxPlan>,
     ) -> Result<AgentStatus, AgentdError> {
         spec.validate()?;
         if extra_env.len() > MAX_ENV {
@@ -280,6 +285,7 @@ impl Actor {
                 agent.backoff.reset();
                 agent.spec = spec;
                 agent.extra_env = extra_env;
+                agent.sandbox = sandbox;
                 agent.restarts = 0;
             }
             None => {
@@ -294,6 +300,7 @@ impl Actor {
                     backoff: Backoff::new(spec.restart, self.backoff),
                     spec,
                     extra_env,
+                    sandbox,
                     phase: Phase::Down(Down::Stopped),
                     restarts: 0,
                     last_exit: None,
@@ -346,11 +353,26 @@ impl Actor {
             Ok(())
         });
         let workspace = paths.workspace.clone();
+        // The supervisor's base holds every agent's folder and logs: a
+        // confined agent sees none of it but its own workspace.
+        confinement.sandbox = agent.sandbox.clone().map(|mut plan| {
+            plan.hide.push(self.shared.base.clone());
+            plan
+        });
         let launched = match prepared {
             Ok(()) => {
                 let job_spec = spec.clone();
                 self.spawner
-                    .run(move || process::launch(&job_spec, &env, &workspace, confinement))
+                    .run(move || {
+                        if let Some(plan) = &confinement.sandbox {
+                            // Whatever an earlier life (or a node that
+                            // crashed) left under this uid goes first, so
+                            // nothing of it races the chown or lives on.
+                            sandbox::kill_uid(plan.uid)?;
+                            agent::give_workspace(&workspace, plan.uid, plan.gid)?;
+                        }
+                        process::launch(&job_spec, &env, &workspace, confinement)
+                    })
                     .await
                     .and_then(|result| result)
             }
@@ -426,6 +448,9 @@ impl Drop for Actor {
         for agent in self.agents.values() {
             if let Phase::Running(running) = &agent.phase {
                 process::signal_group(running.pid, libc::SIGKILL);
+                if let Some(plan) = &agent.sandbox {
+                    kill_uid_or_warn(plan.uid);
+                }
                 if let Some(cgroup) = &agent.cgroup {
                     let _ = cgroup.kill();
                 }
@@ -449,5 +474,13 @@ impl Drop for Actor {
         if let Some(root) = &mut self.cgroups {
             root.remove();
         }
+    }
+}
+
+/// Kills whatever still runs under a confined agent's uid: daemons that
+/// left its process group (and, without cgroup v2, its reach).
+pub(crate) fn kill_uid_or_warn(uid: u32) {
+    if let Err(error) = sandbox::kill_uid(uid) {
+        tracing::warn!(uid, %error, "cannot kill the processes of a confined agent's uid");
     }
 }
