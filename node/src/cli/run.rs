@@ -60,6 +60,7 @@ pub async fn run(
         agent_socket: agent_socket.clone(),
         cgroups: true,
         data: Some(data.clone()),
+        vault_key: data.path(crate::state::vault::KEY_FILE),
     };
     let running = builder.start().await?;
     let node = running.node.clone();

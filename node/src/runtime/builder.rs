@@ -29,6 +29,7 @@ use crate::state::docs::Docs;
 use crate::state::emergency::Emergency;
 use crate::state::heads::FleetHeads;
 use crate::state::mirrors::Mirrors;
+use crate::state::vault::Vault;
 
 /// Everything a node is made of, before it runs.
 pub struct NodeBuilder {
@@ -50,6 +51,8 @@ pub struct NodeBuilder {
     pub cgroups: bool,
     /// The node's folder, where revocations are kept; none in simulation.
     pub data: Option<DataDir>,
+    /// The vault's key file (`DATA/vault.key`), made on first use.
+    pub vault_key: PathBuf,
 }
 
 /// A node whose loop runs.
@@ -134,6 +137,7 @@ impl NodeBuilder {
             replicator: Replicator::new(docs.clone(), audit.clone(), fabric.clone()),
             mirrors: Mirrors::new(self.store.clone()),
             emergency: Emergency::open(self.store.clone())?,
+            vault: Vault::new(self.store.clone(), self.vault_key),
             audit: audit.clone(),
             heads,
             docs,

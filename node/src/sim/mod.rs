@@ -63,6 +63,7 @@ impl SimHost<'_> {
             agent_socket: folder.join("agent.sock"),
             cgroups: false,
             data: None,
+            vault_key: folder.join(crate::state::vault::KEY_FILE),
         })
     }
 }
