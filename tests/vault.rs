@@ -1,8 +1,9 @@
 //! The agents' vault: every `osmoda secret` command against a real node,
 //! with values piped on standard input that never show up in the node's
 //! output, its audit log or in clear in any file of its folder; the
-//! `secret_get` tool and `credentials_for` in process, granted, refused
-//! and locked down; and tampered ciphertexts refused with an error.
+//! `secret_get` tool over MCP from real agents, and in process with
+//! `credentials_for`, granted, refused and locked down; and tampered
+//! ciphertexts refused with an error.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Output, Stdio};
 
-use common::{fleet, stderr, Node};
+use common::{fleet, stderr, wait_until, Node, BIN};
 use osmoda_fabric::proto::{FleetRoot, Role};
 use osmoda_node::api::{LogQuery, NewSecret, SecretValue};
 use osmoda_node::datadir::FleetInfo;
@@ -21,6 +22,11 @@ use osmoda_node::service::{AgentCall, Caller, Node as Service};
 use osmoda_node::sim::SimHost;
 use osmoda_node::state::agents::AgentIdentity;
 use osmoda_simulation::{SimConfig, SimNetwork};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::TokioChildProcess;
+use rmcp::ServiceExt;
+use serde_json::{json, Value};
 
 const FIRST: &str = "vault-test-VALUE-first-7f3a9c1e";
 const SECOND: &str = "vault-test-VALUE-second-b42d8e07";
@@ -408,4 +414,138 @@ fn base64_decode(text: &str) -> Vec<u8> {
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+type Client = RunningService<RoleClient, ()>;
+
+/// An agent that writes its environment down and waits.
+fn add_agent(node: &Node, name: &str) {
+    let out = tokio::task::block_in_place(|| {
+        node.cli(&[
+            "agent",
+            "add",
+            name,
+            "--",
+            "/bin/sh",
+            "-c",
+            "env > env.txt; exec sleep 600",
+        ])
+    });
+    ok(&out, "agent add");
+}
+
+/// An MCP client for the agent, with the token and socket it wrote down.
+async fn connect(node: &Node, name: &str) -> Client {
+    let path = node.dir.join("agents").join(name).join("workspace/env.txt");
+    let var = |text: &str, key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_string)
+    };
+    let mut found = None;
+    let written = tokio::task::block_in_place(|| {
+        wait_until(std::time::Duration::from_secs(30), || {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            found = var(&text, "OSMODA_AGENT_TOKEN").zip(var(&text, "OSMODA_AGENT_SOCKET"));
+            found.is_some()
+        })
+    });
+    assert!(written, "agent {name} did not write its environment");
+    let (token, socket) = found.unwrap();
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.arg("--data")
+        .arg(&node.dir)
+        .args(["mcp", "--agent", name])
+        .env_remove("OSMODA_DATA")
+        .env("OSMODA_AGENT_TOKEN", token)
+        .env("OSMODA_AGENT_SOCKET", socket);
+    let transport = TokioChildProcess::new(cmd).expect("spawn osmoda mcp");
+    ().serve(transport).await.expect("MCP handshake")
+}
+
+async fn secret_get(client: &Client, name: &str) -> CallToolResult {
+    let Value::Object(arguments) = json!({ "name": name }) else {
+        unreachable!()
+    };
+    let params = CallToolRequestParams::new("secret_get").with_arguments(arguments);
+    client.call_tool(params).await.expect("call")
+}
+
+fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_read_granted_secrets_over_mcp_and_the_audit_names_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = fleet(tmp.path(), 1);
+    let node = &mut nodes[0];
+    tokio::task::block_in_place(|| node.start_local(&[]));
+    let set = tokio::task::block_in_place(|| {
+        piped(
+            node,
+            &["secret", "set", "api-token", "--agent", "scribe"],
+            FIRST,
+        )
+    });
+    ok(&set, "secret set");
+    add_agent(node, "scribe");
+    add_agent(node, "watcher");
+    let scribe = connect(node, "scribe").await;
+    let watcher = connect(node, "watcher").await;
+
+    let got = secret_get(&scribe, "api-token").await;
+    assert_ne!(got.is_error, Some(true), "{}", text(&got));
+    let got = got.structured_content.expect("a structured result");
+    assert_eq!(
+        got,
+        json!({ "name": "api-token", "version": 1, "value": FIRST })
+    );
+
+    let ungranted = secret_get(&watcher, "api-token").await;
+    let missing = secret_get(&watcher, "api-tokex").await;
+    assert_eq!(ungranted.is_error, Some(true));
+    assert_eq!(missing.is_error, Some(true));
+    assert!(
+        text(&ungranted).contains("not granted"),
+        "{}",
+        text(&ungranted)
+    );
+    assert_eq!(
+        text(&ungranted).replace("api-token", "N"),
+        text(&missing).replace("api-tokex", "N")
+    );
+
+    let audit = tokio::task::block_in_place(|| node.json(&["audit", "log", "--limit", "4096"]));
+    let calls: Vec<&Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "tool.secret_get")
+        .collect();
+    assert_eq!(calls.len(), 3, "{audit}");
+    assert_eq!(calls[0]["actor"], "agent:scribe", "{audit}");
+    assert_eq!(calls[0]["target"], "api-token");
+    assert_eq!(calls[0]["outcome"], "ok");
+    assert_eq!(calls[1]["actor"], "agent:watcher");
+    assert_eq!(calls[1]["outcome"], "denied");
+    assert!(
+        !audit.to_string().contains(FIRST),
+        "a value in the audit log"
+    );
+
+    let locked = tokio::task::block_in_place(|| node.cli(&["lockdown"]));
+    ok(&locked, "lockdown");
+    let refused = secret_get(&scribe, "api-token").await;
+    assert_eq!(refused.is_error, Some(true));
+    assert!(text(&refused).contains("locked down"), "{}", text(&refused));
+    let _ = scribe.cancel().await;
+    let _ = watcher.cancel().await;
+    tokio::task::block_in_place(|| node.stop());
+    assert!(!node.log().contains(FIRST), "a value in the node's log");
 }
