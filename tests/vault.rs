@@ -221,6 +221,35 @@ fn secret_commands_work_and_never_show_a_value() {
             assert!(!contains(bytes, value), "a value in clear in {path}");
         }
     }
+
+    // A byte of the sealed value flipped on disk: an error, not a panic.
+    let redb = node.dir.join("state.redb");
+    let mut bytes = std::fs::read(&redb).unwrap();
+    let marker = b"\"sealed\":\"";
+    let mut flipped = 0;
+    let mut from = 0;
+    while let Some(at) = bytes[from..]
+        .windows(marker.len())
+        .position(|w| w == marker)
+    {
+        let byte = from + at + marker.len() + 12;
+        bytes[byte] = if bytes[byte] == b'A' { b'B' } else { b'A' };
+        flipped += 1;
+        from = byte;
+    }
+    assert!(flipped > 0, "no sealed value found in state.redb");
+    std::fs::write(&redb, &bytes).unwrap();
+    node.start_local(&[]);
+    let damaged = node.cli(&["secret", "list"]);
+    assert_eq!(damaged.status.code(), Some(1), "{}", stderr(&damaged));
+    // The store's checksum names the table and the key (hex).
+    let said = stderr(&damaged);
+    assert!(
+        said.contains("\"secrets\"") && said.contains("corrupt"),
+        "{said}"
+    );
+    assert!(node.is_running(), "the node stopped:\n{}", node.log());
+    node.stop();
 }
 
 /// One node on the simulated network, its folder in `dir`.
