@@ -494,5 +494,15 @@ mod tests {
             text.contains("alpha") && !text.contains("hunter2"),
             "{text}"
         );
+        let body = crate::api::NewSecret {
+            name: "alpha".into(),
+            value: crate::api::SecretValue::new("hunter2".into()),
+            agents: vec!["scribe".into()],
+        };
+        let text = format!("{body:?}");
+        assert!(
+            text.contains("scribe") && !text.contains("hunter2"),
+            "{text}"
+        );
     }
 }
