@@ -232,33 +232,59 @@ fn without_privileges_an_agent_starts_only_when_explicitly_unconfined() {
         .status()
         .unwrap();
     assert!(chown.success());
-    let mut cmd = node.command(&[
-        "run",
-        "--no-mdns",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-    ]);
+    let mut cmd = node.command(&["run", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"]);
     cmd.uid(USER).gid(USER);
     node.start_with(cmd);
     let status = node.status();
     let layers = status["agents"]["confinement"].to_string();
-    assert!(layers.contains("missing"), "status names the missing layers: {layers}");
-
-    let out = node.cli(&["agent", "add", "plain", "--", "/bin/sh", "-c", "exec sleep 600"]);
-    assert_eq!(out.status.code(), Some(6), "{}", common::stderr(&out));
-    let said = common::stderr(&out);
-    assert!(said.contains("cannot confine") && said.contains("--unconfined"), "{said}");
-    let list = node.json(&["agent", "list"]);
-    assert_eq!(list.as_array().map(Vec::len), Some(0), "a refused agent is not kept");
+    assert!(
+        layers.contains("missing"),
+        "status names the missing layers: {layers}"
+    );
 
     let out = node.cli(&[
-        "agent", "add", "plain", "--unconfined", "--", "/bin/sh", "-c", "exec sleep 600",
+        "agent",
+        "add",
+        "plain",
+        "--",
+        "/bin/sh",
+        "-c",
+        "exec sleep 600",
+    ]);
+    assert_eq!(out.status.code(), Some(6), "{}", common::stderr(&out));
+    let said = common::stderr(&out);
+    assert!(
+        said.contains("cannot confine") && said.contains("--unconfined"),
+        "{said}"
+    );
+    let list = node.json(&["agent", "list"]);
+    assert_eq!(
+        list.as_array().map(Vec::len),
+        Some(0),
+        "a refused agent is not kept"
+    );
+
+    let out = node.cli(&[
+        "agent",
+        "add",
+        "plain",
+        "--unconfined",
+        "--",
+        "/bin/sh",
+        "-c",
+        "exec sleep 600",
     ]);
     assert!(out.status.success(), "{}", common::stderr(&out));
     let shown = node.json(&["agent", "show", "plain"]);
     assert_eq!(shown["state"]["state"], "running", "{shown}");
-    assert!(shown["uid"].is_null(), "it runs as the node's user: {shown}");
+    assert!(
+        shown["uid"].is_null(),
+        "it runs as the node's user: {shown}"
+    );
     let log = node.json(&["audit", "log", "--limit", "1000"]).to_string();
-    assert!(log.contains("unconfined"), "the audit log records it: {log}");
+    assert!(
+        log.contains("unconfined"),
+        "the audit log records it: {log}"
+    );
     node.stop();
 }

@@ -446,3 +446,73 @@ pub struct EmergencyView {
     pub limit_mode: String,
     pub limit_reason: String,
 }
+
+/// A secret's value on its way to the node: UTF-8 text, held in a buffer
+/// wiped when dropped, and never shown by `Debug`.
+#[derive(Clone, Default)]
+pub struct SecretValue(zeroize::Zeroizing<String>);
+
+impl SecretValue {
+    pub fn new(value: String) -> Self {
+        Self(zeroize::Zeroizing::new(value))
+    }
+
+    /// The value itself, for the vault to seal.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretValue(<redacted>)")
+    }
+}
+
+impl Serialize for SecretValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self::new)
+    }
+}
+
+/// `POST /v1/secrets`: a new secret, and the agents it is granted to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSecret {
+    pub name: String,
+    pub value: SecretValue,
+    #[serde(default)]
+    pub agents: Vec<String>,
+}
+
+/// `POST /v1/secrets/NAME/rotate`: the new value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    pub value: SecretValue,
+}
+
+/// `POST /v1/secrets/NAME/grant` and `.../revoke`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretAgent {
+    pub agent: String,
+}
+
+/// A secret as the node shows it: never its value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretView {
+    pub name: String,
+    /// 1 when set, one more at each rotation.
+    pub version: u32,
+    pub created_ms: u64,
+    pub rotated_ms: u64,
+    /// The agents it is granted to, by name.
+    pub agents: Vec<String>,
+}

@@ -262,7 +262,7 @@ impl DataDir {
 
 /// Writes a file through a temporary one and a rename, with `mode`, and
 /// syncs it and its folder, so a crash never leaves half a key.
-fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -288,7 +288,7 @@ fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 }
 
 /// A 32-byte hex key from a file that only its owner may read.
-fn read_secret_at(path: &Path) -> Result<[u8; 32]> {
+pub(crate) fn read_secret_at(path: &Path) -> Result<[u8; 32]> {
     let mode = fs::metadata(path)
         .internal(|| format!("cannot read {}", path.display()))?
         .permissions()

@@ -11,6 +11,8 @@ use osmoda_docs::{KnowledgeError, RoutineError};
 use osmoda_fabric::FabricError;
 use osmoda_store::StoreError;
 
+use crate::state::vault::VaultError;
+
 /// Whose fault a failure is, and so how every front reports it: the kinds
 /// are part of the agent socket's wire format (`osmoda_mcpd::forward`),
 /// with the HTTP status of each (`ErrorKind::status`); the control socket
@@ -76,6 +78,8 @@ pub enum NodeError {
     Routine(#[from] RoutineError),
     #[error(transparent)]
     Agent(#[from] AgentdError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
 }
 
 impl From<SpecError> for NodeError {
@@ -114,6 +118,7 @@ impl NodeError {
             NodeError::Knowledge(e) => knowledge_kind(e),
             NodeError::Routine(e) => routine_kind(e),
             NodeError::Agent(e) => agent_kind(e),
+            NodeError::Vault(e) => vault_kind(e),
         }
     }
 }
@@ -171,6 +176,23 @@ fn agent_kind(e: &AgentdError) -> ErrorKind {
         AgentdError::Spawn { .. } => ErrorKind::Invalid,
         // `AgentdError` may grow; what this build does not know is ours.
         _ => ErrorKind::Internal,
+    }
+}
+
+fn vault_kind(e: &VaultError) -> ErrorKind {
+    match e {
+        VaultError::InvalidName { .. } | VaultError::InvalidAgent { .. } | VaultError::Empty => {
+            ErrorKind::Invalid
+        }
+        VaultError::TooLarge { .. } | VaultError::Full => ErrorKind::TooLarge,
+        VaultError::Exists(_) => ErrorKind::Conflict,
+        VaultError::NotFound(_) | VaultError::NotGranted { .. } => ErrorKind::NotFound,
+        VaultError::Withheld(_) => ErrorKind::Forbidden,
+        // The folder's key or the store went wrong: not the caller's doing.
+        VaultError::Damaged(_)
+        | VaultError::Malformed { .. }
+        | VaultError::KeyMissing(_)
+        | VaultError::NotText(_) => ErrorKind::Internal,
     }
 }
 

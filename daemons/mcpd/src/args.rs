@@ -116,6 +116,7 @@ audit_target_is! {
     HostExec: command,
     ApprovalRequest: tool,
     ApprovalStatus: request_id,
+    SecretName: name,
 }
 
 /// `mesh_peers`, `routine_list`, `agent_status`: about nothing in particular.
@@ -598,5 +599,20 @@ pub struct ApprovalStatus {
 impl Bounded for ApprovalStatus {
     fn check(&self) -> Result<(), ArgumentError> {
         name("request_id", &self.request_id, MAX_ID_BYTES)
+    }
+}
+
+/// `secret_get`: one secret the operator granted to this agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretName {
+    /// The secret's name, as the operator set it (1 to 64 bytes).
+    #[schemars(length(min = 1, max = MAX_AGENT_NAME_BYTES))]
+    pub name: String,
+}
+
+impl Bounded for SecretName {
+    fn check(&self) -> Result<(), ArgumentError> {
+        name("name", &self.name, MAX_AGENT_NAME_BYTES)
     }
 }

@@ -220,6 +220,8 @@ catalogue! {
         "Ask the operator in advance to approve one ring-1 tool call (the tool and its exact arguments). Returns a request id."),
     ApprovalStatus("approval_status", Two, ApprovalStatus,
         "Whether an approval request is pending, approved or denied."),
+    SecretGet("secret_get", Two, SecretName,
+        "Read a secret the operator granted to this agent: its name, version and value. Ring 2 because the operator's grant is the authority: no approval is asked, and a secret not granted to this agent is refused, whether it exists or not. Refused while the node is locked down."),
 }
 
 impl ToolCall {

@@ -40,6 +40,7 @@ fn every_tool_is_listed_once_with_its_ring() {
         "host_exec",
         "approval_request",
         "approval_status",
+        "secret_get",
     ];
     assert_eq!(names, expected);
     for info in tools() {

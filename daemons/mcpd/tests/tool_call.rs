@@ -36,6 +36,7 @@ fn execute(call: &ToolCall) -> &'static str {
         ToolCall::HostExec(_) => "host_exec",
         ToolCall::ApprovalRequest(_) => "approval_request",
         ToolCall::ApprovalStatus(_) => "approval_status",
+        ToolCall::SecretGet(_) => "secret_get",
     }
 }
 
@@ -107,6 +108,7 @@ fn samples() -> Vec<(&'static str, Value, &'static str)> {
             "host_exec",
         ),
         ("approval_status", json!({ "request_id": "r-7" }), "r-7"),
+        ("secret_get", json!({ "name": "api-token" }), "api-token"),
     ]
 }
 

@@ -4,9 +4,9 @@
 //!
 //! Tools act as the agent: knowledge entries and routines it writes carry
 //! `agent:NAME` as their actor, its key-value space and workspace are its
-//! own, and nothing here takes a name from the arguments to decide whose
-//! state to touch (except `agent_message`, which only writes into the
-//! recipient's inbox). Results are JSON objects, so MCP clients get them as
+//! own, a secret is read only when granted to it, and nothing here takes a
+//! name from the arguments to decide whose state to touch (except
+//! `agent_message`, which only writes into the recipient's inbox). Results are JSON objects, so MCP clients get them as
 //! structured content too.
 
 use osmoda_mcpd::ToolCall;
@@ -115,5 +115,6 @@ pub async fn execute(node: &Node, call: &AgentCall, tool: ToolCall) -> NodeResul
             node.approval_request(call, &a.tool, a.arguments, &a.reason)
         }
         ToolCall::ApprovalStatus(a) => node.approval_status(call, &a.request_id),
+        ToolCall::SecretGet(a) => node.secret_get(call, &a.name).await,
     }
 }

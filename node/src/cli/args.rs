@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use osmoda_fabric::proto::Role;
 
 use super::agent::{AgentCommand, EmergencyArgs};
+use super::secret::SecretCommand;
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +72,9 @@ pub enum Command {
     /// Agents this node runs: add, list, show, logs, start, stop, rm.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Secrets for agents, sealed at rest: set, grant, revoke, rotate, list, rm.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Ring-1 tool calls waiting for an operator, and standing grants.
     Approvals,
     /// Let a waiting tool call through (with --grant 1h: the tool too, for a while).

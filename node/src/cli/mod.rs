@@ -14,6 +14,7 @@ mod mcp;
 pub mod out;
 pub mod render;
 mod run;
+pub mod secret;
 mod sim;
 pub mod time;
 
@@ -152,6 +153,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Agent(command) => agent::agent(&client, json, command).await,
+        Command::Secret(command) => secret::secret(&client, json, command).await,
         Command::Approvals => agent::approvals(&client, json).await,
         Command::Approve { id, grant } => agent::decide(&client, json, id, true, grant).await,
         Command::Deny { id } => agent::decide(&client, json, id, false, None).await,

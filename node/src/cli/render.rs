@@ -9,7 +9,7 @@ use super::out::{self, say};
 use super::time;
 use crate::api::{
     AgentView, ApprovalsView, AuditEntryView, EmergencyOutcome, EntryView, ForkView, HeadView,
-    InboxEntry, PeerInfo, RoutineView, StatusView, VerifyReport,
+    InboxEntry, PeerInfo, RoutineView, SecretView, StatusView, VerifyReport,
 };
 
 /// Columns padded to their widest cell; the last column is not padded.
@@ -458,4 +458,36 @@ pub fn emergency(o: &EmergencyOutcome) {
     } else {
         say!("{}: {}", o.kind, o.here);
     }
+}
+
+pub fn secret(s: &SecretView) {
+    say!("secret    {} (version {})", s.name, s.version);
+    say!("agents    {}", agents_text(&s.agents));
+    say!("created   {}", time::local_ms(s.created_ms));
+    say!("rotated   {}", time::local_ms(s.rotated_ms));
+}
+
+fn agents_text(agents: &[String]) -> String {
+    if agents.is_empty() {
+        "-".into()
+    } else {
+        agents.join(", ")
+    }
+}
+
+pub fn secrets(list: &[SecretView]) {
+    if list.is_empty() {
+        say!("no secrets");
+        return;
+    }
+    let mut table = Table::new(&["NAME", "VERSION", "ROTATED", "AGENTS"]);
+    for s in list {
+        table.row(vec![
+            s.name.clone(),
+            s.version.to_string(),
+            time::local_ms(s.rotated_ms),
+            agents_text(&s.agents),
+        ]);
+    }
+    table.print();
 }

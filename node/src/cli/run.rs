@@ -65,6 +65,7 @@ pub async fn run(
             uids: agent_uids,
         },
         data: Some(data.clone()),
+        vault_key: data.path(crate::state::vault::KEY_FILE),
     };
     let running = builder.start().await?;
     let node = running.node.clone();

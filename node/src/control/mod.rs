@@ -7,6 +7,7 @@
 
 mod agents;
 mod docs;
+mod secrets;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -92,6 +93,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/audit/forks", get(audit_forks))
         .merge(docs::routes())
         .merge(agents::routes())
+        .merge(secrets::routes())
         .fallback(|| async { ApiError(NodeError::not_found("route (see docs/api.md)", "")) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(node)

@@ -4,6 +4,7 @@
 //! same emergency path; the simulation only swaps the transport, keeps no
 //! data folder and runs its agents without cgroups.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use osmoda_crdt_state::{Actor, Outcome};
@@ -16,20 +17,21 @@ use zeroize::Zeroizing;
 
 use crate::api::NodeInfo;
 use crate::datadir::{DataDir, FleetInfo};
+use crate::egress::{Egress, EgressLimits};
 use crate::error::{NodeError, NodeResult};
 use crate::replication::sync::Replicator;
 use crate::runtime::topics;
+use crate::service::Confinement;
 use crate::service::{audit_agent_events, Node, Signer};
 use crate::state::address_book::AddressBook;
 use crate::state::agents::{Agents, AgentsConfig};
 use crate::state::approvals::Approvals;
 use crate::state::audit_log::AuditLog;
 use crate::state::docs::Docs;
-use crate::egress::{Egress, EgressLimits};
-use crate::service::Confinement;
 use crate::state::emergency::Emergency;
 use crate::state::heads::FleetHeads;
 use crate::state::mirrors::Mirrors;
+use crate::state::vault::Vault;
 
 /// Everything a node is made of, before it runs.
 pub struct NodeBuilder {
@@ -47,6 +49,8 @@ pub struct NodeBuilder {
     pub agents: AgentsConfig,
     /// The node's folder, where revocations are kept; none in simulation.
     pub data: Option<DataDir>,
+    /// The vault's key file (`DATA/vault.key`), made on first use.
+    pub vault_key: PathBuf,
 }
 
 /// A node whose loop runs.
@@ -131,6 +135,7 @@ impl NodeBuilder {
                 EgressLimits::default(),
             ))),
             emergency,
+            vault: Vault::new(self.store.clone(), self.vault_key),
             audit: audit.clone(),
             heads,
             docs,

@@ -46,7 +46,9 @@ impl Node {
             Ok(()) => self.agents.status(&name).await,
             Err(e) => Err(e),
         };
-        let status = self.audited(by, "agent.add", &name, details, result).await?;
+        let status = self
+            .audited(by, "agent.add", &name, details, result)
+            .await?;
         self.view(status)
     }
 

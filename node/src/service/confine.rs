@@ -197,7 +197,12 @@ impl Node {
                         "ok",
                         format!(
                             "ABI {}",
-                            self.confinement.report.landlock.as_ref().copied().unwrap_or_default()
+                            self.confinement
+                                .report
+                                .landlock
+                                .as_ref()
+                                .copied()
+                                .unwrap_or_default()
                         ),
                     ),
                     (_, Ok(())) => ("ok", String::new()),

@@ -279,7 +279,9 @@ impl Node {
                 // Their networks go with them: no proxy listens for a
                 // locked-down node's agents.
                 self.all_agents_gone();
-                format!("{killed} agent(s) killed; egress, vault and tool calls refused until unlock")
+                format!(
+                    "{killed} agent(s) killed; egress, vault and tool calls refused until unlock"
+                )
             }
             EmergencyKind::Unlock if !was_locked => "not locked down; nothing to lift".to_string(),
             EmergencyKind::Unlock => self.after_unlock().await?,

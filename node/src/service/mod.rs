@@ -26,6 +26,7 @@ mod host;
 pub mod knowledge;
 mod mesh;
 mod routines;
+mod secrets;
 
 pub use agents::audit_agent_events;
 pub use confine::Confinement;
@@ -50,6 +51,7 @@ use crate::state::docs::Docs;
 use crate::state::emergency::Emergency;
 use crate::state::heads::FleetHeads;
 use crate::state::mirrors::Mirrors;
+use crate::state::vault::Vault;
 
 /// This node's certificate and identity key, to sign fleet commands.
 pub struct Signer {
@@ -73,6 +75,7 @@ pub struct Node {
     /// Agents' confinement: what the host offers, their networks and the
     /// egress proxy.
     pub(crate) confinement: Confinement,
+    pub(crate) vault: Vault,
     /// Held while an emergency command is decided and applied, so that
     /// commands take effect one at a time, in the order they are admitted.
     pub(crate) emergency_order: tokio::sync::Mutex<()>,

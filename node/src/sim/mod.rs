@@ -68,6 +68,7 @@ impl SimHost<'_> {
                 uids: UidRange::default(),
             },
             data: None,
+            vault_key: folder.join(crate::state::vault::KEY_FILE),
         })
     }
 }

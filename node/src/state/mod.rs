@@ -1,7 +1,7 @@
 //! What a node holds: its audit log and the fleet's audit heads, the
 //! replicated documents, copies of other nodes' logs, its agents, the
-//! approvals waiting for an operator, the emergency register and the
-//! address book of peers met before. Each part
+//! approvals waiting for an operator, the emergency register, the
+//! address book of peers met before and the vault of agents' secrets. Each part
 //! keeps its own invariants; the service layer (`service/`) composes them
 //! into operations.
 
@@ -14,3 +14,4 @@ pub mod docs;
 pub mod emergency;
 pub mod heads;
 pub mod mirrors;
+pub mod vault;
