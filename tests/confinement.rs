@@ -23,7 +23,8 @@ fn add(node: &Node, args: &[&str]) {
 
 fn tcp_port(node: &Node) -> u16 {
     let addr = node.addr("tcp");
-    addr.rsplit('/').next().unwrap().parse().unwrap()
+    let port = addr.split("/tcp/").nth(1).expect("a tcp address");
+    port.split('/').next().unwrap().parse().unwrap()
 }
 
 fn report(node: &Node, agent: &str) -> String {

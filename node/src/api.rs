@@ -335,9 +335,6 @@ pub struct AgentView {
     /// with the node.
     #[serde(default)]
     pub held: bool,
-    /// The uid it runs under (None: the node's own, `--unconfined`).
-    #[serde(default)]
-    pub uid: Option<u32>,
 }
 
 /// `POST /v1/agents/{name}/allow` and `/disallow`: egress allowlist

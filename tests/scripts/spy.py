@@ -31,6 +31,7 @@ def read(path):
 def write(path):
     with open(path, "w") as f:
         f.write("escaped")
+    os.unlink(path)  # an escape is reported, not left on the host
     return path
 
 
@@ -109,11 +110,19 @@ move("write /usr", lambda: write("/usr/osmoda-escape"))
 move("write the data folder", lambda: write(f"{data}/escape"))
 move("connect the node's TCP port", lambda: connect_tcp(node_port))
 move("connect an outside server", lambda: connect_tcp(outside_port))
-move("mount", lambda: command("mount", "-t", "tmpfs", "none", "/mnt"))
+def mount():
+    got = command("mount", "-t", "tmpfs", "none", "/mnt")
+    if got:
+        command("umount", "/mnt")  # reported, not left on the host
+    return got
+
+
+move("mount", mount)
 move("new user namespace", lambda: command("unshare", "-U", "-r", "true"))
 move("fork bomb", fork_bomb)
 try:
-    write("mine.txt")
+    with open("mine.txt", "w") as f:
+        f.write("mine")
     lines.append("OWN_WRITE ok")
 except Exception as e:
     lines.append(f"OWN_WRITE failed {e}")

@@ -157,8 +157,8 @@ fn spec(args: AddArgs) -> Result<AddAgent> {
             max_processes: args.processes,
         },
         "allow": args.allow,
-        "ro": args.ro,
-        "rw": args.rw,
+        "ro": host_paths(&args.ro, "--ro")?,
+        "rw": host_paths(&args.rw, "--rw")?,
         "unconfined": args.unconfined,
     }))
     .context("cannot make the agent's spec")?;
@@ -166,6 +166,18 @@ fn spec(args: AddArgs) -> Result<AddAgent> {
         spec,
         start: !args.no_start,
     })
+}
+
+/// `--ro`/`--rw` paths as the node stores them: absolute and resolved
+/// (relative ones are from here; symlinks followed), and existing.
+fn host_paths(paths: &[std::path::PathBuf], flag: &str) -> Result<Vec<std::path::PathBuf>> {
+    paths
+        .iter()
+        .map(|path| {
+            std::fs::canonicalize(path)
+                .with_context(|| format!("{flag} {}: cannot resolve the path", path.display()))
+        })
+        .collect()
 }
 
 pub async fn agent(client: &Client, json: bool, command: AgentCommand) -> Result<()> {

@@ -13,10 +13,11 @@ use crate::error::{NodeError, NodeResult};
 pub const MAX_LOG_LINES: usize = 10_000;
 
 impl Node {
-    fn view(&self, status: AgentStatus) -> NodeResult<AgentView> {
+    fn view(&self, mut status: AgentStatus) -> NodeResult<AgentView> {
         let held = self.agents.held()?.contains(&status.spec.name);
-        let uid = self.agents.uid_of(&status.spec);
-        Ok(AgentView { status, held, uid })
+        // A stopped agent keeps its uid too.
+        status.uid = status.uid.or(self.agents.uid_of(&status.spec));
+        Ok(AgentView { status, held })
     }
 
     /// Defines an agent and, unless asked not to or locked down, starts it.
@@ -59,10 +60,10 @@ impl Node {
             .list()
             .await?
             .into_iter()
-            .map(|status| {
+            .map(|mut status| {
                 let held = held.contains(&status.spec.name);
-                let uid = self.agents.uid_of(&status.spec);
-                AgentView { status, held, uid }
+                status.uid = status.uid.or(self.agents.uid_of(&status.spec));
+                AgentView { status, held }
             })
             .collect())
     }

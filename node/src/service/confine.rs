@@ -85,6 +85,9 @@ impl Node {
                 missing.join("; ")
             )));
         }
+        // The host's own addresses (they change: DHCP, new interfaces) are
+        // refused by the proxy unless an entry names one literally.
+        self.confinement.egress.set_own_addresses(host_addresses());
         let credentials = self.credentials_for(name).await?;
         let mut env = BTreeMap::new();
         let proxy = format!("http://127.0.0.1:{PROXY_PORT}");
@@ -144,7 +147,10 @@ impl Node {
         Ok(SandboxPlan {
             uid,
             gid: uid,
-            hide: vec![self.agents.data_root()],
+            // The data folder, and the agents' folder in it (as the
+            // supervisor adds for the agent itself), so `host_exec` sees
+            // exactly what the agent sees.
+            hide: vec![self.agents.data_root(), self.agents.dir()],
             keep,
             credentials,
             network: Some(self.agent_network(spec)?),
@@ -260,4 +266,38 @@ impl Node {
         self.agent_gone(name);
         self.agents.remove(name).await
     }
+}
+
+/// Every address of this host's interfaces (`getifaddrs`).
+fn host_addresses() -> Vec<std::net::IpAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut found = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we free below; we
+    // only read entries whose family says which sockaddr type they hold.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return found;
+        }
+        let mut entry = list;
+        while !entry.is_null() {
+            let addr = (*entry).ifa_addr;
+            if !addr.is_null() {
+                match i32::from((*addr).sa_family) {
+                    libc::AF_INET => {
+                        let v4 = &*(addr as *const libc::sockaddr_in);
+                        found.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))));
+                    }
+                    libc::AF_INET6 => {
+                        let v6 = &*(addr as *const libc::sockaddr_in6);
+                        found.push(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)));
+                    }
+                    _ => {}
+                }
+            }
+            entry = (*entry).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    found
 }

@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use osmoda_agentd::SandboxPlan;
 use osmoda_mcpd::args::{FileList, FilePath, FileWrite, HostExec};
 use osmoda_mcpd::{Workspace, WorkspaceError};
 use serde_json::{json, Value};
@@ -77,8 +78,22 @@ impl Node {
         Ok(value)
     }
 
+    /// Runs as the calling agent, inside the same confinement as the agent
+    /// itself (its uid, mounts, network namespace, seccomp, Landlock), so
+    /// an approved command can do no more than the agent's own code could;
+    /// an unconfined agent's runs as the node's user.
     pub async fn host_exec(&self, call: &AgentCall, a: HostExec) -> NodeResult<Value> {
-        let (value, note) = host_exec(&call.who, a).await?;
+        let plan = match call.who.uid {
+            Some(_) => {
+                let spec = self
+                    .agents
+                    .spec(&call.who.name)?
+                    .ok_or_else(|| NodeError::not_found("agent", &call.who.name))?;
+                Some(self.plan_for(&spec, Vec::new()).await?)
+            }
+            None => None,
+        };
+        let (value, note) = host_exec(&call.who, plan, a).await?;
         call.note(note);
         Ok(value)
     }
@@ -165,10 +180,10 @@ async fn collect(task: tokio::task::JoinHandle<()>, from: &Arc<Mutex<Captured>>)
 /// agent has no business reading. Killed at the timeout, or when the call
 /// goes away (`kill_on_drop`). Descendants that leave the program's
 /// process are not tracked.
-async fn host_exec(who: &AgentIdentity, a: HostExec) -> ToolResult {
+async fn host_exec(who: &AgentIdentity, plan: Option<SandboxPlan>, a: HostExec) -> ToolResult {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    let mut command = tokio::process::Command::new(&a.command);
-    command
+    let mut std_command = std::process::Command::new(&a.command);
+    std_command
         .args(&a.args)
         .current_dir(&who.workspace)
         .env_clear()
@@ -177,11 +192,16 @@ async fn host_exec(who: &AgentIdentity, a: HostExec) -> ToolResult {
         .env("OSMODA_AGENT_NAME", &who.name)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     if let Some(lang) = std::env::var_os("LANG") {
-        command.env("LANG", lang);
+        std_command.env("LANG", lang);
     }
+    if let Some(plan) = &plan {
+        osmoda_agentd::confine_command(&mut std_command, plan, &who.workspace)
+            .map_err(|e| NodeError::Internal(format!("cannot confine {:?}: {e}", a.command)))?;
+    }
+    let mut command = tokio::process::Command::from(std_command);
+    command.kill_on_drop(true);
     let started = Instant::now();
     let mut child = command
         .spawn()

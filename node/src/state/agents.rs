@@ -67,6 +67,7 @@ pub struct Agents {
     /// The folder the agents' folder lies in (the node's data folder),
     /// which a confined agent does not see.
     data_root: PathBuf,
+    dir: PathBuf,
     uid_range: UidRange,
     /// Seeds where uid allocation starts (the node's id).
     uid_seed: Vec<u8>,
@@ -123,6 +124,7 @@ impl Agents {
                     .dir
                     .parent()
                     .map_or_else(|| config.dir.clone(), ToOwned::to_owned),
+                dir: config.dir.clone(),
                 socket: config.socket,
                 uid_range: config.uids,
                 uid_seed: node_id.as_bytes().to_vec(),
@@ -299,6 +301,11 @@ impl Agents {
         let status = self.supervisor.start(spec, env, sandbox).await?;
         self.set_held(&[name.to_string()], false).await?;
         Ok(status)
+    }
+
+    /// The agents' folder (`DATA/agents`).
+    pub fn dir(&self) -> PathBuf {
+        self.dir.clone()
     }
 
     /// The node's data folder (the agents' folder's parent).
