@@ -23,19 +23,30 @@ fn documented_client() -> String {
     section[start..start + len].to_string()
 }
 
-fn python_has_mcp() -> bool {
-    Command::new("python3")
-        .args(["-c", "import mcp.client.stdio"])
+/// The python3 on PATH that has the `mcp` package: its executable and its
+/// prefix, which a confined agent sees only when given with `--ro` (pyenv
+/// and virtual environments live under /root, /home or /tmp, which agents
+/// do not see).
+fn python_with_mcp() -> Option<(String, String)> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import mcp.client.stdio, sys; print(sys.executable); print(sys.prefix)",
+        ])
         .output()
-        .is_ok_and(|o| o.status.success())
+        .ok()
+        .filter(|o| o.status.success())?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let mut lines = text.lines();
+    Some((lines.next()?.to_string(), lines.next()?.to_string()))
 }
 
 #[test]
 fn the_documented_python_client_calls_a_tool_from_inside_an_agent() {
-    if !python_has_mcp() {
+    let Some((python, prefix)) = python_with_mcp() else {
         eprintln!("skipped: python3 with the `mcp` package is not installed (.ci/run installs it)");
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let mut node = fleet(tmp.path(), 1).remove(0);
     // The agent finds `osmoda` on the PATH it inherits from the node.
@@ -60,7 +71,7 @@ fn the_documented_python_client_calls_a_tool_from_inside_an_agent() {
 
     let script = tmp.path().join("client.py");
     std::fs::write(&script, documented_client()).unwrap();
-    let run = format!("exec python3 {} > out.txt 2>&1", script.display());
+    let run = format!("exec {python} {} > out.txt 2>&1", script.display());
     let out = node.cli(&[
         "agent",
         "add",
@@ -71,6 +82,8 @@ fn the_documented_python_client_calls_a_tool_from_inside_an_agent() {
         // agent does not see.
         "--ro",
         script.to_str().unwrap(),
+        "--ro",
+        &prefix,
         "--",
         "/bin/sh",
         "-c",

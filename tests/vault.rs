@@ -448,47 +448,48 @@ fn base64_encode(bytes: &[u8]) -> String {
 
 type Client = RunningService<RoleClient, ()>;
 
-/// An agent that writes its environment down and waits.
+/// An agent that writes down what its credentials folder holds (each
+/// file's mode, owner and content), then waits.
 fn add_agent(node: &Node, name: &str) {
+    let script = r#"for f in "${CREDENTIALS_DIRECTORY:-/nonexistent}"/*; do [ -f "$f" ] && echo "$(basename "$f") $(stat -c %a:%u "$f") $(cat "$f")"; done > seen.txt 2>&1; echo end >> seen.txt; exec sleep 600"#;
     let out = tokio::task::block_in_place(|| {
-        node.cli(&[
-            "agent",
-            "add",
-            name,
-            "--",
-            "/bin/sh",
-            "-c",
-            "env > env.txt; exec sleep 600",
-        ])
+        node.cli(&["agent", "add", name, "--", "/bin/sh", "-c", script])
     });
     ok(&out, "agent add");
 }
 
-/// An MCP client for the agent, with the token and socket it wrote down.
-async fn connect(node: &Node, name: &str) -> Client {
-    let path = node.dir.join("agents").join(name).join("workspace/env.txt");
-    let var = |text: &str, key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")))
-            .map(str::to_string)
-    };
-    let mut found = None;
-    let written = tokio::task::block_in_place(|| {
+/// What the agent found in its credentials folder at its start.
+fn seen(node: &Node, name: &str) -> String {
+    let path = node
+        .dir
+        .join("agents")
+        .join(name)
+        .join("workspace/seen.txt");
+    let mut text = String::new();
+    let done = tokio::task::block_in_place(|| {
         wait_until(std::time::Duration::from_secs(30), || {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            found = var(&text, "OSMODA_AGENT_TOKEN").zip(var(&text, "OSMODA_AGENT_SOCKET"));
-            found.is_some()
+            text = std::fs::read_to_string(&path).unwrap_or_default();
+            text.contains("end")
         })
     });
-    assert!(written, "agent {name} did not write its environment");
-    let (token, socket) = found.unwrap();
+    assert!(done, "agent {name} did not look at its credentials");
+    std::fs::remove_file(&path).unwrap();
+    text
+}
+
+/// An MCP client as the agent's own runs it: under its uid, the socket
+/// where the agent sees it.
+async fn connect(node: &Node, name: &str) -> Client {
+    let (_, uid) = tokio::task::block_in_place(|| common::agent_ids(node, name));
+    let socket = tokio::task::block_in_place(|| common::agent_socket(node, name));
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.arg("--data")
         .arg(&node.dir)
         .args(["mcp", "--agent", name])
         .env_remove("OSMODA_DATA")
-        .env("OSMODA_AGENT_TOKEN", token)
-        .env("OSMODA_AGENT_SOCKET", socket);
+        .env("OSMODA_AGENT_SOCKET", socket)
+        .uid(uid)
+        .gid(uid);
     let transport = TokioChildProcess::new(cmd).expect("spawn osmoda mcp");
     ().serve(transport).await.expect("MCP handshake")
 }
@@ -512,6 +513,9 @@ fn text(result: &CallToolResult) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_read_granted_secrets_over_mcp_and_the_audit_names_them() {
+    if !common::can_confine() {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let mut nodes = fleet(tmp.path(), 1);
     let node = &mut nodes[0];
@@ -526,6 +530,14 @@ async fn agents_read_granted_secrets_over_mcp_and_the_audit_names_them() {
     ok(&set, "secret set");
     add_agent(node, "scribe");
     add_agent(node, "watcher");
+    // As files, as systemd's LoadCredential gives them: only the granted
+    // agent has one, readable by it alone.
+    let (_, scribe_uid) = tokio::task::block_in_place(|| common::agent_ids(node, "scribe"));
+    assert_eq!(
+        seen(node, "scribe"),
+        format!("api-token 400:{scribe_uid} {FIRST}\nend\n")
+    );
+    assert_eq!(seen(node, "watcher"), "end\n");
     let scribe = connect(node, "scribe").await;
     let watcher = connect(node, "watcher").await;
 
@@ -569,13 +581,37 @@ async fn agents_read_granted_secrets_over_mcp_and_the_audit_names_them() {
         "a value in the audit log"
     );
 
+    // A rotation reaches the agent at its next start.
+    let _ = scribe.cancel().await;
+    let rotated =
+        tokio::task::block_in_place(|| piped(node, &["secret", "rotate", "api-token"], SECOND));
+    ok(&rotated, "secret rotate");
+    for step in ["stop", "start"] {
+        let out = tokio::task::block_in_place(|| node.cli(&["agent", step, "scribe"]));
+        ok(&out, step);
+    }
+    let (_, again) = tokio::task::block_in_place(|| common::agent_ids(node, "scribe"));
+    assert_eq!(again, scribe_uid, "an agent keeps its uid across restarts");
+    assert_eq!(
+        seen(node, "scribe"),
+        format!("api-token 400:{scribe_uid} {SECOND}\nend\n")
+    );
+
+    // Under a lockdown nothing is released: the agents are gone with their
+    // credential files, and every process of their uids with them (the
+    // MCP client started as the agent included).
+    let scribe = connect(node, "scribe").await;
     let locked = tokio::task::block_in_place(|| node.cli(&["lockdown"]));
     ok(&locked, "lockdown");
-    let refused = secret_get(&scribe, "api-token").await;
-    assert_eq!(refused.is_error, Some(true));
-    assert!(text(&refused).contains("locked down"), "{}", text(&refused));
+    let params = CallToolRequestParams::new("secret_get")
+        .with_arguments(json!({ "name": "api-token" }).as_object().unwrap().clone());
+    match scribe.call_tool(params).await {
+        Ok(result) => assert_eq!(result.is_error, Some(true), "{}", text(&result)),
+        Err(_) => {} // the client was killed with the agent's uid
+    }
     let _ = scribe.cancel().await;
     let _ = watcher.cancel().await;
     tokio::task::block_in_place(|| node.stop());
     assert!(!node.log().contains(FIRST), "a value in the node's log");
+    assert!(!node.log().contains(SECOND), "a value in the node's log");
 }
