@@ -289,3 +289,125 @@ fn without_privileges_an_agent_starts_only_when_explicitly_unconfined() {
     );
     node.stop();
 }
+
+/// A tiny HTTP server on the host's loopback answering `body` to every
+/// request, until the test ends.
+fn serve(body: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    port
+}
+
+/// The egress proxy is the only way out: an ordinary client (Python's
+/// urllib, through the HTTP_PROXY the node sets) reaches the allowed
+/// port, gets 403 on the other, and cannot connect directly; each attempt
+/// is in the audit log with its byte counts.
+#[test]
+fn egress_goes_only_where_the_allowlist_says_and_is_audited() {
+    if !can_confine() || !Path::new("/usr/bin/python3").exists() {
+        return;
+    }
+    let allowed = serve("allowed-answer");
+    let other = serve("other-answer");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = fleet(tmp.path(), 1).remove(0);
+    node.start_local(&[]);
+    let script = format!(
+        r#"
+import os, socket, urllib.request, urllib.error
+out = []
+def fetch(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{{port}}/", timeout=10) as r:
+            return f"{{r.status}} {{r.read().decode()}}"
+    except urllib.error.HTTPError as e:
+        return f"{{e.code}} {{e.read().decode().strip()}}"
+    except Exception as e:
+        return f"error {{e}}"
+out.append("ALLOWED " + fetch({allowed}))
+out.append("OTHER " + fetch({other}))
+try:
+    socket.create_connection(("127.0.0.1", {allowed}), timeout=3)
+    out.append("DIRECT connected")
+except Exception as e:
+    out.append(f"DIRECT refused {{e}}")
+out.append("PROXY " + os.environ.get("HTTP_PROXY", "unset"))
+open("egress.txt", "w").write("\n".join(out) + "\nDONE\n")
+"#
+    );
+    let entry = format!("127.0.0.1:{allowed}");
+    add(
+        &node,
+        &[
+            "fetcher",
+            "--allow",
+            &entry,
+            "--restart",
+            "never",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            &script,
+        ],
+    );
+    let path = node.dir.join("agents/fetcher/workspace/egress.txt");
+    let mut text = String::new();
+    let done = wait_until(Duration::from_secs(60), || {
+        text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.contains("DONE")
+    });
+    assert!(done, "the fetcher did not finish: {text}");
+    eprintln!("{text}");
+    assert!(text.contains("ALLOWED 200 allowed-answer"), "{text}");
+    assert!(text.contains("OTHER 403"), "{text}");
+    assert!(text.contains("not in"), "the refusal says why: {text}");
+    assert!(text.contains("DIRECT refused"), "{text}");
+    assert!(text.contains("PROXY http://127.0.0.1:3128"), "{text}");
+
+    let log = node.json(&["audit", "log", "--limit", "1000"]);
+    let egress: Vec<_> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "egress.connect")
+        .collect();
+    assert_eq!(egress.len(), 2, "one entry per attempt: {log}");
+    let ok = egress
+        .iter()
+        .find(|e| e["target"] == entry.as_str())
+        .expect("the allowed attempt");
+    assert_eq!(ok["actor"], "agent:fetcher");
+    assert_eq!(ok["outcome"], "ok");
+    let details = ok["details"].as_str().unwrap();
+    assert!(
+        details.contains("up ") && details.contains("down "),
+        "{details}"
+    );
+    assert!(!details.contains("down 0 B"), "bytes came back: {details}");
+    let refused = egress
+        .iter()
+        .find(|e| e["target"] == format!("127.0.0.1:{other}").as_str())
+        .expect("the refused attempt");
+    assert_eq!(refused["outcome"], "denied", "{refused}");
+
+    // A new entry takes effect for the running agent's next connection.
+    let entry_other = format!("127.0.0.1:{other}");
+    let out = node.cli(&["agent", "allow", "fetcher", &entry_other]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let shown = node.json(&["agent", "show", "fetcher"]);
+    assert!(shown.to_string().contains(&entry_other), "{shown}");
+    node.stop();
+}

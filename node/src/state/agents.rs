@@ -371,7 +371,10 @@ impl Agents {
     pub async fn status(&self, name: &str) -> NodeResult<AgentStatus> {
         let spec = self.known(name)?;
         match self.supervisor.status(name).await {
-            Ok(status) => Ok(status),
+            // The stored spec is the truth: the supervisor's copy is the
+            // one it started with (an allowlist changed since applies to
+            // the running agent at once).
+            Ok(status) => Ok(AgentStatus { spec, ..status }),
             Err(AgentdError::UnknownAgent { .. }) => Ok(self.not_running(spec)),
             Err(e) => Err(e.into()),
         }
@@ -383,7 +386,7 @@ impl Agents {
         let mut out = Vec::new();
         for spec in self.specs()? {
             match running.iter().find(|s| s.spec.name == spec.name) {
-                Some(s) => out.push(s.clone()),
+                Some(s) => out.push(AgentStatus { spec, ..s.clone() }),
                 None => out.push(self.not_running(spec)),
             }
         }
