@@ -260,12 +260,12 @@ impl AgentCgroup {
 
     /// `cgroup.procs` opened for writing, for the child to write `0` into
     /// (moving itself) between fork and exec, before it can fork anything.
-    pub(crate) fn open_procs(&self) -> io::Result<OwnedFd> {
+    pub(crate) fn open_procs(&self) -> io::Result<Vec<OwnedFd>> {
         let file = fs::OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_CLOEXEC)
             .open(self.path.join("cgroup.procs"))?;
-        Ok(file.into())
+        Ok(vec![file.into()])
     }
 
     pub(crate) fn freeze(&self, frozen: bool) -> io::Result<()> {

@@ -165,7 +165,7 @@ async fn live_cgroup_join_freeze_kill_remove() {
         ..spec
     };
     let confinement = Confinement {
-        cgroup_procs: Some(cgroup.open_procs().expect("open cgroup.procs")),
+        cgroup_procs: cgroup.open_procs().expect("open cgroup.procs"),
         rlimits: None,
     };
     let launched =

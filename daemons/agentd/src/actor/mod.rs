@@ -329,7 +329,7 @@ impl Actor {
                 // A cgroup frozen in an earlier life must not freeze this one.
                 cgroup.freeze(false)?;
                 oom_kills_before = cgroup.oom_kills();
-                confinement.cgroup_procs = Some(cgroup.open_procs()?);
+                confinement.cgroup_procs = cgroup.open_procs()?;
                 Ok(())
             })(),
             None => {
