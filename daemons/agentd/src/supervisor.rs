@@ -174,7 +174,7 @@ impl Supervisor {
         extra_env: BTreeMap<String, String>,
     ) -> Result<AgentStatus, AgentdError> {
         self.call(|reply| Request::Start {
-            spec,
+            spec: Box::new(spec),
             extra_env,
             reply,
         })

@@ -35,7 +35,9 @@ mod exits;
 
 pub(crate) enum Request {
     Start {
-        spec: AgentSpec,
+        // Boxed: a spec is far larger than any other request, and every
+        // slot of the request channel is as large as the largest one.
+        spec: Box<AgentSpec>,
         extra_env: BTreeMap<String, String>,
         reply: oneshot::Sender<Result<AgentStatus, AgentdError>>,
     },
@@ -171,7 +173,7 @@ impl Actor {
                 extra_env,
                 reply,
             } => {
-                let _ = reply.send(self.start(spec, extra_env).await);
+                let _ = reply.send(self.start(*spec, extra_env).await);
             }
             Request::StartExisting { name, reply } => {
                 let result = match self.agents.get(&name) {
