@@ -113,8 +113,8 @@ fn probe_leaves_nothing_behind() {
     let scope = format!("unit-probe-{}", std::process::id());
     let root_path = mount.join("osmoda").join(&scope);
     match probe(&CgroupPlacement::Auto { scope }) {
-        Ok(mut root) => {
-            assert_eq!(root.path(), root_path);
+        Ok((mut root, reason)) => {
+            eprintln!("limits: {} ({reason})", root.mode());
             assert!(root_path.is_dir());
             root.remove();
             assert!(!root_path.exists());

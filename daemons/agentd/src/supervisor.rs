@@ -108,9 +108,9 @@ impl Supervisor {
         // Checked before anything touches the disk or the cgroup tree.
         tokio::runtime::Handle::try_current().map_err(|_| AgentdError::NoRuntime)?;
         let (cgroups, limit_mode, limit_reason) = match cgroup::probe(&config.cgroup) {
-            Ok(root) => {
-                let reason = format!("agent cgroups under {}", root.path().display());
-                (Some(root), LimitMode::CgroupV2, reason)
+            Ok((root, reason)) => {
+                let mode = root.mode();
+                (Some(root), mode, reason)
             }
             Err(reason) => (None, LimitMode::Rlimits, reason),
         };
