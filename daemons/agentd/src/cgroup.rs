@@ -1,10 +1,18 @@
 //! Agent cgroups: finding a usable hierarchy, one cgroup per agent, its
 //! limits, freezing, killing, OOM counters, cleanup.
 //!
-//! The backend ([`v2`]) sits behind one pair of types ([`CgroupRoot`],
-//! [`AgentCgroup`]); when [`probe`] finds no usable hierarchy the
-//! supervisor falls back to rlimits, and the reason says why.
+//! Two backends behind one pair of types ([`CgroupRoot`], [`AgentCgroup`]):
+//!
+//! - [`v2`]: one cgroup per agent on the cgroup2 mount, for hosts where it
+//!   offers memory, cpu and pids (systemd with `Delegate=yes`, say).
+//! - [`v1`]: one folder per agent in each of the memory, pids, cpu and
+//!   freezer cgroup v1 hierarchies, for hosts (many edge distributions)
+//!   that still mount those controllers as cgroup v1.
+//!
+//! [`probe`] tries them in that order; when neither works the supervisor
+//! falls back to rlimits, and the reason says why each was not taken.
 
+mod v1;
 mod v2;
 
 use std::fs;
@@ -17,23 +25,26 @@ use crate::spec::Limits;
 use crate::status::LimitMode;
 
 #[cfg(test)]
+pub(crate) use v1::Hierarchies;
+#[cfg(test)]
 pub(crate) use v2::{cgroup2_mounts, cpu_max, find_cgroup2_mount};
 
 /// Where the supervisor puts its cgroups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CgroupPlacement {
-    /// `MOUNT/osmoda/SCOPE` on the host's cgroup2 mount. The scope must be
-    /// unique per supervisor on the host (a node id, say): a supervisor
-    /// kills whatever it finds left in its scope from an earlier run.
+    /// `MOUNT/osmoda/SCOPE` on the host's cgroup2 mount, else in each
+    /// cgroup v1 hierarchy. The scope must be unique per supervisor on the
+    /// host (a node id, say): a supervisor kills whatever it finds left in
+    /// its scope from an earlier run.
     Auto { scope: String },
     /// Exactly this cgroup2 folder (a delegated subtree, for instance);
-    /// created if missing, its parent must exist.
+    /// created if missing, its parent must exist. cgroup v1 is not tried.
     At(PathBuf),
     /// Do not use cgroups; rlimits only.
     Disabled,
 }
 
-/// Finds or makes a root where the limits work.
+/// Finds or makes a root where the limits work: cgroup v2 first, then v1.
 /// `Ok` carries the text for [`crate::Supervisor::limit_mode_reason`];
 /// `Err` is the reason for falling back to rlimits. Both are for people.
 pub(crate) fn probe(placement: &CgroupPlacement) -> Result<(CgroupRoot, String), String> {
@@ -45,19 +56,31 @@ pub(crate) fn probe(placement: &CgroupPlacement) -> Result<(CgroupRoot, String),
                     let reason = format!("agent cgroups under {}", root.path().display());
                     Ok((CgroupRoot::V2(root), reason))
                 }
-                Err(reason) => Err(format!("cgroup v2 not usable: {reason}")),
+                Err(reason) => Err(format!(
+                    "cgroup v2 not usable: {reason}; cgroup v1 not tried: an explicit cgroup \
+                     folder is a cgroup2 path"
+                )),
             };
         }
         CgroupPlacement::Auto { scope } => scope,
     };
     crate::spec::validate_name(scope)
         .map_err(|e| format!("cgroup scope {scope:?} is not usable: {e}"))?;
-    match v2::probe_auto(scope) {
+    let v2_reason = match v2::probe_auto(scope) {
         Ok(root) => {
             let reason = format!("agent cgroups under {}", root.path().display());
-            Ok((CgroupRoot::V2(root), reason))
+            return Ok((CgroupRoot::V2(root), reason));
         }
-        Err(reason) => Err(format!("cgroup v2 not usable: {reason}")),
+        Err(reason) => reason,
+    };
+    match v1::probe(scope) {
+        Ok(root) => {
+            let reason = format!("cgroup v2 not usable: {v2_reason}; {}", root.describe());
+            Ok((CgroupRoot::V1(root), reason))
+        }
+        Err(v1_reason) => Err(format!(
+            "cgroup v2 not usable: {v2_reason}; cgroup v1 not usable: {v1_reason}"
+        )),
     }
 }
 
@@ -65,6 +88,7 @@ pub(crate) fn probe(placement: &CgroupPlacement) -> Result<(CgroupRoot, String),
 #[derive(Debug)]
 pub(crate) enum CgroupRoot {
     V2(v2::V2Root),
+    V1(v1::V1Root),
 }
 
 impl CgroupRoot {
@@ -77,19 +101,22 @@ impl CgroupRoot {
     pub(crate) fn mode(&self) -> LimitMode {
         match self {
             Self::V2(_) => LimitMode::CgroupV2,
+            Self::V1(_) => LimitMode::CgroupV1,
         }
     }
 
     pub(crate) fn agent(&self, name: &str) -> AgentCgroup {
         match self {
             Self::V2(root) => AgentCgroup::V2(root.agent(name)),
+            Self::V1(root) => AgentCgroup::V1(root.agent(name)),
         }
     }
 
-    /// Removes the folders this root created.
+    /// Removes the folders this root created (or, under v1, found empty).
     pub(crate) fn remove(&mut self) {
         match self {
             Self::V2(root) => root.remove(),
+            Self::V1(root) => root.remove(),
         }
     }
 }
@@ -98,6 +125,7 @@ impl CgroupRoot {
 #[derive(Debug, Clone)]
 pub(crate) enum AgentCgroup {
     V2(v2::V2Cgroup),
+    V1(v1::V1Cgroup),
 }
 
 impl AgentCgroup {
@@ -107,17 +135,20 @@ impl AgentCgroup {
         Self::V2(v2::V2Cgroup::at(path))
     }
 
-    /// The folder to name in messages.
+    /// The folder to name in messages: the cgroup v2 folder, or the one in
+    /// the v1 memory hierarchy.
     pub(crate) fn path(&self) -> &Path {
         match self {
             Self::V2(cgroup) => cgroup.path(),
+            Self::V1(cgroup) => cgroup.path(),
         }
     }
 
-    /// Makes the folder; one left populated by an earlier run is emptied.
+    /// Makes the folder(s); one left populated by an earlier run is emptied.
     pub(crate) fn create(&self) -> io::Result<()> {
         match self {
             Self::V2(cgroup) => cgroup.create(),
+            Self::V1(cgroup) => cgroup.create(),
         }
     }
 
@@ -126,20 +157,25 @@ impl AgentCgroup {
     pub(crate) fn apply_limits(&self, limits: &Limits) -> io::Result<()> {
         match self {
             Self::V2(cgroup) => cgroup.apply_limits(limits),
+            Self::V1(cgroup) => cgroup.apply_limits(limits),
         }
     }
 
-    /// The `cgroup.procs` file(s) the child writes itself into before exec.
+    /// The `cgroup.procs` files the child writes itself into before exec.
     pub(crate) fn open_procs(&self) -> io::Result<Vec<OwnedFd>> {
         match self {
             Self::V2(cgroup) => cgroup.open_procs(),
+            Self::V1(cgroup) => cgroup.open_procs(),
         }
     }
 
-    /// Freezes or thaws every process of the agent.
+    /// Freezes or thaws every process of the agent. Under cgroup v1
+    /// without a freezer hierarchy, freezing is `Unsupported` (the caller
+    /// falls back to SIGSTOP) and thawing does nothing.
     pub(crate) fn freeze(&self, frozen: bool) -> io::Result<()> {
         match self {
             Self::V2(cgroup) => cgroup.freeze(frozen),
+            Self::V1(cgroup) => cgroup.freeze(frozen),
         }
     }
 
@@ -147,6 +183,7 @@ impl AgentCgroup {
     pub(crate) fn kill(&self) -> io::Result<()> {
         match self {
             Self::V2(cgroup) => cgroup.kill(),
+            Self::V1(cgroup) => cgroup.kill(),
         }
     }
 
@@ -154,6 +191,17 @@ impl AgentCgroup {
     pub(crate) fn oom_kills(&self) -> Option<u64> {
         match self {
             Self::V2(cgroup) => cgroup.oom_kills(),
+            Self::V1(cgroup) => cgroup.oom_kills(),
+        }
+    }
+
+    /// Whether the memory limit was reached since the limits were applied,
+    /// on a kernel without an OOM kill counter (cgroup v1 before Linux
+    /// 4.13); always false where [`Self::oom_kills`] answers.
+    pub(crate) fn hit_memory_limit_uncounted(&self) -> bool {
+        match self {
+            Self::V2(_) => false,
+            Self::V1(cgroup) => cgroup.hit_memory_limit_uncounted(),
         }
     }
 
@@ -161,14 +209,16 @@ impl AgentCgroup {
     pub(crate) fn is_populated(&self) -> bool {
         match self {
             Self::V2(cgroup) => cgroup.is_populated(),
+            Self::V1(cgroup) => cgroup.is_populated(),
         }
     }
 
     /// Kills what is inside, waits (up to about a second) for it to empty,
-    /// removes the folder. A folder already gone is fine.
+    /// removes the folder(s). Folders already gone are fine.
     pub(crate) fn remove(&self) -> io::Result<()> {
         match self {
             Self::V2(cgroup) => cgroup.remove(),
+            Self::V1(cgroup) => cgroup.remove(),
         }
     }
 }

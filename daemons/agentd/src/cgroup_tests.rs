@@ -5,7 +5,7 @@
 use super::*;
 use crate::process::{self, Confinement};
 use crate::spec::AgentSpec;
-use crate::status::ExitStatus;
+use crate::status::{ExitStatus, LimitMode};
 
 #[test]
 fn flat_keyed_values() {
@@ -106,22 +106,44 @@ fn probe_refusals() {
 /// itself) or explains why and leaves nothing behind.
 #[test]
 fn probe_leaves_nothing_behind() {
-    let Some(mount) = find_cgroup2_mount() else {
-        eprintln!("skipped: no cgroup2 mount");
-        return;
-    };
     let scope = format!("unit-probe-{}", std::process::id());
-    let root_path = mount.join("osmoda").join(&scope);
+    let v2_path = find_cgroup2_mount().map(|m| m.join("osmoda").join(&scope));
+    let v1_paths: Vec<PathBuf> = fs::read_to_string("/proc/self/mountinfo")
+        .ok()
+        .and_then(|text| Hierarchies::from_mountinfo(&text).ok())
+        .map(|h| {
+            let scope_dirs = h.join(&Path::new("osmoda").join(&scope));
+            scope_dirs
+                .distinct()
+                .iter()
+                .map(|p| p.to_path_buf())
+                .collect()
+        })
+        .unwrap_or_default();
     match probe(&CgroupPlacement::Auto { scope }) {
         Ok((mut root, reason)) => {
             eprintln!("limits: {} ({reason})", root.mode());
-            assert!(root_path.is_dir());
+            let made: Vec<PathBuf> = match &root {
+                CgroupRoot::V2(root) => vec![root.path().to_owned()],
+                CgroupRoot::V1(root) => root
+                    .scope()
+                    .distinct()
+                    .iter()
+                    .map(|p| p.to_path_buf())
+                    .collect(),
+            };
+            match root.mode() {
+                LimitMode::CgroupV2 => assert_eq!(made, v2_path.into_iter().collect::<Vec<_>>()),
+                _ => assert_eq!(made, v1_paths),
+            }
+            assert!(made.iter().all(|p| p.is_dir()), "{made:?}");
             root.remove();
-            assert!(!root_path.exists());
+            assert!(made.iter().all(|p| !p.exists()), "{made:?}");
         }
         Err(reason) => {
-            eprintln!("cgroup v2 not usable here: {reason}");
-            assert!(!root_path.exists());
+            eprintln!("limits: rlimits ({reason})");
+            assert!(v2_path.is_none_or(|p| !p.exists()));
+            assert!(v1_paths.iter().all(|p| !p.exists()));
         }
     }
 }

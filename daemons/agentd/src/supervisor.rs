@@ -9,8 +9,9 @@
 //! When the last handle is dropped (or [`Supervisor::shutdown`] is called),
 //! the task ends: every agent still running is killed, reaped, and its
 //! cgroup removed. Agents also die if the whole process dies, through the
-//! parent-death signal (see `process.rs`); under cgroup v2 a restarted
-//! supervisor with the same scope kills anything its predecessor left.
+//! parent-death signal (see `process.rs`); under cgroups (v2 or v1) a
+//! restarted supervisor with the same scope kills anything its predecessor
+//! left.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -99,9 +100,9 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Prepares the base folder, decides the limit mode (probing cgroup v2
-    /// unless disabled) and starts the supervisor task on the current tokio
-    /// runtime. Returns the handle and the event stream.
+    /// Prepares the base folder, decides the limit mode (probing cgroup v2,
+    /// then cgroup v1, unless disabled) and starts the supervisor task on
+    /// the current tokio runtime. Returns the handle and the event stream.
     pub fn new(
         config: SupervisorConfig,
     ) -> Result<(Supervisor, mpsc::Receiver<AgentEvent>), AgentdError> {
@@ -153,7 +154,8 @@ impl Supervisor {
         self.shared.limit_mode
     }
 
-    /// Why: the cgroup root in use, or why cgroup v2 could not be used.
+    /// Why: the cgroup folders in use, and why each version tried before
+    /// the one in use (or before rlimits) was not usable.
     pub fn limit_mode_reason(&self) -> &str {
         &self.shared.limit_reason
     }

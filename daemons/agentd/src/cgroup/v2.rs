@@ -313,9 +313,14 @@ pub(crate) fn cpu_max(percent: Option<u32>) -> String {
     }
 }
 
-/// The CPU time per [`CPU_PERIOD_US`] that `percent` of one core is.
+/// The CPU time per [`CPU_PERIOD_US`] that `percent` of one core is; the
+/// same period is used under cgroup v1.
 pub(crate) fn cpu_quota_us(percent: u32) -> u64 {
     u64::from(percent) * CPU_PERIOD_US / 100
+}
+
+pub(crate) fn cpu_period_us() -> u64 {
+    CPU_PERIOD_US
 }
 
 fn is_cgroup2(path: &Path) -> bool {
