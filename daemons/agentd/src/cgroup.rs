@@ -25,7 +25,7 @@ use crate::spec::Limits;
 use crate::status::LimitMode;
 
 #[cfg(test)]
-pub(crate) use v1::Hierarchies;
+pub(crate) use v1::{Hierarchies, V1Cgroup};
 #[cfg(test)]
 pub(crate) use v2::{cgroup2_mounts, cpu_max, find_cgroup2_mount};
 

@@ -363,3 +363,7 @@ fn finish_removals(base: &Path) {
 #[cfg(test)]
 #[path = "supervisor_cgroup_tests.rs"]
 mod cgroup_tests;
+
+#[cfg(test)]
+#[path = "supervisor_limits_tests.rs"]
+mod limits_tests;

@@ -207,6 +207,11 @@ pub(crate) struct V1Cgroup {
 }
 
 impl V1Cgroup {
+    #[cfg(test)]
+    pub(crate) fn new(dirs: Hierarchies) -> Self {
+        Self { dirs }
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.dirs.memory
     }
