@@ -332,10 +332,13 @@ async fn leftovers_are_killed_at_start() {
     // The first supervisor's cleanup runs on its task; wait for it.
     let scope_dir = dirs[0].parent().expect("scope folder").to_owned();
     eventually("the first supervisor's cleanup", || !scope_dir.exists()).await;
-    let mut child = std::process::Command::new("/bin/sleep")
-        .arg("1000")
-        .spawn()
-        .expect("spawn");
+    let mut child = KillOnDrop(
+        std::process::Command::new("/bin/sleep")
+            .arg("1000")
+            .spawn()
+            .expect("spawn"),
+    );
+    let child = &mut child.0;
     for dir in &dirs {
         fs::create_dir_all(dir).expect("stale cgroup");
         fs::write(dir.join("cgroup.procs"), child.id().to_string()).expect("join");
@@ -346,7 +349,7 @@ async fn leftovers_are_killed_at_start() {
     };
     let (second, _events) = Supervisor::new(config).expect("supervisor");
     assert_eq!(second.limit_mode(), mode);
-    let status = tokio::time::timeout(PATIENCE, async {
+    let status = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
                 return status;
@@ -362,4 +365,15 @@ async fn leftovers_are_killed_at_start() {
         assert!(!dir.exists(), "{} left behind", dir.display());
     }
     eprintln!("limits: {mode} killed and removed a leftover agent cgroup");
+}
+
+/// Kills the test's own leftover process should the test fail before the
+/// supervisor does.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
