@@ -243,8 +243,8 @@ impl Supervisor {
         self.call(|reply| Request::List { reply }).await
     }
 
-    /// Freezes every running agent (cgroup.freeze, else SIGSTOP to its
-    /// group) and holds back restarts and new starts until `resume_all`.
+    /// Freezes every running agent (cgroup v2's `cgroup.freeze` or the
+    /// cgroup v1 freezer, else SIGSTOP to its group) and holds back restarts and new starts until `resume_all`.
     /// Returns how many agents were frozen.
     pub async fn freeze_all(&self) -> Result<usize, AgentdError> {
         self.call(|reply| Request::FreezeAll { reply }).await
