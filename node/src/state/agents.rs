@@ -95,7 +95,7 @@ impl Agents {
         ))
     }
 
-    /// "cgroup-v2" or "rlimits", and why.
+    /// "cgroup-v2", "cgroup-v1" or "rlimits", and why.
     pub fn limit_mode(&self) -> (String, String) {
         (
             self.supervisor.limit_mode().to_string(),
