@@ -246,8 +246,9 @@ fn an_agent_over_its_memory_limit_is_stopped() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // cgroup v2 kills it (an OOM kill); under rlimits the allocation fails
-    // and python exits with an error. Either way it does not live on.
+    // A cgroup (v2 or v1) kills it (an OOM kill); under rlimits the
+    // allocation fails and python exits with an error. Either way it does
+    // not live on.
     let ended = wait_until(Duration::from_secs(30), || {
         let v = show(&node, "hungry");
         v["oom_kills"].as_u64().unwrap_or(0) > 0

@@ -48,7 +48,8 @@ pub struct StatusView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentsSummary {
     pub count: usize,
-    /// How agents' limits are enforced here (`cgroup-v2` or `rlimits`).
+    /// How agents' limits are enforced here (`cgroup-v2`, `cgroup-v1` or
+    /// `rlimits`).
     pub limit_mode: String,
     pub limit_reason: String,
     pub lockdown: bool,

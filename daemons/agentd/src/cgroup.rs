@@ -1,366 +1,225 @@
-//! cgroup v2: finding a usable hierarchy, one cgroup per agent, its limits,
-//! freezing, killing, OOM counters, cleanup.
+//! Agent cgroups: finding a usable hierarchy, one cgroup per agent, its
+//! limits, freezing, killing, OOM counters, cleanup.
 //!
-//! Layout: `ROOT/AGENT`, where ROOT is `MOUNT/osmoda/SCOPE` by default
-//! ([`CgroupPlacement::Auto`]) or any path the caller gives. ROOT and the
-//! folders above it up to the first existing one hold no processes; only
-//! agent cgroups do. That is what cgroup v2's "no internal processes" rule
-//! needs for `memory`, `cpu` and `pids` to be enabled in each
-//! `cgroup.subtree_control` on the way down.
+//! Two backends behind one pair of types ([`CgroupRoot`], [`AgentCgroup`]):
 //!
-//! [`probe`] either returns a root where all three controllers work, or the
-//! reason it could not (no cgroup2 mount, read-only, controllers bound to
-//! cgroup v1, the existing parent holds processes…), in which case the
-//! supervisor falls back to rlimits. Nothing is created before the checks
-//! that can be made without writing pass.
+//! - [`v2`]: one cgroup per agent on the cgroup2 mount, for hosts where it
+//!   offers memory, cpu and pids (systemd with `Delegate=yes`, say).
+//! - [`v1`]: one folder per agent in each of the memory, pids, cpu and
+//!   freezer cgroup v1 hierarchies, for hosts (many edge distributions)
+//!   that still mount those controllers as cgroup v1.
+//!
+//! [`probe`] tries them in that order; when neither works the supervisor
+//! falls back to rlimits, and the reason says why each was not taken.
+
+mod v1;
+mod v2;
 
 use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::spec::Limits;
+use crate::status::LimitMode;
 
-/// The controllers an agent cgroup needs.
-pub(crate) const CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
-/// `statfs` magic of cgroup2.
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-/// `cpu.max` period: 100 ms, the kernel's default.
-const CPU_PERIOD_US: u64 = 100_000;
+#[cfg(test)]
+pub(crate) use v1::{Hierarchies, V1Cgroup};
+#[cfg(test)]
+pub(crate) use v2::{cgroup2_mounts, cpu_max, find_cgroup2_mount};
 
 /// Where the supervisor puts its cgroups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CgroupPlacement {
-    /// `MOUNT/osmoda/SCOPE` on the host's cgroup2 mount. The scope must be
-    /// unique per supervisor on the host (a node id, say): a supervisor
-    /// kills whatever it finds left in its scope from an earlier run.
+    /// `MOUNT/osmoda/SCOPE` on the host's cgroup2 mount, else in each
+    /// cgroup v1 hierarchy. The scope must be unique per supervisor on the
+    /// host (a node id, say): a supervisor kills whatever it finds left in
+    /// its scope from an earlier run.
     Auto { scope: String },
-    /// Exactly this folder (a delegated subtree, for instance); created if
-    /// missing, its parent must exist.
+    /// Exactly this cgroup2 folder (a delegated subtree, for instance);
+    /// created if missing, its parent must exist. cgroup v1 is not tried.
     At(PathBuf),
     /// Do not use cgroups; rlimits only.
     Disabled,
 }
 
-/// A cgroup folder the supervisor owns, with the folders it created to
-/// reach it (removed again, deepest first, when empty).
-#[derive(Debug)]
-pub(crate) struct CgroupRoot {
-    path: PathBuf,
-    created: Vec<PathBuf>,
-}
-
-/// Finds or makes a root where the controllers work; `Err` is the reason
-/// for falling back to rlimits, for people to read.
-pub(crate) fn probe(placement: &CgroupPlacement) -> Result<CgroupRoot, String> {
-    let root = match placement {
+/// Finds or makes a root where the limits work: cgroup v2 first, then v1.
+/// `Ok` carries the text for [`crate::Supervisor::limit_mode_reason`];
+/// `Err` is the reason for falling back to rlimits. Both are for people.
+pub(crate) fn probe(placement: &CgroupPlacement) -> Result<(CgroupRoot, String), String> {
+    let scope = match placement {
         CgroupPlacement::Disabled => return Err("cgroups disabled by configuration".into()),
-        CgroupPlacement::At(path) => path.clone(),
-        CgroupPlacement::Auto { scope } => {
-            crate::spec::validate_name(scope)
-                .map_err(|e| format!("cgroup scope {scope:?} is not usable: {e}"))?;
-            let mount = find_cgroup2_mount()
-                .ok_or_else(|| "no cgroup2 file system is mounted".to_string())?;
-            mount.join("osmoda").join(scope)
+        CgroupPlacement::At(path) => {
+            return match v2::probe(path.clone()) {
+                Ok(root) => {
+                    let reason = format!("agent cgroups under {}", root.path().display());
+                    Ok((CgroupRoot::V2(root), reason))
+                }
+                Err(reason) => Err(format!(
+                    "cgroup v2 not usable: {reason}; cgroup v1 not tried: an explicit cgroup \
+                     folder is a cgroup2 path"
+                )),
+            };
         }
+        CgroupPlacement::Auto { scope } => scope,
     };
-    let existing = root
-        .ancestors()
-        .find(|p| p.exists())
-        .ok_or_else(|| format!("{}: no existing parent", root.display()))?
-        .to_path_buf();
-    if !is_cgroup2(&existing) {
-        return Err(format!(
-            "{} is not on a cgroup2 file system",
-            existing.display()
-        ));
-    }
-    let available = read_words(&existing.join("cgroup.controllers"))
-        .map_err(|e| format!("{}/cgroup.controllers: {e}", existing.display()))?;
-    let missing: Vec<&str> = CONTROLLERS
-        .iter()
-        .copied()
-        .filter(|c| !available.iter().any(|a| a == c))
-        .collect();
-    if !missing.is_empty() {
-        return Err(format!(
-            "cgroup v2 at {} does not offer the {} controller(s) (bound to a cgroup v1 \
-             hierarchy, or not delegated to us)",
-            existing.display(),
-            missing.join(", ")
-        ));
-    }
-    let mut cgroup_root = CgroupRoot {
-        path: root.clone(),
-        created: Vec::new(),
-    };
-    // Create each missing folder from the existing one down, enabling the
-    // controllers in every subtree_control on the way.
-    let below: Vec<PathBuf> = root
-        .ancestors()
-        .take_while(|p| *p != existing)
-        .map(Path::to_path_buf)
-        .collect();
-    let result = (|| {
-        enable_controllers(&existing)?;
-        for dir in below.iter().rev() {
-            match fs::create_dir(dir) {
-                Ok(()) => cgroup_root.created.push(dir.clone()),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(format!("cannot create cgroup {}: {e}", dir.display())),
-            }
-            enable_controllers(dir)?;
+    crate::spec::validate_name(scope)
+        .map_err(|e| format!("cgroup scope {scope:?} is not usable: {e}"))?;
+    let v2_reason = match v2::probe_auto(scope) {
+        Ok(root) => {
+            let reason = format!("agent cgroups under {}", root.path().display());
+            return Ok((CgroupRoot::V2(root), reason));
         }
-        Ok(())
-    })();
-    if let Err(reason) = result {
-        cgroup_root.remove();
-        return Err(reason);
+        Err(reason) => reason,
+    };
+    match v1::probe(scope) {
+        Ok(root) => {
+            let reason = format!("cgroup v2 not usable: {v2_reason}; {}", root.describe());
+            Ok((CgroupRoot::V1(root), reason))
+        }
+        Err(v1_reason) => Err(format!(
+            "cgroup v2 not usable: {v2_reason}; cgroup v1 not usable: {v1_reason}"
+        )),
     }
-    cgroup_root.kill_leftovers();
-    Ok(cgroup_root)
 }
 
-/// Adds the controllers to `dir/cgroup.subtree_control` unless already there.
-fn enable_controllers(dir: &Path) -> Result<(), String> {
-    let file = dir.join("cgroup.subtree_control");
-    let enabled = read_words(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let wanted: Vec<String> = CONTROLLERS
-        .iter()
-        .filter(|c| !enabled.iter().any(|e| e == *c))
-        .map(|c| format!("+{c}"))
-        .collect();
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    fs::write(&file, wanted.join(" ")).map_err(|e| {
-        let hint = if e.raw_os_error() == Some(libc::EBUSY) {
-            " (the cgroup holds processes; move them to a leaf cgroup or point the \
-             supervisor at a delegated subtree)"
-        } else {
-            ""
-        };
-        format!(
-            "cannot enable {} in {}: {e}{hint}",
-            wanted.join(" "),
-            file.display()
-        )
-    })
+/// The supervisor's cgroups, in whichever version [`probe`] settled on.
+#[derive(Debug)]
+pub(crate) enum CgroupRoot {
+    V2(v2::V2Root),
+    V1(v1::V1Root),
 }
 
 impl CgroupRoot {
-    /// A root at `path` that the caller made; removed with the supervisor.
+    /// A cgroup v2 root at `path` that the caller made.
     #[cfg(test)]
     pub(crate) fn adopt(path: PathBuf) -> Self {
-        Self {
-            created: vec![path.clone()],
-            path,
-        }
+        Self::V2(v2::V2Root::adopt(path))
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
+    pub(crate) fn mode(&self) -> LimitMode {
+        match self {
+            Self::V2(_) => LimitMode::CgroupV2,
+            Self::V1(_) => LimitMode::CgroupV1,
+        }
     }
 
     pub(crate) fn agent(&self, name: &str) -> AgentCgroup {
-        AgentCgroup {
-            path: self.path.join(name),
+        match self {
+            Self::V2(root) => AgentCgroup::V2(root.agent(name)),
+            Self::V1(root) => AgentCgroup::V1(root.agent(name)),
         }
     }
 
-    /// A supervisor that died without cleaning up (SIGKILL, power loss)
-    /// may have left agent cgroups, possibly with processes: kill and
-    /// remove them, so a restarted node starts from nothing.
-    fn kill_leftovers(&self) {
-        let Ok(entries) = fs::read_dir(&self.path) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                let stale = AgentCgroup { path: entry.path() };
-                if let Err(e) = stale.remove() {
-                    tracing::warn!(cgroup = %stale.path.display(), error = %e, "cannot remove a leftover agent cgroup");
-                }
-            }
-        }
-    }
-
-    /// Removes the folders this root created, deepest first; folders still
-    /// in use (another scope, an agent cgroup) stay.
+    /// Removes the folders this root created (or, under v1, found empty).
     pub(crate) fn remove(&mut self) {
-        for dir in self.created.drain(..).rev() {
-            let _ = fs::remove_dir(&dir);
+        match self {
+            Self::V2(root) => root.remove(),
+            Self::V1(root) => root.remove(),
         }
     }
 }
 
-/// One agent's cgroup (the folder may not exist yet).
+/// One agent's cgroup (its folders may not exist yet).
 #[derive(Debug, Clone)]
-pub(crate) struct AgentCgroup {
-    path: PathBuf,
+pub(crate) enum AgentCgroup {
+    V2(v2::V2Cgroup),
+    V1(v1::V1Cgroup),
 }
 
 impl AgentCgroup {
+    /// A cgroup v2 agent cgroup at `path`.
     #[cfg(test)]
     pub(crate) fn at(path: PathBuf) -> Self {
-        Self { path }
+        Self::V2(v2::V2Cgroup::at(path))
     }
 
+    /// The folder to name in messages: the cgroup v2 folder, or the one in
+    /// the v1 memory hierarchy.
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        match self {
+            Self::V2(cgroup) => cgroup.path(),
+            Self::V1(cgroup) => cgroup.path(),
+        }
     }
 
-    /// Makes the folder; one left populated by an earlier run is emptied.
+    /// Makes the folder(s); one left populated by an earlier run is emptied.
     pub(crate) fn create(&self) -> io::Result<()> {
-        match fs::create_dir(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                if self.is_populated() {
-                    self.kill()?;
-                }
-                Ok(())
-            }
-            Err(e) => Err(e),
+        match self {
+            Self::V2(cgroup) => cgroup.create(),
+            Self::V1(cgroup) => cgroup.create(),
         }
     }
 
-    /// Writes every limit, `max` for the unset ones so a changed spec
+    /// Writes every limit; unset ones as "no limit", so a changed spec
     /// loosens as well as tightens.
-    ///
-    /// A limit that is set needs its file; "no limit" on a missing file
-    /// (controller not enabled) is already true and skipped.
     pub(crate) fn apply_limits(&self, limits: &Limits) -> io::Result<()> {
-        match limits.memory_bytes {
-            Some(bytes) => {
-                self.write("memory.max", &bytes.to_string())?;
-                // Without this the kernel would swap the agent out instead
-                // of stopping it, and the limit would bound nothing on a
-                // host with swap.
-                self.write_if_present("memory.swap.max", "0")?;
-            }
-            None => {
-                self.write_if_present("memory.max", "max")?;
-                self.write_if_present("memory.swap.max", "max")?;
-            }
-        }
-        // An OOM kill (ours or the host's) takes the whole agent, not one
-        // arbitrary process of it.
-        self.write_if_present("memory.oom.group", "1")?;
-        match limits.cpu_percent {
-            Some(_) => self.write("cpu.max", &cpu_max(limits.cpu_percent))?,
-            None => self.write_if_present("cpu.max", &cpu_max(None))?,
-        }
-        match limits.max_processes {
-            Some(count) => self.write("pids.max", &count.to_string()),
-            None => self.write_if_present("pids.max", "max"),
+        match self {
+            Self::V2(cgroup) => cgroup.apply_limits(limits),
+            Self::V1(cgroup) => cgroup.apply_limits(limits),
         }
     }
 
-    /// `cgroup.procs` opened for writing, for the child to write `0` into
-    /// (moving itself) between fork and exec, before it can fork anything.
-    pub(crate) fn open_procs(&self) -> io::Result<OwnedFd> {
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(self.path.join("cgroup.procs"))?;
-        Ok(file.into())
+    /// The `cgroup.procs` files the child writes itself into before exec.
+    pub(crate) fn open_procs(&self) -> io::Result<Vec<OwnedFd>> {
+        match self {
+            Self::V2(cgroup) => cgroup.open_procs(),
+            Self::V1(cgroup) => cgroup.open_procs(),
+        }
     }
 
+    /// Freezes or thaws every process of the agent. Under cgroup v1
+    /// without a freezer hierarchy, freezing is `Unsupported` (the caller
+    /// falls back to SIGSTOP) and thawing does nothing.
     pub(crate) fn freeze(&self, frozen: bool) -> io::Result<()> {
-        self.write("cgroup.freeze", if frozen { "1" } else { "0" })
+        match self {
+            Self::V2(cgroup) => cgroup.freeze(frozen),
+            Self::V1(cgroup) => cgroup.freeze(frozen),
+        }
     }
 
-    /// SIGKILL to every process in the cgroup: `cgroup.kill` (Linux 5.14+),
-    /// else each pid listed, a few rounds to catch processes forked meanwhile.
+    /// SIGKILL to every process in the cgroup.
     pub(crate) fn kill(&self) -> io::Result<()> {
-        match self.write("cgroup.kill", "1") {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        match self {
+            Self::V2(cgroup) => cgroup.kill(),
+            Self::V1(cgroup) => cgroup.kill(),
         }
-        for _ in 0..10 {
-            let pids = read_words(&self.path.join("cgroup.procs"))?;
-            if pids.is_empty() {
-                break;
-            }
-            for pid in pids.iter().filter_map(|p| p.parse::<i32>().ok()) {
-                // SAFETY: kill has no memory effects; a pid gone meanwhile is ESRCH.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-        Ok(())
     }
 
-    /// The `oom_kill` count from `memory.events`, if readable.
+    /// The kernel's count of OOM kills in the cgroup, if it keeps one.
     pub(crate) fn oom_kills(&self) -> Option<u64> {
-        let text = fs::read_to_string(self.path.join("memory.events")).ok()?;
-        flat_keyed(&text, "oom_kill")
+        match self {
+            Self::V2(cgroup) => cgroup.oom_kills(),
+            Self::V1(cgroup) => cgroup.oom_kills(),
+        }
     }
 
+    /// Whether the memory limit was reached since the limits were applied,
+    /// on a kernel without an OOM kill counter (cgroup v1 before Linux
+    /// 4.13); always false where [`Self::oom_kills`] answers.
+    pub(crate) fn hit_memory_limit_uncounted(&self) -> bool {
+        match self {
+            Self::V2(_) => false,
+            Self::V1(cgroup) => cgroup.hit_memory_limit_uncounted(),
+        }
+    }
+
+    #[cfg(test)]
     pub(crate) fn is_populated(&self) -> bool {
-        fs::read_to_string(self.path.join("cgroup.events"))
-            .ok()
-            .and_then(|text| flat_keyed(&text, "populated"))
-            .is_some_and(|n| n != 0)
+        match self {
+            Self::V2(cgroup) => cgroup.is_populated(),
+            Self::V1(cgroup) => cgroup.is_populated(),
+        }
     }
 
     /// Kills what is inside, waits (up to about a second) for it to empty,
-    /// removes the folder. A folder already gone is fine.
+    /// removes the folder(s). Folders already gone are fine.
     pub(crate) fn remove(&self) -> io::Result<()> {
-        if !self.path.exists() {
-            return Ok(());
+        match self {
+            Self::V2(cgroup) => cgroup.remove(),
+            Self::V1(cgroup) => cgroup.remove(),
         }
-        if self.is_populated() {
-            // Thawed first: with an older kernel's pid-by-pid kill, frozen
-            // tasks die only once thawed.
-            let _ = self.freeze(false);
-            self.kill()?;
-        }
-        let mut last = None;
-        for _ in 0..100 {
-            match fs::remove_dir(&self.path) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                // EBUSY while dying processes are still being torn down.
-                Err(e) => last = Some(e),
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Err(last.unwrap_or_else(|| io::Error::other("cgroup did not empty")))
-    }
-
-    /// Writes an existing control file. Never with O_CREAT: cgroupfs
-    /// answers that with EACCES even for a file that merely does not exist,
-    /// and a missing file must read as NotFound.
-    fn write(&self, file: &str, value: &str) -> io::Result<()> {
-        let path = self.path.join(file);
-        fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(&path)
-            .and_then(|mut f| io::Write::write_all(&mut f, value.as_bytes()))
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
-    }
-
-    fn write_if_present(&self, file: &str, value: &str) -> io::Result<()> {
-        match self.write(file, value) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
-        }
-    }
-}
-
-/// `cpu.max` for a percentage of one core: quota and period in µs.
-pub(crate) fn cpu_max(percent: Option<u32>) -> String {
-    match percent {
-        // 1% of 100 ms is 1 ms, the kernel's smallest quota.
-        Some(percent) => format!(
-            "{} {CPU_PERIOD_US}",
-            u64::from(percent) * CPU_PERIOD_US / 100
-        ),
-        None => format!("max {CPU_PERIOD_US}"),
     }
 }
 
@@ -379,40 +238,74 @@ fn read_words(path: &Path) -> io::Result<Vec<String>> {
         .collect())
 }
 
-fn is_cgroup2(path: &Path) -> bool {
-    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs writes only into the zeroed struct we pass; the path is
-    // a valid C string that outlives the call.
-    unsafe {
-        let mut stat: libc::statfs = std::mem::zeroed();
-        libc::statfs(c_path.as_ptr(), &mut stat) == 0 && stat.f_type as i64 == CGROUP2_SUPER_MAGIC
+/// Writes an existing control file. Never with O_CREAT: cgroupfs answers
+/// that with EACCES even for a file that merely does not exist, and a
+/// missing file must read as NotFound.
+fn write_control(path: &Path, value: &str) -> io::Result<()> {
+    fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .and_then(|mut f| io::Write::write_all(&mut f, value.as_bytes()))
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+/// [`write_control`], where a missing file (controller or feature absent)
+/// is fine.
+fn write_if_present(path: &Path, value: &str) -> io::Result<()> {
+    match write_control(path, value) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }
 
-/// The cgroup2 mount point: `/sys/fs/cgroup` on a unified host, otherwise
-/// the first cgroup2 mount listed (`/sys/fs/cgroup/unified` on a hybrid one).
-pub(crate) fn find_cgroup2_mount() -> Option<PathBuf> {
-    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mounts = cgroup2_mounts(&text);
-    mounts
-        .iter()
-        .find(|m| m.as_path() == Path::new("/sys/fs/cgroup"))
-        .or_else(|| mounts.first())
-        .cloned()
+/// Removes an emptied cgroup folder, retrying for about a second while
+/// the kernel still tears dying processes down (EBUSY). Gone already is
+/// fine.
+fn remove_dir_patiently(path: &Path) -> io::Result<()> {
+    let mut last = None;
+    for _ in 0..100 {
+        match fs::remove_dir(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("cgroup did not empty")))
 }
 
-/// Mount points of type cgroup2 in a mountinfo text. Fields: `id parent
-/// dev root mountpoint options [optional…] - fstype source superoptions`.
-fn cgroup2_mounts(mountinfo: &str) -> Vec<PathBuf> {
+/// One line of `/proc/self/mountinfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Mount {
+    pub point: PathBuf,
+    pub fstype: String,
+    /// Per-mount options (`rw`, `ro`, `nosuid`…).
+    pub options: Vec<String>,
+    /// File system options; for cgroup v1, the controllers it carries.
+    pub super_options: Vec<String>,
+}
+
+/// The mounts in a mountinfo text. Fields: `id parent dev root mountpoint
+/// options [optional…] - fstype source superoptions`.
+pub(crate) fn mounts(mountinfo: &str) -> Vec<Mount> {
+    let list = |text: &str| text.split(',').map(str::to_owned).collect();
     mountinfo
         .lines()
         .filter_map(|line| {
             let (before, after) = line.split_once(" - ")?;
-            let fstype = after.split(' ').next()?;
-            let mount_point = before.split(' ').nth(4)?;
-            (fstype == "cgroup2").then(|| PathBuf::from(unescape_mount(mount_point)))
+            let mut after = after.split(' ');
+            let fstype = after.next()?;
+            let super_options = after.nth(1).unwrap_or("");
+            let mut before = before.split(' ');
+            let point = before.nth(4)?;
+            let options = before.next().unwrap_or("");
+            Some(Mount {
+                point: PathBuf::from(unescape_mount(point)),
+                fstype: fstype.to_owned(),
+                options: list(options),
+                super_options: list(super_options),
+            })
         })
         .collect()
 }

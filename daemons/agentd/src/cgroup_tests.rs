@@ -5,7 +5,7 @@
 use super::*;
 use crate::process::{self, Confinement};
 use crate::spec::AgentSpec;
-use crate::status::ExitStatus;
+use crate::status::{ExitStatus, LimitMode};
 
 #[test]
 fn flat_keyed_values() {
@@ -89,6 +89,123 @@ fn limits_written_to_files() {
 }
 
 #[test]
+fn v1_hierarchies_from_mountinfo() {
+    // This development host: every controller in its own hierarchy.
+    let separate = "\
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+    let h = Hierarchies::from_mountinfo(separate).expect("hierarchies");
+    assert_eq!(h.memory, Path::new("/sys/fs/cgroup/memory"));
+    assert_eq!(h.pids, Path::new("/sys/fs/cgroup/pids"));
+    assert_eq!(h.cpu.as_deref(), Some(Path::new("/sys/fs/cgroup/cpu")));
+    assert_eq!(
+        h.freezer.as_deref(),
+        Some(Path::new("/sys/fs/cgroup/freezer"))
+    );
+    // systemd's shape: cpu shares a hierarchy with cpuacct; no freezer.
+    let shared = "\
+30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct
+31 25 0:27 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+32 25 0:28 / /sys/fs/cgroup/pids rw,nosuid - cgroup cgroup rw,pids
+";
+    let h = Hierarchies::from_mountinfo(shared).expect("hierarchies");
+    assert_eq!(
+        h.cpu.as_deref(),
+        Some(Path::new("/sys/fs/cgroup/cpu,cpuacct"))
+    );
+    assert_eq!(h.freezer, None);
+    assert_eq!(h.distinct().len(), 3);
+    // memory and pids are required; a cgroup2 mount does not count.
+    let reason = Hierarchies::from_mountinfo(
+        "31 25 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+         41 31 0:38 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+    )
+    .expect_err("no pids");
+    assert!(reason.contains("pids"), "{reason}");
+}
+
+/// Fake v1 folders: memory (with or without memsw), pids, cpu, no freezer.
+fn fake_v1(root: &Path, memsw: bool) -> V1Cgroup {
+    let dirs = Hierarchies {
+        memory: root.join("memory"),
+        pids: root.join("pids"),
+        cpu: Some(root.join("cpu")),
+        freezer: None,
+    };
+    let mut files = vec![
+        "memory/memory.limit_in_bytes",
+        "memory/memory.failcnt",
+        "memory/memory.swappiness",
+        "pids/pids.max",
+        "cpu/cpu.cfs_period_us",
+        "cpu/cpu.cfs_quota_us",
+    ];
+    if memsw {
+        files.push("memory/memory.memsw.limit_in_bytes");
+    }
+    for file in files {
+        let path = root.join(file);
+        fs::create_dir_all(path.parent().expect("parent")).expect("fake folder");
+        fs::write(path, "").expect("fake file");
+    }
+    V1Cgroup::new(dirs)
+}
+
+#[test]
+fn v1_limits_written_to_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let read = |file: &str| fs::read_to_string(dir.path().join(file)).expect("read");
+    let cgroup = fake_v1(dir.path(), true);
+    let limits = Limits {
+        memory_bytes: Some(64 << 20),
+        cpu_percent: Some(50),
+        max_processes: Some(20),
+    };
+    cgroup.apply_limits(&limits).expect("apply");
+    assert_eq!(
+        read("memory/memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(
+        read("memory/memory.memsw.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(read("memory/memory.failcnt"), "0");
+    assert_eq!(read("memory/memory.swappiness"), "");
+    assert_eq!(read("pids/pids.max"), "20");
+    assert_eq!(read("cpu/cpu.cfs_period_us"), "100000");
+    assert_eq!(read("cpu/cpu.cfs_quota_us"), "50000");
+    // Unset limits loosen a previous spec.
+    cgroup.apply_limits(&Limits::default()).expect("apply");
+    assert_eq!(read("memory/memory.limit_in_bytes"), "-1");
+    assert_eq!(read("memory/memory.memsw.limit_in_bytes"), "-1");
+    assert_eq!(read("pids/pids.max"), "max");
+    assert_eq!(read("cpu/cpu.cfs_quota_us"), "-1");
+    // No freezer: freezing is refused (the supervisor uses SIGSTOP),
+    // thawing is a no-op.
+    let error = cgroup.freeze(true).expect_err("no freezer");
+    assert_eq!(error.kind(), io::ErrorKind::Unsupported);
+    cgroup.freeze(false).expect("thaw");
+
+    // Without swap accounting, swap is kept away through swappiness.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cgroup = fake_v1(dir.path(), false);
+    cgroup.apply_limits(&limits).expect("apply");
+    assert_eq!(
+        fs::read_to_string(dir.path().join("memory/memory.swappiness")).expect("read"),
+        "0"
+    );
+    // pids.max is required.
+    fs::remove_file(dir.path().join("pids/pids.max")).expect("remove");
+    assert!(cgroup.apply_limits(&limits).is_err());
+}
+
+#[test]
 fn probe_refusals() {
     assert!(probe(&CgroupPlacement::Disabled).is_err());
     let dir = tempfile::tempdir().expect("tempdir");
@@ -106,22 +223,44 @@ fn probe_refusals() {
 /// itself) or explains why and leaves nothing behind.
 #[test]
 fn probe_leaves_nothing_behind() {
-    let Some(mount) = find_cgroup2_mount() else {
-        eprintln!("skipped: no cgroup2 mount");
-        return;
-    };
     let scope = format!("unit-probe-{}", std::process::id());
-    let root_path = mount.join("osmoda").join(&scope);
+    let v2_path = find_cgroup2_mount().map(|m| m.join("osmoda").join(&scope));
+    let v1_paths: Vec<PathBuf> = fs::read_to_string("/proc/self/mountinfo")
+        .ok()
+        .and_then(|text| Hierarchies::from_mountinfo(&text).ok())
+        .map(|h| {
+            let scope_dirs = h.join(&Path::new("osmoda").join(&scope));
+            scope_dirs
+                .distinct()
+                .iter()
+                .map(|p| p.to_path_buf())
+                .collect()
+        })
+        .unwrap_or_default();
     match probe(&CgroupPlacement::Auto { scope }) {
-        Ok(mut root) => {
-            assert_eq!(root.path(), root_path);
-            assert!(root_path.is_dir());
+        Ok((mut root, reason)) => {
+            eprintln!("limits: {} ({reason})", root.mode());
+            let made: Vec<PathBuf> = match &root {
+                CgroupRoot::V2(root) => vec![root.path().to_owned()],
+                CgroupRoot::V1(root) => root
+                    .scope()
+                    .distinct()
+                    .iter()
+                    .map(|p| p.to_path_buf())
+                    .collect(),
+            };
+            match root.mode() {
+                LimitMode::CgroupV2 => assert_eq!(made, v2_path.into_iter().collect::<Vec<_>>()),
+                _ => assert_eq!(made, v1_paths),
+            }
+            assert!(made.iter().all(|p| p.is_dir()), "{made:?}");
             root.remove();
-            assert!(!root_path.exists());
+            assert!(made.iter().all(|p| !p.exists()), "{made:?}");
         }
         Err(reason) => {
-            eprintln!("cgroup v2 not usable here: {reason}");
-            assert!(!root_path.exists());
+            eprintln!("limits: rlimits ({reason})");
+            assert!(v2_path.is_none_or(|p| !p.exists()));
+            assert!(v1_paths.iter().all(|p| !p.exists()));
         }
     }
 }
@@ -165,7 +304,7 @@ async fn live_cgroup_join_freeze_kill_remove() {
         ..spec
     };
     let confinement = Confinement {
-        cgroup_procs: Some(cgroup.open_procs().expect("open cgroup.procs")),
+        cgroup_procs: cgroup.open_procs().expect("open cgroup.procs"),
         rlimits: None,
         sandbox: None,
     };

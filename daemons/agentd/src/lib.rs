@@ -12,9 +12,14 @@
 //! - [`Supervisor`]: the tokio shell. It owns the processes: each agent gets
 //!   `BASE/NAME/workspace` (0700, kept across restarts) as its working
 //!   folder, its output in `BASE/NAME/logs/output.log` (bounded, rotated),
-//!   its own process group, and its limits through cgroup v2 or rlimits
-//!   ([`LimitMode`]). It restarts crashed agents by the backoff, stops
-//!   (SIGTERM, grace, SIGKILL), freezes, kills, and reports what happens as
+//!   its own process group, and its limits ([`LimitMode`]) through cgroup v2
+//!   where the cgroup2 mount offers memory, cpu and pids (systemd hosts with
+//!   `Delegate=yes`), else through cgroup v1 where the memory and pids
+//!   hierarchies are mounted and writable (many edge distributions; cpu and
+//!   freezer when mounted too), else through rlimits;
+//!   [`Supervisor::limit_mode_reason`] says why each earlier way was not
+//!   taken. It restarts crashed agents by the backoff, stops (SIGTERM,
+//!   grace, SIGKILL), freezes, kills, and reports what happens as
 //!   [`AgentEvent`]s.
 //! - [`sandbox`]: confinement. Given a [`SandboxPlan`], an agent runs under
 //!   its own uid in a private mount namespace (host read-only, private

@@ -74,8 +74,9 @@ impl Spawner {
 /// What the child applies to itself before exec.
 #[derive(Debug, Default)]
 pub(crate) struct Confinement {
-    /// The agent cgroup's `cgroup.procs`, open for writing.
-    pub cgroup_procs: Option<OwnedFd>,
+    /// The `cgroup.procs` of each of the agent's cgroups (one per cgroup v1
+    /// hierarchy, one under cgroup v2), open for writing.
+    pub cgroup_procs: Vec<OwnedFd>,
     /// Limits to apply as rlimits (None under cgroup v2).
     pub rlimits: Option<Limits>,
     /// Confinement of the agent's own (None: it runs as the node's user).
@@ -110,7 +111,11 @@ pub(crate) fn launch(
         .stderr(Stdio::from(stderr_end));
 
     let parent = std::process::id() as libc::pid_t;
-    let procs_fd: Option<RawFd> = confinement.cgroup_procs.as_ref().map(AsRawFd::as_raw_fd);
+    let procs_fds: Vec<RawFd> = confinement
+        .cgroup_procs
+        .iter()
+        .map(AsRawFd::as_raw_fd)
+        .collect();
     let rlimits = rlimits_for(confinement.rlimits.as_ref());
     let mut sandbox = match &confinement.sandbox {
         Some(plan) => Some(sandbox::prepare(plan, workspace)?),
@@ -125,7 +130,7 @@ pub(crate) fn launch(
     // values computed before the fork, and allocates nothing.
     unsafe {
         command.pre_exec(move || {
-            confine_child(parent, procs_fd, &rlimits)?;
+            confine_child(parent, &procs_fds, &rlimits)?;
             sandbox.as_mut().map_or(Ok(()), sandbox::Prepared::apply)
         });
     }
@@ -172,11 +177,7 @@ macro_rules! set_rlimit {
     }};
 }
 
-fn confine_child(
-    parent: libc::pid_t,
-    procs_fd: Option<RawFd>,
-    rlimits: &Rlimits,
-) -> io::Result<()> {
+fn confine_child(parent: libc::pid_t, procs_fds: &[RawFd], rlimits: &Rlimits) -> io::Result<()> {
     // SAFETY (whole function): plain syscalls with valid arguments; see the
     // pre_exec comment above.
     unsafe {
@@ -190,7 +191,7 @@ fn confine_child(
         if libc::getppid() != parent {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
-        if let Some(fd) = procs_fd {
+        for &fd in procs_fds {
             // "0" moves the writing process.
             if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
                 return Err(io::Error::last_os_error());

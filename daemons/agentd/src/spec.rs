@@ -104,16 +104,21 @@ pub enum RestartPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Memory in bytes: `memory.max` (and no swap) under cgroup v2, the
-    /// address space (`RLIMIT_AS`) otherwise.
+    /// Memory in bytes: `memory.max` (and no swap) under cgroup v2,
+    /// `memory.limit_in_bytes` (and `memory.memsw.limit_in_bytes` to the
+    /// same value, so no swap, where the kernel accounts swap) under cgroup
+    /// v1, the address space (`RLIMIT_AS`) under rlimits.
     #[serde(default)]
     pub memory_bytes: Option<u64>,
     /// CPU time in percent of one core (100 = one core, 250 = two and a
-    /// half). Enforced only under cgroup v2 (`cpu.max`).
+    /// half), as a quota per 100 ms period. Enforced under cgroup v2
+    /// (`cpu.max`) and cgroup v1 (`cpu.cfs_quota_us`, when the cpu
+    /// hierarchy is mounted); not under rlimits.
     #[serde(default)]
     pub cpu_percent: Option<u32>,
-    /// Processes and threads: `pids.max` under cgroup v2, `RLIMIT_NPROC`
-    /// otherwise (which counts per user and does not bind root).
+    /// Processes and threads: `pids.max` under cgroup v2 and v1,
+    /// `RLIMIT_NPROC` under rlimits (which counts per user and does not
+    /// bind root).
     #[serde(default)]
     pub max_processes: Option<u32>,
 }

@@ -22,7 +22,15 @@ pub enum LimitMode {
     /// swap), `cpu.max` and `pids.max`; the whole cgroup is frozen, killed
     /// and watched for OOM kills.
     CgroupV2,
-    /// cgroup v2 is missing, read-only or lacks the controllers: memory is
+    /// cgroup v2 is not usable but the memory and pids controllers are
+    /// mounted as cgroup v1 (many edge distributions): each agent gets a
+    /// folder in each hierarchy with `memory.limit_in_bytes` (and no swap),
+    /// `pids.max` and, when the cpu hierarchy is mounted,
+    /// `cpu.cfs_quota_us`; it is frozen through the freezer hierarchy when
+    /// mounted (SIGSTOP otherwise), killed pid by pid, and watched for OOM
+    /// kills through `memory.oom_control`.
+    CgroupV1,
+    /// Neither cgroup version is usable: memory is
     /// bounded by `RLIMIT_AS` (address space, which is larger than resident
     /// memory, so set it generously), processes by `RLIMIT_NPROC` (per user,
     /// and not for root), and the CPU limit is not enforced. Freezing uses
@@ -34,6 +42,7 @@ impl fmt::Display for LimitMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             LimitMode::CgroupV2 => "cgroup-v2",
+            LimitMode::CgroupV1 => "cgroup-v1",
             LimitMode::Rlimits => "rlimits",
         })
     }
@@ -189,11 +198,15 @@ pub enum AgentEventKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OomEvidence {
-    /// The cgroup's `memory.events` `oom_kill` counter went up: certain.
+    /// The cgroup's OOM kill counter went up (`oom_kill` in `memory.events`
+    /// under cgroup v2, in `memory.oom_control` under v1): certain.
     CgroupCounter,
     /// Under rlimits: the process had a memory limit and died of SIGKILL
     /// (the kernel OOM killer) or SIGSEGV (a failed stack or heap growth)
-    /// that the supervisor did not send: likely, not certain. Programs that
+    /// that the supervisor did not send: likely, not certain. Also under
+    /// cgroup v1 on kernels before 4.13, which count no OOM kills: the
+    /// agent died of SIGKILL after reaching its memory limit
+    /// (`memory.failcnt`). Programs that
     /// handle a failed allocation themselves (Python's `MemoryError`) exit
     /// with an ordinary error code and are not recognised.
     SignalUnderRlimit,
@@ -269,5 +282,13 @@ mod tests {
             serde_json::to_string(&LimitMode::CgroupV2).expect("encode"),
             r#""cgroup-v2""#
         );
+        for mode in [LimitMode::CgroupV2, LimitMode::CgroupV1, LimitMode::Rlimits] {
+            let json = serde_json::to_string(&mode).expect("encode");
+            assert_eq!(json, format!("\"{mode}\""));
+            assert_eq!(
+                serde_json::from_str::<LimitMode>(&json).expect("decode"),
+                mode
+            );
+        }
     }
 }

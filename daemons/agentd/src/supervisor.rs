@@ -9,8 +9,9 @@
 //! When the last handle is dropped (or [`Supervisor::shutdown`] is called),
 //! the task ends: every agent still running is killed, reaped, and its
 //! cgroup removed. Agents also die if the whole process dies, through the
-//! parent-death signal (see `process.rs`); under cgroup v2 a restarted
-//! supervisor with the same scope kills anything its predecessor left.
+//! parent-death signal (see `process.rs`); under cgroups (v2 or v1) a
+//! restarted supervisor with the same scope kills anything its predecessor
+//! left.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -100,18 +101,18 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Prepares the base folder, decides the limit mode (probing cgroup v2
-    /// unless disabled) and starts the supervisor task on the current tokio
-    /// runtime. Returns the handle and the event stream.
+    /// Prepares the base folder, decides the limit mode (probing cgroup v2,
+    /// then cgroup v1, unless disabled) and starts the supervisor task on
+    /// the current tokio runtime. Returns the handle and the event stream.
     pub fn new(
         config: SupervisorConfig,
     ) -> Result<(Supervisor, mpsc::Receiver<AgentEvent>), AgentdError> {
         // Checked before anything touches the disk or the cgroup tree.
         tokio::runtime::Handle::try_current().map_err(|_| AgentdError::NoRuntime)?;
         let (cgroups, limit_mode, limit_reason) = match cgroup::probe(&config.cgroup) {
-            Ok(root) => {
-                let reason = format!("agent cgroups under {}", root.path().display());
-                (Some(root), LimitMode::CgroupV2, reason)
+            Ok((root, reason)) => {
+                let mode = root.mode();
+                (Some(root), mode, reason)
             }
             Err(reason) => (None, LimitMode::Rlimits, reason),
         };
@@ -154,7 +155,8 @@ impl Supervisor {
         self.shared.limit_mode
     }
 
-    /// Why: the cgroup root in use, or why cgroup v2 could not be used.
+    /// Why: the cgroup folders in use, and why each version tried before
+    /// the one in use (or before rlimits) was not usable.
     pub fn limit_mode_reason(&self) -> &str {
         &self.shared.limit_reason
     }
@@ -252,8 +254,8 @@ impl Supervisor {
         self.call(|reply| Request::List { reply }).await
     }
 
-    /// Freezes every running agent (cgroup.freeze, else SIGSTOP to its
-    /// group) and holds back restarts and new starts until `resume_all`.
+    /// Freezes every running agent (cgroup v2's `cgroup.freeze` or the
+    /// cgroup v1 freezer, else SIGSTOP to its group) and holds back restarts and new starts until `resume_all`.
     /// Returns how many agents were frozen.
     pub async fn freeze_all(&self) -> Result<usize, AgentdError> {
         self.call(|reply| Request::FreezeAll { reply }).await
@@ -372,3 +374,7 @@ fn finish_removals(base: &Path) {
 #[cfg(test)]
 #[path = "supervisor_cgroup_tests.rs"]
 mod cgroup_tests;
+
+#[cfg(test)]
+#[path = "supervisor_limits_tests.rs"]
+mod limits_tests;

@@ -164,7 +164,7 @@ impl Agents {
         self.uids.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// "cgroup-v2" or "rlimits", and why.
+    /// "cgroup-v2", "cgroup-v1" or "rlimits", and why.
     pub fn limit_mode(&self) -> (String, String) {
         (
             self.supervisor.limit_mode().to_string(),

@@ -99,6 +99,9 @@ impl Actor {
             }
             let by_cgroup = agent.cgroup.as_ref().is_some_and(|cgroup| match cgroup.freeze(true) {
                 Ok(()) => true,
+                // No v1 freezer hierarchy: expected, and said once in the
+                // limit mode's reason rather than at every freeze.
+                Err(error) if error.kind() == std::io::ErrorKind::Unsupported => false,
                 Err(error) => {
                     tracing::warn!(agent = %name, %error, "cgroup freeze failed; using SIGSTOP");
                     false

@@ -60,9 +60,21 @@ impl Actor {
         };
         let evidence = if cgroup_oom {
             Some(OomEvidence::CgroupCounter)
-        } else if agent.cgroup.is_none()
-            && agent.spec.limits.memory_bytes.is_some()
-            && matches!(status, ExitStatus::Signal { signal } if signal == libc::SIGKILL || signal == libc::SIGSEGV)
+        } else if agent.spec.limits.memory_bytes.is_some()
+            && match &agent.cgroup {
+                None => {
+                    matches!(status, ExitStatus::Signal { signal } if signal == libc::SIGKILL || signal == libc::SIGSEGV)
+                }
+                // A cgroup v1 kernel without an OOM kill counter: the limit
+                // was reached and the kernel's SIGKILL ended the agent.
+                Some(cgroup) => {
+                    status
+                        == (ExitStatus::Signal {
+                            signal: libc::SIGKILL,
+                        })
+                        && cgroup.hit_memory_limit_uncounted()
+                }
+            }
         {
             Some(OomEvidence::SignalUnderRlimit)
         } else {

@@ -36,7 +36,8 @@ mod exits;
 
 pub(crate) enum Request {
     Start {
-        // Boxed: a spec is far larger than every other request.
+        // Boxed: a spec is far larger than any other request, and every
+        // slot of the request channel is as large as the largest one.
         spec: Box<AgentSpec>,
         extra_env: BTreeMap<String, String>,
         sandbox: Option<SandboxPlan>,
@@ -337,7 +338,7 @@ impl Actor {
                 // A cgroup frozen in an earlier life must not freeze this one.
                 cgroup.freeze(false)?;
                 oom_kills_before = cgroup.oom_kills();
-                confinement.cgroup_procs = Some(cgroup.open_procs()?);
+                confinement.cgroup_procs = cgroup.open_procs()?;
                 Ok(())
             })(),
             None => {
