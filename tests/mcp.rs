@@ -221,6 +221,17 @@ async fn tools_over_mcp_pass_the_nodes_gates() {
     assert_eq!(read["content"], "hello from low");
     let on_disk = std::fs::read_to_string(workspace(&node, "low").join("notes/a.txt")).unwrap();
     assert_eq!(on_disk, "hello from low");
+    // Written with the agent's own file permissions: the file and the
+    // folder made for it are the agent's.
+    let (_, low_uid) = tokio::task::block_in_place(|| common::agent_ids(&node, "low"));
+    for made in ["notes", "notes/a.txt"] {
+        let meta = std::fs::metadata(workspace(&node, "low").join(made)).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            low_uid,
+            "{made}"
+        );
+    }
     for path in ["../../identity.key", "/etc/passwd"] {
         let message = refused(&low, call("file_read", json!({ "path": path }))).await;
         assert!(message.contains("refused"), "{path}: {message}");

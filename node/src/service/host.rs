@@ -41,16 +41,53 @@ fn workspace_error(e: WorkspaceError) -> NodeError {
 }
 
 /// Runs a workspace operation off the runtime's threads (it does blocking
-/// file IO and fsyncs).
+/// file IO and fsyncs), with the file permissions of the calling agent's
+/// uid where it has one: the kernel then checks each access as it would
+/// for the agent, and the files the tool makes are the agent's own.
 async fn in_workspace<T: Send + 'static>(
     who: &AgentIdentity,
     op: impl FnOnce(&Workspace) -> Result<T, WorkspaceError> + Send + 'static,
 ) -> NodeResult<T> {
     let root = who.workspace.clone();
-    tokio::task::spawn_blocking(move || op(&Workspace::open(root)?))
-        .await
-        .map_err(NodeError::internal)?
-        .map_err(workspace_error)
+    let uid = who.uid;
+    tokio::task::spawn_blocking(move || {
+        // The workspace is opened as the node (the folders above it are
+        // not the agent's to walk), everything beneath it as the agent.
+        let workspace = Workspace::open(root)?;
+        let _as_agent = uid.map(FsIds::become_);
+        op(&workspace)
+    })
+    .await
+    .map_err(NodeError::internal)?
+    .map_err(workspace_error)
+}
+
+/// The filesystem uid and gid of this thread set to an agent's, restored
+/// when dropped. `setfsuid` changes only the calling thread (a blocking
+/// pool thread here), never the node's other threads, and only what file
+/// access checks use.
+struct FsIds;
+
+impl FsIds {
+    fn become_(uid: u32) -> Self {
+        // SAFETY: setfsgid/setfsuid change only this thread's filesystem
+        // ids; the gid first, while still privileged to change it.
+        unsafe {
+            libc::setfsgid(uid);
+            libc::setfsuid(uid);
+        }
+        FsIds
+    }
+}
+
+impl Drop for FsIds {
+    fn drop(&mut self) {
+        // SAFETY: as above; back to the node's own effective ids.
+        unsafe {
+            libc::setfsuid(libc::geteuid());
+            libc::setfsgid(libc::getegid());
+        }
+    }
 }
 
 impl Node {
