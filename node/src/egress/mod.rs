@@ -31,6 +31,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::state::audit_log::AuditLog;
 
 pub use policy::{canonical, forbidden, Refusal};
+/// The request-head parser, public for its fuzz target (`egress_request`).
+pub use request::{parse as parse_head, Kind as RequestKind, Request as ProxyRequest};
 
 /// Most addresses the node may list as its own.
 const MAX_OWN: usize = 1024;
