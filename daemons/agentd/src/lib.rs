@@ -42,7 +42,7 @@
 //!
 //! let mut spec = AgentSpec::new("indexer", "/usr/bin/python3");
 //! spec.args = vec!["-m".into(), "indexer".into()];
-//! let extra = [("OSMODA_AGENT_TOKEN".to_string(), "…".to_string())].into();
+//! let extra = [("OSMODA_AGENT_SOCKET".to_string(), "/var/lib/osmoda/agent.sock".to_string())].into();
 //! // Its own uid, the node's data folder hidden, egress only through the
 //! // node's proxy listening inside the agent's network namespace.
 //! let (namespace, _proxy_listener) = osmoda_agentd::isolated_network(8080)?;
