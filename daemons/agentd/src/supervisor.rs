@@ -168,9 +168,9 @@ impl Supervisor {
 
     /// Registers the agent (or replaces the spec of a registered one that is
     /// not running) and starts it. `extra_env` is added last, over the
-    /// spec's variables (the node's `OSMODA_AGENT_SOCKET`, proxy settings and the
-    /// like; it is kept in
-    /// memory for restarts and never written anywhere). An explicit start
+    /// spec's variables (the node's `OSMODA_AGENT_SOCKET`, proxy settings
+    /// and the like; it is kept in memory for restarts and never written
+    /// anywhere). An explicit start
     /// forgets earlier failures: restart delays begin at the initial one.
     ///
     /// With a `sandbox` plan the agent runs confined (see
