@@ -594,15 +594,16 @@ async fn a_plan_that_cannot_be_applied_fails_the_start() {
         )
         .await;
     assert!(result.is_err(), "a missing kept path must fail the start");
-    // Fails in the child: a tmpfs cannot go over a file.
-    // (Outside the base, which the supervisor hides: inside, the mount
-    // point would be made afresh as a folder.)
-    let elsewhere = tempfile::NamedTempFile::new_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let file = elsewhere.path().to_owned();
+    // Fails in the child: a tmpfs cannot go over a file. The file must lie
+    // outside every folder the sandbox hides (the base, /tmp, /home, ...):
+    // inside one, its mount point would be made afresh as a folder, and a
+    // checkout under /tmp would make this test pass for the wrong reason.
+    // /etc/passwd is a file on the host's own root everywhere; the mount
+    // would be in the child's private namespace only.
     let unmountable = SandboxPlan {
         uid,
         gid: uid,
-        hide: vec![file],
+        hide: vec!["/etc/passwd".into()],
         ..SandboxPlan::default()
     };
     let error = supervisor
