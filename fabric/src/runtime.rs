@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::timeout::TransportTimeout;
 use libp2p::core::transport::Transport as _;
 use libp2p::core::upgrade::Version;
 use libp2p::swarm::SwarmEvent;
@@ -101,6 +102,12 @@ pub fn start(
     crate::direct::check_protocols(&config.protocols)?;
     let tcp_security = PqUpgrade::new(credentials.handshake_identity(), membership.clone());
     let handshake_timeout = config.handshake_timeout;
+    // An inbound connection holds a pending slot until its handshake ends;
+    // an idle stranger's must not hold it for a dial's whole allowance.
+    let inbound_timeout = config
+        .limits
+        .inbound_handshake_timeout
+        .min(handshake_timeout);
     let custom = config
         .stream_transport
         .as_ref()
@@ -116,11 +123,14 @@ pub fn start(
         Some(streams) => libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_other_transport(|_| {
-                streams
-                    .upgrade(Version::V1)
-                    .authenticate(tcp_security)
-                    .multiplex(yamux::Config::default())
-                    .timeout(handshake_timeout)
+                TransportTimeout::with_ingoing_timeout(
+                    streams
+                        .upgrade(Version::V1)
+                        .authenticate(tcp_security)
+                        .multiplex(yamux::Config::default())
+                        .timeout(handshake_timeout),
+                    inbound_timeout,
+                )
             })
             .map_err(|e| StartError::Transport(e.to_string()))?
             .with_behaviour(|_| behaviour)
@@ -140,15 +150,21 @@ pub fn start(
             libp2p::SwarmBuilder::with_existing_identity(keypair)
                 .with_tokio()
                 .with_other_transport(|_| {
-                    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-                        .upgrade(Version::V1)
-                        .authenticate(tcp_security)
-                        .multiplex(yamux::Config::default())
-                        .timeout(handshake_timeout)
+                    TransportTimeout::with_ingoing_timeout(
+                        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                            .upgrade(Version::V1)
+                            .authenticate(tcp_security)
+                            .multiplex(yamux::Config::default())
+                            .timeout(handshake_timeout),
+                        inbound_timeout,
+                    )
                 })
                 .map_err(|e| StartError::Transport(e.to_string()))?
                 .with_other_transport(|_| {
-                    quic.map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+                    TransportTimeout::with_ingoing_timeout(
+                        quic.map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))),
+                        inbound_timeout,
+                    )
                 })
                 .map_err(|e| StartError::Transport(e.to_string()))?
                 .with_behaviour(|_| behaviour)
@@ -174,6 +190,7 @@ pub fn start(
             })?;
     }
     for addr in &config.bootstrap {
+        swarm.behaviour_mut().early_refusal.know(addr);
         if let Err(e) = swarm.dial(addr.clone()) {
             warn!(%addr, error = %e, "bootstrap dial failed");
         }
@@ -186,6 +203,7 @@ pub fn start(
                 .behaviour_mut()
                 .kad
                 .add_address(&known.peer, addr.clone());
+            swarm.behaviour_mut().early_refusal.know(addr);
         }
         discovery::dial_known(&mut swarm, &membership, known);
     }
