@@ -30,6 +30,7 @@ use crate::pq_tcp::PqUpgrade;
 
 mod direct;
 mod discovery;
+mod expiry;
 mod gossip;
 mod links;
 mod penalty;
@@ -247,6 +248,7 @@ pub fn start(
             .unwrap_or(0),
         last_kad_bootstrap: None,
         dial_target: config.dial_target,
+        expiry_timer: expiry::idle_timer(),
     };
     let task = tokio::spawn(fabric.run(command_rx));
     Ok((handle, event_rx, task))
@@ -291,6 +293,8 @@ struct FabricLoop {
     gossip_seqno: u64,
     last_kad_bootstrap: Option<std::time::Instant>,
     dial_target: usize,
+    /// Fires when the first connected peer's certificate expires.
+    expiry_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 impl FabricLoop {
@@ -299,6 +303,7 @@ impl FabricLoop {
         let mut kad_timer = tokio::time::interval(KAD_REFRESH);
         let mut trim_timer = tokio::time::interval(links::TRIM_EVERY);
         let mut verdict_timer = tokio::time::interval(VERDICT_SWEEP);
+        let mut membership_timer = tokio::time::interval(expiry::CHECK_EVERY);
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -318,6 +323,8 @@ impl FabricLoop {
                 }
                 _ = trim_timer.tick() => self.trim_links(std::time::Instant::now()),
                 _ = verdict_timer.tick() => self.expire_verdicts(),
+                _ = membership_timer.tick() => self.close_expired(),
+                _ = self.expiry_timer.as_mut() => self.close_expired(),
                 _ = kad_timer.tick() => {
                     if !self.connected.is_empty() && self.wants_peers() {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
@@ -474,23 +481,35 @@ impl FabricLoop {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
-                if self.membership.peer(&peer_id).is_none()
-                    || node_key_of(&peer_id).is_some_and(|n| self.membership.is_revoked(&n))
-                {
-                    // Every transport records the peer in its handshake; a
-                    // connection without a record did not pass one.
-                    warn!(%peer_id, "connection without a verified membership; closing");
-                    let _ = self.swarm.disconnect_peer_id(peer_id);
-                    return;
-                }
+                let record = match self.membership.peer(&peer_id) {
+                    Some(record)
+                        if !node_key_of(&peer_id)
+                            .is_some_and(|n| self.membership.is_revoked(&n)) =>
+                    {
+                        record
+                    }
+                    _ => {
+                        // Every transport records the peer in its handshake; a
+                        // connection without a record did not pass one.
+                        warn!(%peer_id, "connection without a verified membership; closing");
+                        let _ = self.swarm.disconnect_peer_id(peer_id);
+                        return;
+                    }
+                };
+                let expires_at = record.cert.expires_at;
                 let addr = endpoint.get_remote_address().clone();
                 self.connected
                     .entry(peer_id)
-                    .and_modify(|link| link.addr = addr.clone())
+                    .and_modify(|link| {
+                        link.addr = addr.clone();
+                        link.expires_at = expires_at;
+                    })
                     .or_insert_with(|| links::Link {
                         addr,
                         since: std::time::Instant::now(),
+                        expires_at,
                     });
+                self.watch_expiry(expires_at);
                 if num_established.get() == 1 {
                     info!(%peer_id, addr = %endpoint.get_remote_address(), "peer connected");
                     self.sync_revocations(peer_id);
