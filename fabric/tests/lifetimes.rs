@@ -1,5 +1,6 @@
 //! Membership ends on live connections: a certificate that expires, or a
-//! revocation, closes the connections already open.
+//! revocation, closes the connections already open; revocations are
+//! signalled for storage even while the event channel is full.
 
 mod common;
 
@@ -10,16 +11,19 @@ use std::time::{Duration, Instant};
 
 use libp2p::Multiaddr;
 use osmoda_fabric::proto::FleetRoot;
-use osmoda_fabric::{Credentials, FabricConfig, FabricHandle, Membership};
+use osmoda_fabric::{Credentials, FabricConfig, FabricEvent, FabricHandle, Membership};
 use rand::rngs::OsRng;
+use tokio::sync::mpsc;
 
 struct Node {
     handle: FabricHandle,
     membership: Arc<Membership>,
     tcp: Multiaddr,
+    /// Kept, not read, by the test that fills it.
+    events: Option<mpsc::Receiver<FabricEvent>>,
 }
 
-async fn start(credentials: Credentials, fleet: [u8; 32]) -> Node {
+async fn start(credentials: Credentials, fleet: [u8; 32], drain: bool) -> Node {
     let config = FabricConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         mdns: false,
@@ -28,13 +32,19 @@ async fn start(credentials: Credentials, fleet: [u8; 32]) -> Node {
     let membership = Membership::new(fleet);
     let (handle, mut events, _task) =
         osmoda_fabric::start(credentials, membership.clone(), config).unwrap();
-    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let events = if drain {
+        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        None
+    } else {
+        Some(events)
+    };
     for _ in 0..100 {
         if let Some(tcp) = handle.status().await.unwrap().listen.first() {
             return Node {
                 tcp: tcp.parse().unwrap(),
                 handle,
                 membership,
+                events,
             };
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -59,8 +69,8 @@ async fn wait_for_peers(node: &Node, n: usize, within: Duration) -> bool {
 
 /// `a`, and a member with `c_creds` connected to it.
 async fn connected_pair(root: &FleetRoot, c_creds: Credentials) -> (Node, Node) {
-    let a = start(credentials(root, "a"), root.public()).await;
-    let c = start(c_creds, root.public()).await;
+    let a = start(credentials(root, "a"), root.public(), true).await;
+    let c = start(c_creds, root.public(), true).await;
     c.handle.dial(a.tcp.clone()).await.unwrap();
     assert!(wait_for_peers(&a, 1, Duration::from_secs(10)).await);
     (a, c)
@@ -114,4 +124,26 @@ async fn a_revocation_recorded_outside_the_loop_still_closes_connections() {
         "the periodic check missed a revoked peer"
     );
     assert_eq!(peers(&a).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_are_signalled_while_the_event_channel_is_full() {
+    let root = FleetRoot::generate(&mut OsRng);
+    let a = start(credentials(&root, "a"), root.public(), false).await;
+    let mut changes = a.membership.watch_revocations();
+    let n = osmoda_fabric::handle::EVENT_CAPACITY + 100;
+    for i in 0..n {
+        let mut node = [0u8; 32];
+        node[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        assert!(a.handle.revoke(root.revoke(node, now())).await.unwrap());
+    }
+    let status = a.handle.status().await.unwrap();
+    assert!(
+        status.events_dropped >= 100,
+        "the event channel did not fill"
+    );
+    assert!(changes.has_changed().unwrap());
+    assert_eq!(*changes.borrow_and_update(), n);
+    assert_eq!(a.membership.revocations().len(), n);
+    drop(a.events);
 }
