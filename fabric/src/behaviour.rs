@@ -17,13 +17,27 @@ use crate::topics::Registry;
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/osmoda/kad/1.0.0");
 /// Reported inside identify messages (identify itself runs on `/ipfs/id/1.0.0`).
 pub const IDENTIFY_PROTOCOL_VERSION: &str = "osmoda/1";
-/// Limits on connections: a misbehaving or very large fleet cannot make a
-/// node hold unbounded connection state.
+/// Limits on connections: a misbehaving or very large fleet, or a stranger
+/// flooding the ports, cannot make a node hold unbounded connection state
+/// nor keep members out.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_established: u32,
+    /// Inbound connections in their handshake at once, from anyone.
     pub max_pending_incoming: u32,
+    /// Inbound connections in their handshake at once from one IP address:
+    /// one stranger cannot take the whole pool.
+    pub max_pending_per_ip: u32,
+    /// Pending slots (out of `max_pending_incoming`) that only addresses
+    /// members connected from or listen on may take: strangers from many
+    /// addresses cannot take the whole pool either.
+    pub pending_reserved_for_known: u32,
     pub max_per_peer: u32,
+    /// How long an inbound connection may take from accept to a secured,
+    /// multiplexed link, at most (`FabricConfig::handshake_timeout` bounds
+    /// it too). Shorter than a dial's: an idle stranger's connection
+    /// holds a pending slot until then.
+    pub inbound_handshake_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -31,7 +45,10 @@ impl Default for Limits {
         Self {
             max_established: 512,
             max_pending_incoming: 64,
+            max_pending_per_ip: 8,
+            pending_reserved_for_known: 16,
             max_per_peer: 2,
+            inbound_handshake_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -155,11 +172,12 @@ impl FabricBehaviour {
             None
         };
         Ok(Self {
-            early_refusal: crate::early_refusal::Behaviour::new(limits.max_established),
+            // Counts pending inbound connections itself (per address, and
+            // with slots kept for members), so `connection_limits` does not.
+            early_refusal: crate::early_refusal::Behaviour::new(limits),
             limits: connection_limits::Behaviour::new(
                 connection_limits::ConnectionLimits::default()
                     .with_max_established(Some(limits.max_established))
-                    .with_max_pending_incoming(Some(limits.max_pending_incoming))
                     .with_max_established_per_peer(Some(limits.max_per_peer)),
             ),
             gossipsub: gossipsub(topics)?,

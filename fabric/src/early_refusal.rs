@@ -8,6 +8,10 @@
 //! connections at the pending stage when the node already holds its limit;
 //! `connection_limits` stays, for what only the established stage knows
 //! (connections per peer, and the race of several pending at once).
+//!
+//! It also keeps the inbound connections still in their handshake in
+//! check (`pending.rs`): per address, and with slots kept for addresses
+//! members connected from.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -17,9 +21,13 @@ use libp2p::core::transport::PortUse;
 use libp2p::core::Endpoint;
 use libp2p::swarm::{
     behaviour::ConnectionEstablished, dummy, ConnectionClosed, ConnectionDenied, ConnectionId,
-    FromSwarm, NetworkBehaviour, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+    FromSwarm, ListenFailure, NetworkBehaviour, THandler, THandlerInEvent, THandlerOutEvent,
+    ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId};
+
+use crate::behaviour::Limits;
+use crate::pending::{Pending, PendingLimits};
 
 #[derive(Debug, thiserror::Error)]
 #[error("this node holds its limit of {0} connections")]
@@ -28,14 +36,26 @@ struct Full(usize);
 pub struct Behaviour {
     max: usize,
     established: HashSet<ConnectionId>,
+    pending: Pending,
 }
 
 impl Behaviour {
-    pub fn new(max_established: u32) -> Self {
+    pub fn new(limits: &Limits) -> Self {
         Self {
-            max: max_established as usize,
+            max: limits.max_established as usize,
             established: HashSet::new(),
+            pending: Pending::new(PendingLimits {
+                total: limits.max_pending_incoming as usize,
+                per_ip: limits.max_pending_per_ip as usize,
+                reserved_for_known: limits.pending_reserved_for_known as usize,
+            }),
         }
+    }
+
+    /// Remembers an address a member listens on or connected from: its
+    /// connections get the pending slots kept for the fleet.
+    pub fn know(&mut self, addr: &Multiaddr) {
+        self.pending.know(addr);
     }
 
     fn check(&self) -> Result<(), ConnectionDenied> {
@@ -52,11 +72,12 @@ impl NetworkBehaviour for Behaviour {
 
     fn handle_pending_inbound_connection(
         &mut self,
-        _: ConnectionId,
+        id: ConnectionId,
         _: &Multiaddr,
-        _: &Multiaddr,
+        from: &Multiaddr,
     ) -> Result<(), ConnectionDenied> {
-        self.check()
+        self.check()?;
+        self.pending.admit(id, from).map_err(ConnectionDenied::new)
     }
 
     fn handle_pending_outbound_connection(
@@ -92,8 +113,19 @@ impl NetworkBehaviour for Behaviour {
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
         match event {
-            FromSwarm::ConnectionEstablished(ConnectionEstablished { connection_id, .. }) => {
+            FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                connection_id,
+                endpoint,
+                ..
+            }) => {
                 self.established.insert(connection_id);
+                self.pending.release(connection_id);
+                // Only a verified member gets this far: both transports
+                // check membership inside the handshake.
+                self.pending.know(endpoint.get_remote_address());
+            }
+            FromSwarm::ListenFailure(ListenFailure { connection_id, .. }) => {
+                self.pending.release(connection_id);
             }
             FromSwarm::ConnectionClosed(ConnectionClosed { connection_id, .. }) => {
                 self.established.remove(&connection_id);

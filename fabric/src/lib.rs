@@ -12,6 +12,7 @@
 pub mod credentials;
 mod early_refusal;
 pub mod membership;
+mod pending;
 pub mod quic;
 
 pub use credentials::Credentials;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use libp2p::identity::{ed25519, PublicKey};
 use libp2p::PeerId;
 use osmoda_fabric_proto::{CertError, FleetCert, FleetKey, NodeKey, Revocation};
+use tokio::sync::watch;
 
 /// Most revocations kept; a fleet that revokes more must be recreated. The
 /// bound exists because revocations arrive from the network.
@@ -83,6 +84,11 @@ pub struct Membership {
     fleet: FleetKey,
     revoked: RwLock<HashMap<NodeKey, Revocation>>,
     peers: Mutex<HashMap<PeerId, PeerRecord>>,
+    /// The number of revocations, sent on every new one. Whoever stores
+    /// them waits on it: a watch keeps only the latest value, so it is
+    /// bounded and never loses the fact that something changed, where the
+    /// fabric's event channel drops events while it is full.
+    revocations_changed: watch::Sender<usize>,
 }
 
 impl Membership {
@@ -91,7 +97,15 @@ impl Membership {
             fleet,
             revoked: RwLock::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
+            revocations_changed: watch::Sender::new(0),
         })
+    }
+
+    /// Wakes on every revocation recorded after this call (however many
+    /// came in between, one wake-up: read them all with
+    /// [`Membership::revocations`]). For persisting them.
+    pub fn watch_revocations(&self) -> watch::Receiver<usize> {
+        self.revocations_changed.subscribe()
     }
 
     pub fn fleet(&self) -> FleetKey {
@@ -126,6 +140,9 @@ impl Membership {
             return Err(RevocationError::Full);
         }
         revoked.insert(rev.node, rev.clone());
+        let count = revoked.len();
+        drop(revoked);
+        self.revocations_changed.send_replace(count);
         Ok(true)
     }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::timeout::TransportTimeout;
 use libp2p::core::transport::Transport as _;
 use libp2p::core::upgrade::Version;
 use libp2p::swarm::SwarmEvent;
@@ -29,6 +30,7 @@ use crate::pq_tcp::PqUpgrade;
 
 mod direct;
 mod discovery;
+mod expiry;
 mod gossip;
 mod links;
 mod penalty;
@@ -101,6 +103,12 @@ pub fn start(
     crate::direct::check_protocols(&config.protocols)?;
     let tcp_security = PqUpgrade::new(credentials.handshake_identity(), membership.clone());
     let handshake_timeout = config.handshake_timeout;
+    // An inbound connection holds a pending slot until its handshake ends;
+    // an idle stranger's must not hold it for a dial's whole allowance.
+    let inbound_timeout = config
+        .limits
+        .inbound_handshake_timeout
+        .min(handshake_timeout);
     let custom = config
         .stream_transport
         .as_ref()
@@ -116,11 +124,14 @@ pub fn start(
         Some(streams) => libp2p::SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_other_transport(|_| {
-                streams
-                    .upgrade(Version::V1)
-                    .authenticate(tcp_security)
-                    .multiplex(yamux::Config::default())
-                    .timeout(handshake_timeout)
+                TransportTimeout::with_ingoing_timeout(
+                    streams
+                        .upgrade(Version::V1)
+                        .authenticate(tcp_security)
+                        .multiplex(yamux::Config::default())
+                        .timeout(handshake_timeout),
+                    inbound_timeout,
+                )
             })
             .map_err(|e| StartError::Transport(e.to_string()))?
             .with_behaviour(|_| behaviour)
@@ -140,15 +151,21 @@ pub fn start(
             libp2p::SwarmBuilder::with_existing_identity(keypair)
                 .with_tokio()
                 .with_other_transport(|_| {
-                    tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-                        .upgrade(Version::V1)
-                        .authenticate(tcp_security)
-                        .multiplex(yamux::Config::default())
-                        .timeout(handshake_timeout)
+                    TransportTimeout::with_ingoing_timeout(
+                        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                            .upgrade(Version::V1)
+                            .authenticate(tcp_security)
+                            .multiplex(yamux::Config::default())
+                            .timeout(handshake_timeout),
+                        inbound_timeout,
+                    )
                 })
                 .map_err(|e| StartError::Transport(e.to_string()))?
                 .with_other_transport(|_| {
-                    quic.map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+                    TransportTimeout::with_ingoing_timeout(
+                        quic.map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer))),
+                        inbound_timeout,
+                    )
                 })
                 .map_err(|e| StartError::Transport(e.to_string()))?
                 .with_behaviour(|_| behaviour)
@@ -174,6 +191,7 @@ pub fn start(
             })?;
     }
     for addr in &config.bootstrap {
+        swarm.behaviour_mut().early_refusal.know(addr);
         if let Err(e) = swarm.dial(addr.clone()) {
             warn!(%addr, error = %e, "bootstrap dial failed");
         }
@@ -186,6 +204,7 @@ pub fn start(
                 .behaviour_mut()
                 .kad
                 .add_address(&known.peer, addr.clone());
+            swarm.behaviour_mut().early_refusal.know(addr);
         }
         discovery::dial_known(&mut swarm, &membership, known);
     }
@@ -229,6 +248,7 @@ pub fn start(
             .unwrap_or(0),
         last_kad_bootstrap: None,
         dial_target: config.dial_target,
+        expiry_timer: expiry::idle_timer(),
     };
     let task = tokio::spawn(fabric.run(command_rx));
     Ok((handle, event_rx, task))
@@ -273,6 +293,8 @@ struct FabricLoop {
     gossip_seqno: u64,
     last_kad_bootstrap: Option<std::time::Instant>,
     dial_target: usize,
+    /// Fires when the first connected peer's certificate expires.
+    expiry_timer: std::pin::Pin<Box<tokio::time::Sleep>>,
 }
 
 impl FabricLoop {
@@ -281,6 +303,7 @@ impl FabricLoop {
         let mut kad_timer = tokio::time::interval(KAD_REFRESH);
         let mut trim_timer = tokio::time::interval(links::TRIM_EVERY);
         let mut verdict_timer = tokio::time::interval(VERDICT_SWEEP);
+        let mut membership_timer = tokio::time::interval(expiry::CHECK_EVERY);
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -300,6 +323,8 @@ impl FabricLoop {
                 }
                 _ = trim_timer.tick() => self.trim_links(std::time::Instant::now()),
                 _ = verdict_timer.tick() => self.expire_verdicts(),
+                _ = membership_timer.tick() => self.close_expired(),
+                _ = self.expiry_timer.as_mut() => self.close_expired(),
                 _ = kad_timer.tick() => {
                     if !self.connected.is_empty() && self.wants_peers() {
                         let _ = self.swarm.behaviour_mut().kad.bootstrap();
@@ -456,23 +481,35 @@ impl FabricLoop {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 }
-                if self.membership.peer(&peer_id).is_none()
-                    || node_key_of(&peer_id).is_some_and(|n| self.membership.is_revoked(&n))
-                {
-                    // Every transport records the peer in its handshake; a
-                    // connection without a record did not pass one.
-                    warn!(%peer_id, "connection without a verified membership; closing");
-                    let _ = self.swarm.disconnect_peer_id(peer_id);
-                    return;
-                }
+                let record = match self.membership.peer(&peer_id) {
+                    Some(record)
+                        if !node_key_of(&peer_id)
+                            .is_some_and(|n| self.membership.is_revoked(&n)) =>
+                    {
+                        record
+                    }
+                    _ => {
+                        // Every transport records the peer in its handshake; a
+                        // connection without a record did not pass one.
+                        warn!(%peer_id, "connection without a verified membership; closing");
+                        let _ = self.swarm.disconnect_peer_id(peer_id);
+                        return;
+                    }
+                };
+                let expires_at = record.cert.expires_at;
                 let addr = endpoint.get_remote_address().clone();
                 self.connected
                     .entry(peer_id)
-                    .and_modify(|link| link.addr = addr.clone())
+                    .and_modify(|link| {
+                        link.addr = addr.clone();
+                        link.expires_at = expires_at;
+                    })
                     .or_insert_with(|| links::Link {
                         addr,
                         since: std::time::Instant::now(),
+                        expires_at,
                     });
+                self.watch_expiry(expires_at);
                 if num_established.get() == 1 {
                     info!(%peer_id, addr = %endpoint.get_remote_address(), "peer connected");
                     self.sync_revocations(peer_id);

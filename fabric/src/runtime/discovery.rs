@@ -92,6 +92,11 @@ impl FabricLoop {
                 .add_address(&peer_id, addr.clone());
         }
         if self.connected.contains_key(&peer_id) {
+            // A member's other addresses get the pending slots kept for
+            // the fleet when it connects from them later.
+            for addr in &listen_addrs {
+                self.swarm.behaviour_mut().early_refusal.know(addr);
+            }
             self.emit(FabricEvent::PeerIdentified {
                 peer: peer_id,
                 listen_addrs,

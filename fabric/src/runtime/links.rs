@@ -26,6 +26,8 @@ pub(super) struct Link {
     pub(super) addr: Multiaddr,
     /// When its first live connection opened.
     pub(super) since: Instant,
+    /// When the certificate of its latest handshake expires (Unix seconds).
+    pub(super) expires_at: u64,
 }
 
 /// Links a node keeps once trimmed, out of its connection limit.

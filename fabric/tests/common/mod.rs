@@ -15,6 +15,15 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Unix milliseconds.
+#[allow(dead_code)]
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// A fresh member of `root`'s fleet, valid for a day.
 #[allow(dead_code)] // not every test or bench uses both
 pub fn credentials(root: &FleetRoot, name: &str) -> Credentials {

@@ -80,6 +80,15 @@ impl NodeBuilder {
                 tracing::warn!(error = %e, "ignoring a stored revocation");
             }
         }
+        if let Some(data) = &self.data {
+            // Subscribed after the stored ones were applied: only new
+            // revocations rewrite the file.
+            tokio::spawn(crate::service::persist_revocations(
+                data.clone(),
+                Arc::downgrade(&membership),
+                membership.watch_revocations(),
+            ));
+        }
         let heads = Arc::new(FleetHeads::default());
         let mut fabric_config = self.fabric;
         let (topic_specs, topics) = topics::register();
@@ -146,7 +155,6 @@ impl NodeBuilder {
                 cert: self.cert,
                 identity: self.identity,
             },
-            data: self.data,
         });
         let name = node.info.name.clone();
         audit

@@ -1,12 +1,17 @@
 //! Fleet membership as the running node sees it: revocations made here or
 //! received from peers.
 
+use std::sync::Weak;
+
 use libp2p::PeerId;
 use osmoda_crdt_state::Actor;
 use osmoda_fabric::proto::{parse_hex_bytes, Revocation};
+use osmoda_fabric::Membership;
+use tokio::sync::watch;
 
 use super::{Caller, Node};
 use crate::api::{RevokeBody, Revoked};
+use crate::datadir::DataDir;
 use crate::error::{NodeError, NodeResult};
 
 impl Node {
@@ -27,19 +32,10 @@ impl Node {
         Ok(Revoked { new })
     }
 
-    /// A new revocation the fabric verified and applied: stored, and, when
-    /// a peer brought it, audited.
+    /// A new revocation the fabric verified and applied, brought by a
+    /// peer: audited. Storing it does not wait for this event, which is
+    /// dropped while the event channel is full (`persist_revocations`).
     pub(crate) async fn on_revoked(&self, revocation: &Revocation, from: Option<PeerId>) {
-        if let Some(data) = &self.data {
-            let all = self.membership.revocations();
-            let data = data.clone();
-            let stored = tokio::task::spawn_blocking(move || data.write_revocations(&all)).await;
-            match stored {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot store revocations"),
-                Err(e) => tracing::warn!(error = %e, "cannot store revocations"),
-            }
-        }
         // Revocations made here are audited by `revoke`.
         if let Some(peer) = from {
             let actor = osmoda_fabric::node_key_of(&peer)
@@ -55,5 +51,103 @@ impl Node {
                 "received from a peer".into(),
             );
         }
+    }
+}
+
+/// Stores the revocation list whenever a revocation is recorded, however
+/// it came (`osmoda fleet revoke`, gossip, anti-entropy). It waits on
+/// `Membership::watch_revocations`, which keeps only the latest count and
+/// so never drops a change; several that come together are written once.
+/// Ends when the membership is dropped with its node.
+pub(crate) async fn persist_revocations(
+    data: DataDir,
+    membership: Weak<Membership>,
+    mut changes: watch::Receiver<usize>,
+) {
+    while changes.changed().await.is_ok() {
+        let Some(membership) = membership.upgrade() else {
+            return;
+        };
+        let all = membership.revocations();
+        drop(membership);
+        let data = data.clone();
+        match tokio::task::spawn_blocking(move || data.write_revocations(&all)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot store revocations"),
+            Err(e) => tracing::warn!(error = %e, "cannot store revocations"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use osmoda_fabric::proto::{FleetRoot, Role};
+    use osmoda_fabric::{Credentials, FabricConfig};
+    use rand::rngs::OsRng;
+
+    use super::*;
+    use std::sync::Arc;
+
+    /// Revocations reach the file while the fabric's event channel is full
+    /// (nobody reads it here): storing hangs on the membership, not on the
+    /// `Revoked` events, most of which are dropped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn revocations_are_stored_while_the_event_channel_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().to_path_buf());
+        let root = FleetRoot::generate(&mut OsRng);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let key = ed25519_dalek::SigningKey::generate(&mut OsRng);
+        let cert = root
+            .issue(
+                key.verifying_key().to_bytes(),
+                "n",
+                Role::Member,
+                now - 60,
+                now + 3600,
+            )
+            .unwrap();
+        let credentials = Credentials::new(&key.to_bytes(), cert).unwrap();
+        let membership = Membership::new(root.public());
+        let task = tokio::spawn(persist_revocations(
+            data.clone(),
+            Arc::downgrade(&membership),
+            membership.watch_revocations(),
+        ));
+        let config = FabricConfig {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+            mdns: false,
+            ..FabricConfig::default()
+        };
+        let (fabric, events, fabric_task) =
+            osmoda_fabric::start(credentials, membership.clone(), config).unwrap();
+        let n = osmoda_fabric::handle::EVENT_CAPACITY + 100;
+        for i in 0..n {
+            let mut node = [0u8; 32];
+            node[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            assert!(fabric.revoke(root.revoke(node, now)).await.unwrap());
+        }
+        assert!(fabric.status().await.unwrap().events_dropped >= 100);
+        let mut stored = 0;
+        for _ in 0..200 {
+            stored = data.revocations().unwrap().len();
+            if stored == n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(stored, n, "not every revocation was stored");
+        fabric.shutdown().await;
+        fabric_task.await.unwrap();
+        drop((fabric, events, membership));
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the task ends with its membership")
+            .unwrap();
     }
 }

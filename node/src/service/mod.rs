@@ -31,6 +31,7 @@ mod secrets;
 pub use agents::audit_agent_events;
 pub use confine::Confinement;
 pub use emergency::Received;
+pub(crate) use fleet::persist_revocations;
 
 use std::sync::{Arc, Mutex};
 
@@ -41,7 +42,6 @@ use osmoda_fabric::{FabricHandle, Membership};
 use zeroize::Zeroizing;
 
 use crate::api::NodeInfo;
-use crate::datadir::DataDir;
 use crate::error::{ErrorKind, NodeError, NodeResult};
 use crate::replication::sync::Replicator;
 use crate::state::agents::{AgentIdentity, Agents};
@@ -80,8 +80,6 @@ pub struct Node {
     /// commands take effect one at a time, in the order they are admitted.
     pub(crate) emergency_order: tokio::sync::Mutex<()>,
     pub(crate) signer: Signer,
-    /// Where revocations are kept (absent in the simulation).
-    pub(crate) data: Option<DataDir>,
 }
 
 /// Who asks for an operation.
