@@ -80,7 +80,7 @@ impl NodeBuilder {
                 tracing::warn!(error = %e, "ignoring a stored revocation");
             }
         }
-        let heads = Arc::new(FleetHeads::default());
+        let heads = Arc::new(FleetHeads::new(membership.clone()));
         let mut fabric_config = self.fabric;
         let (topic_specs, topics) = topics::register();
         fabric_config.topics = topic_specs;
