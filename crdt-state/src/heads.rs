@@ -12,8 +12,21 @@
 //!   items, the smallest in evidence order. One proves the fork; a few show
 //!   its extent.
 //!
-//! At most [`MAX_NODES`] nodes are kept, the smallest keys. This crate does
-//! not know the fleet: callers pass only checkpoints of members.
+//! **Members only.** This crate does not know the fleet; the caller says
+//! who is a member (a predicate over node keys: a certificate from the
+//! fleet root, valid, not revoked), and everything that comes from the
+//! network goes through the `*_members` functions, which drop what any
+//! other key signed before checking a signature. Were any key admitted,
+//! keys ground below the honest ones would fill [`MAX_NODES`] and evict
+//! every member, and with them fork detection. Admission happens when an
+//! item enters and is never undone, so merge stays a join: for a fixed
+//! predicate, states built only by admitted inserts and merges are closed
+//! under merge, and the laws below hold for them unchanged (a property
+//! test checks this). A node revoked later keeps what it signed while it
+//! was a member, and adds nothing more.
+//!
+//! At most [`MAX_NODES`] nodes are kept, the smallest keys: a bound for
+//! memory that only a fleet that large reaches, since only members count.
 //!
 //! **Merge** of two states is, per node: `recent` = the largest
 //! `RECENT_PER_NODE` of the union; `evidence` = the smallest
@@ -79,6 +92,8 @@ pub enum HeadsError {
     Evidence(#[from] EvidenceError),
     #[error("already tracking {MAX_NODES} nodes with smaller keys")]
     TooManyNodes,
+    #[error("signed by a key that is not a fleet member")]
+    NotMember,
     #[error("truncated encoding or trailing bytes")]
     Malformed,
     #[error("unsupported state version {0}")]
@@ -217,6 +232,19 @@ impl AuditHeads {
         self.insert_verified(cp)
     }
 
+    /// Like [`Self::insert_checkpoint`], for a checkpoint from outside:
+    /// refused, before its signature is checked, unless a member signed it.
+    pub fn insert_member_checkpoint(
+        &mut self,
+        cp: Checkpoint,
+        is_member: impl Fn(&NodeKey) -> bool,
+    ) -> Result<InsertOutcome, HeadsError> {
+        if !is_member(&cp.node) {
+            return Err(HeadsError::NotMember);
+        }
+        self.insert_checkpoint(cp)
+    }
+
     /// Whether exactly this checkpoint is held (so it was verified).
     fn holds(&self, cp: &Checkpoint) -> bool {
         self.nodes
@@ -271,8 +299,18 @@ impl AuditHeads {
 
     /// Joins `other` into `self`; returns whether anything changed.
     pub fn merge(&mut self, other: &AuditHeads) -> bool {
+        self.merge_members(other, |_| true)
+    }
+
+    /// Joins the part of `other` that members signed into `self`; returns
+    /// whether anything changed.
+    pub fn merge_members(
+        &mut self,
+        other: &AuditHeads,
+        is_member: impl Fn(&NodeKey) -> bool,
+    ) -> bool {
         let mut changed = false;
-        for (node, theirs) in &other.nodes {
+        for (node, theirs) in other.nodes.iter().filter(|(k, _)| is_member(k)) {
             let joined = match self.nodes.get(node) {
                 Some(ours) => ours.join(theirs),
                 None => NodeState::default().join(theirs),
@@ -327,7 +365,7 @@ impl AuditHeads {
 
     /// Parses, verifies and rebuilds a state; see the module doc.
     pub fn decode(bytes: &[u8]) -> Result<Self, HeadsError> {
-        Self::decode_inner(bytes, None)
+        Self::decode_inner(bytes, None, &|_| true)
     }
 
     /// Like [`decode`](Self::decode), but checkpoints byte-for-byte equal to
@@ -335,10 +373,27 @@ impl AuditHeads {
     /// mostly what a member already verified, and signature checks were
     /// most of the cost of receiving them.
     pub fn decode_known(bytes: &[u8], known: &AuditHeads) -> Result<Self, HeadsError> {
-        Self::decode_inner(bytes, Some(known))
+        Self::decode_inner(bytes, Some(known), &|_| true)
     }
 
-    fn decode_inner(bytes: &[u8], known: Option<&AuditHeads>) -> Result<Self, HeadsError> {
+    /// Like [`decode_known`](Self::decode_known), keeping only what members
+    /// signed: checkpoints and evidence of other keys are skipped unchecked
+    /// (a relay may pass on a member this node has not heard of yet, so
+    /// they do not make the state invalid). What is kept must still be in
+    /// canonical order.
+    pub fn decode_members(
+        bytes: &[u8],
+        known: &AuditHeads,
+        is_member: &dyn Fn(&NodeKey) -> bool,
+    ) -> Result<Self, HeadsError> {
+        Self::decode_inner(bytes, Some(known), is_member)
+    }
+
+    fn decode_inner(
+        bytes: &[u8],
+        known: Option<&AuditHeads>,
+        is_member: &dyn Fn(&NodeKey) -> bool,
+    ) -> Result<Self, HeadsError> {
         if bytes.len() > MAX_STATE_LEN {
             return Err(HeadsError::TooLarge(bytes.len()));
         }
@@ -348,12 +403,19 @@ impl AuditHeads {
             return Err(HeadsError::Version(version));
         }
         let mut state = AuditHeads::new();
+        // What was admitted, in the order it came, for the canonical check.
+        let (mut cps, mut evs) = (Vec::new(), Vec::new());
         let n_cp = r.u32()? as usize;
         if n_cp.saturating_mul(CHECKPOINT_LEN) > r.remaining() {
             return Err(HeadsError::Malformed);
         }
         for _ in 0..n_cp {
-            let cp = Checkpoint::decode_from(&mut r)?;
+            let raw = r.bytes(CHECKPOINT_LEN)?;
+            let cp = Checkpoint::decode(raw)?;
+            if !is_member(&cp.node) {
+                continue;
+            }
+            cps.push(raw);
             if known.is_some_and(|k| k.holds(&cp)) {
                 state.insert_verified(cp)?;
             } else {
@@ -369,10 +431,16 @@ impl AuditHeads {
             if len > MAX_EVIDENCE_LEN {
                 return Err(HeadsError::Malformed);
             }
-            state.insert_evidence(ForkEvidence::decode(r.bytes(len)?)?)?;
+            let raw = r.bytes(len)?;
+            let ev = ForkEvidence::decode(raw)?;
+            if !is_member(ev.node()) {
+                continue;
+            }
+            evs.push(raw);
+            state.insert_evidence(ev)?;
         }
         r.finish()?;
-        if state.encode() != bytes {
+        if state.encode() != encode_raw(&cps, &evs) {
             return Err(HeadsError::NonCanonical);
         }
         Ok(state)
@@ -380,21 +448,35 @@ impl AuditHeads {
 }
 
 fn encode_nodes(states: &[&NodeState]) -> Vec<u8> {
-    let n_cp: usize = states.iter().map(|s| s.recent.len()).sum();
-    let n_ev: usize = states.iter().map(|s| s.evidence.len()).sum();
-    let mut out = Vec::with_capacity(9 + states.iter().map(|s| s.encoded_len()).sum::<usize>());
+    let cps: Vec<[u8; CHECKPOINT_LEN]> = states
+        .iter()
+        .flat_map(|s| &s.recent)
+        .map(Checkpoint::encode)
+        .collect();
+    let evs: Vec<Vec<u8>> = states
+        .iter()
+        .flat_map(|s| &s.evidence)
+        .map(ForkEvidence::encode)
+        .collect();
+    encode_raw(&cps, &evs)
+}
+
+/// The state encoding of these encoded items, in this order.
+fn encode_raw(cps: &[impl AsRef<[u8]>], evs: &[impl AsRef<[u8]>]) -> Vec<u8> {
+    let len = CHECKPOINT_LEN * cps.len() + evs.iter().map(|e| 2 + e.as_ref().len()).sum::<usize>();
+    let mut out = Vec::with_capacity(9 + len);
     out.push(STATE_VERSION);
-    // At most MAX_NODES × RECENT_PER_NODE items, far below u32::MAX.
-    out.extend_from_slice(&(n_cp as u32).to_be_bytes());
-    for cp in states.iter().flat_map(|s| &s.recent) {
-        out.extend_from_slice(&cp.encode());
+    // At most MAX_NODES × RECENT_PER_NODE items, or what one message of at
+    // most MAX_STATE_LEN bytes held: far below u32::MAX.
+    out.extend_from_slice(&(cps.len() as u32).to_be_bytes());
+    for cp in cps {
+        out.extend_from_slice(cp.as_ref());
     }
-    out.extend_from_slice(&(n_ev as u32).to_be_bytes());
-    for ev in states.iter().flat_map(|s| &s.evidence) {
-        let bytes = ev.encode();
+    out.extend_from_slice(&(evs.len() as u32).to_be_bytes());
+    for ev in evs.iter().map(AsRef::as_ref) {
         // Verified evidence is at most MAX_EVIDENCE_LEN (2,373) bytes.
-        out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-        out.extend_from_slice(&bytes);
+        out.extend_from_slice(&(ev.len() as u16).to_be_bytes());
+        out.extend_from_slice(ev);
     }
     out
 }

@@ -16,7 +16,9 @@ mod pending;
 pub mod quic;
 
 pub use credentials::Credentials;
-pub use membership::{node_key_of, peer_id_of, Membership, PeerRecord, Security};
+pub use membership::{
+    node_key_of, peer_id_of, unix_now, MemberError, Membership, PeerRecord, Security,
+};
 pub use osmoda_fabric_proto as proto;
 pub mod behaviour;
 pub mod direct;

@@ -1,7 +1,9 @@
 //! Who belongs to the fleet, as the local node knows it: the fleet id, the
-//! revocations it has verified, and the verified identity of every peer it
-//! is connected to. Shared between the transports (which consult it inside
-//! each handshake) and the swarm loop (which updates it).
+//! revocations it has verified, the verified identity of every peer it
+//! is connected to, and the certificates of the members it has heard of
+//! (in handshakes and gossip envelopes). Shared between the transports
+//! (which consult it inside each handshake), the swarm loop (which updates
+//! it) and the node (which admits audit checkpoints only from members).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -16,6 +18,10 @@ use tokio::sync::watch;
 pub const MAX_REVOCATIONS: usize = 100_000;
 /// Most verified peers remembered at once.
 pub const MAX_PEER_RECORDS: usize = 10_000;
+/// Most member certificates remembered at once: as many nodes as the audit
+/// heads keep. Only certificates the fleet root signed get in, so the bound
+/// is reached only by a fleet that large, never by an attacker.
+pub const MAX_MEMBERS: usize = 100_000;
 
 /// The libp2p peer id of a node identity key.
 pub fn peer_id_of(node: &NodeKey) -> Option<PeerId> {
@@ -89,6 +95,8 @@ pub struct Membership {
     /// bounded and never loses the fact that something changed, where the
     /// fabric's event channel drops events while it is full.
     revocations_changed: watch::Sender<usize>,
+    /// Certificates verified against the fleet root, by node.
+    members: RwLock<HashMap<NodeKey, FleetCert>>,
 }
 
 impl Membership {
@@ -98,6 +106,7 @@ impl Membership {
             revoked: RwLock::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
             revocations_changed: watch::Sender::new(0),
+            members: RwLock::new(HashMap::new()),
         })
     }
 
@@ -146,8 +155,72 @@ impl Membership {
         Ok(true)
     }
 
-    /// Records a peer verified by a handshake. Called by the transports.
+    /// Checks a certificate carried by a message (a gossip envelope) and
+    /// remembers it. One seen before byte for byte is not verified again:
+    /// the same few certificates arrive with every message.
+    pub fn admit(&self, cert_bytes: &[u8], cert: &FleetCert, now: u64) -> Result<(), MemberError> {
+        let known = self
+            .members
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&cert.node)
+            .is_some_and(|c| c.encode() == cert_bytes);
+        if !known {
+            cert.verify(&self.fleet, now)?;
+            self.remember(cert.clone(), now);
+        }
+        self.check_member(&cert.node, now)
+    }
+
+    /// Remembers a certificate that was verified against the fleet root.
+    /// Of two for one node, the one that expires later stays.
+    fn remember(&self, cert: FleetCert, now: u64) {
+        let mut members = self.members.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = members.get(&cert.node) {
+            if held.expires_at >= cert.expires_at {
+                return;
+            }
+        }
+        if members.len() >= MAX_MEMBERS && !members.contains_key(&cert.node) {
+            members.retain(|_, c| c.expires_at > now);
+            if members.len() >= MAX_MEMBERS {
+                // Still full of valid members: forget one; it is learned
+                // again from its next message or handshake.
+                if let Some(k) = members.keys().next().copied() {
+                    members.remove(&k);
+                }
+            }
+        }
+        members.insert(cert.node, cert);
+    }
+
+    /// Whether `node` is a member now: a certificate verified against the
+    /// fleet root is known for it, valid at `now` (Unix seconds), and the
+    /// node is not revoked.
+    pub fn is_member(&self, node: &NodeKey, now: u64) -> bool {
+        self.check_member(node, now).is_ok()
+    }
+
+    /// Like [`Self::is_member`], saying why not.
+    pub fn check_member(&self, node: &NodeKey, now: u64) -> Result<(), MemberError> {
+        if self.is_revoked(node) {
+            return Err(MemberError::Revoked);
+        }
+        let members = self.members.read().unwrap_or_else(PoisonError::into_inner);
+        let cert = members.get(node).ok_or(MemberError::Unknown)?;
+        if now >= cert.expires_at {
+            return Err(MemberError::Certificate(CertError::Expired {
+                expires_at: cert.expires_at,
+                now,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Records a peer verified by a handshake. Called by the transports,
+    /// which verified its certificate, so it is also a known member.
     pub fn record_peer(&self, peer: PeerId, record: PeerRecord) {
+        self.remember(record.cert.clone(), unix_now());
         let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
         if peers.len() >= MAX_PEER_RECORDS && !peers.contains_key(&peer) {
             // Forget an arbitrary entry: records are refreshed on every handshake.
@@ -171,6 +244,39 @@ impl Membership {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(peer);
+    }
+}
+
+/// Current Unix time in seconds (0 if the clock is before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Why a node is not (or no longer) a member.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MemberError {
+    #[error("no certificate known for this node")]
+    Unknown,
+    #[error("certificate refused: {0}")]
+    Certificate(#[from] CertError),
+    #[error("revoked")]
+    Revoked,
+}
+
+impl MemberError {
+    /// Whether a relay in good faith could have passed this on: it may not
+    /// have the revocation yet, or its clock may disagree with ours about
+    /// a validity window. Anything else (no certificate, or one the fleet
+    /// root did not sign) no honest member forwards.
+    pub fn is_excusable(&self) -> bool {
+        matches!(
+            self,
+            MemberError::Revoked
+                | MemberError::Certificate(CertError::Expired { .. })
+                | MemberError::Certificate(CertError::NotYetValid { .. })
+        )
     }
 }
 

@@ -33,11 +33,14 @@ mod discovery;
 mod expiry;
 mod gossip;
 mod links;
+mod origin;
 mod penalty;
+mod replay;
 
 use crate::topics::{self, FleetMessage, Registry};
 use crate::Credentials;
 use penalty::PenaltyBox;
+use replay::Replay;
 
 pub(crate) use gossip::{message_id as gossip_message_id, MAX_TRANSMIT as MAX_GOSSIP_TRANSMIT};
 
@@ -99,6 +102,11 @@ pub fn start(
     config: FabricConfig,
 ) -> Result<(FabricHandle, mpsc::Receiver<FabricEvent>, JoinHandle<()>), StartError> {
     let keypair = credentials.keypair().clone();
+    // This node is a member too: its own checkpoints and messages count.
+    let own = credentials.cert();
+    if let Err(e) = membership.admit(&own.encode(), own, crate::membership::unix_now()) {
+        warn!(error = %e, "this node's own certificate is not valid now");
+    }
     let topics = Registry::new(config.topics.clone())?;
     crate::direct::check_protocols(&config.protocols)?;
     let tcp_security = PqUpgrade::new(credentials.handshake_identity(), membership.clone());
@@ -241,6 +249,8 @@ pub fn start(
         topics,
         protocols: config.protocols,
         signing: credentials.signing_key().clone(),
+        cert: credentials.cert().clone(),
+        replay: Replay::default(),
         // Distinct across restarts without stored state, like gossipsub's own.
         gossip_seqno: std::time::SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -290,6 +300,11 @@ struct FabricLoop {
     protocols: Vec<AppProtocol>,
     /// Signs the envelope of every message this node publishes.
     signing: ed25519_dalek::SigningKey,
+    /// Carried in every envelope, so that members who never met this node
+    /// can tell it is one.
+    cert: osmoda_fabric_proto::FleetCert,
+    /// Each gossip origin's sequence window.
+    replay: Replay,
     gossip_seqno: u64,
     last_kad_bootstrap: Option<std::time::Instant>,
     dial_target: usize,
@@ -389,14 +404,17 @@ impl FabricLoop {
                         .map_err(|e| FabricError::Dial(e.to_string())),
                 );
             }
-            Command::Penalize { peer, reason } => {
-                warn!(%peer, %reason, "peer misbehaved; disconnected and kept out for a while");
-                self.penalties.penalize(peer, std::time::Instant::now());
-                self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
-                let _ = self.swarm.disconnect_peer_id(peer);
-            }
+            Command::Penalize { peer, reason } => self.penalize(peer, &reason),
             Command::Shutdown => {}
         }
+    }
+
+    /// Disconnects a peer and keeps it out for a while (`penalty.rs`).
+    fn penalize(&mut self, peer: PeerId, reason: &str) {
+        warn!(%peer, %reason, "peer misbehaved; disconnected and kept out for a while");
+        self.penalties.penalize(peer, std::time::Instant::now());
+        self.swarm.behaviour_mut().gossipsub.blacklist_peer(&peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
     }
 
     fn peer_infos(&self) -> Vec<PeerInfo> {

@@ -1,6 +1,7 @@
 //! Gossip inside the fabric loop: publishing in a signed envelope, and
 //! checking each arriving message once (after gossipsub dropped duplicates,
-//! before it forwards) by origin signature and origin standing. The
+//! before it forwards) by origin signature, membership, standing and
+//! sequence number (`origin.rs`). The
 //! fabric's own topics are then judged here; the application's go to
 //! their validator's queue and wait, still unforwarded, for the verdict
 //! (`FabricHandle::report`), at most `VALIDATION_TIMEOUT`.
@@ -14,7 +15,7 @@ use tracing::{debug, info};
 
 use super::{now_ms, FabricLoop};
 use crate::handle::{FabricError, InboxEntry};
-use crate::membership::peer_id_of;
+use crate::membership::unix_now;
 use crate::topics::{
     self, FleetMessage, GossipMessage, MeshText, Route, Ticket, Verdict, MAX_AWAITING,
     MAX_TEXT_LEN, VALIDATION_TIMEOUT,
@@ -50,7 +51,8 @@ impl FabricLoop {
             return Err(FabricError::TooLarge(data.len()));
         }
         self.gossip_seqno = self.gossip_seqno.wrapping_add(1);
-        let sealed = gossip::seal(&self.signing, topic, self.gossip_seqno, &data);
+        let sealed = gossip::seal(&self.signing, &self.cert, topic, self.gossip_seqno, &data)
+            .map_err(|e| FabricError::Publish(e.to_string()))?;
         match self
             .swarm
             .behaviour_mut()
@@ -88,27 +90,25 @@ impl FabricLoop {
             return Some(Reject);
         };
         let (topic, route) = (spec.name(), spec.route.clone());
-        let envelope = match gossip::open(topic, &message.data) {
-            Ok(envelope) => envelope,
-            Err(error) => {
-                debug!(%topic, %error, "rejecting a gossip message");
-                return Some(Reject);
+        let checked = super::origin::check(
+            topic,
+            &message.data,
+            &self.membership,
+            &self.penalties,
+            &mut self.replay,
+            self.swarm.local_peer_id(),
+            unix_now(),
+        );
+        let (envelope, origin) = match checked {
+            Ok(checked) => checked,
+            Err(refusal) => {
+                debug!(%topic, %source, ?refusal, "gossip stopped at the origin checks");
+                if refusal.strikes() && self.penalties.strike(source, Instant::now()) {
+                    self.penalize(source, "relayed gossip that no member signed");
+                }
+                return Some(refusal.acceptance());
             }
         };
-        let Some(origin) = peer_id_of(&envelope.origin) else {
-            return Some(Reject);
-        };
-        // A revoked or penalized node's messages stop here, whoever relays them.
-        if self.membership.is_revoked(&envelope.origin)
-            || self
-                .penalties
-                .is_penalized(&origin, std::time::Instant::now())
-        {
-            return Some(Ignore);
-        }
-        if origin == *self.swarm.local_peer_id() {
-            return Some(Ignore);
-        }
         let data = envelope.payload;
         Some(match route {
             Route::Mesh => {

@@ -1,6 +1,7 @@
-//! Peers the node caught misbehaving (garbage or endless sync rounds):
-//! disconnected and kept out for a while, then let back in. Revocation is
-//! the permanent remedy and belongs to an admin; this is the automatic one.
+//! Peers the node caught misbehaving (garbage or endless sync rounds, gossip
+//! signed by keys that are not members): disconnected and kept out for a
+//! while, then let back in. Revocation is the permanent remedy and belongs
+//! to an admin; this is the automatic one.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -11,13 +12,46 @@ use libp2p::PeerId;
 pub(crate) const PENALTY: Duration = Duration::from_secs(300);
 /// Peers held at once; the one whose penalty ends first goes when full.
 const MAX_PENALIZED: usize = 1024;
+/// Strikes that put a peer in the box, as in the node's sync conduct.
+pub(crate) const MAX_STRIKES: u32 = 3;
+/// Strikes older than this are forgotten.
+const STRIKE_MEMORY: Duration = Duration::from_secs(600);
+/// Peers with strikes tracked at once; the one struck longest ago goes.
+const MAX_STRUCK: usize = 4096;
 
 #[derive(Default)]
 pub(crate) struct PenaltyBox {
     until: HashMap<PeerId, Instant>,
+    /// Strikes so far and the last one's time, per peer.
+    strikes: HashMap<PeerId, (u32, Instant)>,
 }
 
 impl PenaltyBox {
+    /// Notes one misbehaviour the fabric saw itself; true when it was the
+    /// last one allowed and the caller must penalize the peer now.
+    pub(crate) fn strike(&mut self, peer: PeerId, now: Instant) -> bool {
+        self.strikes
+            .retain(|_, (_, last)| now.saturating_duration_since(*last) <= STRIKE_MEMORY);
+        if self.strikes.len() >= MAX_STRUCK && !self.strikes.contains_key(&peer) {
+            if let Some(first) = self
+                .strikes
+                .iter()
+                .min_by_key(|(_, (_, last))| *last)
+                .map(|(p, _)| *p)
+            {
+                self.strikes.remove(&first);
+            }
+        }
+        let entry = self.strikes.entry(peer).or_insert((0, now));
+        entry.0 += 1;
+        entry.1 = now;
+        if entry.0 >= MAX_STRIKES {
+            self.strikes.remove(&peer);
+            return true;
+        }
+        false
+    }
+
     pub(crate) fn penalize(&mut self, peer: PeerId, now: Instant) {
         self.until.retain(|_, end| *end > now);
         if self.until.len() >= MAX_PENALIZED && !self.until.contains_key(&peer) {
@@ -71,5 +105,23 @@ mod tests {
         assert!(!b.is_penalized(&first, now), "the oldest penalty made room");
         assert_eq!(b.expired(now + PENALTY * 2).len(), MAX_PENALIZED);
         assert!(b.until.is_empty());
+    }
+
+    #[test]
+    fn strikes_add_up_to_a_penalty_and_are_forgotten() {
+        let mut b = PenaltyBox::default();
+        let now = Instant::now();
+        let peer = PeerId::random();
+        assert!(!b.strike(peer, now));
+        assert!(!b.strike(peer, now));
+        assert!(b.strike(peer, now), "the third strike");
+        assert!(!b.strike(peer, now), "counting starts again");
+        let later = now + STRIKE_MEMORY * 2;
+        assert!(!b.strike(peer, later));
+        assert!(!b.strike(peer, later), "the old strike was forgotten");
+        for _ in 0..MAX_STRUCK + 10 {
+            b.strike(PeerId::random(), later);
+        }
+        assert!(b.strikes.len() <= MAX_STRUCK);
     }
 }

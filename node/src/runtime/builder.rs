@@ -89,7 +89,7 @@ impl NodeBuilder {
                 membership.watch_revocations(),
             ));
         }
-        let heads = Arc::new(FleetHeads::default());
+        let heads = Arc::new(FleetHeads::new(membership.clone()));
         let mut fabric_config = self.fabric;
         let (topic_specs, topics) = topics::register();
         fabric_config.topics = topic_specs;

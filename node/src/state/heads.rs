@@ -3,11 +3,18 @@
 //! in memory, exchanged over gossip (`osmoda/audit/1`): this node's own
 //! checkpoint whenever its log grows, and the whole state now and then, so
 //! that nodes that were away catch up.
+//!
+//! Only members' checkpoints and fork evidence get in: a node key counts
+//! when the fabric holds a certificate for it from the fleet root, valid
+//! now and not revoked (`Membership::is_member`; certificates are learned
+//! in handshakes and from every gossip envelope). Without that rule keys
+//! ground by anyone would fill the bounded state and evict the members.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::api::{ForkView, HeadView};
 use osmoda_crdt_state::{AuditHeads, Checkpoint, HeadsError, NodeKey};
+use osmoda_fabric::{unix_now, Membership};
 
 /// Largest gossip message a chunk of the state may take.
 pub const MAX_CHUNK: usize = 60 * 1024;
@@ -18,23 +25,40 @@ fn node_id(key: &NodeKey) -> String {
         .unwrap_or_else(|| osmoda_fabric::proto::hex(key))
 }
 
-#[derive(Default)]
 pub struct FleetHeads {
     inner: Mutex<AuditHeads>,
     /// Moves whenever the state changes (for cheap polling).
     version: std::sync::atomic::AtomicU64,
+    /// Who counts as a member.
+    membership: Arc<Membership>,
 }
 
 impl FleetHeads {
+    pub fn new(membership: Arc<Membership>) -> Self {
+        Self {
+            inner: Mutex::default(),
+            version: Default::default(),
+            membership,
+        }
+    }
+
+    /// Whether `node` is a member now.
+    fn member_check(&self) -> impl Fn(&NodeKey) -> bool + '_ {
+        let now = unix_now();
+        move |node| self.membership.is_member(node, now)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, AuditHeads> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds one checkpoint (this node's own); returns the gossip message
-    /// that announces it, and the nodes whose fork evidence is new.
+    /// Adds one checkpoint (this node's own, or one a fetched log was
+    /// verified against); returns the gossip message that announces it,
+    /// and the nodes whose fork evidence is new. Refused unless a member
+    /// signed it.
     pub fn insert(&self, cp: Checkpoint) -> Result<(Vec<u8>, Vec<NodeKey>), HeadsError> {
         let mut one = AuditHeads::new();
-        one.insert_checkpoint(cp)?;
+        one.insert_member_checkpoint(cp, self.member_check())?;
         let message = one.encode();
         Ok((message, self.merge(one)))
     }
@@ -42,14 +66,15 @@ impl FleetHeads {
     /// Merges a gossiped state or delta; returns the nodes whose fork
     /// evidence is new here.
     pub fn merge_gossip(&self, data: &[u8]) -> Result<Vec<NodeKey>, HeadsError> {
-        let theirs = AuditHeads::decode_known(data, &self.lock())?;
+        let theirs = self.check(data)?;
         Ok(self.merge(theirs))
     }
 
     /// A gossiped state or delta, decoded and verified (only what is new
-    /// here), not merged yet: [`Self::merge_checked`] merges it.
+    /// here, and only what members signed: the rest is skipped unchecked),
+    /// not merged yet: [`Self::merge_checked`] merges it.
     pub fn check(&self, data: &[u8]) -> Result<AuditHeads, HeadsError> {
-        AuditHeads::decode_known(data, &self.lock())
+        AuditHeads::decode_members(data, &self.lock(), &self.member_check())
     }
 
     /// Merges a state [`Self::check`] returned; returns the nodes whose
@@ -66,7 +91,10 @@ impl FleetHeads {
             .chain(theirs.forks().map(|(n, _)| *n))
             .collect();
         let before: Vec<usize> = nodes.iter().map(|n| heads.evidence(n).len()).collect();
-        if heads.merge(&theirs) {
+        // `theirs` came through the member rule already; checked again
+        // here because a certificate may have expired or been revoked
+        // between the check and the merge.
+        if heads.merge_members(&theirs, self.member_check()) {
             self.version
                 .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
@@ -150,5 +178,51 @@ impl FleetHeads {
                     .collect(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use osmoda_fabric::proto::{FleetRoot, Role};
+
+    #[test]
+    fn only_members_checkpoints_are_kept() {
+        let root = FleetRoot::from_secret([3; 32]);
+        let membership = Membership::new(root.public());
+        let member = SigningKey::from_bytes(&[4; 32]);
+        let cert = root
+            .issue(
+                member.verifying_key().to_bytes(),
+                "m",
+                Role::Member,
+                0,
+                u64::MAX,
+            )
+            .unwrap();
+        membership.admit(&cert.encode(), &cert, unix_now()).unwrap();
+        let heads = FleetHeads::new(membership);
+        let stranger = SigningKey::from_bytes(&[5; 32]);
+        assert_eq!(
+            heads
+                .insert(Checkpoint::sign(&stranger, 1, [1; 32], 1))
+                .unwrap_err(),
+            HeadsError::NotMember
+        );
+        heads
+            .insert(Checkpoint::sign(&member, 1, [1; 32], 1))
+            .unwrap();
+        // A gossiped state holding a stranger's checkpoints adds nothing.
+        let mut theirs = AuditHeads::new();
+        theirs
+            .insert_checkpoint(Checkpoint::sign(&stranger, 2, [2; 32], 1))
+            .unwrap();
+        theirs
+            .insert_checkpoint(Checkpoint::sign(&stranger, 2, [3; 32], 1))
+            .unwrap();
+        assert!(heads.merge_gossip(&theirs.encode()).unwrap().is_empty());
+        assert_eq!(heads.heads().len(), 1);
+        assert!(heads.forks().is_empty());
     }
 }
