@@ -359,6 +359,41 @@ mod tests {
         assert_eq!(admit(None, &future, 1_000), Admission::FromTheFuture);
     }
 
+    proptest::proptest! {
+        /// What the emergency topic's validator and the register exchange
+        /// read from peers: random bytes, and a valid command with a byte
+        /// changed, never panic, and what decodes encodes back exactly.
+        #[test]
+        fn hostile_bytes_decode_exactly_or_not_at_all(
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..MAX_COMMAND_LEN + 8),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            byte in proptest::prelude::any::<u8>(),
+        ) {
+            let root = FleetRoot::from_secret([3; 32]);
+            let key = SigningKey::from_bytes(&[4; 32]);
+            let cert = root
+                .issue(key.verifying_key().to_bytes(), "n", Role::Admin, 0, 100)
+                .unwrap();
+            let mut valid =
+                EmergencyCommand::sign(EmergencyKind::Unlock, 7, cert, &key, &mut OsRng)
+                    .unwrap()
+                    .encode();
+            let i = at.index(valid.len());
+            valid[i] = byte;
+            for input in [junk, valid] {
+                if let Ok(cmd) = EmergencyCommand::decode(&input) {
+                    proptest::prop_assert_eq!(cmd.encode(), input);
+                    let _ = cmd.verify(&root.public(), 50);
+                    let _ = admit_news(Some((u64::MAX, [0xff; 16])), &cmd, u64::MAX);
+                    proptest::prop_assert_eq!(
+                        admit(Some(cmd.order()), &cmd, u64::MAX),
+                        Admission::Replay
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn old_news_is_stale_but_an_old_register_entry_is_not() {
         let root = FleetRoot::generate(&mut OsRng);
