@@ -2,7 +2,11 @@
 //! same builder as `osmoda run`, on the simulation's in-memory network.
 //! Each operation's change, its audit entry and its error kinds; the HTTP
 //! front's statuses for the same errors; paging through a large store;
-//! emergency commands that arrive out of order.
+//! emergency commands that arrive out of order, and between nodes
+//! (`service/emergency.rs`).
+
+#[path = "service/emergency.rs"]
+mod emergency;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +19,7 @@ use osmoda_node::api::{EntryPatch, ListParams, LogQuery, NewEntry, NewRoutine};
 use osmoda_node::datadir::FleetInfo;
 use osmoda_node::error::{ErrorKind, NodeError};
 use osmoda_node::runtime::builder::Running;
-use osmoda_node::service::{Caller, Node, Received};
+use osmoda_node::service::{Caller, Node, Received, Via};
 use osmoda_node::sim::SimHost;
 use osmoda_simulation::{SimConfig, SimNetwork};
 use tower::ServiceExt;
@@ -331,11 +335,11 @@ async fn emergency_commands_in_reverse_order_leave_the_newer_one_applied() {
     let lockdown = command(EmergencyKind::Lockdown, now_ms - 2000, &cert, &admin);
     let unlock = command(EmergencyKind::Unlock, now_ms - 1000, &cert, &admin);
     assert_eq!(
-        node.receive_emergency(&unlock, None).await,
+        node.receive_emergency(&unlock, Via::Operator).await,
         Received::Applied(EmergencyKind::Unlock)
     );
     assert!(matches!(
-        node.receive_emergency(&lockdown, None).await,
+        node.receive_emergency(&lockdown, Via::Operator).await,
         Received::Ignored(reason) if reason.contains("replay")
     ));
     assert!(!node.emergency_state().lockdown, "the older lockdown won");
@@ -352,8 +356,8 @@ async fn emergency_commands_in_reverse_order_leave_the_newer_one_applied() {
         } else {
             (older.clone(), newer.clone())
         };
-        let one = tokio::spawn(async move { a.receive_emergency(&first, None).await });
-        let two = tokio::spawn(async move { b.receive_emergency(&second, None).await });
+        let one = tokio::spawn(async move { a.receive_emergency(&first, Via::Operator).await });
+        let two = tokio::spawn(async move { b.receive_emergency(&second, Via::Operator).await });
         let _ = tokio::time::timeout(Duration::from_secs(30), async {
             (one.await.unwrap(), two.await.unwrap())
         })
@@ -364,7 +368,7 @@ async fn emergency_commands_in_reverse_order_leave_the_newer_one_applied() {
         assert_eq!(state.last_fleet_kind.as_deref(), Some("lockdown"));
         // Lift it for the next round with a command newer than both.
         let lift = command(EmergencyKind::Unlock, base + 3, &cert, &admin);
-        node.receive_emergency(&lift, None).await;
+        node.receive_emergency(&lift, Via::Operator).await;
     }
     running.shutdown().await;
 }

@@ -88,6 +88,12 @@ impl Ticket {
     pub fn expired(&self) -> bool {
         self.arrived.elapsed() >= VALIDATION_TIMEOUT
     }
+
+    /// The peer that relayed the message here (gossipsub's propagation
+    /// source), which is not its origin once it went through a hop.
+    pub fn source(&self) -> PeerId {
+        self.source
+    }
 }
 
 /// A message on an application topic, waiting for its verdict. The

@@ -441,6 +441,11 @@ pub struct EmergencyView {
     pub last_fleet_kind: Option<String>,
     pub last_fleet_issuer: Option<String>,
     pub last_fleet_issued_ms: Option<u64>,
+    /// Fleet commands from peers not taken since the node started (junk,
+    /// forgeries, replays, stale news), each peer's audited at most once a
+    /// minute as `emergency.refused`.
+    #[serde(default)]
+    pub refused_commands: u64,
     pub limit_mode: String,
     pub limit_reason: String,
 }

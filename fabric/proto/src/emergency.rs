@@ -22,6 +22,12 @@ const CONTEXT: &[u8] = b"osmoda-emergency-v1";
 pub const MAX_COMMAND_LEN: usize = 1 + 1 + 8 + 16 + 2 + MAX_CERT_LEN + 64;
 /// How far ahead of the receiver's clock a command may be dated.
 pub const MAX_FUTURE_MS: u64 = 300_000;
+/// How old a command may be when it arrives as news (gossip, a relay):
+/// older ones are ignored, so that a command captured long ago cannot be
+/// replayed to a member that has not heard of anything newer. A command
+/// still in force reaches members through the register exchange instead,
+/// where age does not matter.
+pub const MAX_NEWS_AGE_MS: u64 = 600_000;
 
 /// What the command does on every member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -238,6 +244,8 @@ pub enum Admission {
     Replay,
     /// Dated too far ahead of this member's clock.
     FromTheFuture,
+    /// News older than [`MAX_NEWS_AGE_MS`].
+    Stale,
 }
 
 /// Decides on a verified command given the order of the last one applied.
@@ -252,6 +260,21 @@ pub fn admit(
     match last_applied {
         Some(last) if cmd.order() <= last => Admission::Replay,
         _ => Admission::Apply,
+    }
+}
+
+/// Decides on a verified command that arrived as news: as [`admit`], and
+/// no older than [`MAX_NEWS_AGE_MS`].
+pub fn admit_news(
+    last_applied: Option<(u64, [u8; 16])>,
+    cmd: &EmergencyCommand,
+    now_ms: u64,
+) -> Admission {
+    match admit(last_applied, cmd, now_ms) {
+        Admission::Apply if now_ms.saturating_sub(cmd.issued_at_ms) > MAX_NEWS_AGE_MS => {
+            Admission::Stale
+        }
+        other => other,
     }
 }
 
@@ -334,5 +357,59 @@ mod tests {
         let mut future = unlock.clone();
         future.issued_at_ms = MAX_FUTURE_MS + 5_000;
         assert_eq!(admit(None, &future, 1_000), Admission::FromTheFuture);
+    }
+
+    proptest::proptest! {
+        /// What the emergency topic's validator and the register exchange
+        /// read from peers: random bytes, and a valid command with a byte
+        /// changed, never panic, and what decodes encodes back exactly.
+        #[test]
+        fn hostile_bytes_decode_exactly_or_not_at_all(
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..MAX_COMMAND_LEN + 8),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            byte in proptest::prelude::any::<u8>(),
+        ) {
+            let root = FleetRoot::from_secret([3; 32]);
+            let key = SigningKey::from_bytes(&[4; 32]);
+            let cert = root
+                .issue(key.verifying_key().to_bytes(), "n", Role::Admin, 0, 100)
+                .unwrap();
+            let mut valid =
+                EmergencyCommand::sign(EmergencyKind::Unlock, 7, cert, &key, &mut OsRng)
+                    .unwrap()
+                    .encode();
+            let i = at.index(valid.len());
+            valid[i] = byte;
+            for input in [junk, valid] {
+                if let Ok(cmd) = EmergencyCommand::decode(&input) {
+                    proptest::prop_assert_eq!(cmd.encode(), input);
+                    let _ = cmd.verify(&root.public(), 50);
+                    let _ = admit_news(Some((u64::MAX, [0xff; 16])), &cmd, u64::MAX);
+                    proptest::prop_assert_eq!(
+                        admit(Some(cmd.order()), &cmd, u64::MAX),
+                        Admission::Replay
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn old_news_is_stale_but_an_old_register_entry_is_not() {
+        let root = FleetRoot::generate(&mut OsRng);
+        let (key, cert) = member(&root, Role::Admin);
+        let lock =
+            EmergencyCommand::sign(EmergencyKind::Lockdown, 1_000, cert, &key, &mut OsRng).unwrap();
+        let late = 1_000 + MAX_NEWS_AGE_MS + 1;
+        assert_eq!(admit_news(None, &lock, late), Admission::Stale);
+        assert_eq!(admit(None, &lock, late), Admission::Apply);
+        assert_eq!(
+            admit_news(None, &lock, 1_000 + MAX_NEWS_AGE_MS),
+            Admission::Apply
+        );
+        assert_eq!(
+            admit_news(Some(lock.order()), &lock, 2_000),
+            Admission::Replay
+        );
     }
 }

@@ -33,7 +33,9 @@ pub mod session;
 pub mod token;
 
 pub use cert::{CertError, FleetCert, FleetRoot, Revocation, Role};
-pub use emergency::{admit, Admission, EmergencyCommand, EmergencyError, EmergencyKind};
+pub use emergency::{
+    admit, admit_news, Admission, EmergencyCommand, EmergencyError, EmergencyKind,
+};
 pub use handshake::{Handshake, HandshakeError, LocalIdentity, PeerIdentity, Side};
 pub use session::{Session, SessionError};
 pub use token::{JoinToken, TokenError};

@@ -10,10 +10,13 @@
 //!   once from whichever neighbour told it first, so no node (the writer
 //!   least) serves the whole fleet.
 //! - **Repair**: every [`EVERY`], and with every new neighbour, a node sends
-//!   an *offer*: its summary and the digest of the audit heads it holds. The
-//!   answer carries the peer's summary, and its heads when the digests
-//!   differ; the initiator syncs documents if the summaries differ and
-//!   *pushes* heads the peer lacks.
+//!   an *offer*: its summary and the digests of the audit heads and of the
+//!   emergency registers it holds. The answer carries the peer's summary,
+//!   and its heads or registers when the digests differ; the initiator
+//!   syncs documents if the summaries differ and *pushes* heads and
+//!   registers the peer lacks. A member that was away thus takes the
+//!   fleet's emergency state (a lockdown still in force) from its first
+//!   neighbour, however long it was gone.
 //!
 //! Traffic per node is a few hundred bytes per change and per period,
 //! whatever the fleet's size; gossiping whole states to everyone grew with
@@ -29,17 +32,31 @@ use osmoda_fabric::FabricHandle;
 use tracing::debug;
 
 use crate::replication::sync::Replicator;
-use crate::replication::wire::{self, AntiEntropy, Failure, Request, Response, MAX_HEADS_CHUNKS};
+use crate::replication::wire::{
+    self, AntiEntropy, Failure, Request, Response, MAX_EMERGENCY_COMMANDS, MAX_HEADS_CHUNKS,
+};
+use crate::state::emergency::holds_newer;
 use crate::state::heads::FleetHeads;
 
 /// How often a node compares with one random neighbour.
 pub const EVERY: Duration = Duration::from_secs(5);
 
-/// The two replicated states an exchange compares.
+/// The emergency registers, as anti-entropy sees them: the signed
+/// commands held, their digest, and where a peer's go.
+pub trait Registers: Send + Sync {
+    fn held(&self) -> Vec<Vec<u8>>;
+    fn digest(&self) -> [u8; 16];
+    /// A peer's registers: those newer than ours are checked and applied
+    /// as gossip would be, off the caller.
+    fn take(&self, peer: PeerId, commands: Vec<Vec<u8>>);
+}
+
+/// The replicated states an exchange compares.
 #[derive(Clone)]
 pub struct States {
     pub replicator: Arc<Replicator>,
     pub heads: Arc<FleetHeads>,
+    pub emergency: Arc<dyn Registers>,
     /// Summary digests being pulled: when several neighbours tell of the
     /// same state, one of them is asked.
     pub pulling: Arc<Mutex<HashSet<[u8; 16]>>>,
@@ -60,6 +77,10 @@ impl States {
             summary,
             heads_digest: compare_heads.then(|| self.heads_digest()),
             heads: Vec::new(),
+            // Registers ride with the heads: compared in offers, not in
+            // the pulls that notices start.
+            emergency_digest: compare_heads.then(|| self.emergency.digest()),
+            emergency: Vec::new(),
         }
     }
 
@@ -98,6 +119,14 @@ impl States {
         message
     }
 
+    /// Takes the registers a peer sent, if any.
+    fn take_registers(&self, peer: PeerId, message: &AntiEntropy) {
+        if !message.emergency.is_empty() {
+            let commands = message.emergency.iter().take(MAX_EMERGENCY_COMMANDS);
+            self.emergency.take(peer, commands.cloned().collect());
+        }
+    }
+
     /// Merges the heads a peer sent; returns nodes whose fork evidence is new.
     fn merge_heads(&self, peer: PeerId, message: &AntiEntropy) -> Vec<NodeKey> {
         let mut forks = Vec::new();
@@ -114,11 +143,18 @@ impl States {
     /// whose fork evidence is new here.
     pub fn answer(&self, peer: PeerId, offer: &AntiEntropy) -> (Response, Vec<NodeKey>) {
         let forks = self.merge_heads(peer, offer);
+        self.take_registers(peer, offer);
         let compare = offer.heads_digest.is_some();
         let mut mine = self.offer(compare);
-        // A push already carried the peer's heads, and the peer has ours.
-        if compare && offer.heads.is_empty() && mine.heads_digest != offer.heads_digest {
-            mine = self.with_heads(mine);
+        // A push already carried what the peer had to give, and the peer
+        // has ours.
+        if compare && !offer.is_push() {
+            if mine.heads_digest != offer.heads_digest {
+                mine = self.with_heads(mine);
+            }
+            if offer.emergency_digest.is_some() && mine.emergency_digest != offer.emergency_digest {
+                mine.emergency = self.emergency.held();
+            }
         }
         (Response::AntiEntropy(mine), forks)
     }
@@ -146,8 +182,25 @@ impl States {
         };
         self.replicator.on_summary(peer, &reply.summary);
         let mut forks = self.merge_heads(peer, &reply);
-        if compare_heads && Some(self.heads_digest()) != reply.heads_digest {
-            let push = Request::AntiEntropy(self.with_heads(self.offer(true)));
+        self.take_registers(peer, &reply);
+        if !compare_heads {
+            return Ok(forks);
+        }
+        let mut push = self.offer(true);
+        if Some(self.heads_digest()) != reply.heads_digest {
+            push = self.with_heads(push);
+        }
+        // What we hold that the peer's registers lack (theirs are taken
+        // off this call, so our digest may not show them yet).
+        let held = self.emergency.held();
+        if reply.emergency_digest.is_some()
+            && reply.emergency_digest != push.emergency_digest
+            && holds_newer(&held, &reply.emergency)
+        {
+            push.emergency = held;
+        }
+        if push.is_push() {
+            let push = Request::AntiEntropy(push);
             if let Response::AntiEntropy(answer) = wire::request(fabric, peer, &push).await? {
                 forks.extend(self.merge_heads(peer, &answer));
             }

@@ -13,6 +13,7 @@ use libp2p::PeerId;
 use osmoda_crdt_state::checkpoint::CHECKPOINT_LEN;
 use osmoda_crdt_state::entry::MAX_ENTRY_LEN;
 use osmoda_crdt_state::{Checkpoint, NodeKey};
+use osmoda_fabric::proto::emergency::MAX_COMMAND_LEN;
 use osmoda_fabric::{AppProtocol, DirectRequest, DirectResponse, FabricError, FabricHandle};
 use osmoda_wire::{Reader, Truncated};
 
@@ -44,6 +45,16 @@ pub fn protocols() -> Vec<AppProtocol> {
 }
 
 const VERSION: u8 = 1;
+/// Anti-entropy bodies carry the emergency registers since version 2;
+/// a node of version 1 refuses them, and the reverse.
+const ANTI_ENTROPY_VERSION: u8 = 2;
+
+fn version_of(protocol: u16) -> u8 {
+    match protocol {
+        ANTI_ENTROPY => ANTI_ENTROPY_VERSION,
+        _ => VERSION,
+    }
+}
 
 /// Largest sync message for one document in one round.
 pub const MAX_SHARD_MESSAGE: usize = 32 * 1024;
@@ -57,6 +68,9 @@ pub const MAX_AUDIT_RECORDS_PER_REQUEST: u32 = 48;
 pub const MAX_AUDIT_RECORD: usize = 32 + MAX_ENTRY_LEN;
 /// Most audit-heads chunks one anti-entropy message may carry.
 pub const MAX_HEADS_CHUNKS: usize = 64;
+/// Emergency commands one anti-entropy message may carry: one per
+/// register (lockdown, freeze).
+pub const MAX_EMERGENCY_COMMANDS: usize = 2;
 /// A state summary: version, single documents' digests, knowledge heads
 /// summary.
 pub const MAX_STATE_SUMMARY: usize =
@@ -73,8 +87,10 @@ pub struct ShardMessage {
 /// One message of an anti-entropy exchange. A *notice* carries only
 /// `summary_digest` (the sender's state changed; a receiver that differs
 /// pulls). An *offer* carries the summary and, when the sender compares
-/// audit heads, `heads_digest`; the answer is an offer too, with the heads
-/// when the digests differ. A *push* carries heads the other side lacks.
+/// audit heads, `heads_digest` and `emergency_digest`; the answer is an
+/// offer too, with the heads, or the emergency registers, when their
+/// digests differ. A *push* carries heads or registers the other side
+/// lacks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AntiEntropy {
     /// The sender's state summary; empty in a notice.
@@ -85,11 +101,24 @@ pub struct AntiEntropy {
     pub heads_digest: Option<[u8; 16]>,
     /// Audit heads, in chunks of at most `heads::MAX_CHUNK`.
     pub heads: Vec<Vec<u8>>,
+    /// Digest of the emergency registers the sender holds, when it
+    /// compares them (`state::emergency::Emergency::digest`).
+    pub emergency_digest: Option<[u8; 16]>,
+    /// The sender's emergency registers: at most
+    /// [`MAX_EMERGENCY_COMMANDS`] signed commands, each at most
+    /// `MAX_COMMAND_LEN` bytes.
+    pub emergency: Vec<Vec<u8>>,
 }
 
 impl AntiEntropy {
     pub fn is_notice(&self) -> bool {
         self.summary.is_empty()
+    }
+
+    /// Whether it carries state the receiver lacked (the second message
+    /// of an exchange), to be merged and answered without more.
+    pub fn is_push(&self) -> bool {
+        !self.heads.is_empty() || !self.emergency.is_empty()
     }
 }
 
@@ -237,17 +266,35 @@ fn put_anti_entropy(out: &mut Vec<u8>, ae: &AntiEntropy) {
     put_len(out, ae.summary.len(), 2);
     out.extend_from_slice(&ae.summary);
     out.extend_from_slice(&ae.summary_digest);
-    match &ae.heads_digest {
+    put_digest(out, &ae.heads_digest);
+    out.push(ae.heads.len() as u8);
+    for chunk in &ae.heads {
+        put_len(out, chunk.len(), 4);
+        out.extend_from_slice(chunk);
+    }
+    put_digest(out, &ae.emergency_digest);
+    out.push(ae.emergency.len() as u8);
+    for command in &ae.emergency {
+        put_len(out, command.len(), 2);
+        out.extend_from_slice(command);
+    }
+}
+
+fn put_digest(out: &mut Vec<u8>, digest: &Option<[u8; 16]>) {
+    match digest {
         Some(digest) => {
             out.push(1);
             out.extend_from_slice(digest);
         }
         None => out.push(0),
     }
-    out.push(ae.heads.len() as u8);
-    for chunk in &ae.heads {
-        put_len(out, chunk.len(), 4);
-        out.extend_from_slice(chunk);
+}
+
+fn digest(r: &mut Reader<'_>) -> Result<Option<[u8; 16]>, WireError> {
+    match r.u8()? {
+        0 => Ok(None),
+        1 => Ok(Some(r.array()?)),
+        _ => Err(WireError::Malformed("a flag that is neither 0 nor 1")),
     }
 }
 
@@ -258,28 +305,37 @@ fn anti_entropy(r: &mut Reader<'_>) -> Result<AntiEntropy, WireError> {
     }
     let summary = r.bytes(len)?.to_vec();
     let summary_digest = r.array()?;
-    let heads_digest = match r.u8()? {
-        0 => None,
-        1 => Some(r.array()?),
-        _ => return Err(WireError::Malformed("a flag that is neither 0 nor 1")),
-    };
+    let heads_digest = digest(r)?;
     let n = usize::from(r.u8()?);
     let n = count(r, n, MAX_HEADS_CHUNKS, 4)?;
     let mut heads = Vec::with_capacity(n);
     for _ in 0..n {
         heads.push(blob(r, MAX_CHUNK)?);
     }
+    let emergency_digest = digest(r)?;
+    let n = usize::from(r.u8()?);
+    let n = count(r, n, MAX_EMERGENCY_COMMANDS, 2)?;
+    let mut emergency = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = usize::from(r.u16()?);
+        if len > MAX_COMMAND_LEN {
+            return Err(WireError::Malformed("an emergency command over its limit"));
+        }
+        emergency.push(r.bytes(len)?.to_vec());
+    }
     Ok(AntiEntropy {
         summary,
         summary_digest,
         heads_digest,
         heads,
+        emergency_digest,
+        emergency,
     })
 }
 
-fn version(r: &mut Reader<'_>) -> Result<(), WireError> {
+fn version(r: &mut Reader<'_>, protocol: u16) -> Result<(), WireError> {
     match r.u8()? {
-        VERSION => Ok(()),
+        v if v == version_of(protocol) => Ok(()),
         other => Err(WireError::Version(other)),
     }
 }
@@ -296,7 +352,7 @@ impl Request {
     /// The request's body. Lists beyond their limits are encoded as they
     /// are, and refused by the receiver; callers keep within them.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![VERSION];
+        let mut out = vec![version_of(self.protocol())];
         match self {
             Request::AuditRange { node, start, count } => {
                 out.extend_from_slice(node);
@@ -314,7 +370,7 @@ impl Request {
 
     pub fn decode(protocol: u16, body: &[u8]) -> Result<Self, WireError> {
         let mut r = Reader::new(body);
-        version(&mut r)?;
+        version(&mut r, protocol)?;
         let request = match protocol {
             AUDIT_RANGE => Request::AuditRange {
                 node: r.array()?,
@@ -345,7 +401,12 @@ impl Response {
         if let Response::Ack = self {
             return Vec::new();
         }
-        let mut out = vec![VERSION];
+        let protocol = match self {
+            Response::AuditRange { .. } => AUDIT_RANGE,
+            Response::DocSync { .. } => DOC_SYNC,
+            Response::AntiEntropy(_) | Response::Ack => ANTI_ENTROPY,
+        };
+        let mut out = vec![version_of(protocol)];
         match self {
             Response::AuditRange {
                 checkpoint,
@@ -372,7 +433,7 @@ impl Response {
             return Ok(Response::Ack);
         }
         let mut r = Reader::new(body);
-        version(&mut r)?;
+        version(&mut r, protocol)?;
         let response = match protocol {
             AUDIT_RANGE => {
                 let checkpoint = Checkpoint::decode(r.bytes(CHECKPOINT_LEN)?)

@@ -151,6 +151,8 @@ impl NodeBuilder {
             agents,
             approvals: Approvals::default(),
             emergency_order: tokio::sync::Mutex::new(()),
+            refusals: Default::default(),
+            register_intake: Arc::new(tokio::sync::Semaphore::new(crate::service::REGISTER_INTAKE)),
             signer: Signer {
                 cert: self.cert,
                 identity: self.identity,

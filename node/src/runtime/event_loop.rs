@@ -24,6 +24,7 @@ use crate::replication::{anti_entropy, push};
 use crate::runtime::topics::{self, Registered};
 use crate::service::Node;
 use crate::state::address_book::AddressBook;
+use crate::state::refusals::SUMMARY_EVERY;
 
 /// How often the node stores a signed checkpoint of its audit log, when it grew.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
@@ -218,9 +219,11 @@ pub async fn run(
     topics.run(&node);
     let answers = Arc::new(Semaphore::new(MAX_ANSWERS));
     let mut anti_entropy_timer = jittered(anti_entropy::EVERY);
+    let mut refusals_timer = jittered(SUMMARY_EVERY);
     let states = anti_entropy::States {
         replicator: node.replicator.clone(),
         heads: node.heads.clone(),
+        emergency: Arc::new(node.clone()),
         pulling: Default::default(),
     };
     let spawn_exchange = |peer: libp2p::PeerId| {
@@ -267,6 +270,7 @@ pub async fn run(
                     spawn_exchange(neighbours[rand::random::<usize>() % neighbours.len()]);
                 }
             }
+            _ = refusals_timer.tick() => node.audit_refusals_due(),
             _ = checkpoint_timer.tick() => {
                 let size = node.audit.len();
                 if size != checkpointed && !checkpointing.swap(true, Ordering::AcqRel) {

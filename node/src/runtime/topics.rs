@@ -19,14 +19,13 @@ use futures::future::BoxFuture;
 use futures::StreamExt;
 use libp2p::PeerId;
 use osmoda_crdt_state::AuditHeads;
-use osmoda_fabric::proto::EmergencyCommand;
 use osmoda_fabric::{GossipMessage, TopicSpec, Validator, Verdict};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::replication::push::{self, Push};
 use crate::runtime::event_loop::report_forks;
-use crate::service::Node;
+use crate::service::{Node, Via};
 
 /// Signed audit-log checkpoints (the fleet's audit heads).
 pub const AUDIT: &str = "osmoda/audit/1";
@@ -46,8 +45,8 @@ pub fn table() -> Vec<NodeTopic> {
             AUDIT,
             Limits::new(256, 2, 256),
             Cost::Blocking,
-            |node, data| node.heads.check(data).map_err(|_| Verdict::Reject),
-            |node, heads: AuditHeads, _origin| async move {
+            |node, data, _| node.heads.check(data).map_err(|_| Verdict::Reject),
+            |node, heads: AuditHeads, _| async move {
                 let forks = node.heads.merge_checked(heads);
                 report_forks(&node, forks);
             },
@@ -59,31 +58,42 @@ pub fn table() -> Vec<NodeTopic> {
             DOCS,
             Limits::new(256, 1, 256),
             Cost::Cheap,
-            |node, data| push::check(&node.docs, data).ok_or(Verdict::Reject),
-            |node, push: Push, origin| async move {
-                push::receive(&node.docs, &node.audit, Some(origin), push);
+            |node, data, _| push::check(&node.docs, data).ok_or(Verdict::Reject),
+            |node, push: Push, from| async move {
+                push::receive(&node.docs, &node.audit, Some(from.origin), push);
             },
         ),
-        // Only that a command decodes and names this fleet: everything
-        // else (the issuer's role and standing, the signature, replays) each
-        // member decides and audits on its own, so such commands travel.
-        // Applied one at a time, in arrival order.
+        // Only genuine news is forwarded: a command that decodes, is
+        // signed by an admin of this fleet who is not revoked, is newer
+        // than this node's register for its flag and recent. Junk stops at
+        // the first hop, and is counted there rather than audited per
+        // message. Applied one at a time, in arrival order.
         NodeTopic::new(
             EMERGENCY,
             Limits::new(64, 1, 64),
-            Cost::Cheap,
-            |node, data| {
-                let cmd = EmergencyCommand::decode(data).map_err(|_| Verdict::Reject)?;
-                if cmd.issuer.fleet != node.membership.fleet() {
-                    return Err(Verdict::Reject);
-                }
+            Cost::Blocking,
+            |node, data, from| {
+                node.check_news(data, from.origin)?;
                 Ok(data.to_vec())
             },
-            |node, command: Vec<u8>, origin| async move {
-                node.receive_emergency(&command, Some(origin)).await;
+            |node, command: Vec<u8>, from| async move {
+                let via = Via::Gossip {
+                    origin: from.origin,
+                    source: from.source,
+                };
+                node.receive_emergency(&command, via).await;
             },
         ),
     ]
+}
+
+/// Where a gossip message came from: the member that signed its envelope,
+/// and the neighbour that relayed it here (the same one when it came
+/// straight from its origin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Provenance {
+    pub origin: PeerId,
+    pub source: PeerId,
 }
 
 /// How much a topic's check costs.
@@ -121,7 +131,7 @@ type Handling = BoxFuture<'static, ()>;
 /// A check under way: a verdict for gossipsub, or the handling of a valid
 /// message.
 type Checking = BoxFuture<'static, Result<Handling, Verdict>>;
-type Check = Box<dyn Fn(Arc<Node>, Vec<u8>, PeerId) -> Checking + Send + Sync>;
+type Check = Box<dyn Fn(Arc<Node>, Vec<u8>, Provenance) -> Checking + Send + Sync>;
 
 /// One gossip topic the node speaks: its check and its handler, joined
 /// through the value the check decoded so that nothing is decoded (or
@@ -137,25 +147,25 @@ impl NodeTopic {
         name: &'static str,
         limits: Limits,
         cost: Cost,
-        validate: fn(&Node, &[u8]) -> Result<V, Verdict>,
-        handle: fn(Arc<Node>, V, PeerId) -> H,
+        validate: fn(&Node, &[u8], Provenance) -> Result<V, Verdict>,
+        handle: fn(Arc<Node>, V, Provenance) -> H,
     ) -> Self
     where
         V: Send + 'static,
         H: Future<Output = ()> + Send + 'static,
     {
-        let check = move |node: Arc<Node>, data: Vec<u8>, origin: PeerId| -> Checking {
+        let check = move |node: Arc<Node>, data: Vec<u8>, from: Provenance| -> Checking {
             Box::pin(async move {
                 let valid = match cost {
-                    Cost::Cheap => validate(&node, &data),
+                    Cost::Cheap => validate(&node, &data, from),
                     Cost::Blocking => {
                         let worker = node.clone();
-                        tokio::task::spawn_blocking(move || validate(&worker, &data))
+                        tokio::task::spawn_blocking(move || validate(&worker, &data, from))
                             .await
                             .unwrap_or(Err(Verdict::Ignore))
                     }
                 }?;
-                Ok(Box::pin(handle(node, valid, origin)) as Handling)
+                Ok(Box::pin(handle(node, valid, from)) as Handling)
             })
         };
         Self {
@@ -212,7 +222,11 @@ async fn check_each(
         // The fabric gave up on these and ignored them already.
         .filter(|message| std::future::ready(!message.ticket.expired()))
         .map(|message| {
-            let checking = (topic.check)(node.clone(), message.data, message.origin);
+            let from = Provenance {
+                origin: message.origin,
+                source: message.ticket.source(),
+            };
+            let checking = (topic.check)(node.clone(), message.data, from);
             async move { (message.ticket, checking.await) }
         })
         .buffered(topic.limits.concurrency.max(1));
@@ -223,8 +237,7 @@ async fn check_each(
                 fabric.report(ticket, Verdict::Accept).await;
                 if backlog.try_send(handling).is_err() {
                     // Forwarded, but not handled here; anti-entropy repairs
-                    // audit heads and documents, and an emergency command
-                    // comes again by relay.
+                    // audit heads, documents and emergency registers.
                     warn!(
                         topic = topic.name,
                         "a valid message dropped: too many waiting"

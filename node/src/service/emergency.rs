@@ -3,27 +3,21 @@
 //! on `osmoda/emergency/1`, checked and applied by every member).
 //!
 //! Commands are applied one at a time (`Node::emergency_order`): a fleet
-//! command is checked against the last one applied, recorded and acted on
+//! command is checked against its flag's register, recorded and acted on
 //! under that lock, so two commands that arrive together, in any order,
-//! leave the newer one in force.
+//! leave the newer one in force. Fleet commands from elsewhere (gossip,
+//! neighbours' registers) are `emergency_intake.rs`'s.
 
-use libp2p::PeerId;
 use osmoda_agentd::RestartPolicy;
-use osmoda_crdt_state::{Actor, Outcome};
 use osmoda_fabric::proto::{hex, parse_hex_bytes, EmergencyCommand, EmergencyKind, Role};
 
 use crate::runtime::topics;
+use crate::state::emergency::Arrival;
 
+use super::emergency_intake::{Received, Via};
 use super::{now_ms, Caller, Node};
 use crate::api::{EmergencyOutcome, EmergencyView};
 use crate::error::{NodeError, NodeResult};
-
-/// What happened to a fleet command that arrived.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Received {
-    Applied(EmergencyKind),
-    Ignored(String),
-}
 
 fn parse_kind(kind: &str) -> NodeResult<EmergencyKind> {
     kind.parse()
@@ -40,6 +34,7 @@ impl Node {
             last_fleet_kind: state.last_fleet_kind,
             last_fleet_issuer: state.last_fleet_issuer,
             last_fleet_issued_ms: state.last_fleet_command.map(|(t, _)| t),
+            refused_commands: self.refusals.total(),
             limit_mode,
             limit_reason,
         }
@@ -118,7 +113,7 @@ impl Node {
         if kind == EmergencyKind::Lockdown {
             self.approvals.expire_all();
         }
-        let here = match self.receive_emergency(&bytes, None).await {
+        let here = match self.receive_emergency(&bytes, Via::Operator).await {
             Received::Applied(_) => "applied".to_string(),
             Received::Ignored(reason) => format!("ignored: {reason}"),
         };
@@ -134,7 +129,10 @@ impl Node {
 
     /// Sends an already signed command (hex) to the fleet again, for an
     /// operator carrying it across a partition. A command no member would
-    /// take (malformed, not an admin's, another fleet's) is refused here.
+    /// take (malformed, not an admin's, another fleet's, a revoked
+    /// issuer's, not newer than this node's register for its flag, or
+    /// older than `MAX_NEWS_AGE_MS`) is refused here, before anything is
+    /// published.
     pub async fn relay(&self, by: Caller<'_>, command: &str) -> NodeResult<EmergencyOutcome> {
         let checked = parse_hex_bytes(command.trim())
             .ok_or_else(|| NodeError::Invalid("the command is not hex".into()))
@@ -142,6 +140,11 @@ impl Node {
                 let cmd = EmergencyCommand::decode(&bytes)
                     .map_err(|e| NodeError::Invalid(format!("the command is malformed: {e}")))?;
                 self.check_command(&cmd).map_err(NodeError::Invalid)?;
+                self.emergency
+                    .admit(&cmd, now_ms(), Arrival::News)
+                    .map_err(|reason| {
+                        NodeError::Invalid(format!("the fleet would ignore it: {reason}"))
+                    })?;
                 Ok((cmd, bytes))
             });
         let target = match &checked {
@@ -152,7 +155,7 @@ impl Node {
             .audited(by, "emergency.relay", &target, "", checked)
             .await?;
         let published = self.fabric.publish(topics::EMERGENCY, bytes.clone()).await;
-        let here = match self.receive_emergency(&bytes, None).await {
+        let here = match self.receive_emergency(&bytes, Via::Operator).await {
             Received::Applied(_) => "applied".to_string(),
             Received::Ignored(reason) => format!("ignored: {reason}"),
         };
@@ -164,85 +167,6 @@ impl Node {
             publish_error: published.err().map(|e| e.to_string()),
             command: None,
         })
-    }
-
-    /// Whether every member would accept `cmd` as genuine: an admin of this
-    /// fleet, not revoked, signature and certificate valid now.
-    fn check_command(&self, cmd: &EmergencyCommand) -> Result<(), String> {
-        cmd.verify(&self.membership.fleet(), super::unix_now())
-            .map_err(|e| e.to_string())?;
-        if self.membership.is_revoked(&cmd.issuer.node) {
-            return Err("its issuer is revoked".into());
-        }
-        Ok(())
-    }
-
-    /// A fleet command from gossip (or made here): checked, and applied if
-    /// an admin signed it and it is newer than the last one applied. Either
-    /// way the outcome is audited.
-    pub async fn receive_emergency(&self, bytes: &[u8], relayed_by: Option<PeerId>) -> Received {
-        let _order = self.emergency_order.lock().await;
-        let verdict = match EmergencyCommand::decode(bytes) {
-            Err(e) => Err((None, format!("malformed: {e}"))),
-            Ok(cmd) => match self.check_command(&cmd) {
-                Err(reason) => Err((Some(cmd), reason)),
-                Ok(()) => match self.emergency.admit(&cmd, now_ms()) {
-                    Ok(()) => Ok(cmd),
-                    Err(reason) => Err((Some(cmd), reason)),
-                },
-            },
-        };
-        let relay = relayed_by
-            .map(|p| format!("; relayed by {p}"))
-            .unwrap_or_default();
-        match verdict {
-            Ok(cmd) => {
-                let was_locked = self.emergency.is_locked();
-                let outcome = match self.emergency.record_fleet(&cmd).await {
-                    Ok(()) => self.act(cmd.kind, was_locked).await,
-                    Err(e) => Err(e),
-                };
-                let (result, details) = match outcome {
-                    Ok(d) => (Outcome::Ok, format!("{d}{relay}")),
-                    Err(e) => (Outcome::Failed(e.to_string()), relay),
-                };
-                tracing::info!(kind = cmd.kind.as_str(), issuer = %cmd.issuer.name, "fleet emergency command applied");
-                let action = format!("emergency.{}", cmd.kind.as_str());
-                if let Err(e) = self
-                    .audit
-                    .record(
-                        Actor::Peer(cmd.issuer.node),
-                        &action,
-                        "fleet",
-                        result,
-                        &details,
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %e, "cannot audit an emergency command");
-                }
-                Received::Applied(cmd.kind)
-            }
-            Err((cmd, reason)) => {
-                tracing::warn!(%reason, "fleet emergency command ignored");
-                let (actor, action) = match &cmd {
-                    Some(c) => (
-                        Actor::Peer(c.issuer.node),
-                        format!("emergency.{}", c.kind.as_str()),
-                    ),
-                    None => (Actor::Node, "emergency.unknown".into()),
-                };
-                let details = format!("ignored: {reason}{relay}");
-                if let Err(e) = self
-                    .audit
-                    .record(actor, &action, "fleet", Outcome::Denied, &details)
-                    .await
-                {
-                    tracing::warn!(error = %e, "cannot audit an ignored emergency command");
-                }
-                Received::Ignored(reason)
-            }
-        }
     }
 
     /// Whether this node may lift a lockdown on its own: an admin member or
@@ -260,7 +184,7 @@ impl Node {
     /// Does what `kind` says to this node's agents. Called with the
     /// emergency order held, after the new flags are stored; `was_locked`
     /// is whether a lockdown was in force before.
-    async fn act(&self, kind: EmergencyKind, was_locked: bool) -> NodeResult<String> {
+    pub(super) async fn act(&self, kind: EmergencyKind, was_locked: bool) -> NodeResult<String> {
         Ok(match kind {
             EmergencyKind::Stop => {
                 let names: Vec<String> = self.agents.specs()?.into_iter().map(|s| s.name).collect();

@@ -21,6 +21,7 @@ mod approvals;
 mod audit;
 mod confine;
 mod emergency;
+mod emergency_intake;
 mod fleet;
 mod host;
 pub mod knowledge;
@@ -30,7 +31,7 @@ mod secrets;
 
 pub use agents::audit_agent_events;
 pub use confine::Confinement;
-pub use emergency::Received;
+pub use emergency_intake::{Received, Via, REGISTER_INTAKE};
 pub(crate) use fleet::persist_revocations;
 
 use std::sync::{Arc, Mutex};
@@ -51,6 +52,7 @@ use crate::state::docs::Docs;
 use crate::state::emergency::Emergency;
 use crate::state::heads::FleetHeads;
 use crate::state::mirrors::Mirrors;
+use crate::state::refusals::Refusals;
 use crate::state::vault::Vault;
 
 /// This node's certificate and identity key, to sign fleet commands.
@@ -79,6 +81,11 @@ pub struct Node {
     /// Held while an emergency command is decided and applied, so that
     /// commands take effect one at a time, in the order they are admitted.
     pub(crate) emergency_order: tokio::sync::Mutex<()>,
+    /// Emergency commands from peers not taken, for audit summaries.
+    pub(crate) refusals: Refusals,
+    /// Register exchanges whose commands are being checked at once; more
+    /// are dropped (the next exchange brings them again).
+    pub(crate) register_intake: Arc<tokio::sync::Semaphore>,
     pub(crate) signer: Signer,
 }
 

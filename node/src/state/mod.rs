@@ -1,6 +1,7 @@
 //! What a node holds: its audit log and the fleet's audit heads, the
 //! replicated documents, copies of other nodes' logs, its agents, the
-//! approvals waiting for an operator, the emergency register, the
+//! approvals waiting for an operator, the emergency registers (and the
+//! tally of emergency commands refused), the
 //! address book of peers met before and the vault of agents' secrets. Each part
 //! keeps its own invariants; the service layer (`service/`) composes them
 //! into operations.
@@ -14,4 +15,5 @@ pub mod docs;
 pub mod emergency;
 pub mod heads;
 pub mod mirrors;
+pub mod refusals;
 pub mod vault;

@@ -14,6 +14,8 @@ fn offer() -> AntiEntropy {
         summary_digest: [1; 16],
         heads_digest: Some([3; 16]),
         heads: vec![vec![9; 100], vec![]],
+        emergency_digest: Some([6; 16]),
+        emergency: vec![vec![4; 300], vec![5; MAX_COMMAND_LEN]],
     }
 }
 
@@ -113,6 +115,16 @@ fn limits_versions_and_leftovers_are_refused() {
         ..offer()
     });
     assert!(Request::decode(ANTI_ENTROPY, &chunk.encode()).is_err());
+    let commands = Request::AntiEntropy(AntiEntropy {
+        emergency: vec![vec![1; 10]; MAX_EMERGENCY_COMMANDS + 1],
+        ..offer()
+    });
+    assert!(Request::decode(ANTI_ENTROPY, &commands.encode()).is_err());
+    let command = Request::AntiEntropy(AntiEntropy {
+        emergency: vec![vec![1; MAX_COMMAND_LEN + 1]],
+        ..offer()
+    });
+    assert!(Request::decode(ANTI_ENTROPY, &command.encode()).is_err());
 
     for request in requests() {
         let mut body = request.encode();
@@ -122,13 +134,17 @@ fn limits_versions_and_leftovers_are_refused() {
             Err(WireError::Truncated)
         );
         body.pop();
-        body[0] = 2;
+        body[0] = 9;
         assert_eq!(
             Request::decode(request.protocol(), &body),
-            Err(WireError::Version(2))
+            Err(WireError::Version(9))
         );
         assert_eq!(Request::decode(9, &[1]), Err(WireError::Protocol(9)));
     }
+    // Anti-entropy speaks version 2 (with the emergency registers), the
+    // others version 1.
+    assert_eq!(Request::AntiEntropy(offer()).encode()[0], 2);
+    assert_eq!(requests()[0].encode()[0], 1);
     // A flag that is neither 0 nor 1.
     assert!(Request::decode(DOC_SYNC, &[1, 2, 0, 0]).is_err());
     // An empty body is an acknowledgement only for anti-entropy.
