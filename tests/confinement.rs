@@ -88,11 +88,15 @@ fn a_hostile_agent_gets_nowhere_and_the_node_keeps_serving() {
             outside.local_addr().unwrap().port().to_string(),
         ),
     ];
-    let mut args = vec!["spy", "--processes", "32", "--ro", SPY];
+    // The resolved path: the agent sees the file where it really is, and
+    // nothing of the `node/..` it is spelled with here.
+    let spy = std::fs::canonicalize(SPY).unwrap();
+    let spy = spy.to_str().unwrap();
+    let mut args = vec!["spy", "--processes", "32", "--ro", spy];
     for v in &vars {
         args.extend(["--env", v]);
     }
-    args.extend(["--", "/usr/bin/python3", SPY]);
+    args.extend(["--", "/usr/bin/python3", spy]);
     add(&node, &args);
     let (_, spy_uid) = agent_ids(&node, "spy");
     let text = report(&node, "spy");
