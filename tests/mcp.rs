@@ -55,24 +55,11 @@ fn workspace(node: &Node, name: &str) -> PathBuf {
     node.dir.join("agents").join(name).join("workspace")
 }
 
-/// `osmoda mcp` as the agent's own MCP client runs it: under the agent's
-/// uid, the socket where the agent sees it.
-fn mcp_command(node: &Node, agent: &str) -> tokio::process::Command {
-    let (_, uid) = tokio::task::block_in_place(|| common::agent_ids(node, agent));
-    let socket = tokio::task::block_in_place(|| common::agent_socket(node, agent));
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.arg("--data")
-        .arg(&node.dir)
-        .args(["mcp", "--agent", agent])
-        .env_remove("OSMODA_DATA")
-        .env("OSMODA_AGENT_SOCKET", socket)
-        .uid(uid)
-        .gid(uid);
-    cmd
-}
-
 async fn connect(node: &Node, agent: &str) -> Client {
-    let transport = TokioChildProcess::new(mcp_command(node, agent)).expect("spawn");
+    let transport = TokioChildProcess::new(tokio::task::block_in_place(|| {
+        common::mcp_as_agent(node, agent)
+    }))
+    .expect("spawn");
     ().serve(transport).await.expect("MCP handshake")
 }
 

@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Output, Stdio};
 
-use common::{fleet, stderr, wait_until, Node, BIN};
+use common::{fleet, stderr, wait_until, Node};
 use osmoda_fabric::proto::{FleetRoot, Role};
 use osmoda_node::api::{LogQuery, NewSecret, SecretValue};
 use osmoda_node::datadir::FleetInfo;
@@ -477,19 +477,9 @@ fn seen(node: &Node, name: &str) -> String {
     text
 }
 
-/// An MCP client as the agent's own runs it: under its uid, the socket
-/// where the agent sees it.
+/// An MCP client as the agent's own runs it.
 async fn connect(node: &Node, name: &str) -> Client {
-    let (_, uid) = tokio::task::block_in_place(|| common::agent_ids(node, name));
-    let socket = tokio::task::block_in_place(|| common::agent_socket(node, name));
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.arg("--data")
-        .arg(&node.dir)
-        .args(["mcp", "--agent", name])
-        .env_remove("OSMODA_DATA")
-        .env("OSMODA_AGENT_SOCKET", socket)
-        .uid(uid)
-        .gid(uid);
+    let cmd = tokio::task::block_in_place(|| common::mcp_as_agent(node, name));
     let transport = TokioChildProcess::new(cmd).expect("spawn osmoda mcp");
     ().serve(transport).await.expect("MCP handshake")
 }

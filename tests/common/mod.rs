@@ -366,3 +366,19 @@ pub fn can_confine() -> bool {
     }
     root
 }
+
+/// `osmoda mcp` as an agent's own MCP client runs it: under the agent's
+/// uid, with the socket where the agent sees it. Call it off the async
+/// runtime's worker (it polls the CLI).
+pub fn mcp_as_agent(node: &Node, agent: &str) -> tokio::process::Command {
+    let (_, uid) = agent_ids(node, agent);
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.arg("--data")
+        .arg(&node.dir)
+        .args(["mcp", "--agent", agent])
+        .env_remove("OSMODA_DATA")
+        .env("OSMODA_AGENT_SOCKET", agent_socket(node, agent))
+        .uid(uid)
+        .gid(uid);
+    cmd
+}

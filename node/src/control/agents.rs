@@ -51,27 +51,27 @@ async fn stop(State(node): Shared, Path(name): Path<String>) -> ApiResult<AgentV
     Ok(Json(node.agent_stop(OPERATOR, &name).await?))
 }
 
-async fn allow(
-    State(node): Shared,
-    Path(name): Path<String>,
-    body: Body<AllowBody>,
-) -> ApiResult<AgentView> {
-    let Json(body) = body?;
-    Ok(Json(
-        node.agent_allow(OPERATOR, &name, body.entries, true)
-            .await?,
-    ))
+async fn allow(state: Shared, name: Path<String>, body: Body<AllowBody>) -> ApiResult<AgentView> {
+    change_allowlist(state, name, body, true).await
 }
 
 async fn disallow(
+    state: Shared,
+    name: Path<String>,
+    body: Body<AllowBody>,
+) -> ApiResult<AgentView> {
+    change_allowlist(state, name, body, false).await
+}
+
+async fn change_allowlist(
     State(node): Shared,
     Path(name): Path<String>,
     body: Body<AllowBody>,
+    add: bool,
 ) -> ApiResult<AgentView> {
     let Json(body) = body?;
     Ok(Json(
-        node.agent_allow(OPERATOR, &name, body.entries, false)
-            .await?,
+        node.agent_allow(OPERATOR, &name, body.entries, add).await?,
     ))
 }
 
