@@ -49,7 +49,7 @@ pub struct Confinement {
 impl Confinement {
     pub fn new(egress: Arc<Egress>) -> Self {
         Self {
-            report: osmoda_agentd::probe(),
+            report: host_report(),
             egress,
             networks: Mutex::new(HashMap::new()),
         }
@@ -58,6 +58,14 @@ impl Confinement {
     fn networks(&self) -> std::sync::MutexGuard<'_, HashMap<String, AgentNetwork>> {
         self.networks.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// What this host offers, probed once per process: it does not change
+/// while the process runs, and the simulation starts hundreds of nodes in
+/// one (each probe makes and drops a network namespace).
+fn host_report() -> SandboxReport {
+    static REPORT: std::sync::OnceLock<SandboxReport> = std::sync::OnceLock::new();
+    REPORT.get_or_init(osmoda_agentd::probe).clone()
 }
 
 impl Node {
