@@ -128,6 +128,15 @@ impl Membership {
             .contains_key(node)
     }
 
+    /// When `node` was revoked (Unix seconds), if it was.
+    pub fn revoked_at(&self, node: &NodeKey) -> Option<u64> {
+        self.revoked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(node)
+            .map(|r| r.revoked_at)
+    }
+
     /// Every revocation known, for persistence and anti-entropy.
     pub fn revocations(&self) -> Vec<Revocation> {
         self.revoked

@@ -139,6 +139,7 @@ fn fabric_kind(e: &FabricError) -> ErrorKind {
 fn knowledge_kind(e: &KnowledgeError) -> ErrorKind {
     match e {
         KnowledgeError::NotFound(_) | KnowledgeError::Deleted(_) => ErrorKind::NotFound,
+        KnowledgeError::NotAuthor { .. } => ErrorKind::Forbidden,
         KnowledgeError::AlreadyExists(_) | KnowledgeError::BodyChanged(_) => ErrorKind::Conflict,
         KnowledgeError::TooLong { .. } => ErrorKind::TooLarge,
         KnowledgeError::InvalidId(_)
@@ -155,6 +156,7 @@ fn knowledge_kind(e: &KnowledgeError) -> ErrorKind {
 fn routine_kind(e: &RoutineError) -> ErrorKind {
     match e {
         RoutineError::NotFound(_) => ErrorKind::NotFound,
+        RoutineError::AdminOnly => ErrorKind::Forbidden,
         RoutineError::AlreadyExists(_)
         | RoutineError::NameTaken { .. }
         | RoutineError::Ambiguous { .. } => ErrorKind::Conflict,

@@ -8,21 +8,35 @@
 
 use automerge::transaction::{CommitOptions, Transaction};
 use automerge::{Automerge, AutomergeError, Change, ChangeHash};
+use osmoda_wire::Reader;
 
 use crate::chunks::{self, ChunkKind};
 
 use crate::error::DocError;
 use crate::ids::NodeActor;
+use crate::seal::{sealed_message, SealBook, SharedAuthority};
 use crate::summary::{heads_digest, HeadsDigest};
+use crate::verdict::Rules;
+
+/// How a saved document starts: then a version, the Automerge document
+/// (length-prefixed) and the seals of its changes.
+const SAVED_MAGIC: &[u8; 4] = b"osmD";
+const SAVED_VERSION: u8 = 1;
+/// How an Automerge document or chunk starts (documents saved before
+/// seals existed are that alone).
+const AUTOMERGE_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 
 /// A replicated Automerge document (one knowledge shard, or the routine
-/// book).
+/// book), with the seals of its changes.
 #[derive(Debug)]
 pub struct Doc {
     am: Automerge,
     /// Heads at the last save or load: the document is dirty when its heads
     /// differ, whatever path (local write, sync, merge) changed it.
     saved_heads: Vec<ChangeHash>,
+    pub(crate) seals: SealBook,
+    pub(crate) authority: Option<SharedAuthority>,
+    pub(crate) rules: Rules,
 }
 
 impl Doc {
@@ -30,50 +44,63 @@ impl Doc {
         Self {
             am: Automerge::new().with_actor(actor.actor_id().clone()),
             saved_heads: Vec::new(),
+            seals: SealBook::default(),
+            authority: actor.authority().cloned(),
+            rules: Rules::Knowledge,
         }
     }
 
-    /// Loads a document from bytes made by [`Doc::save`] (optionally
-    /// followed by [`Doc::save_incremental`] outputs). The bytes are
+    /// The same document under other rules (a routine book is admins').
+    pub(crate) fn with_rules(mut self, rules: Rules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// Loads a document from bytes made by [`Doc::save`]. The bytes are
     /// untrusted: corruption is an error. The loaded document is clean.
     pub fn load(bytes: &[u8], actor: &NodeActor) -> Result<Self, DocError> {
-        let am = load_guarded(bytes)?.with_actor(actor.actor_id().clone());
+        let (am_bytes, seals) = split_saved(bytes)?;
+        let am = load_guarded(am_bytes)?.with_actor(actor.actor_id().clone());
         let saved_heads = am.get_heads();
-        Ok(Self { am, saved_heads })
+        Ok(Self {
+            am,
+            saved_heads,
+            seals,
+            authority: actor.authority().cloned(),
+            rules: Rules::Knowledge,
+        })
     }
 
-    /// The whole document, compacted. Marks it clean.
+    /// The whole document, compacted, with its seals. Marks it clean.
     pub fn save(&mut self) -> Vec<u8> {
         self.saved_heads = self.am.get_heads();
-        self.am.save()
-    }
-
-    /// The changes since the last save or load, to append to the stored
-    /// bytes (concatenated saves load as one document). Marks it clean.
-    pub fn save_incremental(&mut self) -> Vec<u8> {
-        let out = self.am.save_after(&self.saved_heads);
-        self.saved_heads = self.am.get_heads();
+        let am = self.am.save();
+        let mut out = Vec::with_capacity(am.len() + self.seals.len() * 100 + 16);
+        out.extend_from_slice(SAVED_MAGIC);
+        out.push(SAVED_VERSION);
+        out.extend_from_slice(&(am.len() as u32).to_be_bytes());
+        out.extend_from_slice(&am);
+        self.seals.encode(&mut out);
         out
     }
 
-    /// The changes not reachable from `heads`, for another replica's
-    /// [`Doc::apply_changes`]. Unknown heads are ignored, so this errs on
-    /// the side of sending more.
+    /// The changes not reachable from `heads`, as bare change chunks
+    /// (without seals). Unknown heads are ignored, so this errs on the side
+    /// of sending more.
     pub fn changes_since(&self, heads: &[ChangeHash]) -> Vec<u8> {
         self.am.save_after(heads)
     }
 
-    /// Merges changes (or a whole saved document) into this one.
-    /// Idempotent and order-free: changes whose dependencies are missing
-    /// wait inside Automerge until those arrive. Returns whether the heads
-    /// moved.
+    /// Merges stored bytes (a [`Doc::save`], or bare change chunks) into
+    /// this one, seals included. Idempotent and order-free.
     ///
     /// Strict, unlike Automerge's incremental load (which skips what it
     /// cannot parse): any malformed chunk is an error and nothing is
-    /// applied. Compressed chunks are inflated without a bound, so this is
-    /// for bytes this node stored; peers' bytes go through
-    /// [`crate::SyncSession`].
+    /// applied. Compressed chunks are inflated without a bound, and nothing
+    /// is judged, so this is for bytes this node stored; peers' bytes go
+    /// through [`crate::SyncSession`] and [`Doc::apply_pushed`].
     pub fn apply_changes(&mut self, bytes: &[u8]) -> Result<bool, DocError> {
+        let (bytes, seals) = split_saved(bytes)?;
         let chunks = chunks::split(bytes).map_err(DocError::Framing)?;
         let mut changes = Vec::new();
         let mut docs = Vec::new();
@@ -95,6 +122,7 @@ impl Doc {
             "a change Automerge parses but cannot import",
         ))?
         .map_err(DocError::load)?;
+        self.seals.merge(seals);
         Ok(self.am.get_heads() != before)
     }
 
@@ -141,8 +169,9 @@ impl Doc {
         &self.am
     }
 
-    /// Runs `f` in one transaction committed at `now_ms`. An error from
-    /// `f` rolls everything back (the transaction is dropped uncommitted).
+    /// Runs `f` in one transaction committed at `now_ms`, and seals the
+    /// change it made. An error from `f` rolls everything back (the
+    /// transaction is dropped uncommitted).
     pub(crate) fn transact<T, E>(
         &mut self,
         now_ms: u64,
@@ -154,9 +183,43 @@ impl Doc {
         let mut tx = self.am.transaction();
         let out = f(&mut tx)?;
         let time = i64::try_from(now_ms).unwrap_or(i64::MAX);
-        tx.commit_with(CommitOptions::default().with_time(time));
+        let (hash, _) = tx.commit_with(CommitOptions::default().with_time(time));
+        if let (Some(hash), Some(authority)) = (hash, &self.authority) {
+            let credential = authority.credential();
+            let seal = crate::seal::Seal {
+                credential: crate::seal::credential_id(credential),
+                signature: [0; 64],
+            };
+            let signature = authority.sign(&sealed_message(&hash, &seal.credential));
+            self.seals.insert(
+                hash,
+                crate::seal::Seal { signature, ..seal },
+                credential,
+            );
+        }
         Ok(out)
     }
+}
+
+/// The Automerge bytes and the seals of stored bytes: a [`Doc::save`], or
+/// bare Automerge bytes (saved before seals existed, or change chunks).
+fn split_saved(bytes: &[u8]) -> Result<(&[u8], SealBook), DocError> {
+    if bytes.starts_with(&AUTOMERGE_MAGIC) || bytes.is_empty() {
+        return Ok((bytes, SealBook::default()));
+    }
+    let bad = |_| DocError::Framing("a stored document is truncated");
+    let mut r = Reader::new(bytes);
+    if r.array::<4>().map_err(bad)? != *SAVED_MAGIC {
+        return Err(DocError::Framing("not a stored document"));
+    }
+    if r.u8().map_err(bad)? != SAVED_VERSION {
+        return Err(DocError::Framing("a stored document of an unknown version"));
+    }
+    let len = r.u32().map_err(bad)? as usize;
+    let am = r.bytes(len).map_err(bad)?;
+    let seals = SealBook::decode(&mut r)?;
+    r.finish().map_err(bad)?;
+    Ok((am, seals))
 }
 
 /// `Automerge::load`, with its panics turned into errors: a damaged document
@@ -189,13 +252,12 @@ mod tests {
         assert!(doc.is_dirty());
         let bytes = doc.save();
         assert!(!doc.is_dirty());
-        doc.transact(6, |tx| tx.put(ROOT, "k2", "v2").map(|_| ()))
-            .expect("put");
-        let mut stored = bytes.clone();
-        stored.extend(doc.save_incremental());
-        let loaded = Doc::load(&stored, &actor()).expect("load");
+        let loaded = Doc::load(&bytes, &actor()).expect("load");
         assert_eq!(loaded.heads(), doc.heads());
         assert!(!loaded.is_dirty());
+        doc.transact(6, |tx| tx.put(ROOT, "k2", "v2").map(|_| ()))
+            .expect("put");
+        assert!(doc.is_dirty());
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub enum DocError {
     Automerge(#[source] Box<automerge::AutomergeError>),
     #[error("shard {shard} is out of range (there are {count} shards)")]
     ShardOutOfRange { shard: u16, count: u16 },
+    /// A change from outside that no replica takes.
+    #[error("refused: {0}")]
+    Refused(crate::verdict::Refusal),
 }
 
 // Automerge's error is large; boxed, so every `Result` here stays small.
@@ -96,6 +99,10 @@ pub enum KnowledgeError {
     NotFound(String),
     #[error("entry {0} is deleted")]
     Deleted(String),
+    /// Entries are changed by their author or an admin: every replica
+    /// refuses anyone else's change, so it is refused before it is made.
+    #[error("entry {id} belongs to node {author}: only its author or an admin may change it")]
+    NotAuthor { id: String, author: String },
     /// A prepared update's body edit was computed from a text the entry no
     /// longer has (someone wrote it meanwhile): prepare it again.
     #[error("the body of entry {0} changed since the update was prepared")]
@@ -142,6 +149,9 @@ pub enum RoutineError {
     NotFound(String),
     #[error("the routine book is full ({max} routines)")]
     Full { max: usize },
+    /// Routines run as code on members: only admins write them.
+    #[error("only admin nodes may write routines (this node's certificate is a member's)")]
+    AdminOnly,
     #[error("routine {id} is malformed in the replicated document: {reason}")]
     Malformed { id: String, reason: String },
     #[error(transparent)]
@@ -179,6 +189,9 @@ pub enum SyncError {
     /// A session that failed stays failed.
     #[error("session already failed: {0}")]
     Failed(String),
+    /// The peer sent a change no replica takes.
+    #[error("refused: {0}")]
+    Refused(crate::verdict::Refusal),
 }
 
 /// Errors decoding a heads summary received by gossip.

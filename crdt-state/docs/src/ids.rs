@@ -6,6 +6,7 @@
 use automerge::ActorId;
 
 use crate::error::IdError;
+use crate::seal::{SharedAuthority, Standing};
 
 /// Longest entry or routine id, in bytes.
 pub const MAX_ID_BYTES: usize = 64;
@@ -67,21 +68,41 @@ pub fn check_id(id: &str) -> Result<(), IdError> {
     check_token("id", id, MAX_ID_BYTES)
 }
 
-/// Derives a 16-hex-character id from the writing node and a value the
-/// caller makes unique for that node (a counter or random number). Keyed
-/// BLAKE3, so ids from different nodes do not collide in practice (64 bits)
-/// and the id reveals nothing about the counter.
+/// The namespace of a node's entry ids: 16 hex characters of a keyed
+/// BLAKE3 hash of its node id. Entries are created only under their
+/// author's namespace (see [`derive_id`]), so no member can take an id
+/// another will write: 64 bits, too many to grind a key for.
+pub fn id_namespace(node_id: &[u8]) -> String {
+    let mut h = blake3::Hasher::new_derive_key("osmoda-docs entry namespace v1");
+    h.update(node_id);
+    hex16(h.finalize().as_bytes())
+}
+
+fn hex16(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(16);
+    for b in &bytes[..8] {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Derives a 32-hex-character id: the writing node's [`id_namespace`],
+/// then 16 hex characters of a keyed BLAKE3 hash of the node and a value
+/// the caller makes unique for that node (a counter or random number), so
+/// the id reveals nothing about the counter.
 pub fn derive_id(node_id: &str, unique: u64) -> String {
     let mut h = blake3::Hasher::new_derive_key("osmoda-docs entry id v1");
     h.update(&(node_id.len() as u64).to_be_bytes());
     h.update(node_id.as_bytes());
     h.update(&unique.to_be_bytes());
-    let digest = h.finalize();
-    let mut out = String::with_capacity(16);
-    for b in &digest.as_bytes()[..8] {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    let mut id = id_namespace(node_id.as_bytes());
+    id.push_str(&hex16(h.finalize().as_bytes()));
+    id
+}
+
+/// Whether `id` is in the namespace of the node whose id is `node_id`.
+pub(crate) fn id_belongs_to(id: &str, node_id: &[u8]) -> bool {
+    id.len() == 32 && id.starts_with(&id_namespace(node_id))
 }
 
 /// A node's identity as a document writer: the node id (its Automerge actor)
@@ -91,11 +112,23 @@ pub fn derive_id(node_id: &str, unique: u64) -> String {
 /// change. Automerge requires that an actor never reuses a sequence number:
 /// a node that lost its stored shards must sync them back before writing, or
 /// be given a new node id (e.g. the node id plus a storage epoch).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct NodeActor {
     node_id: String,
     actor: ActorId,
+    /// Seals this node's changes and judges others'; without one (tests,
+    /// tools reading stored documents) changes are neither sealed nor
+    /// checked.
+    authority: Option<SharedAuthority>,
 }
+
+impl PartialEq for NodeActor {
+    fn eq(&self, other: &Self) -> bool {
+        self.node_id == other.node_id
+    }
+}
+
+impl Eq for NodeActor {}
 
 impl NodeActor {
     /// `node_id` is 1..=128 bytes of `[A-Za-z0-9._-]` (e.g. the hex or
@@ -105,7 +138,27 @@ impl NodeActor {
         Ok(Self {
             node_id: node_id.to_owned(),
             actor: ActorId::from(node_id.as_bytes()),
+            authority: None,
         })
+    }
+
+    /// The same node, sealing its changes and judging others' with
+    /// `authority`.
+    pub fn with_authority(mut self, authority: SharedAuthority) -> Self {
+        self.authority = Some(authority);
+        self
+    }
+
+    pub(crate) fn authority(&self) -> Option<&SharedAuthority> {
+        self.authority.as_ref()
+    }
+
+    /// What this node may do: an admin when it has no authority (nothing
+    /// is checked then).
+    pub(crate) fn standing(&self) -> Standing {
+        self.authority
+            .as_ref()
+            .map_or(Standing::Admin, |a| a.standing())
     }
 
     pub fn node_id(&self) -> &str {
@@ -122,9 +175,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn derived_ids_are_16_hex_and_valid() {
+    fn derived_ids_are_32_hex_in_their_node_namespace() {
         let a = derive_id("node-a", 1);
-        assert_eq!(a.len(), 16);
+        assert_eq!(a.len(), 32);
+        assert!(id_belongs_to(&a, b"node-a"));
+        assert!(!id_belongs_to(&a, b"node-b"));
+        assert!(!id_belongs_to(&a[..16], b"node-a"));
         assert!(check_id(&a).is_ok());
         assert_ne!(a, derive_id("node-a", 2));
         assert_ne!(a, derive_id("node-b", 1));

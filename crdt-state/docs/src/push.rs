@@ -13,13 +13,12 @@
 //! inflates compressed ones without a limit), and at most
 //! [`MAX_PUSH_CHANGES`] changes in one push.
 
-use std::collections::HashSet;
-
-use automerge::{Change, ChangeHash, ReadDoc};
-
+use crate::admit::incoming;
 use crate::chunks::{self, ChunkKind};
 use crate::doc::Doc;
 use crate::error::DocError;
+use crate::seal::{decode_bundle, encode_bundle, Authority};
+use crate::verdict::{expand, is_canonical, Refusal};
 
 /// Changes accepted in one push (a local operation makes one).
 pub const MAX_PUSH_CHANGES: usize = 16;
@@ -31,24 +30,69 @@ pub enum Pushed {
     Applied,
     /// Every change was already here.
     Known,
-    /// A change depends on one this replica lacks: nothing was applied;
+    /// A change depends on one this replica lacks: it was not applied;
     /// sync will bring the change with its history.
     MissingDeps,
 }
 
-/// Checks that `bytes` are plain change chunks, as a push must be, without
-/// decoding the changes: cheap enough to run before relaying a push.
+/// Checks that `bytes` are sealed plain change chunks, as a push must be,
+/// without decoding the changes: cheap enough to run before relaying a
+/// push.
 pub fn check_push_framing(bytes: &[u8]) -> Result<(), DocError> {
     push_chunks(bytes).map(|_| ())
 }
 
-/// The change chunks of a push, once its framing is checked.
-fn push_chunks(bytes: &[u8]) -> Result<Vec<&[u8]>, DocError> {
-    let chunks = chunks::split(bytes).map_err(DocError::Framing)?;
+/// What can be judged of a push without the document: its framing, and
+/// that each change is canonical and sealed by a member whose credential
+/// holds ([`Authority::judge`]). Run before a push is relayed, so forged
+/// and unsealed changes stop at the first hop; what the author may change
+/// is judged when the push is applied, against the change's history.
+pub fn check_push(bytes: &[u8], authority: Option<&dyn Authority>) -> Result<(), DocError> {
+    let (bundle, chunks) = push_chunks(bytes)?;
+    let Some(authority) = authority else {
+        return Ok(());
+    };
+    for inc in incoming(chunks.into_iter().map(<[u8]>::to_vec), bundle.seals)? {
+        let change = &inc.change;
+        let hash = change.hash().to_string();
+        let refused = |r| DocError::Refused(r);
+        let expanded = expand(change).ok_or_else(|| {
+            refused(Refusal::Forbidden {
+                hash: hash.clone(),
+                what: "operations that do not decode",
+            })
+        })?;
+        if !is_canonical(change, &expanded) {
+            return Err(refused(Refusal::NotCanonical(hash)));
+        }
+        let carried = inc
+            .seal
+            .as_ref()
+            .ok_or_else(|| refused(Refusal::Unsealed(hash.clone())))?;
+        authority
+            .judge(
+                change.actor_id().to_bytes(),
+                &change.hash(),
+                change.timestamp(),
+                &carried.seal,
+                &carried.credential,
+            )
+            .map_err(|why| refused(Refusal::Seal { hash, why }))?;
+    }
+    Ok(())
+}
+
+/// The seals and change chunks of a push, once its framing is checked.
+fn push_chunks(bytes: &[u8]) -> Result<(crate::seal::Bundle<'_>, Vec<&[u8]>), DocError> {
+    let bundle = decode_bundle(bytes)?;
+    let chunks = chunks::split(bundle.body).map_err(DocError::Framing)?;
     if chunks.len() > MAX_PUSH_CHANGES {
         return Err(DocError::Framing("too many changes in one push"));
     }
-    chunks
+    if chunks.len() != bundle.seals.len() {
+        return Err(DocError::Framing("not one seal slot per change"));
+    }
+    let chunks = chunks
         .into_iter()
         .map(|(kind, chunk)| match kind {
             ChunkKind::Change => Ok(chunk),
@@ -56,49 +100,42 @@ fn push_chunks(bytes: &[u8]) -> Result<Vec<&[u8]>, DocError> {
                 "not a plain change (a document or compressed chunk)",
             )),
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((bundle, chunks))
 }
 
 impl Doc {
-    /// The last change this replica made, as the bytes a peer's
+    /// The last change this replica made, sealed, as the bytes a peer's
     /// [`Doc::apply_pushed`] takes. `None` before its first write.
     pub fn last_local_change(&self) -> Option<Vec<u8>> {
-        self.am()
-            .get_last_local_change()
-            .map(|c| c.raw_bytes().to_vec())
+        let change = self.am().get_last_local_change()?;
+        let seal = self.seal_of(&change.hash());
+        Some(encode_bundle(&[seal], change.raw_bytes()))
     }
 
-    /// Applies a peer's push (see the module notes). Malformed bytes are an
-    /// error and change nothing. [`Doc::changed_keys`] with the heads
-    /// taken before says which entries or routines the push touched.
+    /// Applies a peer's push (see the module notes): each change judged
+    /// as every replica judges it. Malformed bytes and refused changes are
+    /// errors; changes accepted before a refused one in the same push stay.
+    /// [`Doc::changed_keys`] with the heads taken before says which
+    /// entries or routines the push touched.
     pub fn apply_pushed(&mut self, bytes: &[u8]) -> Result<Pushed, DocError> {
-        let changes = push_chunks(bytes)?
-            .into_iter()
-            .map(|chunk| Change::try_from(chunk).map_err(|e| DocError::Change(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
-        let has = |doc: &Self, hash: ChangeHash| doc.am().get_missing_deps(&[hash]).is_empty();
-        let new: Vec<&Change> = changes.iter().filter(|c| !has(self, c.hash())).collect();
-        if new.is_empty() {
-            return Ok(Pushed::Known);
+        let (bundle, chunks) = push_chunks(bytes)?;
+        let batch = incoming(chunks.into_iter().map(<[u8]>::to_vec), bundle.seals)?;
+        let total = batch.len();
+        let admission = self.admit(batch);
+        let waiting = !admission.waiting.is_empty();
+        let known = admission.known == total;
+        let refused = admission.refused.into_iter().next();
+        let moved = self.take(admission.accepted)?;
+        if let Some(why) = refused {
+            return Err(DocError::Refused(why));
         }
-        let pushed: HashSet<ChangeHash> = changes.iter().map(Change::hash).collect();
-        let complete = new
-            .iter()
-            .flat_map(|c| c.deps())
-            .all(|dep| pushed.contains(dep) || has(self, *dep));
-        if !complete {
-            return Ok(Pushed::MissingDeps);
-        }
-        let before = self.heads();
-        self.guarded(|am| am.apply_changes(changes))
-            .ok_or(DocError::Change(
-                "Automerge parses the change but cannot import it".into(),
-            ))?
-            .map_err(DocError::load)?;
-        Ok(if self.heads() == before {
-            Pushed::Known
-        } else {
+        Ok(if waiting {
+            Pushed::MissingDeps
+        } else if moved || !known {
             Pushed::Applied
+        } else {
+            Pushed::Known
         })
     }
 }
@@ -107,6 +144,7 @@ impl Doc {
 mod tests {
     use super::*;
     use crate::ids::NodeActor;
+    use automerge::ReadDoc;
     use automerge::transaction::Transactable;
     use automerge::ROOT;
 
@@ -146,7 +184,8 @@ mod tests {
         assert_eq!(b.apply_pushed(&second).expect("well-formed"), Pushed::Known);
         // Both in one push, in either order: complete by themselves.
         let mut c = doc("node-c");
-        let both = [second.clone(), first.clone()].concat();
+        let raw = |b: &[u8]| decode_bundle(b).unwrap().body.to_vec();
+        let both = encode_bundle(&[None, None], &[raw(&second), raw(&first)].concat());
         assert_eq!(c.apply_pushed(&both).expect("well-formed"), Pushed::Applied);
         assert_eq!(c.heads(), a.heads());
     }
@@ -176,10 +215,12 @@ mod tests {
         bad[last] ^= 0x01;
         assert!(b.apply_pushed(&bad).is_err());
         // Too many changes at once.
-        let many = std::iter::repeat_n(change.clone(), MAX_PUSH_CHANGES + 1)
+        let raw = a.am().get_last_local_change().unwrap().raw_bytes().to_vec();
+        let many = std::iter::repeat_n(raw, MAX_PUSH_CHANGES + 1)
             .collect::<Vec<_>>()
             .concat();
-        assert!(b.apply_pushed(&many).is_err());
+        let slots = vec![None; MAX_PUSH_CHANGES + 1];
+        assert!(b.apply_pushed(&encode_bundle(&slots, &many)).is_err());
         assert!(b.is_empty());
         assert_eq!(b.apply_pushed(&change).expect("ok"), Pushed::Applied);
     }

@@ -31,10 +31,21 @@ use std::collections::HashSet;
 use automerge::sync::{Capability, Message, SyncDoc};
 use automerge::{Change, ChangeHash};
 
+use crate::admit::{incoming, Incoming};
 use crate::chunks::{self, leb128_len, ChunkKind};
 use crate::doc::Doc;
 use crate::error::SyncError;
+use crate::seal::{decode_bundle, encode_bundle, Seal, SEAL_WIRE_BYTES};
 use crate::summary::{heads_digest, HeadsDigest};
+
+/// Changes a session holds while their history is missing (a bloom
+/// filter's false positive made the peer skip a dependency; the next
+/// message asks for it). Honest sync sends history first, so this only
+/// stops a peer filling memory; past it, further such changes are dropped
+/// and a later session brings them again.
+pub const MAX_HELD_CHANGES: usize = 1024;
+/// Bytes of those changes.
+pub const MAX_HELD_BYTES: usize = 16 << 20;
 
 /// Bounds of one sync session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +90,8 @@ pub struct SyncSession {
     /// Digests of every heads set the peer advertised in this session
     /// (bounded by `max_rounds`).
     seen_peer_heads: HashSet<HeadsDigest>,
+    /// The peer's changes whose history is not here yet.
+    held: Vec<Incoming>,
     failed: Option<String>,
 }
 
@@ -90,6 +103,7 @@ impl SyncSession {
             stats: SyncStats::default(),
             idle_rounds: 0,
             seen_peer_heads: HashSet::new(),
+            held: Vec::new(),
             failed: None,
         }
     }
@@ -127,10 +141,11 @@ impl SyncSession {
         if let Some(caps) = self.state.their_capabilities.as_mut() {
             caps.retain(|c| *c != Capability::MessageV2);
         }
-        let Some(msg) = doc.am().generate_sync_message(&mut self.state) else {
+        let Some(mut msg) = doc.am().generate_sync_message(&mut self.state) else {
             return Ok(None);
         };
-        let bytes = match self.fit(msg) {
+        self.ask_for_history(doc, &mut msg);
+        let bytes = match self.fit(msg, doc) {
             Ok(bytes) => bytes,
             Err(e) => return Err(self.fail(e)),
         };
@@ -139,41 +154,85 @@ impl SyncSession {
         Ok(Some(bytes))
     }
 
-    /// Encodes `msg`, withholding trailing changes if it is too large. The
-    /// withheld changes are removed from the state's "sent" set, so the
-    /// next round sends them once the peer's reply shows it lacks them.
-    fn fit(&mut self, msg: Message) -> Result<Vec<u8>, SyncError> {
+    /// Adds to our `need` what the held changes depend on: Automerge asks
+    /// only for what reaches the peer's heads, not knowing of changes it
+    /// never saw.
+    fn ask_for_history(&self, doc: &Doc, msg: &mut Message) {
+        if self.held.is_empty() {
+            return;
+        }
+        let held: HashSet<ChangeHash> = self.held.iter().map(|i| i.change.hash()).collect();
+        let mut need: Vec<ChangeHash> = self
+            .held
+            .iter()
+            .flat_map(|i| i.change.deps().iter().copied())
+            .filter(|d| !held.contains(d) && doc.am().get_change_meta_by_hash(d).is_none())
+            .chain(msg.need.iter().copied())
+            .collect();
+        need.sort();
+        need.dedup();
+        need.truncate(MAX_HELD_CHANGES);
+        msg.need = need;
+    }
+
+    /// Encodes `msg` with the seals of its changes, withholding trailing
+    /// changes if it is too large. The withheld changes are removed from
+    /// the state's "sent" set, so the next round sends them once the
+    /// peer's reply shows it lacks them.
+    fn fit(&mut self, msg: Message, doc: &Doc) -> Result<Vec<u8>, SyncError> {
         let max = self.limits.max_message_bytes;
-        let full = msg.clone().encode();
+        let chunks: Vec<Vec<u8>> = msg.changes.iter().map(<[u8]>::to_vec).collect();
+        let hashes: Vec<Option<ChangeHash>> = chunks
+            .iter()
+            .map(|c| Change::try_from(c.as_slice()).ok().map(|ch| ch.hash()))
+            .collect();
+        let seals: Vec<Option<(&Seal, &[u8])>> = hashes
+            .iter()
+            .map(|h| h.as_ref().and_then(|h| doc.seal_of(h)))
+            .collect();
+        let sealed = |m: Message, n: usize| encode_bundle(&seals[..n], &m.encode());
+        let full = sealed(msg.clone(), chunks.len());
         if full.len() <= max {
             return Ok(full);
         }
-        let chunks: Vec<&[u8]> = msg.changes.iter().collect();
-        let cost = |c: &[u8]| c.len() + leb128_len(c.len() as u64);
-        let fixed = full.len() - chunks.iter().map(|c| cost(c)).sum::<usize>();
+        // What each change adds: its chunk, its seal slot, and its
+        // credential the first time one is named.
+        let mut credentials = HashSet::new();
+        let costs: Vec<usize> = chunks
+            .iter()
+            .zip(&seals)
+            .map(|(c, seal)| {
+                let slot = match seal {
+                    Some((s, cred)) if credentials.insert(s.credential) => {
+                        SEAL_WIRE_BYTES + 2 + cred.len()
+                    }
+                    Some(_) => SEAL_WIRE_BYTES,
+                    None => 1,
+                };
+                c.len() + leb128_len(c.len() as u64) + slot
+            })
+            .collect();
+        let fixed = full.len().saturating_sub(costs.iter().sum());
         let mut used = fixed;
         let mut keep = 0;
-        while keep < chunks.len() && used + cost(chunks[keep]) <= max {
-            used += cost(chunks[keep]);
+        while keep < chunks.len() && used + costs[keep] <= max {
+            used += costs[keep];
             keep += 1;
         }
         if keep == 0 {
-            let len = chunks.first().map_or(full.len(), |c| c.len());
+            let len = chunks.first().map_or(full.len(), Vec::len);
             return Err(SyncError::ChangeTooLarge { len, max });
         }
-        for chunk in &chunks[keep..] {
+        for hash in hashes[keep..].iter().flatten() {
             // Our own changes: they parse. Should one not, it simply stays
             // marked as sent, and the peer's `need` will ask for it again.
-            if let Ok(change) = Change::try_from(*chunk) {
-                self.state.sent_hashes.remove(&change.hash());
-            }
+            self.state.sent_hashes.remove(hash);
         }
-        let kept: Vec<Vec<u8>> = chunks[..keep].iter().map(|c| c.to_vec()).collect();
         let trimmed = Message {
-            changes: kept.into(),
+            changes: chunks[..keep].to_vec().into(),
             ..msg
         };
-        let bytes = trimmed.encode();
+        let bytes = sealed(trimmed, keep);
         if bytes.len() > max {
             return Err(SyncError::MessageTooLarge {
                 len: bytes.len(),
@@ -216,7 +275,9 @@ impl SyncSession {
                 rounds: self.stats.messages_received,
             });
         }
-        let msg = Message::decode(bytes).map_err(|e| SyncError::Decode(e.to_string()))?;
+        let bundle = decode_bundle(bytes).map_err(|e| SyncError::Decode(e.to_string()))?;
+        let mut msg =
+            Message::decode(bundle.body).map_err(|e| SyncError::Decode(e.to_string()))?;
         // Honest peers send every hash list sorted and without duplicates.
         // Automerge trusts that: unsorted lists trip a debug assertion when
         // we encode our reply, and a duplicate in `need` makes it panic
@@ -238,12 +299,29 @@ impl SyncSession {
         for chunk in msg.changes.iter() {
             check_change_chunks(chunk)?;
         }
+        let chunks: Vec<Vec<u8>> = msg.changes.iter().map(<[u8]>::to_vec).collect();
+        let mut batch = std::mem::take(&mut self.held);
+        batch.extend(
+            incoming(chunks, bundle.seals).map_err(|e| SyncError::Decode(e.to_string()))?,
+        );
+        let admission = doc.admit(batch);
+        self.hold(admission.waiting);
+        msg.changes = admission
+            .accepted
+            .iter()
+            .map(|i| i.change.raw_bytes().to_vec())
+            .collect::<Vec<_>>()
+            .into();
         let peer_heads = heads_digest(&msg.heads);
         let before: Vec<ChangeHash> = doc.heads();
         let state = &mut self.state;
         doc.guarded(|am| am.receive_sync_message(state, msg))
             .ok_or_else(|| SyncError::Apply("a change Automerge cannot import".into()))?
             .map_err(|e| SyncError::Apply(e.to_string()))?;
+        doc.keep_seals(&admission.accepted);
+        if let Some(why) = admission.refused.into_iter().next() {
+            return Err(SyncError::Refused(why));
+        }
         let changed = doc.heads() != before;
         let new_peer_heads = self.seen_peer_heads.insert(peer_heads);
         if changed || new_peer_heads {
@@ -257,6 +335,26 @@ impl SyncSession {
             }
         }
         Ok(changed)
+    }
+}
+
+impl SyncSession {
+    /// Keeps changes waiting for their history, within the bounds.
+    fn hold(&mut self, waiting: Vec<Incoming>) {
+        let mut bytes: usize = 0;
+        self.held = waiting
+            .into_iter()
+            .take(MAX_HELD_CHANGES)
+            .take_while(|i| {
+                bytes += i.len();
+                bytes <= MAX_HELD_BYTES
+            })
+            .collect();
+    }
+
+    /// Changes held for missing history.
+    pub fn held(&self) -> usize {
+        self.held.len()
     }
 }
 

@@ -344,18 +344,17 @@ fn shards_save_and_load_round_trip() {
 }
 
 #[test]
-fn incremental_saves_append() {
+fn stored_shards_merge_into_loaded_ones() {
     let node = NodeActor::new("node-a").expect("node");
     let mut s = KnowledgeStore::new(node.clone());
     s.put(new_entry("a", "t", "one", &[]), 1).expect("put");
     let shard = ShardId::of("a");
-    let mut stored = s.shard_mut(shard).save();
+    let first = s.shard_mut(shard).save();
     s.update_body("a", "one two", 2).expect("update");
-    let delta = s.shard_mut(shard).save_incremental();
-    assert!(delta.len() < stored.len());
-    stored.extend(delta);
+    let second = s.shard_mut(shard).save();
     let mut loaded = KnowledgeStore::new(node);
-    loaded.load_shard(shard, &stored).expect("load");
+    loaded.load_shard(shard, &first).expect("load");
+    loaded.load_shard(shard, &second).expect("merge");
     assert_eq!(
         loaded.get("a").expect("get").expect("present").body,
         "one two"

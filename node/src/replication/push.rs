@@ -14,7 +14,7 @@ use std::sync::{Arc, Weak};
 
 use libp2p::PeerId;
 use osmoda_crdt_state::{Actor, Outcome};
-use osmoda_docs::{check_push_framing, Pushed};
+use osmoda_docs::Pushed;
 use osmoda_fabric::FabricHandle;
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -22,7 +22,7 @@ use tracing::debug;
 use crate::state::audit_log::AuditLog;
 use crate::state::docs::Docs;
 
-const PUSH_VERSION: u8 = 1;
+const PUSH_VERSION: u8 = 2;
 
 /// Local writes waiting to be gossiped; when full, a write is told to
 /// neighbours by notice instead.
@@ -59,14 +59,14 @@ impl Push {
 }
 
 /// Checked before a push is relayed: its header, that it names a document
-/// of `docs`, and its framing. Garbage stops at the first hop and counts
-/// against its sender's gossip score.
+/// of `docs`, its framing and its changes' seals. Garbage and forgeries
+/// stop at the first hop and count against the sender's gossip score.
 pub fn check(docs: &Docs, bytes: &[u8]) -> Option<Push> {
     let (doc, change) = Push::decode(bytes)?;
     if !docs.is_document(doc) {
         return None;
     }
-    check_push_framing(change).ok()?;
+    docs.check_push(change).ok()?;
     Some(Push {
         doc,
         change: change.to_vec(),
@@ -118,6 +118,9 @@ pub fn receive(docs: &Docs, audit: &Arc<AuditLog>, origin: Option<PeerId>, push:
         }
         Ok((Pushed::Known, _)) => {}
         Ok((Pushed::MissingDeps, _)) => debug!(?origin, doc, "a push waits for sync"),
+        // A sealed change refused by the rules every replica applies (an
+        // entry of another author, a member's routine) is not applied
+        // anywhere; sync refuses it too, and strikes whoever sends it.
         Err(error) => debug!(?origin, doc, %error, "ignoring a push that does not apply"),
     }
 }
@@ -143,7 +146,7 @@ mod tests {
     async fn only_pushes_to_documents_the_node_holds_pass_the_check() {
         let dir = tempfile::tempdir().unwrap();
         let store = osmoda_store::Store::open(dir.path().join("state.redb")).unwrap();
-        let docs = Docs::open(&store, &"ab".repeat(32)).unwrap();
+        let docs = Docs::open(&store, &"ab".repeat(32), None).unwrap();
         assert!(docs.is_document(0));
         assert!(docs.is_document(osmoda_docs::SHARD_COUNT - 1));
         assert!(docs.is_document(ROUTINES.wire));

@@ -333,7 +333,7 @@ impl Replicator {
             };
             match self.receive(&mut sessions, messages) {
                 Ok(r) if r.refused > 0 => {
-                    self.strike(peer, "sent sync messages that do not decode")
+                    self.strike(peer, "sent sync messages refused or that do not decode")
                         .await;
                     return;
                 }
@@ -423,7 +423,7 @@ impl Replicator {
         };
         let received = match self.receive(&mut sessions, messages) {
             Ok(r) if r.refused > 0 => {
-                self.strike(peer, "sent sync messages that do not decode")
+                self.strike(peer, "sent sync messages refused or that do not decode")
                     .await;
                 return Err(format!("{} sync message(s) did not decode", r.refused));
             }

@@ -119,7 +119,12 @@ impl NodeBuilder {
         let (fabric, mut events, fabric_task) =
             started.map_err(|e| NodeError::Internal(format!("cannot start the fabric: {e}")))?;
         let node_id = credentials.peer_id().to_string();
-        let docs = Arc::new(Docs::open(&self.store, &node_id)?);
+        let authority = crate::state::authority::NodeAuthority::new(
+            credentials.signing_key().clone(),
+            credentials.cert(),
+            membership.clone(),
+        );
+        let docs = Arc::new(Docs::open(&self.store, &node_id, Some(Arc::new(authority)))?);
         let (agents, agent_events) = Agents::open(self.agents, self.store.clone(), &node_id)?;
         tokio::spawn(audit_agent_events(agent_events, audit.clone()));
         let info = NodeInfo {

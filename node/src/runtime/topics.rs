@@ -51,13 +51,14 @@ pub fn table() -> Vec<NodeTopic> {
                 report_forks(&node, forks);
             },
         ),
-        // Header and framing are checked before a push is relayed; applied
-        // in arrival order, since a change applied before the one it
-        // depends on would be left to sync.
+        // Header, framing and seals are checked before a push is relayed
+        // (signatures: on the blocking pool); applied in arrival order,
+        // since a change applied before the one it depends on would be
+        // left to sync. What the author may change is judged on applying.
         NodeTopic::new(
             DOCS,
             Limits::new(256, 1, 256),
-            Cost::Cheap,
+            Cost::Blocking,
             |node, data, _| push::check(&node.docs, data).ok_or(Verdict::Reject),
             |node, push: Push, from| async move {
                 push::receive(&node.docs, &node.audit, Some(from.origin), push);

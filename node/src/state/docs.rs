@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use osmoda_docs::{
     derive_id, Entry, EntryUpdate, HeadsSummary, KnowledgeError, KnowledgeStore, ListCursor,
     ListQuery, NewEntry, NewRoutine, NodeActor, PreparedUpdate, Routine, RoutineBook, ShardId,
-    SHARD_COUNT,
+    SharedAuthority, SHARD_COUNT,
 };
 use osmoda_store::{Batch, Store};
 use tokio::sync::mpsc;
@@ -91,6 +91,8 @@ pub struct Docs {
     outbox: mpsc::Sender<Push>,
     /// Taken once by the node's loop, which gossips what it receives.
     outbox_rx: Mutex<Option<mpsc::Receiver<Push>>>,
+    /// Seals this node's changes and judges peers' (see `authority.rs`).
+    authority: Option<SharedAuthority>,
 }
 
 fn shard_key(shard: ShardId) -> [u8; 2] {
@@ -98,9 +100,15 @@ fn shard_key(shard: ShardId) -> [u8; 2] {
 }
 
 impl Docs {
-    pub fn open(store: &Store, node_id: &str) -> Result<Self> {
-        let actor = NodeActor::new(node_id)
+    /// Opens the node's documents. With an `authority`, this node's
+    /// changes are sealed and peers' changes judged; without one (tools and
+    /// tests that read stored documents) neither.
+    pub fn open(store: &Store, node_id: &str, authority: Option<SharedAuthority>) -> Result<Self> {
+        let mut actor = NodeActor::new(node_id)
             .map_err(|e| NodeError::Internal(format!("node id as document actor: {e}")))?;
+        if let Some(authority) = authority.clone() {
+            actor = actor.with_authority(authority);
+        }
         let mut knowledge = KnowledgeStore::new(actor.clone());
         let mut stored = Vec::new();
         for (key, bytes) in store.scan_prefix(KNOWLEDGE.table, b"", SHARD_COUNT as usize)? {
@@ -131,7 +139,15 @@ impl Docs {
             summary_cache: Mutex::new(None),
             outbox,
             outbox_rx: Mutex::new(Some(outbox_rx)),
+            authority,
         })
+    }
+
+    /// What can be judged of a pushed change before relaying it (see
+    /// `osmoda_docs::check_push`).
+    pub fn check_push(&self, change: &[u8]) -> Result<()> {
+        osmoda_docs::check_push(change, self.authority.as_deref())
+            .map_err(|e| NodeError::Invalid(e.to_string()))
     }
 
     /// Local writes' changes to gossip; `None` once taken.

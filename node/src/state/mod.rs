@@ -11,6 +11,7 @@ pub mod agent_uids;
 pub mod agents;
 pub mod approvals;
 pub mod audit_log;
+pub mod authority;
 pub mod docs;
 pub mod emergency;
 pub mod heads;

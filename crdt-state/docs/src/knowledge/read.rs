@@ -79,14 +79,18 @@ pub(crate) fn owned_u64(v: &Value<'_>) -> Option<u64> {
 /// value is the truthful one; `deleted` is true if any concurrent write
 /// says so (nothing ever resets it).
 pub(crate) fn read_fields<R: ReadDoc>(doc: &R, obj: &ObjId) -> Fields {
-    let mut f = Fields::default();
+    let mut f = Fields {
+        author_node: author_of(obj),
+        ..Fields::default()
+    };
     for item in doc.map_range(obj, ..) {
         let key = item.key.as_ref();
         match (key, &item.value) {
             (TITLE, ValueRef::Scalar(ScalarValueRef::Str(s))) => f.title = Some(s.to_string()),
-            (AUTHOR_NODE, ValueRef::Scalar(ScalarValueRef::Str(s))) => {
-                f.author_node = Some(s.to_string())
-            }
+            // Written by the creator for readers of older versions; the
+            // author shown is the actor that made the entry's map, which a
+            // seal proves, not what a field says.
+            (AUTHOR_NODE, ValueRef::Scalar(ScalarValueRef::Str(_))) => {}
             (ACTOR, ValueRef::Scalar(ScalarValueRef::Str(s))) => f.actor = Some(s.to_string()),
             (BODY, ValueRef::Object(ObjType::Text)) => f.body = Some(item.id()),
             (TAGS, ValueRef::Object(ObjType::Map)) => f.tags = Some(item.id()),
@@ -176,4 +180,12 @@ pub(crate) fn read_entry<R: ReadDoc>(
     obj: &ObjId,
 ) -> Result<Entry, KnowledgeError> {
     read_fields(doc, obj).into_entry(doc, id)
+}
+
+/// The node that made an entry's map: its author.
+pub(crate) fn author_of(obj: &ObjId) -> Option<String> {
+    match obj {
+        ObjId::Id(_, actor, _) => Some(String::from_utf8_lossy(actor.to_bytes()).into_owned()),
+        ObjId::Root => None,
+    }
 }

@@ -8,6 +8,7 @@ use super::read;
 use crate::doc::Doc;
 use crate::error::KnowledgeError;
 use crate::ids::{check_id, NodeActor};
+use crate::seal::Standing;
 use crate::shard::{ShardId, SHARD_COUNT};
 use crate::summary::HeadsSummary;
 
@@ -39,6 +40,7 @@ impl KnowledgeStore {
     pub fn node(&self) -> &NodeActor {
         &self.node
     }
+
 
     /// Creates an entry. The id must be new: ids of deleted entries stay
     /// taken, so a tombstone is never silently overwritten.
@@ -109,6 +111,7 @@ impl KnowledgeStore {
         now_ms: u64,
     ) -> Result<(), KnowledgeError> {
         checked(id)?;
+        self.check_may_change(id)?;
         let doc = self.live_doc(id)?;
         doc.transact(now_ms, |tx| {
             let obj = read::entry_obj(tx, id)?.ok_or_else(|| not_found(id))?;
@@ -142,10 +145,30 @@ impl KnowledgeStore {
     /// delete would not free space.
     pub fn delete(&mut self, id: &str, now_ms: u64) -> Result<(), KnowledgeError> {
         checked(id)?;
+        self.check_may_change(id)?;
         let doc = self.live_doc(id)?;
         doc.transact(now_ms, |tx| {
             let obj = read::entry_obj(tx, id)?.ok_or_else(|| not_found(id))?;
             entry::write_delete(tx, &obj, now_ms)
+        })
+    }
+
+    /// Refuses, before anything is written, what every other replica would
+    /// refuse: changing an entry this node did not author, unless it is an
+    /// admin (see `verdict.rs`).
+    fn check_may_change(&mut self, id: &str) -> Result<(), KnowledgeError> {
+        if self.node.standing() == Standing::Admin {
+            return Ok(());
+        }
+        let am = self.live_doc(id)?.am();
+        let obj = read::entry_obj(am, id)?.ok_or_else(|| not_found(id))?;
+        let author = read::author_of(&obj).unwrap_or_default();
+        if author == self.node.node_id() {
+            return Ok(());
+        }
+        Err(KnowledgeError::NotAuthor {
+            id: id.to_owned(),
+            author,
         })
     }
 

@@ -31,6 +31,8 @@ pub use spec::{
 use crate::doc::Doc;
 use crate::error::{DocError, RoutineError};
 use crate::ids::{check_actor, check_id, NodeActor};
+use crate::seal::Standing;
+use crate::verdict::Rules;
 
 /// Most routines in the book.
 pub const MAX_ROUTINES: usize = 10_000;
@@ -71,6 +73,8 @@ pub struct Routine {
 #[derive(Debug)]
 pub struct RoutineBook {
     doc: Doc,
+    /// Whether this node may write routines.
+    admin: bool,
 }
 
 fn malformed(id: &str, reason: impl Into<String>) -> RoutineError {
@@ -83,14 +87,16 @@ fn malformed(id: &str, reason: impl Into<String>) -> RoutineError {
 impl RoutineBook {
     pub fn new(node: &NodeActor) -> Self {
         Self {
-            doc: Doc::new(node),
+            doc: Doc::new(node).with_rules(Rules::AdminOnly),
+            admin: node.standing() == Standing::Admin,
         }
     }
 
     /// Loads a book saved with `doc_mut().save()`.
     pub fn load(bytes: &[u8], node: &NodeActor) -> Result<Self, DocError> {
         Ok(Self {
-            doc: Doc::load(bytes, node)?,
+            doc: Doc::load(bytes, node)?.with_rules(Rules::AdminOnly),
+            admin: node.standing() == Standing::Admin,
         })
     }
 
@@ -109,6 +115,7 @@ impl RoutineBook {
     /// still add one name concurrently; [`find`](Self::find) then reports
     /// the name as ambiguous.
     pub fn add(&mut self, new: NewRoutine, now_ms: u64) -> Result<(), RoutineError> {
+        self.check_admin()?;
         check_id(&new.id).map_err(RoutineError::InvalidId)?;
         if new.name.trim().is_empty() || new.name.chars().any(char::is_control) {
             return Err(RoutineError::Invalid {
@@ -224,6 +231,7 @@ impl RoutineBook {
     }
 
     pub fn remove(&mut self, id: &str, now_ms: u64) -> Result<(), RoutineError> {
+        self.check_admin()?;
         self.existing(id)?;
         self.doc
             .transact(now_ms, |tx| tx.delete(ROOT, id).map_err(RoutineError::from))
@@ -238,12 +246,23 @@ impl RoutineBook {
     }
 
     fn set_enabled(&mut self, id: &str, enabled: bool, now_ms: u64) -> Result<(), RoutineError> {
+        self.check_admin()?;
         let obj = self.existing(id)?;
         self.doc.transact(now_ms, |tx| {
             tx.put(&obj, "enabled", enabled)?;
             tx.put(&obj, "updated_ms", now_ms)?;
             Ok(())
         })
+    }
+
+    /// Every replica refuses a member's change to the book: refused here
+    /// before it is made.
+    fn check_admin(&self) -> Result<(), RoutineError> {
+        if self.admin {
+            Ok(())
+        } else {
+            Err(RoutineError::AdminOnly)
+        }
     }
 
     fn existing(&self, id: &str) -> Result<ObjId, RoutineError> {

@@ -230,7 +230,7 @@ mod tests {
     async fn single_documents_fit_the_summary_and_have_their_own_numbers() {
         let dir = tempfile::tempdir().unwrap();
         let store = osmoda_store::Store::open(dir.path().join("state.redb")).unwrap();
-        let docs = Docs::open(&store, &"ab".repeat(32)).unwrap();
+        let docs = Docs::open(&store, &"ab".repeat(32), None).unwrap();
         let wires: Vec<u16> = docs.singles().iter().map(|s| s.kind().wire).collect();
         assert!(wires.len() <= MAX_SINGLES);
         for (i, w) in wires.iter().enumerate() {
