@@ -79,8 +79,9 @@ fn five_nodes_converge_and_heal_after_a_split() {
     want.sort();
     converge(&nodes.iter().collect::<Vec<_>>(), &want);
 
-    // Routine definitions replicate too.
-    let out = nodes[1].cli(&[
+    // Routine definitions replicate too. They run as code on members, so
+    // only an admin writes them: a member's node refuses, naming why.
+    let add = [
         "routine",
         "add",
         "--name",
@@ -89,7 +90,11 @@ fn five_nodes_converge_and_heal_after_a_split() {
         "0 3 * * *",
         "--command",
         "true",
-    ]);
+    ];
+    let refused = nodes[1].cli(&add);
+    assert_eq!(refused.status.code(), Some(4), "a member writes no routine");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("only admin nodes"));
+    let out = nodes[0].cli(&add);
     assert!(
         out.status.success(),
         "{}",

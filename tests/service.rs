@@ -5,6 +5,8 @@
 //! emergency commands that arrive out of order, and between nodes
 //! (`service/emergency.rs`).
 
+#[path = "service/authority.rs"]
+mod authority;
 #[path = "service/emergency.rs"]
 mod emergency;
 

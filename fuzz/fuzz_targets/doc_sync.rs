@@ -302,7 +302,7 @@ fn load_into(bytes: &[u8], which: u8, fresh_shard: ShardId) {
         5 => {
             let mut store = ours();
             let before = store.shard_heads(b.shard);
-            let pushed = store.shard_mut(b.shard).apply_pushed(bytes);
+            let pushed = store.shard_mut(b.shard).apply_pushed(&as_push(bytes));
             if matches!(pushed, Ok(Pushed::Known | Pushed::MissingDeps)) {
                 assert_eq!(
                     store.shard_heads(b.shard),
@@ -584,7 +584,7 @@ fn hostile_document(bytes: &[u8]) {
             return;
         }
         let mut store = ours();
-        let pushed = store.shard_mut(base().shard).apply_pushed(&changes);
+        let pushed = store.shard_mut(base().shard).apply_pushed(&as_push(&changes));
         assert!(pushed.is_ok(), "a well-formed push refused: {pushed:?}");
         read_all(&mut store, &[]);
     } else if which % 6 == 4 {

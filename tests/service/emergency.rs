@@ -28,16 +28,16 @@ const PORT: u16 = 4001;
 
 /// A member of the test fleet, which can be stopped and started again on
 /// the same host with the same store.
-struct Member {
-    running: Option<Running>,
-    key: SigningKey,
-    cert: FleetCert,
+pub(super) struct Member {
+    pub(super) running: Option<Running>,
+    pub(super) key: SigningKey,
+    pub(super) cert: FleetCert,
     host: HostId,
     folder: PathBuf,
 }
 
 impl Member {
-    async fn new(
+    pub(super) async fn new(
         net: &SimNetwork,
         root: &FleetRoot,
         role: Role,
@@ -115,21 +115,21 @@ impl Member {
         }
     }
 
-    fn node(&self) -> Arc<Node> {
+    pub(super) fn node(&self) -> Arc<Node> {
         self.running.as_ref().unwrap().node.clone()
     }
 
-    fn addr(&self, net: &SimNetwork) -> Multiaddr {
+    pub(super) fn addr(&self, net: &SimNetwork) -> Multiaddr {
         net.host_addr(self.host, PORT).unwrap()
     }
 
-    fn peer_id(&self) -> String {
+    pub(super) fn peer_id(&self) -> String {
         self.node().info().node_id.clone()
     }
 }
 
 /// Waits up to `secs` for `check`.
-async fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+pub(super) async fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
     for _ in 0..secs * 10 {
         if check() {
             return true;
@@ -139,7 +139,7 @@ async fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
     check()
 }
 
-async fn connected(node: &Node, n: usize) -> bool {
+pub(super) async fn connected(node: &Node, n: usize) -> bool {
     for _ in 0..300 {
         if node.peers().await.unwrap().len() >= n {
             return true;

@@ -86,8 +86,7 @@ impl Doc {
                 let deps = inc.change.deps();
                 let hash = inc.change.hash();
                 if deps.iter().any(|d| refused.contains(d)) {
-                    out.refused
-                        .push(Refusal::RefusedHistory(hash.to_string()));
+                    out.refused.push(Refusal::RefusedHistory(hash.to_string()));
                     refused.insert(hash);
                     *slot = None;
                     progress = true;

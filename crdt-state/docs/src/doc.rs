@@ -50,6 +50,12 @@ impl Doc {
         }
     }
 
+    /// A knowledge shard with no changes yet, for judging a change that
+    /// would create one.
+    pub fn empty(actor: &NodeActor) -> Self {
+        Self::new(actor)
+    }
+
     /// The same document under other rules (a routine book is admins').
     pub(crate) fn with_rules(mut self, rules: Rules) -> Self {
         self.rules = rules;
@@ -191,11 +197,8 @@ impl Doc {
                 signature: [0; 64],
             };
             let signature = authority.sign(&sealed_message(&hash, &seal.credential));
-            self.seals.insert(
-                hash,
-                crate::seal::Seal { signature, ..seal },
-                credential,
-            );
+            self.seals
+                .insert(hash, crate::seal::Seal { signature, ..seal }, credential);
         }
         Ok(out)
     }

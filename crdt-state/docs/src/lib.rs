@@ -83,8 +83,8 @@ mod ids;
 mod knowledge;
 mod push;
 mod routines;
-mod search;
 mod seal;
+mod search;
 mod shard;
 mod store_sync;
 mod summary;
@@ -98,27 +98,27 @@ pub use error::{
     CursorError, DocError, IdError, KnowledgeError, RoutineError, SummaryError, SyncError,
 };
 pub use ids::{check_id, derive_id, id_namespace, NodeActor, MAX_ID_BYTES, MAX_NODE_ID_BYTES};
-pub use seal::{
-    bundle_overhead, credential_id, decode_bundle, encode_bundle, sealed_message, Authority,
-    Bundle, CarriedSeal, CredentialId, Seal, SharedAuthority, Standing, MAX_BUNDLE_CREDENTIALS,
-    MAX_CREDENTIAL_BYTES, MAX_DOC_CREDENTIALS, SEAL_CONTEXT, SEAL_WIRE_BYTES,
-};
-pub use verdict::{Refusal, Rules};
 pub use knowledge::{
     BodyEdit, Entry, EntryUpdate, KnowledgeStore, NewEntry, PreparedUpdate, DEFAULT_DIFF_TIMEOUT,
     MAX_BODY_BYTES, MAX_SPLICES, MAX_TAGS, MAX_TAG_BYTES, MAX_TITLE_BYTES, REWRITE_MIN_CHARS,
 };
-pub use push::{check_push, check_push_framing, Pushed, MAX_PUSH_CHANGES};
+pub use push::{check_push_framing, Pushed, MAX_PUSH_CHANGES};
 pub use routines::{
     Action, NewRoutine, Routine, RoutineBook, Schedule, Target, MAX_ARGS, MAX_ARG_BYTES,
     MAX_COMMAND_BYTES, MAX_INTERVAL_SECS, MAX_LABEL_BYTES, MAX_NAME_BYTES, MAX_ROUTINES,
     MAX_SCHEDULE_BYTES, MAX_TARGET_NODES, MAX_TIMEOUT_SECS,
+};
+pub use seal::{
+    bundle_overhead, credential_id, decode_bundle, encode_bundle, sealed_message, Authority,
+    Bundle, CarriedSeal, CredentialId, Seal, SharedAuthority, Standing, MAX_BUNDLE_CREDENTIALS,
+    MAX_CREDENTIAL_BYTES, MAX_DOC_CREDENTIALS, SEAL_CONTEXT, SEAL_WIRE_BYTES,
 };
 pub use search::{ListPage, ListQuery, SearchHits, MAX_QUERY_BYTES};
 pub use shard::{ShardId, SHARD_COUNT};
 pub use store_sync::StoreSync;
 pub use summary::{heads_digest, HeadsDigest, HeadsSummary, MAX_SUMMARY_BYTES};
 pub use sync::{SyncLimits, SyncSession, SyncStats, MAX_HELD_BYTES, MAX_HELD_CHANGES};
+pub use verdict::{Refusal, Rules};
 
 /// Automerge's change hash, the unit of document heads.
 pub use automerge::ChangeHash;

@@ -17,8 +17,7 @@ use crate::admit::incoming;
 use crate::chunks::{self, ChunkKind};
 use crate::doc::Doc;
 use crate::error::DocError;
-use crate::seal::{decode_bundle, encode_bundle, Authority};
-use crate::verdict::{expand, is_canonical, Refusal};
+use crate::seal::{decode_bundle, encode_bundle};
 
 /// Changes accepted in one push (a local operation makes one).
 pub const MAX_PUSH_CHANGES: usize = 16;
@@ -40,46 +39,6 @@ pub enum Pushed {
 /// push.
 pub fn check_push_framing(bytes: &[u8]) -> Result<(), DocError> {
     push_chunks(bytes).map(|_| ())
-}
-
-/// What can be judged of a push without the document: its framing, and
-/// that each change is canonical and sealed by a member whose credential
-/// holds ([`Authority::judge`]). Run before a push is relayed, so forged
-/// and unsealed changes stop at the first hop; what the author may change
-/// is judged when the push is applied, against the change's history.
-pub fn check_push(bytes: &[u8], authority: Option<&dyn Authority>) -> Result<(), DocError> {
-    let (bundle, chunks) = push_chunks(bytes)?;
-    let Some(authority) = authority else {
-        return Ok(());
-    };
-    for inc in incoming(chunks.into_iter().map(<[u8]>::to_vec), bundle.seals)? {
-        let change = &inc.change;
-        let hash = change.hash().to_string();
-        let refused = |r| DocError::Refused(r);
-        let expanded = expand(change).ok_or_else(|| {
-            refused(Refusal::Forbidden {
-                hash: hash.clone(),
-                what: "operations that do not decode",
-            })
-        })?;
-        if !is_canonical(change, &expanded) {
-            return Err(refused(Refusal::NotCanonical(hash)));
-        }
-        let carried = inc
-            .seal
-            .as_ref()
-            .ok_or_else(|| refused(Refusal::Unsealed(hash.clone())))?;
-        authority
-            .judge(
-                change.actor_id().to_bytes(),
-                &change.hash(),
-                change.timestamp(),
-                &carried.seal,
-                &carried.credential,
-            )
-            .map_err(|why| refused(Refusal::Seal { hash, why }))?;
-    }
-    Ok(())
 }
 
 /// The seals and change chunks of a push, once its framing is checked.
@@ -113,6 +72,20 @@ impl Doc {
         Some(encode_bundle(&[seal], change.raw_bytes()))
     }
 
+    /// Judges a peer's push without applying it, as every replica will
+    /// (see [`crate::verdict`]): run before the push is relayed, so what no
+    /// replica takes stops at the first hop. A change whose history is not
+    /// here cannot be judged yet and passes; the replicas that hold its
+    /// history judge it.
+    pub fn judge_pushed(&self, bytes: &[u8]) -> Result<(), DocError> {
+        let (bundle, chunks) = push_chunks(bytes)?;
+        let batch = incoming(chunks.into_iter().map(<[u8]>::to_vec), bundle.seals)?;
+        match self.admit(batch).refused.into_iter().next() {
+            Some(why) => Err(DocError::Refused(why)),
+            None => Ok(()),
+        }
+    }
+
     /// Applies a peer's push (see the module notes): each change judged
     /// as every replica judges it. Malformed bytes and refused changes are
     /// errors; changes accepted before a refused one in the same push stay.
@@ -144,8 +117,8 @@ impl Doc {
 mod tests {
     use super::*;
     use crate::ids::NodeActor;
-    use automerge::ReadDoc;
     use automerge::transaction::Transactable;
+    use automerge::ReadDoc;
     use automerge::ROOT;
 
     fn doc(name: &str) -> Doc {

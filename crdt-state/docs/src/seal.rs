@@ -150,7 +150,13 @@ impl SealBook {
         for (hash, seal) in seals {
             out.extend_from_slice(&hash.0);
             out.extend_from_slice(&seal.signature);
-            out.extend_from_slice(&index.get(&seal.credential).copied().unwrap_or(0).to_be_bytes());
+            out.extend_from_slice(
+                &index
+                    .get(&seal.credential)
+                    .copied()
+                    .unwrap_or(0)
+                    .to_be_bytes(),
+            );
         }
     }
 
@@ -169,7 +175,9 @@ impl SealBook {
         let bad = |_| DocError::Framing("the seals of a stored document are truncated");
         let n = r.u32().map_err(bad)? as usize;
         if n > MAX_DOC_CREDENTIALS || n > r.remaining() / 2 {
-            return Err(DocError::Framing("too many credentials in a stored document"));
+            return Err(DocError::Framing(
+                "too many credentials in a stored document",
+            ));
         }
         let mut ids = Vec::with_capacity(n);
         let mut credentials = HashMap::with_capacity(n);
@@ -182,16 +190,18 @@ impl SealBook {
         }
         let n = r.u32().map_err(bad)? as usize;
         if n > r.remaining() / (32 + 64 + 4) {
-            return Err(DocError::Framing("more seals than a stored document has changes"));
+            return Err(DocError::Framing(
+                "more seals than a stored document has changes",
+            ));
         }
         let mut seals = HashMap::with_capacity(n);
         for _ in 0..n {
             let hash = ChangeHash(r.array().map_err(bad)?);
             let signature = r.array().map_err(bad)?;
             let i = r.u32().map_err(bad)? as usize;
-            let credential = *ids
-                .get(i)
-                .ok_or(DocError::Framing("a stored seal names an unknown credential"))?;
+            let credential = *ids.get(i).ok_or(DocError::Framing(
+                "a stored seal names an unknown credential",
+            ))?;
             seals.insert(
                 hash,
                 Seal {

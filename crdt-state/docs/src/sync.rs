@@ -276,8 +276,7 @@ impl SyncSession {
             });
         }
         let bundle = decode_bundle(bytes).map_err(|e| SyncError::Decode(e.to_string()))?;
-        let mut msg =
-            Message::decode(bundle.body).map_err(|e| SyncError::Decode(e.to_string()))?;
+        let mut msg = Message::decode(bundle.body).map_err(|e| SyncError::Decode(e.to_string()))?;
         // Honest peers send every hash list sorted and without duplicates.
         // Automerge trusts that: unsorted lists trip a debug assertion when
         // we encode our reply, and a duplicate in `need` makes it panic
@@ -301,9 +300,7 @@ impl SyncSession {
         }
         let chunks: Vec<Vec<u8>> = msg.changes.iter().map(<[u8]>::to_vec).collect();
         let mut batch = std::mem::take(&mut self.held);
-        batch.extend(
-            incoming(chunks, bundle.seals).map_err(|e| SyncError::Decode(e.to_string()))?,
-        );
+        batch.extend(incoming(chunks, bundle.seals).map_err(|e| SyncError::Decode(e.to_string()))?);
         let admission = doc.admit(batch);
         self.hold(admission.waiting);
         msg.changes = admission

@@ -267,7 +267,9 @@ pub(super) fn check_sent(msg: &[u8], limits: &SyncLimits) {
         msg.len(),
         limits.max_message_bytes
     );
-    let decoded = automerge::sync::Message::decode(msg).expect("we send decodable messages");
+    let bundle = osmoda_docs::decode_bundle(msg).expect("we send sealed messages");
+    let decoded =
+        automerge::sync::Message::decode(bundle.body).expect("we send decodable messages");
     for chunk in decoded.changes.iter() {
         let mut rest = chunk;
         while !rest.is_empty() {
@@ -291,6 +293,11 @@ pub(super) fn feed(
     limits: &SyncLimits,
 ) -> bool {
     let was_failed = session.has_failed();
+    // As a peer sends it: a seal slot (empty: this store has no
+    // authority) for each change.
+    let slots = automerge::sync::Message::decode(msg).map_or(0, |m| m.changes.len());
+    let sealed = osmoda_docs::encode_bundle(&vec![None; slots], msg);
+    let msg = &sealed[..];
     let got = session.receive_message(store.shard_mut(shard), msg);
     if was_failed {
         assert!(
@@ -425,4 +432,10 @@ pub(super) fn parse_texts(s: &str) {
     if let Ok(target) = Target::parse(s) {
         assert_eq!(Target::parse(&target.to_string()).ok(), Some(target));
     }
+}
+
+/// `bytes` as a push carries them: a seal slot (empty) per chunk.
+pub(super) fn as_push(bytes: &[u8]) -> Vec<u8> {
+    let slots = split_framed(bytes).map_or(1, |c| c.len());
+    osmoda_docs::encode_bundle(&vec![None; slots], bytes)
 }

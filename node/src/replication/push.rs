@@ -59,14 +59,16 @@ impl Push {
 }
 
 /// Checked before a push is relayed: its header, that it names a document
-/// of `docs`, its framing and its changes' seals. Garbage and forgeries
-/// stop at the first hop and count against the sender's gossip score.
+/// of `docs`, its framing, and the verdict every replica reaches on its
+/// changes (seal, author, what that author may change). Garbage, forgeries
+/// and changes no replica takes stop at the first hop and count against
+/// the sender's gossip score.
 pub fn check(docs: &Docs, bytes: &[u8]) -> Option<Push> {
     let (doc, change) = Push::decode(bytes)?;
     if !docs.is_document(doc) {
         return None;
     }
-    docs.check_push(change).ok()?;
+    docs.judge_pushed(doc, change).ok()?;
     Some(Push {
         doc,
         change: change.to_vec(),

@@ -124,7 +124,11 @@ impl NodeBuilder {
             credentials.cert(),
             membership.clone(),
         );
-        let docs = Arc::new(Docs::open(&self.store, &node_id, Some(Arc::new(authority)))?);
+        let docs = Arc::new(Docs::open(
+            &self.store,
+            &node_id,
+            Some(Arc::new(authority)),
+        )?);
         let (agents, agent_events) = Agents::open(self.agents, self.store.clone(), &node_id)?;
         tokio::spawn(audit_agent_events(agent_events, audit.clone()));
         let info = NodeInfo {

@@ -51,10 +51,10 @@ pub fn table() -> Vec<NodeTopic> {
                 report_forks(&node, forks);
             },
         ),
-        // Header, framing and seals are checked before a push is relayed
-        // (signatures: on the blocking pool); applied in arrival order,
-        // since a change applied before the one it depends on would be
-        // left to sync. What the author may change is judged on applying.
+        // Judged before a push is relayed, as every replica will judge it
+        // (seal, author, what the author may change; signatures on the
+        // blocking pool); applied in arrival order, since a change applied
+        // before the one it depends on would be left to sync.
         NodeTopic::new(
             DOCS,
             Limits::new(256, 1, 256),

@@ -91,8 +91,6 @@ pub struct Docs {
     outbox: mpsc::Sender<Push>,
     /// Taken once by the node's loop, which gossips what it receives.
     outbox_rx: Mutex<Option<mpsc::Receiver<Push>>>,
-    /// Seals this node's changes and judges peers' (see `authority.rs`).
-    authority: Option<SharedAuthority>,
 }
 
 fn shard_key(shard: ShardId) -> [u8; 2] {
@@ -106,7 +104,7 @@ impl Docs {
     pub fn open(store: &Store, node_id: &str, authority: Option<SharedAuthority>) -> Result<Self> {
         let mut actor = NodeActor::new(node_id)
             .map_err(|e| NodeError::Internal(format!("node id as document actor: {e}")))?;
-        if let Some(authority) = authority.clone() {
+        if let Some(authority) = authority {
             actor = actor.with_authority(authority);
         }
         let mut knowledge = KnowledgeStore::new(actor.clone());
@@ -139,15 +137,7 @@ impl Docs {
             summary_cache: Mutex::new(None),
             outbox,
             outbox_rx: Mutex::new(Some(outbox_rx)),
-            authority,
         })
-    }
-
-    /// What can be judged of a pushed change before relaying it (see
-    /// `osmoda_docs::check_push`).
-    pub fn check_push(&self, change: &[u8]) -> Result<()> {
-        osmoda_docs::check_push(change, self.authority.as_deref())
-            .map_err(|e| NodeError::Invalid(e.to_string()))
     }
 
     /// Local writes' changes to gossip; `None` once taken.

@@ -41,7 +41,6 @@ impl KnowledgeStore {
         &self.node
     }
 
-
     /// Creates an entry. The id must be new: ids of deleted entries stay
     /// taken, so a tombstone is never silently overwritten.
     pub fn put(&mut self, new: NewEntry, now_ms: u64) -> Result<(), KnowledgeError> {

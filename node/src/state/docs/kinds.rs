@@ -141,6 +141,8 @@ pub trait AnySingle: Send + Sync {
     /// Applies a member's pushed change, stores the document if it
     /// changed, and says which keys it touched.
     fn apply_pushed(&self, change: &[u8]) -> NodeResult<(Pushed, ChangedKeys)>;
+    /// Judges a member's pushed change without applying it.
+    fn judge_pushed(&self, change: &[u8]) -> NodeResult<()>;
 }
 
 /// A peer's message that does not decode or apply, or a store that failed.
@@ -190,6 +192,13 @@ impl<T: Replica> AnySingle for Single<T> {
         // the peer's round until it is on disk.
         let _ack = self.save(&mut doc).map_err(Refused::Store)?;
         Ok(Some(keys))
+    }
+
+    fn judge_pushed(&self, change: &[u8]) -> NodeResult<()> {
+        self.lock()
+            .doc()
+            .judge_pushed(change)
+            .map_err(|e| NodeError::Invalid(e.to_string()))
     }
 
     fn apply_pushed(&self, change: &[u8]) -> NodeResult<(Pushed, ChangedKeys)> {

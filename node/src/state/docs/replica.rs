@@ -186,6 +186,26 @@ impl Docs {
         }
     }
 
+    /// Judges a member's pushed change as every replica will, before it is
+    /// relayed (`osmoda_docs::Doc::judge_pushed`).
+    pub fn judge_pushed(&self, doc: u16, change: &[u8]) -> Result<()> {
+        let refused = |e: osmoda_docs::DocError| NodeError::Invalid(e.to_string());
+        if let Some(single) = self.single(doc) {
+            return single.judge_pushed(change);
+        }
+        let shard =
+            ShardId::new(doc).ok_or_else(|| NodeError::not_found("document", doc.to_string()))?;
+        let k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+        match k.shard(shard) {
+            Some(d) => d.judge_pushed(change).map_err(refused),
+            // Nothing here yet: only an entry's creation can apply, and
+            // an empty shard judges it as well as any.
+            None => osmoda_docs::Doc::empty(k.node())
+                .judge_pushed(change)
+                .map_err(refused),
+        }
+    }
+
     /// Applies a member's pushed change to a shard or a single document,
     /// and stores what changed. Says which entries or routines it touched.
     pub fn apply_pushed(&self, doc: u16, change: &[u8]) -> Result<(Pushed, Touched)> {
