@@ -99,7 +99,8 @@ async fn operations_change_state_write_their_audit_entry_and_fail_by_kind() {
     let tmp = tempfile::tempdir().unwrap();
     let net = SimNetwork::new(SimConfig::default());
     let root = FleetRoot::generate(&mut rand::rngs::OsRng);
-    let running = start(&net, &root, Role::Member, tmp.path()).await;
+    // An admin: routines are admins' to write.
+    let running = start(&net, &root, Role::Admin, tmp.path()).await;
     let node = running.node.clone();
 
     // Knowledge: put, update, get, delete; each audited once.
@@ -197,11 +198,18 @@ async fn operations_change_state_write_their_audit_entry_and_fail_by_kind() {
         kind(node.emergency(OP, "panic", false).await),
         ErrorKind::Invalid
     );
-    // A member may not sign fleet commands, nor relay junk.
+    // A member may not sign fleet commands, nor write routines; no node
+    // relays junk.
+    let member = start(&net, &root, Role::Member, tmp.path()).await;
     assert_eq!(
-        kind(node.emergency(OP, "lockdown", true).await),
+        kind(member.node.emergency(OP, "lockdown", true).await),
         ErrorKind::Forbidden
     );
+    assert_eq!(
+        kind(member.node.routine_add(OP, routine("theirs")).await),
+        ErrorKind::Forbidden
+    );
+    member.shutdown().await;
     assert_eq!(kind(node.relay(OP, "c0ffee").await), ErrorKind::Invalid);
     assert_eq!(kind(node.resolve_node("nobody").await), ErrorKind::NotFound);
     // A local lockdown: agents cannot start, and it is audited.

@@ -118,7 +118,6 @@ mod tests {
     use super::*;
     use crate::ids::NodeActor;
     use automerge::transaction::Transactable;
-    use automerge::ReadDoc;
     use automerge::ROOT;
 
     fn doc(name: &str) -> Doc {

@@ -141,7 +141,7 @@ mod tests {
         assert_eq!(Push::decode(&push.encode()), Some((7, &[1u8, 2, 3][..])));
         assert!(Push::decode(&[]).is_none());
         assert!(Push::decode(&[1, 0]).is_none());
-        assert!(Push::decode(&[2, 0, 0, 1]).is_none());
+        assert!(Push::decode(&[1, 0, 0, 1]).is_none(), "version 1 is gone");
     }
 
     #[tokio::test]
