@@ -7,5 +7,6 @@
 pub mod anti_entropy;
 pub mod conduct;
 pub mod push;
+pub mod rates;
 pub mod sync;
 pub mod wire;

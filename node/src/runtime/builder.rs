@@ -166,6 +166,7 @@ impl NodeBuilder {
                 cert: self.cert,
                 identity: self.identity,
             },
+            push_rates: Default::default(),
         });
         let name = node.info.name.clone();
         audit

@@ -59,7 +59,17 @@ pub fn table() -> Vec<NodeTopic> {
             DOCS,
             Limits::new(256, 1, 256),
             Cost::Blocking,
-            |node, data, _| push::check(&node.docs, data).ok_or(Verdict::Reject),
+            |node, data, from| {
+                // Over its rate, a member's push waits for sync: ignored,
+                // not refused (`replication/rates.rs`).
+                if !node
+                    .push_rates
+                    .allow(from.origin, std::time::Instant::now())
+                {
+                    return Err(Verdict::Ignore);
+                }
+                push::check(&node.docs, data).ok_or(Verdict::Reject)
+            },
             |node, push: Push, from| async move {
                 push::receive(&node.docs, &node.audit, Some(from.origin), push);
             },

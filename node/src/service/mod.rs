@@ -87,6 +87,8 @@ pub struct Node {
     /// are dropped (the next exchange brings them again).
     pub(crate) register_intake: Arc<tokio::sync::Semaphore>,
     pub(crate) signer: Signer,
+    /// How fast each member's pushes are taken (`replication/rates.rs`).
+    pub(crate) push_rates: crate::replication::rates::PushRates,
 }
 
 /// Who asks for an operation.

@@ -181,10 +181,16 @@ impl<T: Replica> AnySingle for Single<T> {
     ) -> Result<Option<ChangedKeys>, Refused> {
         let mut doc = self.lock();
         let before = doc.doc().heads();
-        let changed = session
-            .receive_message(doc.doc_mut(), bytes)
-            .map_err(|e| Refused::Message(e.to_string()))?;
-        if !changed {
+        let received = session.receive_message(doc.doc_mut(), bytes);
+        if let Err(e) = received {
+            // Changes taken before a refused one in the same message stay,
+            // and are stored.
+            if doc.doc().heads() != before {
+                let _ack = self.save(&mut doc).map_err(Refused::Store)?;
+            }
+            return Err(Refused::Message(e.to_string()));
+        }
+        if doc.doc().heads() == before {
             return Ok(None);
         }
         let keys = doc.doc().changed_keys(&before, AUDITED_KEYS);

@@ -141,10 +141,7 @@ impl Docs {
                 }
             }
         }
-        let mut batch = Batch::new();
-        for (shard, bytes) in k.save_dirty() {
-            batch.put(KNOWLEDGE.table, &shard_key(shard), &bytes);
-        }
+        let batch = self.knowledge_batch(&mut k);
         if !batch.is_empty() {
             self.changed();
             self.unheard();
@@ -206,6 +203,15 @@ impl Docs {
         }
     }
 
+    /// The dirty knowledge shards' bytes, as one batch for the store.
+    fn knowledge_batch(&self, k: &mut osmoda_docs::KnowledgeStore) -> Batch {
+        let mut batch = Batch::new();
+        for (shard, bytes) in k.save_dirty() {
+            batch.put(KNOWLEDGE.table, &shard_key(shard), &bytes);
+        }
+        batch
+    }
+
     /// Applies a member's pushed change to a shard or a single document,
     /// and stores what changed. Says which entries or routines it touched.
     pub fn apply_pushed(&self, doc: u16, change: &[u8]) -> Result<(Pushed, Touched)> {
@@ -222,17 +228,22 @@ impl Docs {
             ShardId::new(doc).ok_or_else(|| NodeError::not_found("document", doc.to_string()))?;
         let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
         let before = k.shard(shard).map(|d| d.heads()).unwrap_or_default();
-        let pushed = k
-            .shard_mut(shard)
-            .apply_pushed(change)
-            .map_err(|e| NodeError::Invalid(e.to_string()))?;
+        let pushed = k.shard_mut(shard).apply_pushed(change);
+        if let Err(e) = pushed {
+            // Changes taken before a refused one in the same push stay,
+            // and are stored.
+            let batch = self.knowledge_batch(&mut k);
+            if !batch.is_empty() {
+                self.changed();
+                let _ack = self.store.submit_batch(batch)?;
+            }
+            return Err(NodeError::Invalid(e.to_string()));
+        }
+        let pushed = pushed.map_err(|e| NodeError::Invalid(e.to_string()))?;
         if pushed == Pushed::Applied {
             let keys = k.shard_mut(shard).changed_keys(&before, AUDITED_KEYS);
             touched.add(&KNOWLEDGE, keys);
-            let mut batch = Batch::new();
-            for (shard, bytes) in k.save_dirty() {
-                batch.put(KNOWLEDGE.table, &shard_key(shard), &bytes);
-            }
+            let batch = self.knowledge_batch(&mut k);
             self.changed();
             // Queued in order; a replica's copy need not wait for the disk.
             let _ack = self.store.submit_batch(batch)?;
