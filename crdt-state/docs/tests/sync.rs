@@ -239,3 +239,95 @@ fn a_change_bigger_than_a_message_is_an_error() {
         Err(SyncError::ChangeTooLarge { max: 4096, .. })
     ));
 }
+
+/// A sync message of `changes` claiming `heads`, as a peer sends it.
+fn message_with(heads: Vec<automerge::ChangeHash>, changes: Vec<Vec<u8>>) -> Vec<u8> {
+    let n = changes.len();
+    let msg = Message {
+        heads,
+        need: vec![],
+        have: vec![],
+        changes: changes.into(),
+        flags: None,
+        version: MessageVersion::V1,
+    };
+    osmoda_docs::encode_bundle(&vec![None; n], &msg.encode())
+}
+
+#[test]
+fn a_change_without_its_history_is_held_and_its_history_asked_for() {
+    // What a Bloom filter's false positive does: the peer skips a change
+    // it thinks we have, and sends the one after it.
+    let mut a = store("node-a");
+    let shard = ShardId::of("e0");
+    a.put(new_entry("e0", "t", "one", &[]), 1).expect("put");
+    let first = a.shard(shard).expect("shard").changes_since(&[]);
+    let heads_after_first = a.shard_heads(shard);
+    a.update_body("e0", "one two", 2).expect("update");
+    let second = a
+        .shard(shard)
+        .expect("shard")
+        .changes_since(&heads_after_first);
+    let first_hash = heads_after_first[0];
+
+    let mut b = store("node-b");
+    let mut s = SyncSession::new(LIMITS);
+    let got = s.receive_message(
+        b.shard_mut(shard),
+        &message_with(a.shard_heads(shard), vec![second]),
+    );
+    assert_eq!(got, Ok(false), "nothing applied without its history");
+    assert_eq!(s.held(), 1);
+    assert!(b.shard_heads(shard).is_empty());
+    let reply = s
+        .generate_message(b.shard_mut(shard))
+        .expect("ok")
+        .expect("a reply");
+    let body = osmoda_docs::decode_bundle(&reply)
+        .expect("bundle")
+        .body
+        .to_vec();
+    let asked = Message::decode(&body).expect("message").need;
+    assert!(
+        asked.contains(&first_hash),
+        "the missing history is asked for: {asked:?}"
+    );
+    // The history arrives: both changes are taken.
+    let got = s.receive_message(
+        b.shard_mut(shard),
+        &message_with(a.shard_heads(shard), vec![first]),
+    );
+    assert_eq!(got, Ok(true));
+    assert_eq!(s.held(), 0);
+    assert_eq!(b.shard_heads(shard), a.shard_heads(shard));
+}
+
+#[test]
+fn changes_held_for_missing_history_are_bounded() {
+    // A peer sending changes whose history never comes.
+    let mut a = store("node-a");
+    let shard = ShardId::of("e0");
+    a.put(new_entry("e0", "t", "x", &[]), 1).expect("put");
+    let base = a.shard_heads(shard);
+    let mut orphans = Vec::new();
+    for i in 0..(osmoda_docs::MAX_HELD_CHANGES + 50) {
+        let before = a.shard_heads(shard);
+        a.update_body("e0", &format!("x {i}"), 2 + i as u64)
+            .expect("update");
+        orphans.push(a.shard(shard).expect("shard").changes_since(&before));
+    }
+    let mut b = store("node-b");
+    let mut s = SyncSession::new(LIMITS);
+    for chunk in orphans.chunks(100) {
+        let _ = s.receive_message(
+            b.shard_mut(shard),
+            &message_with(base.clone(), chunk.to_vec()),
+        );
+    }
+    assert!(
+        s.held() <= osmoda_docs::MAX_HELD_CHANGES,
+        "{} held",
+        s.held()
+    );
+    assert!(b.shard_heads(shard).is_empty());
+}
