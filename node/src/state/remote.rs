@@ -20,8 +20,8 @@
 use libp2p::PeerId;
 use osmoda_crdt_state::merkle::leaf_hash;
 use osmoda_crdt_state::{
-    standing, verify_log, verify_served, AuditEntry, Checkpoint, ForkEvidence, InclusionProof,
-    NodeKey, Standing, VerifyError,
+    standing, verify_log, verify_served, AuditEntry, Checkpoint, EntryError, EntryFault,
+    ForkEvidence, InclusionProof, NodeKey, Standing, VerifyError,
 };
 use osmoda_fabric::FabricHandle;
 
@@ -83,7 +83,7 @@ pub(crate) fn check_page(
         // and is still reported as the entry's.
         let entry = AuditEntry::decode(bytes).map_err(|e| VerifyError::Entry {
             seq,
-            fault: osmoda_crdt_state::EntryFault::Decode(e),
+            fault: EntryFault::Decode(e),
         })?;
         views.push(entry.into());
     }
@@ -185,10 +185,11 @@ fn check_log(fetched: &Fetched) -> Result<(), VerifyError> {
     for (seq, record) in (0u64..).zip(&fetched.records) {
         match split(record) {
             Some((c, _)) => chain.push(c),
+            // Too short to hold a chain value, let alone an entry.
             None => {
                 return Err(VerifyError::Entry {
                     seq,
-                    fault: osmoda_crdt_state::EntryFault::ChainBreak,
+                    fault: EntryFault::Decode(EntryError::Malformed),
                 })
             }
         }
