@@ -1,12 +1,15 @@
 //! The node's audit log: operator actions are recorded, the log verifies,
-//! and a byte changed on disk is named by `osmoda audit verify`.
+//! a byte changed on disk is named by `osmoda audit verify`, and another
+//! node's log is read verified, from its owner or a relay whose copy is
+//! reported as behind the fleet's heads when it is.
 
 mod common;
 
 use common::{fleet, Node};
 
 fn actions(node: &Node) -> Vec<String> {
-    node.json(&["audit", "log", "--limit", "1000"])
+    node.json(&["audit", "log", "--limit", "1000"])["entries"]
+        .clone()
         .as_array()
         .unwrap()
         .iter()
@@ -27,7 +30,7 @@ fn actions_are_audited_and_a_changed_byte_is_named() {
     let out = node.cli(&["fleet", "invite", "--name", marker]);
     assert!(out.status.success());
     let _ = node.cli(&["mesh", "broadcast", "nobody listens"]);
-    let log = node.json(&["audit", "log"]);
+    let log = node.json(&["audit", "log"])["entries"].clone();
     let got: Vec<&str> = log
         .as_array()
         .unwrap()
@@ -148,8 +151,8 @@ fn a_node_that_forks_its_log_is_reported_by_the_others() {
             "an honest node was accused"
         );
     }
-    let audited = nodes[0]
-        .json(&["audit", "log", "--limit", "1000"])
+    let audited = nodes[0].json(&["audit", "log", "--limit", "1000"])["entries"]
+        .clone()
         .as_array()
         .unwrap()
         .iter()
@@ -180,9 +183,13 @@ fn a_member_fetches_and_verifies_another_nodes_log() {
     let verified = report["entries"].as_u64().unwrap();
     assert!(verified >= 63, "{report}");
 
+    // Entries from the owner, each verified, said to come from it.
     let theirs = nodes[1].json(&["audit", "log", "--node", &id, "--limit", "10"]);
-    let own = nodes[0].json(&["audit", "log", "--limit", "10"]);
-    assert_eq!(theirs, own);
+    let own = nodes[0].json(&["audit", "log", "--limit", "10"])["entries"].clone();
+    assert_eq!(theirs["entries"], own);
+    assert_eq!(theirs["source"]["served_by"], id.as_str(), "{theirs}");
+    assert!(theirs["source"].get("fleet_size").is_none(), "{theirs}");
+    assert!(theirs["source"].get("fork").is_none(), "{theirs}");
 
     // Neither an id nor the name of a connected node: nothing found.
     let out = nodes[1].cli(&["audit", "verify", "--node", "not-a-node"]);
@@ -191,14 +198,48 @@ fn a_member_fetches_and_verifies_another_nodes_log() {
     let by_name = nodes[1].json(&["audit", "verify", "--node", "n0"]);
     assert_eq!(by_name["ok"], true, "{by_name}");
 
-    // With the owner gone, the copy n1 verified is served to n2 by n1, and
-    // still checked against the owner's signature.
-    nodes[0].stop();
+    // The owner goes on writing; the fleet's heads learn its newer
+    // checkpoint, but n1's copy stays as it was verified.
     let relay = nodes[1].node_id();
+    for i in 0..5 {
+        let _ = nodes[0].cli(&["mesh", "broadcast", &format!("later {i}")]);
+    }
+    let known_to = |node: &Node| -> u64 {
+        node.json(&["audit", "heads"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["node_id"] == id.as_str())
+            .filter_map(|h| h["size"].as_u64())
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(60), || known_to(&nodes[2])
+            >= verified + 5),
+        "n2 never heard of the owner's newer checkpoint"
+    );
+    let fleet = known_to(&nodes[2]);
+
+    // With the owner gone, the copy n1 verified is served to n2 by n1,
+    // still checked against the owner's signature, and reported as behind
+    // what the fleet knows rather than passed off as current.
+    nodes[0].stop();
     let report = nodes[2].json(&["audit", "verify", "--node", &id]);
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["served_by"], relay.as_str(), "{report}");
     assert_eq!(report["entries"].as_u64().unwrap(), verified, "{report}");
+    assert!(report["fleet_size"].as_u64().unwrap() >= fleet, "{report}");
     let relayed = nodes[2].json(&["audit", "log", "--node", &id, "--limit", "10"]);
-    assert_eq!(relayed, own);
+    assert_eq!(relayed["entries"], own);
+    let source = &relayed["source"];
+    assert_eq!(source["served_by"], relay.as_str(), "{relayed}");
+    assert_eq!(source["checkpoint_size"].as_u64().unwrap(), verified);
+    assert!(source["fleet_size"].as_u64().unwrap() >= fleet, "{relayed}");
+    let text = nodes[2].cli(&["audit", "log", "--node", &id, "--limit", "10"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!("BEHIND: served up to seq {}", verified - 1)),
+        "{text}"
+    );
 }

@@ -207,7 +207,7 @@ fn host_exec_runs_as_the_calling_agent_and_the_audit_names_it() {
         "{answer}"
     );
 
-    let log = node.json(&["audit", "log", "--limit", "1000"]);
+    let log = node.json(&["audit", "log", "--limit", "1000"])["entries"].clone();
     let entries = log.as_array().cloned().unwrap_or_default();
     let exec: Vec<_> = entries
         .iter()
@@ -286,7 +286,9 @@ fn without_privileges_an_agent_starts_only_when_explicitly_unconfined() {
         shown["uid"].is_null(),
         "it runs as the node's user: {shown}"
     );
-    let log = node.json(&["audit", "log", "--limit", "1000"]).to_string();
+    let log = node.json(&["audit", "log", "--limit", "1000"])["entries"]
+        .clone()
+        .to_string();
     assert!(
         log.contains("unconfined"),
         "the audit log records it: {log}"
@@ -381,7 +383,7 @@ open("egress.txt", "w").write("\n".join(out) + "\nDONE\n")
     assert!(text.contains("DIRECT refused"), "{text}");
     assert!(text.contains("PROXY http://127.0.0.1:3128"), "{text}");
 
-    let log = node.json(&["audit", "log", "--limit", "1000"]);
+    let log = node.json(&["audit", "log", "--limit", "1000"])["entries"].clone();
     let egress: Vec<_> = log
         .as_array()
         .unwrap()

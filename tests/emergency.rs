@@ -45,7 +45,8 @@ fn locked(node: &Node) -> bool {
 
 /// Entries of `action` in a node's audit log, with their outcome.
 fn outcomes(node: &Node, action: &str) -> Vec<String> {
-    node.json(&["audit", "log", "--limit", "4000"])
+    node.json(&["audit", "log", "--limit", "4000"])["entries"]
+        .clone()
         .as_array()
         .unwrap()
         .iter()

@@ -81,8 +81,8 @@ fn acknowledged_writes_survive_kill_9_in_a_loop() {
     );
     let report = node.json(&["audit", "verify"]);
     assert_eq!(report["ok"], true, "{report}");
-    let puts = node
-        .json(&["audit", "log", "--limit", "100000"])
+    let puts = node.json(&["audit", "log", "--limit", "100000"])["entries"]
+        .clone()
         .as_array()
         .unwrap()
         .iter()

@@ -179,8 +179,8 @@ fn knowledge_commands_work_and_survive_kill_9() {
         "Pump 3 manual"
     );
     assert!(node.json(&["audit", "verify"])["ok"].as_bool().unwrap());
-    let actions: Vec<String> = node
-        .json(&["audit", "log", "--limit", "1000"])
+    let actions: Vec<String> = node.json(&["audit", "log", "--limit", "1000"])["entries"]
+        .clone()
         .as_array()
         .unwrap()
         .iter()

@@ -260,7 +260,7 @@ async fn tools_over_mcp_pass_the_nodes_gates() {
     );
 
     // Every call that reached the node is in the audit log, by agent.
-    let log = cli_json(&node, &["audit", "log", "--limit", "4096"]);
+    let log = cli_json(&node, &["audit", "log", "--limit", "4096"])["entries"].clone();
     let calls = |agent: &str| -> Vec<Value> {
         log.as_array()
             .unwrap()
@@ -319,7 +319,7 @@ async fn a_process_that_is_no_agent_gets_nothing() {
         text(&result)
     );
     // Nothing was recorded for it: the socket is open to every local user.
-    let log = cli_json(&node, &["audit", "log", "--limit", "1000"]);
+    let log = cli_json(&node, &["audit", "log", "--limit", "1000"])["entries"].clone();
     assert!(
         !log.to_string().contains("tool.kv_set"),
         "a stranger's call reached the audit log"
@@ -422,7 +422,7 @@ async fn grants_advance_approvals_and_the_agents_own_state() {
     assert_eq!(me["ring"], 2);
     assert_eq!(me["status"]["state"]["state"], "running");
 
-    let log = cli_json(&node, &["audit", "log", "--limit", "4096"]);
+    let log = cli_json(&node, &["audit", "log", "--limit", "4096"])["entries"].clone();
     let details: Vec<&str> = log
         .as_array()
         .unwrap()

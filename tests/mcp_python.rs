@@ -104,7 +104,9 @@ fn the_documented_python_client_calls_a_tool_from_inside_an_agent() {
     assert!(output.contains("documented client"), "{output}");
     assert!(!output.contains("isError=True"), "{output}");
     // The call went through the agent socket and is in the audit log.
-    let log = node.json(&["audit", "log", "--limit", "1000"]).to_string();
+    let log = node.json(&["audit", "log", "--limit", "1000"])["entries"]
+        .clone()
+        .to_string();
     assert!(log.contains("tool.knowledge_list"), "{log}");
     assert!(log.contains("agent:indexer"), "{log}");
     node.stop();

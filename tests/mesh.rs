@@ -114,7 +114,8 @@ fn revocation_cuts_a_live_node_off_and_keeps_it_out() {
     assert!(stored, "n1 did not store the revocation");
     // n0's operator revoked; n1 heard it from a peer. Both audited it.
     let audited = |node: &Node, action: &str| {
-        node.json(&["audit", "log", "--limit", "1000"])
+        node.json(&["audit", "log", "--limit", "1000"])["entries"]
+            .clone()
             .as_array()
             .unwrap()
             .iter()

@@ -71,6 +71,6 @@ fn the_readmes_three_node_block_runs_as_written() {
     );
     // The nodes were stopped by the block; their folders say what happened.
     let c = Node::new(tmp.path(), "c");
-    let log = c.json(&["audit", "log", "--limit", "1000"]);
+    let log = c.json(&["audit", "log", "--limit", "1000"])["entries"].clone();
     assert!(log.to_string().contains("node.start"), "{log}");
 }

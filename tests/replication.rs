@@ -175,7 +175,8 @@ fn five_nodes_converge_and_heal_after_a_split() {
 }
 
 fn audited(node: &Node) -> Vec<serde_json::Value> {
-    node.json(&["audit", "log", "--limit", "1000"])
+    node.json(&["audit", "log", "--limit", "1000"])["entries"]
+        .clone()
         .as_array()
         .unwrap()
         .clone()

@@ -89,6 +89,7 @@ async fn actions(node: &Node) -> Vec<(String, String, String)> {
     })
     .await
     .unwrap()
+    .entries
     .into_iter()
     .map(|e| (e.action, e.target, e.outcome))
     .collect()

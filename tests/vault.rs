@@ -375,7 +375,8 @@ async fn agents_read_only_what_is_granted_and_nothing_under_lockdown() {
             limit: 4096,
         })
         .await
-        .unwrap();
+        .unwrap()
+        .entries;
     let releases: Vec<_> = log
         .iter()
         .filter(|e| e.action == "secret.release")
@@ -553,7 +554,9 @@ async fn agents_read_granted_secrets_over_mcp_and_the_audit_names_them() {
         text(&missing).replace("api-tokex", "N")
     );
 
-    let audit = tokio::task::block_in_place(|| node.json(&["audit", "log", "--limit", "4096"]));
+    let audit = tokio::task::block_in_place(|| {
+        node.json(&["audit", "log", "--limit", "4096"])["entries"].clone()
+    });
     let calls: Vec<&Value> = audit
         .as_array()
         .unwrap()

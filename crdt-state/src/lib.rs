@@ -56,7 +56,9 @@ pub use heads::{AuditHeads, HeadsError, InsertOutcome};
 pub use log::{LogError, MemoryLog};
 pub use merkle::Frontier;
 pub use proof::{ConsistencyProof, InclusionProof, ProofError};
-pub use verify::{verify_log, verify_range, EntryFault, VerifyError};
+pub use verify::{
+    standing, verify_log, verify_range, verify_served, EntryFault, Standing, VerifyError,
+};
 
 /// A 32-byte BLAKE3 output: leaf, node, root or chain value.
 pub type Hash = [u8; 32];

@@ -14,7 +14,7 @@ use crate::checkpoint::Checkpoint;
 use crate::entry::{AuditEntry, EntryError};
 use crate::merkle::{chain_hash, leaf_hash, root_of, Frontier, CHAIN_START};
 use crate::proof::{
-    consistency_path, inclusion_path, ConsistencyProof, InclusionProof, ProofError,
+    consistency_path, inclusion_path, inclusion_paths, ConsistencyProof, InclusionProof, ProofError,
 };
 use crate::verify::{verify_log, VerifyError};
 use crate::{Hash, NodeKey};
@@ -147,6 +147,24 @@ impl MemoryLog {
             tree_size: size,
             path,
         })
+    }
+
+    /// The audit paths of entries `range` in the tree of the first `size`
+    /// entries, in one O(size) pass.
+    pub fn inclusion_proofs(
+        &self,
+        range: Range<u64>,
+        size: u64,
+    ) -> Result<Vec<InclusionProof>, LogError> {
+        let paths = inclusion_paths(range.clone(), self.leaves_to(size)?)?;
+        Ok(range
+            .zip(paths)
+            .map(|(leaf_index, path)| InclusionProof {
+                leaf_index,
+                tree_size: size,
+                path,
+            })
+            .collect())
     }
 
     /// The consistency proof from the first `m` entries to the first `n`.

@@ -14,13 +14,20 @@
 //!   holder of the log) for inclusion proofs and uses [`verify_range`].
 //!
 //! Neither checks *whose* checkpoint it is: the caller compares
-//! `checkpoint.node` with the node it asked.
+//! `checkpoint.node` with the node it asked, or uses [`verify_served`],
+//! which does, for a page of another node's log as a source served it.
+//!
+//! A valid checkpoint is still only the owner's word as of its size: a
+//! relay can serve an old one. [`standing`] compares it with the owner's
+//! checkpoints the fetching node already holds (its audit heads) and says
+//! whether it is behind them, or contradicts one of them (a fork).
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::entry::{AuditEntry, EntryError};
+use crate::evidence::ForkEvidence;
 use crate::merkle::{chain_hash, leaf_hash, Frontier, CHAIN_START};
 use crate::proof::{InclusionProof, ProofError};
-use crate::Hash;
+use crate::{Hash, NodeKey};
 
 /// Why a range or a log failed to verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +44,8 @@ pub enum VerifyError {
     Entry { seq: u64, fault: EntryFault },
     #[error("the entries do not hash to the checkpoint's root, and no entry could be singled out")]
     RootMismatch,
+    #[error("the checkpoint is another node's, not the log owner's")]
+    NotOwner,
 }
 
 /// What is wrong with one entry.
@@ -52,6 +61,8 @@ pub enum EntryFault {
     ProofMismatch { leaf_index: u64, tree_size: u64 },
     #[error("not included under the checkpoint's root: {0}")]
     NotIncluded(ProofError),
+    #[error("left out: the checkpoint covers it, the source did not send it")]
+    Missing,
 }
 
 fn fault(seq: u64, fault: EntryFault) -> VerifyError {
@@ -157,4 +168,73 @@ pub fn verify_log<E: AsRef<[u8]>>(
         return Err(VerifyError::RootMismatch);
     }
     Ok(())
+}
+
+/// Checks a page of `owner`'s log as a source (the owner or a relay)
+/// served it: entries `start..` with one inclusion proof each, asked for
+/// `wanted` of them. The checkpoint must be the owner's and verify; each
+/// entry must decode, carry its position and be included under the
+/// checkpoint's root; and every entry the checkpoint covers in the page
+/// must be there, so a source that stops early fails at the first entry it
+/// left out ([`EntryFault::Missing`]). Entries beyond `wanted` are checked
+/// like the others; the caller shows what it asked for.
+pub fn verify_served<E: AsRef<[u8]>>(
+    owner: &NodeKey,
+    checkpoint: &Checkpoint,
+    start: u64,
+    wanted: u64,
+    entries: &[E],
+    proofs: &[InclusionProof],
+) -> Result<(), VerifyError> {
+    if &checkpoint.node != owner {
+        return Err(VerifyError::NotOwner);
+    }
+    verify_range(checkpoint, start, entries, proofs)?;
+    let due = wanted.min(checkpoint.size.saturating_sub(start));
+    let got = entries.len() as u64;
+    if got < due {
+        return Err(fault(start + got, EntryFault::Missing));
+    }
+    Ok(())
+}
+
+/// Where a verified checkpoint stands among the owner's checkpoints the
+/// fetching node already holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// No known checkpoint of the owner is larger.
+    Current,
+    /// The owner has signed a larger checkpoint than the one served: what
+    /// was served is true as of the smaller one, but is not the whole log.
+    Behind { known: Checkpoint },
+    /// The served checkpoint and a known one cannot both be true.
+    Fork(ForkEvidence),
+}
+
+/// Compares `served` (verified) with `known`, the owner's checkpoints held
+/// so far (verified: the audit heads hold nothing else). Same-size pairs
+/// with different roots are forks. Given `leaves`, the leaf hashes of the
+/// whole log `served` signs (checked against its root), a smaller known
+/// checkpoint whose root is not that of the first leaves is a fork too;
+/// without them (a page), only same sizes can be compared. A known
+/// checkpoint larger than the one served cannot be checked against it
+/// here: that is [`Standing::Behind`].
+pub fn standing(served: &Checkpoint, known: &[Checkpoint], leaves: Option<&[Hash]>) -> Standing {
+    let theirs = known.iter().filter(|k| k.node == served.node);
+    for k in theirs.clone() {
+        if let Some(ev) = ForkEvidence::same_size(k.clone(), served.clone()) {
+            return Standing::Fork(ev);
+        }
+        if let Some(leaves) = leaves {
+            if k.size > 0 && k.size < served.size {
+                if let Some(ev) = ForkEvidence::inconsistent(k, served, leaves) {
+                    return Standing::Fork(ev);
+                }
+            }
+        }
+    }
+    match theirs.max_by_key(|k| k.size) {
+        Some(k) if k.size > served.size => Standing::Behind { known: k.clone() },
+        _ => Standing::Current,
+    }
 }

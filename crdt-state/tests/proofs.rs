@@ -3,7 +3,7 @@
 
 use osmoda_crdt_state::merkle::{empty_root, leaf_hash, root_of, Frontier};
 use osmoda_crdt_state::proof::{
-    consistency_path, expanded_consistency_path, implied_old_root, inclusion_path,
+    consistency_path, expanded_consistency_path, implied_old_root, inclusion_path, inclusion_paths,
     verify_consistency, verify_inclusion, ConsistencyProof, InclusionProof, ProofError,
 };
 use osmoda_crdt_state::Hash;
@@ -28,6 +28,28 @@ fn roots(leaves: &[Hash]) -> Vec<Hash> {
         assert_eq!(*r, root_of(&leaves[..n]), "n={n}");
     }
     out
+}
+
+#[test]
+fn paths_of_a_range_are_each_leafs_own_path() {
+    let all = leaves(40);
+    for n in 0..=40u64 {
+        let tree = &all[..n as usize];
+        for start in 0..=n {
+            for end in start..=n {
+                let paths = inclusion_paths(start..end, tree).unwrap();
+                assert_eq!(paths.len() as u64, end - start);
+                for (i, path) in (start..).zip(&paths) {
+                    assert_eq!(
+                        *path,
+                        inclusion_path(i, tree).unwrap(),
+                        "n={n} {start}..{end} i={i}"
+                    );
+                }
+            }
+        }
+        assert!(inclusion_paths(0..n + 1, tree).is_err());
+    }
 }
 
 #[test]

@@ -243,6 +243,40 @@ fn default_log_limit() -> u64 {
     100
 }
 
+/// What `GET /v1/audit/log` answers: the entries and, for another node's
+/// log, where they came from and what they were checked against.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditLogView {
+    pub entries: Vec<AuditEntryView>,
+    /// Absent for this node's own log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceView>,
+}
+
+/// Where another node's entries came from. Every entry shown was checked
+/// against `checkpoint_size`, a checkpoint its owner signed, with its own
+/// inclusion proof; one that fails is never shown.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SourceView {
+    /// The peer that served them: the owner, or a relay holding a copy.
+    pub served_by: String,
+    /// Size of the owner's checkpoint the entries were verified against.
+    pub checkpoint_size: u64,
+    /// The largest checkpoint of that node in this node's audit heads,
+    /// when it is larger than the one served: the copy served is behind
+    /// what the fleet knows, and later entries are not shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_size: Option<u64>,
+    /// Set when the checkpoint served contradicts one the fleet knows: the
+    /// owner signed two histories (the evidence joins the audit heads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<String>,
+    /// Sources tried first whose answer did not verify, each with the
+    /// reason (naming the entry that failed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
+}
+
 /// One audit entry. `actor` and `outcome` are as recorded; the names beside
 /// ids are what this node knows of them (absent when it knows nothing).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -268,7 +302,7 @@ pub struct VerifyBody {
 }
 
 /// What `audit verify` reports.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct VerifyReport {
     pub ok: bool,
     pub entries: u64,
@@ -280,6 +314,19 @@ pub struct VerifyReport {
     /// The peer the entries came from, when they were fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_by: Option<String>,
+    /// For a fetched log: the largest checkpoint of its owner in this
+    /// node's audit heads, when larger than the one verified (the copy
+    /// served is behind what the fleet knows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_size: Option<u64>,
+    /// For a fetched log: the checkpoint served contradicts one the fleet
+    /// knows, so the owner forked its log (then `ok` is false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<String>,
+    /// For a fetched log: sources tried first whose copy did not verify,
+    /// each with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
 
 /// `POST /v1/audit/record`: an action the CLI took on its own.

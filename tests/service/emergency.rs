@@ -156,7 +156,7 @@ async fn entries(node: &Node, action: &str) -> Vec<AuditEntryView> {
         start: 0,
         limit: 4096,
     };
-    let log = node.audit_log(query).await.unwrap();
+    let log = node.audit_log(query).await.unwrap().entries;
     log.into_iter().filter(|e| e.action == action).collect()
 }
 

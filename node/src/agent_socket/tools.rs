@@ -59,15 +59,15 @@ pub async fn execute(node: &Node, call: &AgentCall, tool: ToolCall) -> NodeResul
             Ok(json!({ "entries": to_value(&page.items)?, "more": page.next_cursor.is_some() }))
         }
         ToolCall::AuditLog(a) => {
-            let entries = node
+            let view = node
                 .audit_log(LogQuery {
                     node: a.node,
                     start: a.start,
                     limit: u64::from(a.limit.unwrap_or(DEFAULT_LIMIT)),
                 })
                 .await?;
-            call.note(format!("from {}, {} read", a.start, entries.len()));
-            Ok(json!({ "entries": to_value(&entries)? }))
+            call.note(format!("from {}, {} read", a.start, view.entries.len()));
+            to_value(&view)
         }
         ToolCall::AuditVerify(a) => {
             let report = node.audit_verify(VerifyBody { node: a.node }).await?;

@@ -28,9 +28,9 @@ use self::args::{AuditCommand, Cli, Command, KnowledgeCommand, MeshCommand, Rout
 use self::client::{segment, Client, ClientError};
 use self::out::say;
 use crate::api::{
-    AuditEntryView, Created, Done, EntryPatch, EntryView, ForkView, HeadView, InboxEntry,
-    ListParams, LogQuery, NewEntry, NewRoutine, Page, PeerInfo, RelayBody, RoutineView,
-    SearchParams, SendBody, Sent, StatusView, TextBody, VerifyBody, VerifyReport,
+    AuditLogView, Created, Done, EntryPatch, EntryView, ForkView, HeadView, InboxEntry, ListParams,
+    LogQuery, NewEntry, NewRoutine, Page, PeerInfo, RelayBody, RoutineView, SearchParams, SendBody,
+    Sent, StatusView, TextBody, VerifyBody, VerifyReport,
 };
 use crate::datadir::{DataDir, SOCKET};
 use crate::service::knowledge::MAX_PAGE;
@@ -220,14 +220,14 @@ async fn audit(data: &DataDir, client: &Client, json: bool, command: AuditComman
         AuditCommand::Log { node, start, limit } => {
             let local = node.is_none();
             let query = LogQuery { node, start, limit };
-            let entries: Vec<AuditEntryView> = match client.get_with("/v1/audit/log", &query).await
-            {
-                Err(e) if local && offline(&e) => {
-                    crate::state::audit_log::read_entries(&data.store()?, start, limit)?
-                }
+            let view: AuditLogView = match client.get_with("/v1/audit/log", &query).await {
+                Err(e) if local && offline(&e) => AuditLogView {
+                    entries: crate::state::audit_log::read_entries(&data.store()?, start, limit)?,
+                    source: None,
+                },
                 other => other?,
             };
-            render::either(json, &entries, |e| render::audit_log(e));
+            render::either(json, &view, render::audit_log);
         }
         AuditCommand::Heads => {
             let heads: Vec<HeadView> = client.get("/v1/audit/heads").await?;

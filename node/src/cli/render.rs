@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::out::{self, say};
 use super::time;
 use crate::api::{
-    AgentView, ApprovalsView, AuditEntryView, EmergencyOutcome, EntryView, ForkView, HeadView,
-    InboxEntry, PeerInfo, RoutineView, SecretView, StatusView, VerifyReport,
+    AgentView, ApprovalsView, AuditEntryView, AuditLogView, EmergencyOutcome, EntryView, ForkView,
+    HeadView, InboxEntry, PeerInfo, RoutineView, SecretView, SourceView, StatusView, VerifyReport,
 };
 
 /// Columns padded to their widest cell; the last column is not padded.
@@ -167,7 +167,43 @@ fn actor(e: &AuditEntryView) -> String {
     }
 }
 
-pub fn audit_log(list: &[AuditEntryView]) {
+/// Where another node's entries came from, and what they were checked
+/// against: said before the entries, so a copy that is behind or forked is
+/// not read as current.
+fn audit_source(s: &SourceView) {
+    say!(
+        "served by {}; every entry verified against the owner's checkpoint of {} entries",
+        s.served_by,
+        s.checkpoint_size
+    );
+    if let Some(known) = s.fleet_size {
+        say!(
+            "BEHIND: served up to seq {}, the fleet knows seq {}; later entries are not shown",
+            last_seq(s.checkpoint_size),
+            last_seq(known)
+        );
+    }
+    if let Some(fork) = &s.fork {
+        say!("FORK: {fork} (see `osmoda audit forks`)");
+    }
+    for why in &s.refused {
+        say!("refused, did not verify: {why}");
+    }
+}
+
+/// The last sequence number a checkpoint of `size` entries covers.
+fn last_seq(size: u64) -> String {
+    match size.checked_sub(1) {
+        Some(seq) => seq.to_string(),
+        None => "none (an empty log)".into(),
+    }
+}
+
+pub fn audit_log(view: &AuditLogView) {
+    if let Some(source) = &view.source {
+        audit_source(source);
+    }
+    let list = &view.entries;
     if list.is_empty() {
         say!("no entries");
         return;
@@ -215,11 +251,24 @@ pub fn audit_verify(v: &VerifyReport) {
         if let Some(source) = &v.served_by {
             say!("  served by {source}");
         }
+        if let Some(known) = v.fleet_size {
+            say!(
+                "  BEHIND: served up to seq {}, the fleet knows seq {}",
+                last_seq(v.checkpoint_size),
+                last_seq(known)
+            );
+        }
     } else {
         say!(
             "audit log does NOT verify: {}",
             v.problem.as_deref().unwrap_or("?")
         );
+        if let Some(source) = &v.served_by {
+            say!("  served by {source}");
+        }
+    }
+    for why in &v.refused {
+        say!("  refused, did not verify: {why}");
     }
 }
 

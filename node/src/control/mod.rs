@@ -21,9 +21,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::api::{
-    AuditEntryView, Done, ErrorBody, ForkView, HeadView, InboxEntry, LogQuery, PeerInfo,
-    RecordBody, Recorded, RevokeBody, Revoked, SendBody, Sent, StatusView, TextBody, VerifyBody,
-    VerifyReport,
+    AuditLogView, Done, ErrorBody, ForkView, HeadView, InboxEntry, LogQuery, PeerInfo, RecordBody,
+    Recorded, RevokeBody, Revoked, SendBody, Sent, StatusView, TextBody, VerifyBody, VerifyReport,
 };
 use crate::error::{ErrorKind, NodeError};
 use crate::service::{Caller, Node};
@@ -226,7 +225,7 @@ async fn revoke(State(node): Shared, body: Body<RevokeBody>) -> ApiResult<Revoke
     Ok(Json(node.revoke(OPERATOR, body).await?))
 }
 
-async fn audit_log(State(node): Shared, query: Params<LogQuery>) -> ApiResult<Vec<AuditEntryView>> {
+async fn audit_log(State(node): Shared, query: Params<LogQuery>) -> ApiResult<AuditLogView> {
     let Query(query) = query?;
     Ok(Json(node.audit_log(query).await?))
 }

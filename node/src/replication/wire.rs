@@ -12,7 +12,8 @@
 use libp2p::PeerId;
 use osmoda_crdt_state::checkpoint::CHECKPOINT_LEN;
 use osmoda_crdt_state::entry::MAX_ENTRY_LEN;
-use osmoda_crdt_state::{Checkpoint, NodeKey};
+use osmoda_crdt_state::proof::MAX_PATH_LEN;
+use osmoda_crdt_state::{Checkpoint, InclusionProof, NodeKey};
 use osmoda_fabric::proto::emergency::MAX_COMMAND_LEN;
 use osmoda_fabric::{AppProtocol, DirectRequest, DirectResponse, FabricError, FabricHandle};
 use osmoda_wire::{Reader, Truncated};
@@ -48,10 +49,13 @@ const VERSION: u8 = 1;
 /// Anti-entropy bodies carry the emergency registers since version 2;
 /// a node of version 1 refuses them, and the reverse.
 const ANTI_ENTROPY_VERSION: u8 = 2;
+/// Audit ranges carry inclusion proofs, when asked for, since version 2.
+const AUDIT_RANGE_VERSION: u8 = 2;
 
 fn version_of(protocol: u16) -> u8 {
     match protocol {
         ANTI_ENTROPY => ANTI_ENTROPY_VERSION,
+        AUDIT_RANGE => AUDIT_RANGE_VERSION,
         _ => VERSION,
     }
 }
@@ -66,6 +70,8 @@ pub const MAX_SHARD_MESSAGES: usize =
 pub const MAX_AUDIT_RECORDS_PER_REQUEST: u32 = 48;
 /// A stored audit record: chain value (32) and entry.
 pub const MAX_AUDIT_RECORD: usize = 32 + MAX_ENTRY_LEN;
+/// An encoded inclusion proof: version, index, size, count and hashes.
+pub const MAX_INCLUSION_PROOF: usize = 1 + 8 + 8 + 1 + 32 * MAX_PATH_LEN;
 /// Most audit-heads chunks one anti-entropy message may carry.
 pub const MAX_HEADS_CHUNKS: usize = 64;
 /// Emergency commands one anti-entropy message may carry: one per
@@ -124,11 +130,14 @@ impl AntiEntropy {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// Entries `start..start+count` of `node`'s audit log.
+    /// Entries `start..start+count` of `node`'s audit log; with `proofs`,
+    /// each with its inclusion proof, so that a page can be checked on its
+    /// own (a whole log is checked against its root, and needs none).
     AuditRange {
         node: NodeKey,
         start: u64,
         count: u32,
+        proofs: bool,
     },
     /// A round of sync; `start` opens a new session on both sides (sync
     /// states must begin together, or the responder would skip changes it
@@ -143,10 +152,12 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
     /// The owner's signed checkpoint and the stored records (`chain ||
-    /// entry`) asked for.
+    /// entry`) asked for; when proofs were asked for, one per record, in
+    /// the checkpoint's tree (else none).
     AuditRange {
         checkpoint: Checkpoint,
         records: Vec<Vec<u8>>,
+        proofs: Vec<InclusionProof>,
     },
     /// The responder's round.
     DocSync {
@@ -333,6 +344,16 @@ fn anti_entropy(r: &mut Reader<'_>) -> Result<AntiEntropy, WireError> {
     })
 }
 
+/// A byte that is 0 (false) or 1 (true); anything else is refused, so
+/// that a body has one encoding.
+fn flag(r: &mut Reader<'_>) -> Result<bool, WireError> {
+    match r.u8()? {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(WireError::Malformed("a flag that is neither 0 nor 1")),
+    }
+}
+
 fn version(r: &mut Reader<'_>, protocol: u16) -> Result<(), WireError> {
     match r.u8()? {
         v if v == version_of(protocol) => Ok(()),
@@ -354,10 +375,16 @@ impl Request {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![version_of(self.protocol())];
         match self {
-            Request::AuditRange { node, start, count } => {
+            Request::AuditRange {
+                node,
+                start,
+                count,
+                proofs,
+            } => {
                 out.extend_from_slice(node);
                 out.extend_from_slice(&start.to_be_bytes());
                 out.extend_from_slice(&count.to_be_bytes());
+                out.push(u8::from(*proofs));
             }
             Request::DocSync { start, messages } => {
                 out.push(u8::from(*start));
@@ -376,13 +403,10 @@ impl Request {
                 node: r.array()?,
                 start: r.u64()?,
                 count: r.u32()?,
+                proofs: flag(&mut r)?,
             },
             DOC_SYNC => {
-                let start = match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(WireError::Malformed("a flag that is neither 0 nor 1")),
-                };
+                let start = flag(&mut r)?;
                 Request::DocSync {
                     start,
                     messages: messages(&mut r)?,
@@ -411,12 +435,21 @@ impl Response {
             Response::AuditRange {
                 checkpoint,
                 records,
+                proofs,
             } => {
                 out.extend_from_slice(&checkpoint.encode());
                 out.push(records.len() as u8);
                 for record in records {
                     put_len(&mut out, record.len(), 2);
                     out.extend_from_slice(record);
+                }
+                out.push(proofs.len() as u8);
+                for proof in proofs {
+                    // Only a path longer than a 2^64-leaf tree fails to
+                    // encode; sent empty, the receiver refuses it.
+                    let bytes = proof.encode().unwrap_or_default();
+                    put_len(&mut out, bytes.len(), 2);
+                    out.extend_from_slice(&bytes);
                 }
             }
             Response::DocSync { messages } => put_messages(&mut out, messages),
@@ -448,9 +481,25 @@ impl Response {
                     }
                     records.push(r.bytes(len)?.to_vec());
                 }
+                let m = usize::from(r.u8()?);
+                if m != 0 && m != n {
+                    return Err(WireError::Malformed("proofs for some records only"));
+                }
+                let m = count(&mut r, m, MAX_AUDIT_RECORDS_PER_REQUEST as usize, 2)?;
+                let mut proofs = Vec::with_capacity(m);
+                for _ in 0..m {
+                    let len = usize::from(r.u16()?);
+                    if len > MAX_INCLUSION_PROOF {
+                        return Err(WireError::Malformed("a proof over its limit"));
+                    }
+                    let proof = InclusionProof::decode(r.bytes(len)?)
+                        .map_err(|_| WireError::Malformed("a proof that does not parse"))?;
+                    proofs.push(proof);
+                }
                 Response::AuditRange {
                     checkpoint,
                     records,
+                    proofs,
                 }
             }
             DOC_SYNC => Response::DocSync {

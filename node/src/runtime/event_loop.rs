@@ -67,17 +67,19 @@ fn answer_audit_range(
     owner: &NodeKey,
     start: u64,
     count: u32,
+    proofs: bool,
 ) -> Result<Response, String> {
     let count = count.min(MAX_AUDIT_RECORDS_PER_REQUEST);
     let served = if *owner == node.signer.cert.node {
-        node.audit.serve_range(start, count).map(Some)
+        node.audit.serve_range(start, count, proofs).map(Some)
     } else {
-        node.mirrors.serve_range(owner, start, count)
+        node.mirrors.serve_range(owner, start, count, proofs)
     };
     match served {
-        Ok(Some((checkpoint, records))) => Ok(Response::AuditRange {
-            checkpoint,
-            records,
+        Ok(Some(served)) => Ok(Response::AuditRange {
+            checkpoint: served.checkpoint,
+            records: served.records,
+            proofs: served.proofs,
         }),
         Ok(None) => Err("this node holds no copy of that log".into()),
         Err(e) => Err(format!("cannot read the audit log: {e}")),
@@ -126,10 +128,11 @@ async fn answer(
             node: owner,
             start,
             count,
+            proofs,
         } => {
             let worker = node.clone();
             Box::new(move || {
-                let answer = answer_audit_range(&worker, &owner, start, count);
+                let answer = answer_audit_range(&worker, &owner, start, count, proofs);
                 (answer, Vec::new())
             })
         }

@@ -6,11 +6,12 @@ use osmoda_crdt_state::{Actor, Outcome};
 
 use super::{Caller, Node};
 use crate::api::{
-    AuditEntryView, ForkView, HeadView, LogQuery, RecordBody, Recorded, VerifyBody, VerifyReport,
+    AuditLogView, ForkView, HeadView, LogQuery, RecordBody, Recorded, VerifyBody, VerifyReport,
 };
 use crate::error::{NodeError, NodeResult};
+use crate::runtime::event_loop::report_forks;
 use crate::state::audit_log;
-use crate::state::mirrors;
+use crate::state::remote;
 
 /// Actions the CLI may record on its own: what it does without the node
 /// (folder-level fleet administration). Anything else is refused, so the
@@ -19,29 +20,41 @@ pub const CLI_ACTIONS: [&str; 4] = ["fleet.create", "fleet.invite", "fleet.join"
 
 impl Node {
     /// Entries `start..start+limit` of this node's log, or of another
-    /// node's (fetched, not verified).
-    pub async fn audit_log(&self, query: LogQuery) -> NodeResult<Vec<AuditEntryView>> {
-        let mut entries = match self.other_node(query.node.as_deref()).await? {
+    /// node's: fetched from its owner or a relay, each entry verified
+    /// against the owner's checkpoint, with where they came from and how
+    /// that checkpoint compares with the fleet's audit heads.
+    pub async fn audit_log(&self, query: LogQuery) -> NodeResult<AuditLogView> {
+        let mut view = match self.other_node(query.node.as_deref()).await? {
             Some(peer) => {
-                mirrors::read_remote(&self.fabric, peer, query.start, query.limit).await?
+                let (view, forks) =
+                    remote::read_remote(&self.fabric, &self.heads, peer, query.start, query.limit)
+                        .await?;
+                report_forks(self, forks);
+                view
             }
-            None => audit_log::read_entries(self.audit.store(), query.start, query.limit)?,
+            None => AuditLogView {
+                entries: audit_log::read_entries(self.audit.store(), query.start, query.limit)?,
+                source: None,
+            },
         };
-        for entry in &mut entries {
+        for entry in &mut view.entries {
             entry.actor_name = entry
                 .actor
                 .strip_prefix("peer:")
                 .and_then(|id| id.parse::<PeerId>().ok())
                 .and_then(|peer| self.name_of(&peer));
         }
-        Ok(entries)
+        Ok(view)
     }
 
     /// Checks this node's stored log, or fetches another node's whole log
     /// and checks it against the checkpoint its owner signed.
     pub async fn audit_verify(&self, body: VerifyBody) -> NodeResult<VerifyReport> {
         if let Some(peer) = self.other_node(body.node.as_deref()).await? {
-            return mirrors::verify_remote(&self.fabric, &self.mirrors, &self.heads, peer).await;
+            let (report, forks) =
+                remote::verify_remote(&self.fabric, &self.mirrors, &self.heads, peer).await?;
+            report_forks(self, forks);
+            return Ok(report);
         }
         let owner = self.signer.cert.node;
         let store = self.audit.store().clone();

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ed25519_dalek::SigningKey;
 use osmoda_crdt_state::merkle::{chain_hash, CHAIN_START};
 use osmoda_crdt_state::{
-    verify_log, Actor, AuditEntry, Checkpoint, MemoryLog, Outcome, VerifyError,
+    verify_log, Actor, AuditEntry, Checkpoint, InclusionProof, MemoryLog, Outcome, VerifyError,
 };
 use osmoda_store::{Batch, LogHandle, Store, StoreError};
 
@@ -88,7 +88,7 @@ impl VerifyReport {
             checkpoint_size,
             bad_entry: seq,
             problem: Some(problem),
-            served_by: None,
+            ..Self::default()
         }
     }
 }
@@ -229,7 +229,7 @@ impl AuditLog {
     }
 }
 
-fn read_all(log: &LogHandle) -> Result<Vec<Vec<u8>>, StoreError> {
+pub(crate) fn read_all(log: &LogHandle) -> Result<Vec<Vec<u8>>, StoreError> {
     let len = log.len()?;
     let mut out = Vec::with_capacity(len as usize);
     let mut start = 0;
@@ -371,7 +371,7 @@ pub fn verify_stored(store: &Store, owner: &[u8; 32]) -> Result<VerifyReport> {
         checkpoint_size: signed,
         bad_entry: None,
         problem: None,
-        served_by: None,
+        ..VerifyReport::default()
     })
 }
 
@@ -381,15 +381,66 @@ pub const MAX_REMOTE_ENTRIES: u64 = 200_000;
 
 impl AuditLog {
     /// Serves `start..start+count` of this node's log to a peer, with a
-    /// fresh signed checkpoint covering everything stored.
-    pub fn serve_range(&self, start: u64, count: u32) -> Result<(Checkpoint, Vec<Vec<u8>>)> {
-        let cp = self.signed_checkpoint();
+    /// fresh signed checkpoint covering everything stored and, when asked
+    /// for, each record's inclusion proof in that checkpoint's tree.
+    pub fn serve_range(&self, start: u64, count: u32, proofs: bool) -> Result<Served> {
+        // The checkpoint and the leaves it signs are taken together; the
+        // paths are hashed after the lock is let go, so appends wait for a
+        // copy of the leaves, not for the hashing.
+        let (cp, leaves) = {
+            let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+            let leaves = if proofs {
+                memory.leaves().to_vec()
+            } else {
+                Vec::new()
+            };
+            (memory.checkpoint(now_ms()), leaves)
+        };
         let end = start.saturating_add(u64::from(count)).min(cp.size);
         let records = if start < end {
             self.log.read_range(start..end)?
         } else {
             Vec::new()
         };
-        Ok((cp, records))
+        let proofs = if proofs && !records.is_empty() {
+            proofs_for(&cp, start..start + records.len() as u64, &leaves)?
+        } else {
+            Vec::new()
+        };
+        Ok(Served {
+            checkpoint: cp,
+            records,
+            proofs,
+        })
     }
+}
+
+/// A range of a log as this node serves it to a peer.
+pub struct Served {
+    pub checkpoint: Checkpoint,
+    /// `chain || entry`, as stored.
+    pub records: Vec<Vec<u8>>,
+    /// One per record when asked for, else none.
+    pub proofs: Vec<InclusionProof>,
+}
+
+/// The inclusion proofs of `range` in the tree `cp` signs, from its leaves.
+pub(crate) fn proofs_for(
+    cp: &Checkpoint,
+    range: std::ops::Range<u64>,
+    leaves: &[osmoda_crdt_state::Hash],
+) -> Result<Vec<InclusionProof>> {
+    let leaves = leaves
+        .get(..cp.size as usize)
+        .ok_or_else(|| damaged(format!("fewer leaves than the {} signed", cp.size)))?;
+    let paths = osmoda_crdt_state::proof::inclusion_paths(range.clone(), leaves)
+        .map_err(|e| damaged(format!("cannot prove a served range: {e}")))?;
+    Ok(range
+        .zip(paths)
+        .map(|(leaf_index, path)| InclusionProof {
+            leaf_index,
+            tree_size: cp.size,
+            path,
+        })
+        .collect())
 }

@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::api::{ForkView, HeadView};
-use osmoda_crdt_state::{AuditHeads, Checkpoint, HeadsError, NodeKey};
+use osmoda_crdt_state::{AuditHeads, Checkpoint, ForkEvidence, HeadsError, NodeKey};
 use osmoda_fabric::{unix_now, Membership};
 
 /// Largest gossip message a chunk of the state may take.
@@ -61,6 +61,24 @@ impl FleetHeads {
         one.insert_member_checkpoint(cp, self.member_check())?;
         let message = one.encode();
         Ok((message, self.merge(one)))
+    }
+
+    /// Adds fork evidence this node built itself (a fetched log that
+    /// contradicts a known checkpoint); returns the nodes whose fork
+    /// evidence is new. Refused unless a member forked.
+    pub fn insert_evidence(&self, ev: ForkEvidence) -> Result<Vec<NodeKey>, HeadsError> {
+        if !(self.member_check())(ev.node()) {
+            return Err(HeadsError::NotMember);
+        }
+        let mut one = AuditHeads::new();
+        one.insert_evidence(ev)?;
+        Ok(self.merge(one))
+    }
+
+    /// The checkpoints of `node` held here, ascending: what a fetched copy
+    /// of its log is compared with.
+    pub fn known(&self, node: &NodeKey) -> Vec<Checkpoint> {
+        self.lock().recent(node).to_vec()
     }
 
     /// Merges a gossiped state or delta; returns the nodes whose fork

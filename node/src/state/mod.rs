@@ -1,5 +1,6 @@
 //! What a node holds: its audit log and the fleet's audit heads, the
-//! replicated documents, copies of other nodes' logs, its agents, the
+//! replicated documents, copies of other nodes' logs and the checked
+//! reading of them, its agents, the
 //! approvals waiting for an operator, the emergency registers (and the
 //! tally of emergency commands refused), the
 //! address book of peers met before and the vault of agents' secrets. Each part
@@ -17,4 +18,5 @@ pub mod emergency;
 pub mod heads;
 pub mod mirrors;
 pub mod refusals;
+pub mod remote;
 pub mod vault;

@@ -25,6 +25,13 @@ fn requests() -> Vec<Request> {
             node: [4; 32],
             start: 7,
             count: 48,
+            proofs: true,
+        },
+        Request::AuditRange {
+            node: [4; 32],
+            start: 0,
+            count: 1,
+            proofs: false,
         },
         Request::DocSync {
             start: true,
@@ -58,6 +65,26 @@ fn responses() -> Vec<(u16, Response)> {
             Response::AuditRange {
                 checkpoint: checkpoint(),
                 records: vec![vec![0; MAX_AUDIT_RECORD], vec![1; 33]],
+                proofs: vec![],
+            },
+        ),
+        (
+            AUDIT_RANGE,
+            Response::AuditRange {
+                checkpoint: checkpoint(),
+                records: vec![vec![1; 33], vec![2; 40]],
+                proofs: vec![
+                    osmoda_crdt_state::InclusionProof {
+                        leaf_index: 3,
+                        tree_size: 9,
+                        path: vec![[7; 32]; MAX_PATH_LEN],
+                    },
+                    osmoda_crdt_state::InclusionProof {
+                        leaf_index: 0,
+                        tree_size: 1,
+                        path: vec![],
+                    },
+                ],
             },
         ),
         (
@@ -141,10 +168,23 @@ fn limits_versions_and_leftovers_are_refused() {
         );
         assert_eq!(Request::decode(9, &[1]), Err(WireError::Protocol(9)));
     }
-    // Anti-entropy speaks version 2 (with the emergency registers), the
-    // others version 1.
+    // Anti-entropy speaks version 2 (with the emergency registers), audit
+    // ranges version 2 (with proofs), doc sync version 1.
     assert_eq!(Request::AntiEntropy(offer()).encode()[0], 2);
-    assert_eq!(requests()[0].encode()[0], 1);
+    assert_eq!(requests()[0].encode()[0], 2);
+    assert_eq!(requests()[2].encode()[0], 1);
+    // Proofs for some records only, and a proof flag that is not a flag.
+    let (_, range) = &responses()[1];
+    let mut body = range.encode();
+    let Response::AuditRange { records, .. } = range else {
+        unreachable!()
+    };
+    let at = 1 + CHECKPOINT_LEN + 1 + records.iter().map(|r| 2 + r.len()).sum::<usize>();
+    body[at] = 1;
+    assert!(Response::decode(AUDIT_RANGE, &body).is_err());
+    let mut body = requests()[0].encode();
+    *body.last_mut().unwrap() = 2;
+    assert!(Request::decode(AUDIT_RANGE, &body).is_err());
     // A flag that is neither 0 nor 1.
     assert!(Request::decode(DOC_SYNC, &[1, 2, 0, 0]).is_err());
     // An empty body is an acknowledgement only for anti-entropy.
