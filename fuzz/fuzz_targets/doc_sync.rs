@@ -341,11 +341,11 @@ fn framed_chunk(bytes: &[u8]) {
             (kind, body.to_vec())
         }
         2 => {
-            let (kind, body, _) = parse_chunk(&b.shards[0].1).expect("framed");
+            let (kind, body, _) = parse_chunk(automerge_part(&b.shards[0].1)).expect("framed");
             (kind, body.to_vec())
         }
         _ => {
-            let (kind, body, _) = parse_chunk(&b.book).expect("framed");
+            let (kind, body, _) = parse_chunk(automerge_part(&b.book)).expect("framed");
             (kind, body.to_vec())
         }
     };

@@ -439,3 +439,10 @@ pub(super) fn as_push(bytes: &[u8]) -> Vec<u8> {
     let slots = split_framed(bytes).map_or(1, |c| c.len());
     osmoda_docs::encode_bundle(&vec![None; slots], bytes)
 }
+
+/// The Automerge document inside bytes a node stored (`osmD`, a version
+/// byte and a 4-byte length come first; seals follow).
+pub(super) fn automerge_part(stored: &[u8]) -> &[u8] {
+    let len = u32::from_be_bytes([stored[5], stored[6], stored[7], stored[8]]) as usize;
+    &stored[9..9 + len]
+}
