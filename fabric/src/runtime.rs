@@ -25,7 +25,7 @@ use crate::handle::{
     Command, FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, Inbox, KnownPeer,
     PeerInfo, COMMAND_CAPACITY, EVENT_CAPACITY,
 };
-use crate::membership::{node_key_of, peer_id_of, Membership, Security};
+use crate::membership::{peer_id_of, Membership, Security};
 use crate::pq_tcp::PqUpgrade;
 
 mod direct;
@@ -460,6 +460,9 @@ impl FabricLoop {
                 self.membership.forget_peer(&peer);
             }
         }
+        // An admin's revocation ends the members it issued too: close their
+        // connections now rather than at the next periodic check.
+        self.close_expired();
         self.emit(FabricEvent::Revoked {
             revocation: rev.clone(),
             from,
@@ -500,12 +503,7 @@ impl FabricLoop {
                     return;
                 }
                 let record = match self.membership.peer(&peer_id) {
-                    Some(record)
-                        if !node_key_of(&peer_id)
-                            .is_some_and(|n| self.membership.is_revoked(&n)) =>
-                    {
-                        record
-                    }
+                    Some(record) if !self.membership.chain_revoked(&record.cert) => record,
                     _ => {
                         // Every transport records the peer in its handshake; a
                         // connection without a record did not pass one.

@@ -492,7 +492,8 @@ impl<'a> Handshake<'a> {
             return Err(HandshakeError::CertificateMismatch);
         }
         cert.verify(&self.local.fleet(), now)?;
-        if is_revoked(&node) {
+        // The node's key, and for a delegated certificate its issuer's.
+        if cert.chain_revoked(is_revoked) {
             return Err(HandshakeError::Revoked);
         }
         Ok(PeerIdentity { node, cert })

@@ -117,8 +117,9 @@ impl LocalCertificate {
 /// Checks a peer's certificate and returns its verified fleet certificate.
 ///
 /// Accepted: exactly one certificate, with an Ed25519 key, self-signed by
-/// that key, with one fleet certificate extension whose certificate was
-/// issued by our fleet root to that same key, valid at `now` and not revoked.
+/// that key, with one fleet certificate extension whose certificate chains
+/// to our fleet root (directly, or through an admin), names that same key,
+/// is valid at `now`, and no key of whose chain is revoked.
 pub(crate) fn verify_peer_certificate(
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
@@ -142,7 +143,7 @@ pub(crate) fn verify_peer_certificate(
     fleet_cert
         .verify(&membership.fleet(), now)
         .map_err(PeerCertError::NotMember)?;
-    if membership.is_revoked(&node) {
+    if membership.chain_revoked(&fleet_cert) {
         return Err(PeerCertError::Revoked);
     }
     Ok(fleet_cert)
