@@ -109,7 +109,10 @@ pub fn start(
     }
     let topics = Registry::new(config.topics.clone())?;
     crate::direct::check_protocols(&config.protocols)?;
-    let tcp_security = PqUpgrade::new(credentials.handshake_identity(), membership.clone());
+    let mut tcp_security = PqUpgrade::new(credentials.handshake_identity(), membership.clone());
+    if let Some(enroller) = config.enroller.clone() {
+        tcp_security = tcp_security.with_enroller(enroller);
+    }
     let handshake_timeout = config.handshake_timeout;
     // An inbound connection holds a pending slot until its handshake ends;
     // an idle stranger's must not hold it for a dial's whole allowance.

@@ -14,6 +14,7 @@ pub mod audit_log;
 pub mod docs;
 pub mod emergency;
 pub mod heads;
+pub mod invites;
 pub mod mirrors;
 pub mod refusals;
 pub mod vault;

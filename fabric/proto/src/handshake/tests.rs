@@ -236,10 +236,12 @@ fn a_certificate_lent_to_another_key_is_refused() {
     let static_public = PublicKey::from(&static_secret);
     let mut msg = STATIC_KEY_CONTEXT.to_vec();
     msg.extend_from_slice(static_public.as_bytes());
-    let honest_cert = honest.cert().clone();
+    let honest_cert = honest.cert().unwrap().clone();
     let impostor = LocalIdentity {
+        fleet: honest_cert.fleet,
+        node: honest_cert.node,
         cert_bytes: honest_cert.encode(),
-        cert: honest_cert.clone(),
+        cert: Some(honest_cert.clone()),
         static_secret,
         static_public,
         static_sig: impostor_key.sign(&msg).to_bytes(),
