@@ -304,6 +304,42 @@ mod tests {
         ));
     }
 
+    /// A member an admin issued (a 400-odd-byte chain in the extension)
+    /// is admitted on QUIC until its admin is revoked.
+    #[test]
+    fn quic_admits_a_delegated_certificate_until_its_admin_is_revoked() {
+        let root = FleetRoot::generate(&mut OsRng);
+        let admin_key = ed25519_dalek::SigningKey::generate(&mut OsRng);
+        let now = unix_now();
+        let admin = root
+            .issue(
+                admin_key.verifying_key().to_bytes(),
+                "admin",
+                Role::Admin,
+                now - 10,
+                now + 3600,
+            )
+            .unwrap();
+        let secret = ed25519_dalek::SigningKey::generate(&mut OsRng).to_bytes();
+        let node = ed25519_dalek::SigningKey::from_bytes(&secret)
+            .verifying_key()
+            .to_bytes();
+        let cert =
+            FleetCert::delegate(&admin, &admin_key, node, "m", now - 10, now + 3600).unwrap();
+        let creds = Credentials::new(&secret, cert).unwrap();
+        let local = LocalCertificate::generate(&creds).unwrap();
+        let membership = Membership::new(root.public());
+        let seen = verify_peer_certificate(&local.cert, &[], &membership, now).unwrap();
+        assert_eq!(&seen, creds.cert());
+        membership
+            .apply_revocation(&root.revoke(admin.node, now))
+            .unwrap();
+        assert!(matches!(
+            verify_peer_certificate(&local.cert, &[], &membership, now),
+            Err(PeerCertError::Revoked)
+        ));
+    }
+
     #[test]
     fn quic_cert_with_a_flipped_byte_is_refused() {
         let root = FleetRoot::generate(&mut OsRng);
