@@ -27,7 +27,18 @@ fn actions_are_audited_and_a_changed_byte_is_named() {
 
     node.start_local(&[]);
     let marker = "audit-marker-node";
-    let out = node.cli(&["fleet", "invite", "--name", marker]);
+    // The root's direct invite: an enrollment token would also put the
+    // name in the node's invites table, and the byte flipped below must
+    // be the audit entry's.
+    let root_key = node.dir.join("root.key");
+    let out = node.cli(&[
+        "fleet",
+        "invite",
+        "--name",
+        marker,
+        "--root-key",
+        root_key.to_str().unwrap(),
+    ]);
     assert!(out.status.success());
     let _ = node.cli(&["mesh", "broadcast", "nobody listens"]);
     let log = node.json(&["audit", "log"])["entries"].clone();

@@ -57,6 +57,9 @@ pub struct FabricConfig {
     /// the fleet without a bootstrap address, and the fleet learns its new
     /// address from it.
     pub known_peers: Vec<KnownPeer>,
+    /// Takes enrollments on the TCP listener (`enroll::ENROLL_PROTOCOL`)
+    /// when set and this node's certificate may issue: an admin node.
+    pub enroller: Option<Arc<dyn crate::enroll::Enroller>>,
 }
 
 /// A peer met before, and the addresses it listened on.
@@ -115,6 +118,7 @@ impl Default for FabricConfig {
             stream_transport: None,
             dial_target: 64,
             known_peers: Vec::new(),
+            enroller: None,
         }
     }
 }

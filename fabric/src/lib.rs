@@ -11,6 +11,7 @@
 
 pub mod credentials;
 mod early_refusal;
+pub mod enroll;
 pub mod membership;
 mod pending;
 pub mod quic;

@@ -128,13 +128,21 @@ impl Membership {
             .contains_key(node)
     }
 
-    /// When `node` was revoked (Unix seconds), if it was.
-    pub fn revoked_at(&self, node: &NodeKey) -> Option<u64> {
-        self.revoked
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(node)
-            .map(|r| r.revoked_at)
+    /// When the first key of `cert`'s chain (the node's own, or the
+    /// issuing admin's) was revoked, if any was.
+    pub fn chain_revoked_at(&self, cert: &FleetCert) -> Option<u64> {
+        let revoked = self.revoked.read().unwrap_or_else(PoisonError::into_inner);
+        cert.chain_keys()
+            .filter_map(|k| revoked.get(&k).map(|r| r.revoked_at))
+            .min()
+    }
+
+    /// Whether any key of `cert`'s chain is revoked: the node's own, or the
+    /// admin's that issued it. Revoking an admin ends the membership of
+    /// every node it issued a certificate to.
+    pub fn chain_revoked(&self, cert: &FleetCert) -> bool {
+        let revoked = self.revoked.read().unwrap_or_else(PoisonError::into_inner);
+        cert.chain_keys().any(|k| revoked.contains_key(&k))
     }
 
     /// Every revocation known, for persistence and anti-entropy.
@@ -204,8 +212,8 @@ impl Membership {
     }
 
     /// Whether `node` is a member now: a certificate verified against the
-    /// fleet root is known for it, valid at `now` (Unix seconds), and the
-    /// node is not revoked.
+    /// fleet root is known for it, valid at `now` (Unix seconds), and
+    /// neither the node nor the admin that issued it is revoked.
     pub fn is_member(&self, node: &NodeKey, now: u64) -> bool {
         self.check_member(node, now).is_ok()
     }
@@ -217,6 +225,9 @@ impl Membership {
         }
         let members = self.members.read().unwrap_or_else(PoisonError::into_inner);
         let cert = members.get(node).ok_or(MemberError::Unknown)?;
+        if self.chain_revoked(cert) {
+            return Err(MemberError::Revoked);
+        }
         if now >= cert.expires_at {
             return Err(MemberError::Certificate(CertError::Expired {
                 expires_at: cert.expires_at,
@@ -300,6 +311,36 @@ pub enum RevocationError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A gossip origin whose certificate an admin issued is a member until
+    /// that admin is revoked (audit heads and envelopes ask this).
+    #[test]
+    fn a_member_an_admin_issued_is_one_until_the_admin_is_revoked() {
+        use osmoda_fabric_proto::{FleetRoot, Role};
+        let root = FleetRoot::from_secret([1; 32]);
+        let admin_key = ed25519_dalek::SigningKey::from_bytes(&[2; 32]);
+        let admin = root
+            .issue(
+                admin_key.verifying_key().to_bytes(),
+                "a",
+                Role::Admin,
+                0,
+                1000,
+            )
+            .unwrap();
+        let cert = FleetCert::delegate(&admin, &admin_key, [7; 32], "m", 0, 1000).unwrap();
+        let membership = Membership::new(root.public());
+        membership.admit(&cert.encode(), &cert, 10).unwrap();
+        assert!(membership.is_member(&[7; 32], 10));
+        membership
+            .apply_revocation(&root.revoke(admin.node, 20))
+            .unwrap();
+        assert_eq!(
+            membership.check_member(&[7; 32], 30),
+            Err(MemberError::Revoked)
+        );
+        assert!(membership.chain_revoked(&cert));
+    }
 
     #[test]
     fn peer_ids_and_node_keys_round_trip() {

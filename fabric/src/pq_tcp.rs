@@ -16,8 +16,11 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::core::upgrade::{InboundConnectionUpgrade, OutboundConnectionUpgrade, UpgradeInfo};
 use libp2p::PeerId;
 use osmoda_fabric_proto::session::{MAX_FRAME_LEN, MAX_PLAINTEXT_LEN};
-use osmoda_fabric_proto::{Handshake, HandshakeError, LocalIdentity, Session, SessionError, Side};
+use osmoda_fabric_proto::{
+    Handshake, HandshakeError, LocalIdentity, NodeKey, Session, SessionError, Side,
+};
 
+use crate::enroll::{Enroller, ENROLL_PROTOCOL};
 use crate::membership::{peer_id_of, Membership, PeerRecord, Security};
 
 /// Negotiated with multistream-select before the handshake. A stock libp2p
@@ -39,6 +42,74 @@ pub enum PqError {
     Io(#[from] io::Error),
     #[error("the peer's identity key is not an Ed25519 key")]
     BadPeerKey,
+    #[error("a message of {0} bytes is longer than allowed")]
+    TooLong(usize),
+    #[error("served an enrollment; the connection ends with it")]
+    Enrolled,
+    #[error("this node takes no enrollments")]
+    NoEnrollments,
+}
+
+/// Runs a handshake to its end over `io`, each message framed by its
+/// 2-byte length.
+pub(crate) async fn drive<C>(
+    hs: &mut Handshake<'_>,
+    io: &mut C,
+    is_revoked: &(dyn Fn(&NodeKey) -> bool + Sync),
+) -> Result<(), PqError>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    while !hs.is_finished() {
+        if hs.wants_to_write() {
+            let msg = hs.write_message(&mut rand::rngs::OsRng)?;
+            // One write per message: length and body in one segment.
+            let mut frame = Vec::with_capacity(2 + msg.len());
+            frame.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+            frame.extend_from_slice(&msg);
+            io.write_all(&frame).await?;
+            io.flush().await?;
+        } else {
+            let mut len = [0u8; 2];
+            io.read_exact(&mut len).await?;
+            let len = u16::from_be_bytes(len) as usize;
+            let mut msg = vec![0u8; len];
+            io.read_exact(&mut msg).await?;
+            hs.read_message(&msg, unix_now(), is_revoked)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes one message of an exchange after the handshake: `u16 length ||
+/// body`, in the session's frames.
+pub(crate) async fn write_message<C>(io: &mut C, body: &[u8]) -> Result<(), PqError>
+where
+    C: AsyncWrite + Unpin,
+{
+    let len = u16::try_from(body.len()).map_err(|_| PqError::TooLong(body.len()))?;
+    let mut out = Vec::with_capacity(2 + body.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(body);
+    io.write_all(&out).await?;
+    io.flush().await?;
+    Ok(())
+}
+
+/// Reads one message written by [`write_message`], of at most `max` bytes.
+pub(crate) async fn read_message<C>(io: &mut C, max: usize) -> Result<Vec<u8>, PqError>
+where
+    C: AsyncRead + Unpin,
+{
+    let mut len = [0u8; 2];
+    io.read_exact(&mut len).await?;
+    let len = u16::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(PqError::TooLong(len));
+    }
+    let mut body = vec![0u8; len];
+    io.read_exact(&mut body).await?;
+    Ok(body)
 }
 
 /// The security upgrade; clone it into every connection.
@@ -46,11 +117,26 @@ pub enum PqError {
 pub struct PqUpgrade {
     local: Arc<LocalIdentity>,
     membership: Arc<Membership>,
+    /// Set on an admin node that takes enrollments (inbound only).
+    enroller: Option<Arc<dyn Enroller>>,
 }
 
 impl PqUpgrade {
     pub fn new(local: Arc<LocalIdentity>, membership: Arc<Membership>) -> Self {
-        Self { local, membership }
+        Self {
+            local,
+            membership,
+            enroller: None,
+        }
+    }
+
+    /// Also offers [`ENROLL_PROTOCOL`] to inbound connections, served by
+    /// `enroller`. Only for a node whose certificate may issue.
+    pub fn with_enroller(mut self, enroller: Arc<dyn Enroller>) -> Self {
+        if self.local.cert().is_some_and(|c| c.may_issue()) {
+            self.enroller = Some(enroller);
+        }
+        self
     }
 
     async fn run<C>(self, mut io: C, side: Side) -> Result<(PeerId, PqStream<C>), PqError>
@@ -58,25 +144,8 @@ impl PqUpgrade {
         C: AsyncRead + AsyncWrite + Unpin,
     {
         let mut hs = Handshake::new(side, &self.local, &mut rand::rngs::OsRng);
-        while !hs.is_finished() {
-            if hs.wants_to_write() {
-                let msg = hs.write_message(&mut rand::rngs::OsRng)?;
-                // One write per message: length and body in one segment.
-                let mut frame = Vec::with_capacity(2 + msg.len());
-                frame.extend_from_slice(&(msg.len() as u16).to_be_bytes());
-                frame.extend_from_slice(&msg);
-                io.write_all(&frame).await?;
-                io.flush().await?;
-            } else {
-                let mut len = [0u8; 2];
-                io.read_exact(&mut len).await?;
-                let len = u16::from_be_bytes(len) as usize;
-                let mut msg = vec![0u8; len];
-                io.read_exact(&mut msg).await?;
-                let membership = &self.membership;
-                hs.read_message(&msg, unix_now(), &|node| membership.is_revoked(node))?;
-            }
-        }
+        let membership = &self.membership;
+        drive(&mut hs, &mut io, &|node| membership.is_revoked(node)).await?;
         let (session, peer) = hs.finish()?;
         let peer_id = peer_id_of(&peer.node).ok_or(PqError::BadPeerKey)?;
         self.membership.record_peer(
@@ -92,10 +161,13 @@ impl PqUpgrade {
 
 impl UpgradeInfo for PqUpgrade {
     type Info = &'static str;
-    type InfoIter = std::iter::Once<Self::Info>;
+    type InfoIter =
+        std::iter::Chain<std::iter::Once<Self::Info>, std::option::IntoIter<Self::Info>>;
 
     fn protocol_info(&self) -> Self::InfoIter {
-        std::iter::once(PROTOCOL)
+        // A dialer proposes the member protocol first, so a listener that
+        // takes both always picks it for a member.
+        std::iter::once(PROTOCOL).chain(self.enroller.as_ref().map(|_| ENROLL_PROTOCOL))
     }
 }
 
@@ -107,8 +179,23 @@ where
     type Error = PqError;
     type Future = BoxFuture<'static, Result<Self::Output, Self::Error>>;
 
-    fn upgrade_inbound(self, socket: C, _: Self::Info) -> Self::Future {
-        Box::pin(self.run(socket, Side::Responder))
+    fn upgrade_inbound(self, socket: C, info: Self::Info) -> Self::Future {
+        if info != ENROLL_PROTOCOL {
+            return Box::pin(self.run(socket, Side::Responder));
+        }
+        Box::pin(async move {
+            let enroller = self.enroller.clone().ok_or(PqError::NoEnrollments)?;
+            let membership = self.membership.clone();
+            crate::enroll::serve(
+                self.local.clone(),
+                enroller,
+                move |node| membership.is_revoked(node),
+                socket,
+            )
+            .await?;
+            // Never a connection: the enrollee is not a member yet.
+            Err(PqError::Enrolled)
+        })
     }
 }
 
@@ -120,7 +207,11 @@ where
     type Error = PqError;
     type Future = BoxFuture<'static, Result<Self::Output, Self::Error>>;
 
-    fn upgrade_outbound(self, socket: C, _: Self::Info) -> Self::Future {
+    fn upgrade_outbound(self, socket: C, info: Self::Info) -> Self::Future {
+        if info == ENROLL_PROTOCOL {
+            // A member never dials to enroll; `enroll::enroll` does.
+            return Box::pin(async { Err(PqError::NoEnrollments) });
+        }
         Box::pin(self.run(socket, Side::Initiator))
     }
 }
@@ -148,7 +239,7 @@ pub struct PqStream<C> {
 }
 
 impl<C> PqStream<C> {
-    fn new(io: C, session: Session) -> Self {
+    pub(crate) fn new(io: C, session: Session) -> Self {
         Self {
             io,
             session,

@@ -25,7 +25,7 @@ use crate::handle::{
     Command, FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, Inbox, KnownPeer,
     PeerInfo, COMMAND_CAPACITY, EVENT_CAPACITY,
 };
-use crate::membership::{node_key_of, peer_id_of, Membership, Security};
+use crate::membership::{peer_id_of, Membership, Security};
 use crate::pq_tcp::PqUpgrade;
 
 mod direct;
@@ -109,7 +109,10 @@ pub fn start(
     }
     let topics = Registry::new(config.topics.clone())?;
     crate::direct::check_protocols(&config.protocols)?;
-    let tcp_security = PqUpgrade::new(credentials.handshake_identity(), membership.clone());
+    let mut tcp_security = PqUpgrade::new(credentials.handshake_identity(), membership.clone());
+    if let Some(enroller) = config.enroller.clone() {
+        tcp_security = tcp_security.with_enroller(enroller);
+    }
     let handshake_timeout = config.handshake_timeout;
     // An inbound connection holds a pending slot until its handshake ends;
     // an idle stranger's must not hold it for a dial's whole allowance.
@@ -460,6 +463,9 @@ impl FabricLoop {
                 self.membership.forget_peer(&peer);
             }
         }
+        // An admin's revocation ends the members it issued too: close their
+        // connections now rather than at the next periodic check.
+        self.close_expired();
         self.emit(FabricEvent::Revoked {
             revocation: rev.clone(),
             from,
@@ -500,12 +506,7 @@ impl FabricLoop {
                     return;
                 }
                 let record = match self.membership.peer(&peer_id) {
-                    Some(record)
-                        if !node_key_of(&peer_id)
-                            .is_some_and(|n| self.membership.is_revoked(&n)) =>
-                    {
-                        record
-                    }
+                    Some(record) if !self.membership.chain_revoked(&record.cert) => record,
                     _ => {
                         // Every transport records the peer in its handshake; a
                         // connection without a record did not pass one.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libp2p::Multiaddr;
-use osmoda_fabric::proto::FleetRoot;
+use osmoda_fabric::proto::{FleetCert, FleetRoot, Role};
 use osmoda_fabric::{Credentials, FabricConfig, FabricEvent, FabricHandle, Membership};
 use rand::rngs::OsRng;
 use tokio::sync::mpsc;
@@ -105,6 +105,53 @@ async fn revoking_a_connected_member_closes_its_connections() {
         "a kept the revoked member's connection"
     );
     assert_eq!(peers(&a).await, 0);
+}
+
+/// A member whose certificate an admin node signed (root → admin →
+/// member) connects like any other; revoking the admin, not the member,
+/// closes its connections and refuses its next handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_an_admin_closes_the_members_it_issued() {
+    let root = FleetRoot::generate(&mut OsRng);
+    let admin_key = ed25519_dalek::SigningKey::generate(&mut OsRng);
+    let admin = root
+        .issue(
+            admin_key.verifying_key().to_bytes(),
+            "adm",
+            Role::Admin,
+            now() - 60,
+            now() + 3600,
+        )
+        .unwrap();
+    let key = ed25519_dalek::SigningKey::generate(&mut OsRng);
+    let cert = FleetCert::delegate(
+        &admin,
+        &admin_key,
+        key.verifying_key().to_bytes(),
+        "c",
+        now() - 60,
+        now() + 3600,
+    )
+    .unwrap();
+    let c_creds = Credentials::new(&key.to_bytes(), cert).unwrap();
+    let (a, c) = connected_pair(&root, c_creds).await;
+    assert!(a
+        .handle
+        .revoke(root.revoke(admin.node, now()))
+        .await
+        .unwrap());
+    assert!(
+        wait_for_peers(&c, 0, Duration::from_secs(2)).await,
+        "a kept the connection of a member its revoked admin issued"
+    );
+    assert_eq!(peers(&a).await, 0);
+    let _ = c.handle.dial(a.tcp.clone()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        peers(&a).await,
+        0,
+        "a member of a revoked admin got back in"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -220,6 +220,42 @@ pub struct RevokeBody {
     pub revocation: String,
 }
 
+/// `POST /v1/fleet/invites`: an enrollment token this admin node redeems.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InviteBody {
+    /// The new node's name (unique in the fleet).
+    pub name: String,
+    /// Seconds the token stays usable.
+    pub ttl_secs: u64,
+    /// Addresses of this node to put first (reachable from the joiner);
+    /// the node adds its listen addresses.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+/// The token (a secret until used) and what it says.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct InviteView {
+    pub token: String,
+    pub name: String,
+    /// Unix seconds from which the token is refused.
+    pub valid_until: u64,
+    /// The admin node that redeems it: this one.
+    pub admin: String,
+    pub addresses: Vec<String>,
+}
+
+impl std::fmt::Debug for InviteView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token never reaches a log line.
+        f.debug_struct("InviteView")
+            .field("name", &self.name)
+            .field("valid_until", &self.valid_until)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Revoked {
     /// False when the node knew the revocation already.

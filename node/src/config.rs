@@ -43,6 +43,29 @@ pub struct FileConfig {
     pub max_connections: u32,
     /// User ids for agents, `FIRST-LAST`: each agent gets one of its own.
     pub agent_uid_range: UidRange,
+    /// Days a member certificate this node issues lasts (an admin node;
+    /// it never outlasts the admin's own).
+    pub certificate_lifetime_days: u64,
+}
+
+/// Default lifetime of the member certificates an admin node issues: a
+/// leaked key that nobody revoked is a member for a month at most, and a
+/// host away for a few weeks still finds its certificate valid.
+pub const DEFAULT_CERT_LIFETIME_DAYS: u64 = 30;
+
+impl FileConfig {
+    /// The checked lifetime of the certificates this node issues.
+    pub fn certificate_lifetime(&self) -> Result<Duration> {
+        in_range(
+            "certificate_lifetime_days",
+            self.certificate_lifetime_days,
+            1,
+            3650,
+        )?;
+        Ok(Duration::from_secs(
+            self.certificate_lifetime_days * 24 * 3600,
+        ))
+    }
 }
 
 impl Default for FileConfig {
@@ -56,6 +79,7 @@ impl Default for FileConfig {
             handshake_timeout_secs: fabric.handshake_timeout.as_secs(),
             max_connections: fabric.limits.max_established,
             agent_uid_range: UidRange::default(),
+            certificate_lifetime_days: DEFAULT_CERT_LIFETIME_DAYS,
         }
     }
 }

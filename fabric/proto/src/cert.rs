@@ -1,10 +1,15 @@
 //! Fleet root keys, membership certificates and revocations.
 //!
 //! A fleet is named by its root's Ed25519 public key. A node is a member when
-//! it holds a [`FleetCert`] signed by that root for its identity key; a
-//! [`Revocation`] signed by the same root takes membership away for good.
-//! Both are fixed binary formats (see `docs/protocol.md`), signed with a
-//! context string so that no signature can be replayed as another kind.
+//! it holds a [`FleetCert`] for its identity key that chains to that root:
+//! either signed by the root itself (version 1), or signed by an admin node
+//! whose own root-signed certificate is carried inside (version 2, a chain
+//! root → admin → member and never longer). Delegation lets the root key
+//! stay offline while admin nodes enroll and renew members. A
+//! [`Revocation`] signed by the root takes membership away for good, from
+//! the node it names and from every certificate that node issued. All are
+//! fixed binary formats (see `docs/protocol.md`), signed with a context
+//! string so that no signature can be replayed as another kind.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use osmoda_wire::{Reader, Truncated};
@@ -14,13 +19,18 @@ use crate::{FleetKey, NodeKey};
 
 const CERT_VERSION: u8 = 1;
 const CERT_CONTEXT: &[u8] = b"osmoda-fleet-cert-v1";
+const DELEGATED_VERSION: u8 = 2;
+const DELEGATED_CONTEXT: &[u8] = b"osmoda-fleet-cert-v2";
 const REVOCATION_VERSION: u8 = 1;
 const REVOCATION_CONTEXT: &[u8] = b"osmoda-revocation-v1";
 
 /// Longest node name, in bytes.
 pub const MAX_NAME_LEN: usize = 63;
-/// Longest encoded certificate: fixed fields, the longest name, the signature.
-pub const MAX_CERT_LEN: usize = 1 + 32 + 32 + 1 + 8 + 8 + 1 + MAX_NAME_LEN + 64;
+/// Longest root-signed certificate: fixed fields, the longest name, the
+/// signature.
+pub const MAX_ROOT_CERT_LEN: usize = 1 + 32 + 32 + 1 + 8 + 8 + 1 + MAX_NAME_LEN + 64;
+/// Longest encoded certificate: a delegated one, which carries its issuer's.
+pub const MAX_CERT_LEN: usize = MAX_ROOT_CERT_LEN - 64 + 1 + MAX_ROOT_CERT_LEN + 64;
 /// Encoded size of a revocation.
 pub const REVOCATION_LEN: usize = 1 + 32 + 32 + 8 + 64;
 /// How far in the future a certificate's start may lie and still be accepted,
@@ -48,6 +58,10 @@ pub enum CertError {
     NotYetValid { issued_at: u64, now: u64 },
     #[error("validity ends before it starts")]
     EmptyValidity,
+    #[error("invalid certificate chain: {0}")]
+    Chain(&'static str),
+    #[error("the signing key is not the key of the issuing certificate")]
+    KeyMismatch,
 }
 
 impl From<Truncated> for CertError {
@@ -56,7 +70,9 @@ impl From<Truncated> for CertError {
     }
 }
 
-/// What a member may do. Admins may sign fleet-wide commands.
+/// What a member may do. Admins whose certificate the root signed may sign
+/// fleet-wide commands and issue member certificates; a certificate an
+/// admin issued is always a member's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     Member,
@@ -165,6 +181,7 @@ impl FleetRoot {
             issued_at,
             expires_at,
             name: name.to_owned(),
+            issuer: None,
             signature: [0; 64],
         };
         cert.signature = self.sign(CERT_CONTEXT, &cert.signed_bytes()).to_bytes();
@@ -207,8 +224,10 @@ pub(crate) fn verify_signed(
         .map_err(|_| CertError::BadSignature)
 }
 
-/// A membership certificate: the root vouches that `node` belongs to the
-/// fleet under `name` with `role` until `expires_at` (Unix seconds).
+/// A membership certificate: the root, or an admin the root vouches for,
+/// vouches that `node` belongs to the fleet under `name` with `role` until
+/// `expires_at` (Unix seconds). A verified delegated certificate never
+/// outlives its issuer's, so `expires_at` is the whole chain's end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetCert {
     pub fleet: FleetKey,
@@ -217,13 +236,18 @@ pub struct FleetCert {
     pub issued_at: u64,
     pub expires_at: u64,
     pub name: String,
+    /// The admin's root-signed certificate when an admin issued this one.
+    issuer: Option<Box<FleetCert>>,
     signature: [u8; 64],
 }
 
 impl FleetCert {
     fn signed_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(MAX_CERT_LEN);
-        out.push(CERT_VERSION);
+        out.push(match self.issuer {
+            None => CERT_VERSION,
+            Some(_) => DELEGATED_VERSION,
+        });
         out.extend_from_slice(&self.fleet);
         out.extend_from_slice(&self.node);
         out.push(self.role.code());
@@ -231,7 +255,75 @@ impl FleetCert {
         out.extend_from_slice(&self.expires_at.to_be_bytes());
         out.push(self.name.len() as u8);
         out.extend_from_slice(self.name.as_bytes());
+        if let Some(issuer) = &self.issuer {
+            let issuer = issuer.encode();
+            // A root-signed certificate is at most MAX_ROOT_CERT_LEN (210).
+            out.push(issuer.len() as u8);
+            out.extend_from_slice(&issuer);
+        }
         out
+    }
+
+    /// Signs a member's certificate with an admin's key: the chain root →
+    /// admin → member. The admin's certificate must be root-signed with the
+    /// admin role; the new one ends no later than the admin's.
+    pub fn delegate(
+        admin: &FleetCert,
+        admin_key: &SigningKey,
+        node: NodeKey,
+        name: &str,
+        issued_at: u64,
+        expires_at: u64,
+    ) -> Result<FleetCert, CertError> {
+        validate_name(name)?;
+        if !admin.may_issue() {
+            return Err(CertError::Chain(
+                "only an admin certificate signed by the root may issue",
+            ));
+        }
+        if admin_key.verifying_key().to_bytes() != admin.node {
+            return Err(CertError::KeyMismatch);
+        }
+        let expires_at = expires_at.min(admin.expires_at);
+        if expires_at <= issued_at {
+            return Err(CertError::EmptyValidity);
+        }
+        let mut cert = FleetCert {
+            fleet: admin.fleet,
+            node,
+            role: Role::Member,
+            issued_at,
+            expires_at,
+            name: name.to_owned(),
+            issuer: Some(Box::new(admin.clone())),
+            signature: [0; 64],
+        };
+        let mut msg = DELEGATED_CONTEXT.to_vec();
+        msg.extend_from_slice(&cert.signed_bytes());
+        cert.signature = admin_key.sign(&msg).to_bytes();
+        Ok(cert)
+    }
+
+    /// The admin certificate that issued this one, when not the root.
+    pub fn issuer(&self) -> Option<&FleetCert> {
+        self.issuer.as_deref()
+    }
+
+    /// Whether this certificate lets its node issue certificates: an admin
+    /// the root signed for directly.
+    pub fn may_issue(&self) -> bool {
+        self.role == Role::Admin && self.issuer.is_none()
+    }
+
+    /// Every node key the chain depends on: the node's own, then its
+    /// issuer's. A revocation of any of them ends the membership.
+    pub fn chain_keys(&self) -> impl Iterator<Item = NodeKey> + '_ {
+        std::iter::once(self.node).chain(self.issuer.as_ref().map(|i| i.node))
+    }
+
+    /// Whether `is_revoked` says yes for any key of the chain.
+    pub fn chain_revoked(&self, is_revoked: &dyn Fn(&NodeKey) -> bool) -> bool {
+        self.chain_keys().any(|k| is_revoked(&k))
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -240,15 +332,16 @@ impl FleetCert {
         out
     }
 
-    /// Parses a certificate. This checks the format only; call
-    /// [`FleetCert::verify`] before trusting it.
+    /// Parses a certificate, root-signed (version 1) or delegated
+    /// (version 2, carrying its issuer's version 1 certificate). This checks
+    /// the format only; call [`FleetCert::verify`] before trusting it.
     pub fn decode(bytes: &[u8]) -> Result<Self, CertError> {
         if bytes.len() > MAX_CERT_LEN {
             return Err(CertError::Malformed);
         }
         let mut r = Reader::new(bytes);
         let version = r.u8()?;
-        if version != CERT_VERSION {
+        if version != CERT_VERSION && version != DELEGATED_VERSION {
             return Err(CertError::Version(version));
         }
         let fleet = r.array()?;
@@ -260,6 +353,19 @@ impl FleetCert {
         let name = r.bytes(name_len)?;
         let name = String::from_utf8(name.to_vec())
             .map_err(|_| CertError::BadName(String::from_utf8_lossy(name).into_owned()))?;
+        let issuer = if version == DELEGATED_VERSION {
+            let len = r.u8()? as usize;
+            let bytes = r.bytes(len)?;
+            // Only a root-signed certificate issues: the chain stops here.
+            if bytes.first() != Some(&CERT_VERSION) {
+                return Err(CertError::Chain(
+                    "the issuer's certificate is not root-signed",
+                ));
+            }
+            Some(Box::new(FleetCert::decode(bytes)?))
+        } else {
+            None
+        };
         let signature = r.array()?;
         r.finish()?;
         validate_name(&name)?;
@@ -270,21 +376,46 @@ impl FleetCert {
             issued_at,
             expires_at,
             name,
+            issuer,
             signature,
         })
     }
 
-    /// Checks the root's signature, the fleet and the validity window.
+    /// Checks the chain to `fleet`'s root (signatures, the issuer's right
+    /// to issue) and the validity window of every certificate in it.
+    /// Revocation is the caller's to check, over [`Self::chain_keys`].
     pub fn verify(&self, fleet: &FleetKey, now: u64) -> Result<(), CertError> {
         if &self.fleet != fleet {
             return Err(CertError::WrongFleet);
         }
-        verify_signed(
-            &self.fleet,
-            CERT_CONTEXT,
-            &self.signed_bytes(),
-            &self.signature,
-        )?;
+        match &self.issuer {
+            None => verify_signed(
+                &self.fleet,
+                CERT_CONTEXT,
+                &self.signed_bytes(),
+                &self.signature,
+            )?,
+            Some(issuer) => {
+                issuer.verify(fleet, now)?;
+                if !issuer.may_issue() {
+                    return Err(CertError::Chain("the issuer is not an admin"));
+                }
+                if self.role != Role::Member {
+                    return Err(CertError::Chain(
+                        "an admin may issue member certificates only",
+                    ));
+                }
+                if self.expires_at > issuer.expires_at {
+                    return Err(CertError::Chain("it outlives its issuer's certificate"));
+                }
+                verify_signed(
+                    &issuer.node,
+                    DELEGATED_CONTEXT,
+                    &self.signed_bytes(),
+                    &self.signature,
+                )?;
+            }
+        }
         if now >= self.expires_at {
             return Err(CertError::Expired {
                 expires_at: self.expires_at,
@@ -413,6 +544,135 @@ mod tests {
             b[i] ^= 0x01;
             let ok = FleetCert::decode(&b).and_then(|c| c.verify(&root.public(), 15));
             assert!(ok.is_err(), "flipped byte {i} accepted");
+        }
+    }
+
+    fn admin(root: &FleetRoot, expires_at: u64) -> (SigningKey, FleetCert) {
+        let key = SigningKey::generate(&mut OsRng);
+        let cert = root
+            .issue(
+                key.verifying_key().to_bytes(),
+                "adm",
+                Role::Admin,
+                100,
+                expires_at,
+            )
+            .unwrap();
+        (key, cert)
+    }
+
+    #[test]
+    fn an_admin_issues_a_member_certificate_that_chains_to_the_root() {
+        let root = FleetRoot::generate(&mut OsRng);
+        let (key, adm) = admin(&root, 5000);
+        let member = node();
+        let cert = FleetCert::delegate(&adm, &key, member, "m1", 100, 9000).unwrap();
+        // Clamped to the admin's own end.
+        assert_eq!(cert.expires_at, 5000);
+        let bytes = cert.encode();
+        assert!(bytes.len() <= MAX_CERT_LEN);
+        let back = FleetCert::decode(&bytes).unwrap();
+        assert_eq!(back, cert);
+        back.verify(&root.public(), 200).unwrap();
+        assert_eq!(back.role, Role::Member);
+        assert_eq!(back.issuer().map(|i| i.node), Some(adm.node));
+        assert_eq!(
+            back.chain_keys().collect::<Vec<_>>(),
+            vec![member, adm.node]
+        );
+        assert!(back.chain_revoked(&|k| *k == adm.node));
+        assert!(!back.chain_revoked(&|k| *k == root.public()));
+        assert!(!back.may_issue());
+        // The admin's expiry ends the chain.
+        assert!(matches!(
+            back.verify(&root.public(), 5000),
+            Err(CertError::Expired { .. })
+        ));
+        let other = FleetRoot::generate(&mut OsRng);
+        assert_eq!(
+            back.verify(&other.public(), 200),
+            Err(CertError::WrongFleet)
+        );
+    }
+
+    #[test]
+    fn only_a_root_signed_admin_issues_and_only_members() {
+        let root = FleetRoot::generate(&mut OsRng);
+        let key = SigningKey::generate(&mut OsRng);
+        let plain = root
+            .issue(key.verifying_key().to_bytes(), "m", Role::Member, 100, 5000)
+            .unwrap();
+        assert!(matches!(
+            FleetCert::delegate(&plain, &key, node(), "x", 100, 200),
+            Err(CertError::Chain(_))
+        ));
+        let (akey, adm) = admin(&root, 5000);
+        assert_eq!(
+            FleetCert::delegate(&adm, &key, node(), "x", 100, 200),
+            Err(CertError::KeyMismatch)
+        );
+        // A member's key signing over an admin-looking chain is refused:
+        // forge by re-signing the admin's chain with another key.
+        let member = FleetCert::delegate(&adm, &akey, node(), "x", 100, 200).unwrap();
+        let mut forged = member.clone();
+        forged.role = Role::Admin;
+        assert!(forged.verify(&root.public(), 150).is_err());
+        // A delegated certificate cannot issue: the chain is at most two.
+        assert!(matches!(
+            FleetCert::delegate(&member, &akey, node(), "y", 100, 200),
+            Err(CertError::Chain(_))
+        ));
+        // A delegated certificate carried as the issuer is refused at decode.
+        let mut nested = member.encode();
+        let inner = member.encode();
+        let at = nested.len() - 64 - adm.encode().len() - 1;
+        nested.truncate(at);
+        nested.push(inner.len() as u8);
+        nested.extend_from_slice(&inner);
+        nested.extend_from_slice(&[0; 64]);
+        assert!(FleetCert::decode(&nested).is_err());
+    }
+
+    #[test]
+    fn every_flipped_byte_of_a_chain_is_refused() {
+        let root = FleetRoot::generate(&mut OsRng);
+        let (key, adm) = admin(&root, 5000);
+        let bytes = FleetCert::delegate(&adm, &key, node(), "m", 100, 4000)
+            .unwrap()
+            .encode();
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x01;
+            let ok = FleetCert::decode(&b).and_then(|c| c.verify(&root.public(), 150));
+            assert!(ok.is_err(), "flipped byte {i} accepted");
+        }
+    }
+
+    proptest::proptest! {
+        /// Random bytes and certificates with one byte changed never panic
+        /// the decoder, and what decodes encodes back exactly.
+        #[test]
+        fn hostile_bytes_decode_exactly_or_not_at_all(
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..MAX_CERT_LEN + 8),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            byte in proptest::prelude::any::<u8>(),
+        ) {
+            let root = FleetRoot::from_secret([5; 32]);
+            let key = SigningKey::from_bytes(&[6; 32]);
+            let adm = root
+                .issue(key.verifying_key().to_bytes(), "a", Role::Admin, 0, 100)
+                .unwrap();
+            let mut valid = FleetCert::delegate(&adm, &key, [7; 32], "m", 0, 100)
+                .unwrap()
+                .encode();
+            let i = at.index(valid.len());
+            valid[i] = byte;
+            for input in [junk, valid] {
+                if let Ok(cert) = FleetCert::decode(&input) {
+                    proptest::prop_assert_eq!(cert.encode(), input);
+                    let _ = cert.verify(&root.public(), 50);
+                }
+            }
         }
     }
 

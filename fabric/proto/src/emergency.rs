@@ -316,6 +316,31 @@ mod tests {
         );
     }
 
+    /// A member an admin enrolled holds a valid certificate, but only a
+    /// root-signed admin signs fleet commands.
+    #[test]
+    fn a_command_from_a_member_an_admin_issued_is_refused() {
+        let root = FleetRoot::generate(&mut OsRng);
+        let (admin_key, admin) = member(&root, Role::Admin);
+        let key = SigningKey::generate(&mut OsRng);
+        let cert = FleetCert::delegate(
+            &admin,
+            &admin_key,
+            key.verifying_key().to_bytes(),
+            "m",
+            0,
+            u64::MAX / 2,
+        )
+        .unwrap();
+        let cmd =
+            EmergencyCommand::sign(EmergencyKind::Lockdown, 5, cert, &key, &mut OsRng).unwrap();
+        let back = EmergencyCommand::decode(&cmd.encode()).unwrap();
+        assert_eq!(
+            back.verify(&root.public(), 10),
+            Err(EmergencyError::NotAdmin)
+        );
+    }
+
     #[test]
     fn every_flipped_byte_fails() {
         let root = FleetRoot::generate(&mut OsRng);

@@ -9,15 +9,16 @@
 //! before the message is forwarded.
 //!
 //! ```text
-//! u8 version (2) | u8 len(cert) | cert [len, at most MAX_CERT_LEN]
+//! u8 version (3) | u16 len(cert) | cert [len, at most MAX_CERT_LEN]
 //!                | seqno u64 | signature [64] | payload
-//! signature = Ed25519(cert.node, "osmoda-gossip-v2" | u16 len(topic) | topic
+//! signature = Ed25519(cert.node, "osmoda-gossip-v3" | u16 len(topic) | topic
 //!                                | cert | seqno | payload)
 //! ```
 //!
 //! The origin is the node named by the carried fleet certificate: a
 //! receiver that never met the origin can still check that it is a member
-//! (the certificate against the fleet root, then its revocation list),
+//! (the certificate's chain against the fleet root, then its revocation
+//! list; version 3 widened the certificate's length for delegated chains),
 //! which this module leaves to the caller since it knows neither. Without
 //! that check any key could sign, and a member could publish under
 //! throwaway keys that no penalty or sequence window ever catches up with.
@@ -31,11 +32,11 @@ use osmoda_wire::Reader;
 use crate::cert::{verify_signed, FleetCert, MAX_CERT_LEN};
 use crate::NodeKey;
 
-const VERSION: u8 = 2;
-const CONTEXT: &[u8] = b"osmoda-gossip-v2";
+const VERSION: u8 = 3;
+const CONTEXT: &[u8] = b"osmoda-gossip-v3";
 /// Bytes an envelope adds to its payload, at most (the certificate's
 /// length varies with the node's name).
-pub const ENVELOPE_OVERHEAD: usize = 1 + 1 + MAX_CERT_LEN + 8 + 64;
+pub const ENVELOPE_OVERHEAD: usize = 1 + 2 + MAX_CERT_LEN + 8 + 64;
 
 /// Why an envelope was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -90,14 +91,14 @@ pub fn seal(
         return Err(EnvelopeError::KeyMismatch);
     }
     let cert = cert.encode();
-    // A decoded or issued certificate is at most MAX_CERT_LEN (210) bytes.
-    let cert_len = u8::try_from(cert.len()).map_err(|_| EnvelopeError::Certificate)?;
+    // A decoded or issued certificate is at most MAX_CERT_LEN (421) bytes.
+    let cert_len = u16::try_from(cert.len()).map_err(|_| EnvelopeError::Certificate)?;
     let mut msg = CONTEXT.to_vec();
     msg.extend_from_slice(&signed_body(topic, &cert, seqno, payload));
     let signature = key.sign(&msg).to_bytes();
-    let mut out = Vec::with_capacity(2 + cert.len() + 8 + 64 + payload.len());
+    let mut out = Vec::with_capacity(3 + cert.len() + 8 + 64 + payload.len());
     out.push(VERSION);
-    out.push(cert_len);
+    out.extend_from_slice(&cert_len.to_be_bytes());
     out.extend_from_slice(&cert);
     out.extend_from_slice(&seqno.to_be_bytes());
     out.extend_from_slice(&signature);
@@ -113,7 +114,7 @@ pub fn open<'a>(topic: &str, bytes: &'a [u8]) -> Result<Envelope<'a>, EnvelopeEr
     if version != VERSION {
         return Err(EnvelopeError::Version(version));
     }
-    let cert_len = reader.u8().map_err(|_| EnvelopeError::Truncated)? as usize;
+    let cert_len = reader.u16().map_err(|_| EnvelopeError::Truncated)? as usize;
     if cert_len > MAX_CERT_LEN {
         return Err(EnvelopeError::Certificate);
     }
@@ -122,7 +123,7 @@ pub fn open<'a>(topic: &str, bytes: &'a [u8]) -> Result<Envelope<'a>, EnvelopeEr
         .map_err(|_| EnvelopeError::Truncated)?;
     let seqno = reader.u64().map_err(|_| EnvelopeError::Truncated)?;
     let signature: [u8; 64] = reader.array().map_err(|_| EnvelopeError::Truncated)?;
-    let payload = &bytes[2 + cert_len + 8 + 64..];
+    let payload = &bytes[3 + cert_len + 8 + 64..];
     let cert = FleetCert::decode(cert_bytes).map_err(|_| EnvelopeError::Certificate)?;
     verify_signed(
         &cert.node,
@@ -194,13 +195,13 @@ mod tests {
             Err(EnvelopeError::Truncated)
         );
         let mut other = bytes.clone();
-        other[0] = 1;
+        other[0] = 2;
         assert_eq!(
             open("osmoda/audit/1", &other),
-            Err(EnvelopeError::Version(1))
+            Err(EnvelopeError::Version(2))
         );
         let mut long = bytes.clone();
-        long[1] = (MAX_CERT_LEN + 1) as u8;
+        long[1..3].copy_from_slice(&((MAX_CERT_LEN + 1) as u16).to_be_bytes());
         assert_eq!(
             open("osmoda/audit/1", &long),
             Err(EnvelopeError::Certificate)
@@ -234,7 +235,7 @@ mod tests {
 
         /// Random bytes never panic the decoder.
         #[test]
-        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..700)) {
             let _ = open("t", &bytes);
         }
     }

@@ -9,6 +9,11 @@
 //! -> s, se                   + payload (initiator's identity and certificate)
 //! ```
 //!
+//! The same pattern, under its own prologue, admits a node that has no
+//! certificate yet to one exchange only: enrollment (see [`crate::enroll`]).
+//! There the initiator is the enrollee, whose payload carries no
+//! certificate, and the responder must be an admin that may issue.
+//!
 //! The caller moves bytes; this module never does IO, never reads a clock
 //! (`now` is an argument) and draws randomness only from the generator it is
 //! given. Every failure is a [`HandshakeError`]; after one, the state machine
@@ -32,6 +37,9 @@ pub const PROTOCOL_NAME: &str = "Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256";
 /// The prologue is this prefix followed by the fleet id, so that members of
 /// different fleets can never complete a handshake with each other.
 pub const PROLOGUE_PREFIX: &[u8] = b"osmoda/1\n";
+/// The prologue prefix of an enrollment handshake: a member handshake and
+/// an enrollment can never be mistaken for one another.
+pub const ENROLL_PROLOGUE_PREFIX: &[u8] = b"osmoda-enroll/1\n";
 /// What the identity key signs, followed by the X25519 static public key.
 pub const STATIC_KEY_CONTEXT: &[u8] = b"osmoda-noise-static-key:";
 /// Largest handshake message, as for Noise.
@@ -72,6 +80,8 @@ pub enum HandshakeError {
     CertificateMismatch,
     #[error("the peer's membership has been revoked")]
     Revoked,
+    #[error("the enrolling peer is not an admin that may issue certificates")]
+    NotAnIssuer,
     #[error("the local certificate was not issued to the local identity key")]
     LocalCertificateMismatch,
     #[error("handshake used out of turn ({0})")]
@@ -81,9 +91,12 @@ pub enum HandshakeError {
 }
 
 /// The local node's credentials for handshakes: the long-lived identity key,
-/// its fleet certificate, and an X25519 static key signed by the identity.
+/// its fleet certificate (none for an enrollee), and an X25519 static key
+/// signed by the identity.
 pub struct LocalIdentity {
-    cert: FleetCert,
+    fleet: FleetKey,
+    node: NodeKey,
+    cert: Option<FleetCert>,
     cert_bytes: Vec<u8>,
     static_secret: StaticSecret,
     static_public: PublicKey,
@@ -100,22 +113,34 @@ impl LocalIdentity {
         if cert.node != identity.verifying_key().to_bytes() {
             return Err(HandshakeError::LocalCertificateMismatch);
         }
+        let mut local = Self::enrollee(identity, cert.fleet, rng);
+        local.cert_bytes = cert.encode();
+        local.cert = Some(cert);
+        Ok(local)
+    }
+
+    /// A node that has no certificate yet, for an enrollment handshake with
+    /// an admin of `fleet` only: a member handshake refuses it.
+    pub fn enrollee(identity: &SigningKey, fleet: FleetKey, rng: &mut impl CryptoRngCore) -> Self {
         let static_secret = StaticSecret::random_from_rng(&mut *rng);
         let static_public = PublicKey::from(&static_secret);
         let mut msg = STATIC_KEY_CONTEXT.to_vec();
         msg.extend_from_slice(static_public.as_bytes());
         let static_sig = identity.sign(&msg).to_bytes();
-        Ok(Self {
-            cert_bytes: cert.encode(),
-            cert,
+        Self {
+            fleet,
+            node: identity.verifying_key().to_bytes(),
+            cert: None,
+            cert_bytes: Vec::new(),
             static_secret,
             static_public,
             static_sig,
-        })
+        }
     }
 
-    pub fn cert(&self) -> &FleetCert {
-        &self.cert
+    /// The certificate presented, none for an enrollee.
+    pub fn cert(&self) -> Option<&FleetCert> {
+        self.cert.as_ref()
     }
 
     /// Presents `bytes` in place of the certificate in handshakes. Only for
@@ -127,17 +152,17 @@ impl LocalIdentity {
     }
 
     pub fn fleet(&self) -> FleetKey {
-        self.cert.fleet
+        self.fleet
     }
 
     pub fn node(&self) -> NodeKey {
-        self.cert.node
+        self.node
     }
 
     fn payload(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(MAX_PAYLOAD_LEN);
         out.push(PAYLOAD_VERSION);
-        out.extend_from_slice(&self.cert.node);
+        out.extend_from_slice(&self.node);
         out.extend_from_slice(&self.static_sig);
         out.extend_from_slice(&(self.cert_bytes.len() as u16).to_be_bytes());
         out.extend_from_slice(&self.cert_bytes);
@@ -150,6 +175,16 @@ impl LocalIdentity {
 pub struct PeerIdentity {
     pub node: NodeKey,
     pub cert: FleetCert,
+}
+
+/// Which handshake: between members, or a node enrolling with an admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Member,
+    /// The initiator presents no certificate; the responder must be an
+    /// admin that may issue. Finish the responder with
+    /// [`Handshake::finish_enrollee`].
+    Enrollment,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +205,7 @@ enum Step {
 /// [`Handshake::finish`].
 pub struct Handshake<'a> {
     side: Side,
+    mode: Mode,
     step: Step,
     local: &'a LocalIdentity,
     ss: SymmetricState,
@@ -180,12 +216,28 @@ pub struct Handshake<'a> {
     re1: Option<Box<KemEncapsulationKey>>,
     rs: Option<PublicKey>,
     remote: Option<PeerIdentity>,
+    /// The enrollee's identity key, on an admin's side of an enrollment.
+    enrollee: Option<NodeKey>,
 }
 
 impl<'a> Handshake<'a> {
+    /// A handshake between members.
     pub fn new(side: Side, local: &'a LocalIdentity, rng: &mut impl CryptoRngCore) -> Self {
+        Self::with_mode(side, Mode::Member, local, rng)
+    }
+
+    /// A handshake of `mode`. An enrollment's initiator is the enrollee.
+    pub fn with_mode(
+        side: Side,
+        mode: Mode,
+        local: &'a LocalIdentity,
+        rng: &mut impl CryptoRngCore,
+    ) -> Self {
         let mut ss = SymmetricState::initialize(PROTOCOL_NAME.as_bytes());
-        let mut prologue = PROLOGUE_PREFIX.to_vec();
+        let mut prologue = match mode {
+            Mode::Member => PROLOGUE_PREFIX.to_vec(),
+            Mode::Enrollment => ENROLL_PROLOGUE_PREFIX.to_vec(),
+        };
         prologue.extend_from_slice(&local.fleet());
         ss.mix_hash(&prologue);
         let e = StaticSecret::random_from_rng(&mut *rng);
@@ -196,6 +248,7 @@ impl<'a> Handshake<'a> {
         };
         Self {
             side,
+            mode,
             step: match side {
                 Side::Initiator => Step::WriteMessage1,
                 Side::Responder => Step::ReadMessage1,
@@ -209,6 +262,7 @@ impl<'a> Handshake<'a> {
             re1: None,
             rs: None,
             remote: None,
+            enrollee: None,
         }
     }
 
@@ -265,16 +319,32 @@ impl<'a> Handshake<'a> {
 
     /// The transport session and the verified peer, once finished.
     pub fn finish(self) -> Result<(Session, PeerIdentity), HandshakeError> {
-        match (self.step, self.remote) {
-            (Step::Done, Some(remote)) => {
+        let remote = self.remote.clone();
+        let session = self.session()?;
+        let remote = remote.ok_or(HandshakeError::OutOfTurn("no verified peer"))?;
+        Ok((session, remote))
+    }
+
+    /// On an admin's side of an enrollment: the transport session and the
+    /// identity key of the enrollee, who proved it holds that key and
+    /// nothing more. It is not a member: serve it the enrollment only.
+    pub fn finish_enrollee(self) -> Result<(Session, NodeKey), HandshakeError> {
+        let enrollee = self.enrollee;
+        let session = self.session()?;
+        let enrollee = enrollee.ok_or(HandshakeError::OutOfTurn("no enrollee"))?;
+        Ok((session, enrollee))
+    }
+
+    fn session(self) -> Result<Session, HandshakeError> {
+        match self.step {
+            Step::Done => {
                 let (c1, c2) = self.ss.split();
-                let session = match self.side {
+                Ok(match self.side {
                     Side::Initiator => Session::new(c1, c2, self.ss.handshake_hash()),
                     Side::Responder => Session::new(c2, c1, self.ss.handshake_hash()),
-                };
-                Ok((session, remote))
+                })
             }
-            (Step::Failed, _) => Err(HandshakeError::Failed),
+            Step::Failed => Err(HandshakeError::Failed),
             _ => Err(HandshakeError::OutOfTurn("handshake not finished")),
         }
     }
@@ -456,21 +526,37 @@ impl<'a> Handshake<'a> {
         self.dh(DhSecret::Ephemeral, rs)?;
         let rest = r.bytes(r.remaining()).map_err(malformed(message))?;
         let payload = self.ss.decrypt_and_hash(rest).map_err(cipher(message))?;
-        self.remote = Some(self.verify_payload(message, &payload, rs, now, is_revoked)?);
+        let enrollee = self.mode == Mode::Enrollment && self.side == Side::Responder;
+        let (node, cert) = self.verify_payload(message, &payload, rs, enrollee)?;
+        match cert {
+            // An enrollee has no membership to check; not revoked is all.
+            None if is_revoked(&node) => return Err(HandshakeError::Revoked),
+            None => self.enrollee = Some(node),
+            Some(cert) => {
+                cert.verify(&self.local.fleet(), now)?;
+                if cert.chain_revoked(is_revoked) {
+                    return Err(HandshakeError::Revoked);
+                }
+                if self.mode == Mode::Enrollment && !cert.may_issue() {
+                    return Err(HandshakeError::NotAnIssuer);
+                }
+                self.remote = Some(PeerIdentity { node, cert });
+            }
+        }
         Ok(())
     }
 
     /// Checks the peer's payload: its identity key signed the static key that
-    /// the handshake authenticated, and the fleet's root vouches for that
-    /// identity.
+    /// the handshake authenticated, and it carries a certificate naming
+    /// that key (an enrollee: exactly no certificate). The caller checks the
+    /// certificate's chain.
     fn verify_payload(
         &self,
         message: u8,
         payload: &[u8],
         rs: PublicKey,
-        now: u64,
-        is_revoked: &dyn Fn(&NodeKey) -> bool,
-    ) -> Result<PeerIdentity, HandshakeError> {
+        enrollee: bool,
+    ) -> Result<(NodeKey, Option<FleetCert>), HandshakeError> {
         if payload.len() > MAX_PAYLOAD_LEN {
             return Err(HandshakeError::Malformed(message));
         }
@@ -487,15 +573,17 @@ impl<'a> Handshake<'a> {
         }
         verify_signed(&node, STATIC_KEY_CONTEXT, rs.as_bytes(), &sig)
             .map_err(|_| HandshakeError::BadIdentitySignature)?;
+        if enrollee {
+            return match cert.is_empty() {
+                true => Ok((node, None)),
+                false => Err(HandshakeError::Malformed(message)),
+            };
+        }
         let cert = FleetCert::decode(cert)?;
         if cert.node != node {
             return Err(HandshakeError::CertificateMismatch);
         }
-        cert.verify(&self.local.fleet(), now)?;
-        if is_revoked(&node) {
-            return Err(HandshakeError::Revoked);
-        }
-        Ok(PeerIdentity { node, cert })
+        Ok((node, Some(cert)))
     }
 }
 

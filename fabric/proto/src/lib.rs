@@ -7,7 +7,10 @@
 //! drive them directly.
 //!
 //! - [`cert`]: fleet root keys, membership certificates and revocations.
-//! - [`token`]: join tokens that carry a new member's credentials.
+//! - [`token`]: the root's direct join tokens, which carry a new member's
+//!   key and certificate.
+//! - [`enroll`]: one-time enrollment tokens and the exchange in which a new
+//!   node, with a key of its own making, gets its certificate from an admin.
 //! - [`handshake`]: the hybrid post-quantum handshake
 //!   (`Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256`) as a state machine.
 //! - [`emergency`]: fleet-wide STOP/FREEZE/RESUME/LOCKDOWN/UNLOCK commands
@@ -25,6 +28,7 @@
 
 pub mod cert;
 pub mod emergency;
+pub mod enroll;
 pub mod gossip;
 pub mod handshake;
 pub mod kem;
@@ -36,7 +40,8 @@ pub use cert::{CertError, FleetCert, FleetRoot, Revocation, Role};
 pub use emergency::{
     admit, admit_news, Admission, EmergencyCommand, EmergencyError, EmergencyKind,
 };
-pub use handshake::{Handshake, HandshakeError, LocalIdentity, PeerIdentity, Side};
+pub use enroll::{EnrollRequest, EnrollResponse, EnrollToken};
+pub use handshake::{Handshake, HandshakeError, LocalIdentity, Mode, PeerIdentity, Side};
 pub use session::{Session, SessionError};
 pub use token::{JoinToken, TokenError};
 

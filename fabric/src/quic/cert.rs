@@ -117,8 +117,9 @@ impl LocalCertificate {
 /// Checks a peer's certificate and returns its verified fleet certificate.
 ///
 /// Accepted: exactly one certificate, with an Ed25519 key, self-signed by
-/// that key, with one fleet certificate extension whose certificate was
-/// issued by our fleet root to that same key, valid at `now` and not revoked.
+/// that key, with one fleet certificate extension whose certificate chains
+/// to our fleet root (directly, or through an admin), names that same key,
+/// is valid at `now`, and no key of whose chain is revoked.
 pub(crate) fn verify_peer_certificate(
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
@@ -142,7 +143,7 @@ pub(crate) fn verify_peer_certificate(
     fleet_cert
         .verify(&membership.fleet(), now)
         .map_err(PeerCertError::NotMember)?;
-    if membership.is_revoked(&node) {
+    if membership.chain_revoked(&fleet_cert) {
         return Err(PeerCertError::Revoked);
     }
     Ok(fleet_cert)
@@ -300,6 +301,42 @@ mod tests {
         assert!(matches!(
             verify_peer_certificate(&local.cert, &[], &other, unix_now()),
             Err(PeerCertError::NotMember(CertError::WrongFleet))
+        ));
+    }
+
+    /// A member an admin issued (a 400-odd-byte chain in the extension)
+    /// is admitted on QUIC until its admin is revoked.
+    #[test]
+    fn quic_admits_a_delegated_certificate_until_its_admin_is_revoked() {
+        let root = FleetRoot::generate(&mut OsRng);
+        let admin_key = ed25519_dalek::SigningKey::generate(&mut OsRng);
+        let now = unix_now();
+        let admin = root
+            .issue(
+                admin_key.verifying_key().to_bytes(),
+                "admin",
+                Role::Admin,
+                now - 10,
+                now + 3600,
+            )
+            .unwrap();
+        let secret = ed25519_dalek::SigningKey::generate(&mut OsRng).to_bytes();
+        let node = ed25519_dalek::SigningKey::from_bytes(&secret)
+            .verifying_key()
+            .to_bytes();
+        let cert =
+            FleetCert::delegate(&admin, &admin_key, node, "m", now - 10, now + 3600).unwrap();
+        let creds = Credentials::new(&secret, cert).unwrap();
+        let local = LocalCertificate::generate(&creds).unwrap();
+        let membership = Membership::new(root.public());
+        let seen = verify_peer_certificate(&local.cert, &[], &membership, now).unwrap();
+        assert_eq!(&seen, creds.cert());
+        membership
+            .apply_revocation(&root.revoke(admin.node, now))
+            .unwrap();
+        assert!(matches!(
+            verify_peer_certificate(&local.cert, &[], &membership, now),
+            Err(PeerCertError::Revoked)
         ));
     }
 

@@ -41,6 +41,12 @@ impl FabricLoop {
                 gone.push((*peer, "its certificate expired"));
             } else if node_key_of(peer).is_some_and(|n| self.membership.is_revoked(&n)) {
                 gone.push((*peer, "it was revoked"));
+            } else if self
+                .membership
+                .peer(peer)
+                .is_some_and(|r| self.membership.chain_revoked(&r.cert))
+            {
+                gone.push((*peer, "the admin that issued its certificate was revoked"));
             } else {
                 next = Some(next.map_or(link.expires_at, |n| n.min(link.expires_at)));
             }

@@ -357,15 +357,15 @@ pub enum FleetCommand {
         #[arg(long, value_name = "FILE", env = "OSMODA_ROOT_KEY")]
         root_key: Option<PathBuf>,
     },
-    /// Print a join token for a new node (needs the root key: --root-key FILE or DATA/root.key).
+    /// Print a join token for a new node. On a running admin node: a one-time enrollment token this node redeems (the new node makes its own key). With the root key (--root-key FILE, or DATA/root.key while the node is not running, and always for --role admin): the root's direct token, which carries the new node's key and certificate.
     Invite {
-        /// The new node's role: member, or admin (may sign fleet commands).
+        /// The new node's role: member, or admin (may sign fleet commands and enroll; needs the root key).
         #[arg(long, default_value = "member")]
         role: Role,
         /// How long the token can be used to join.
         #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
         ttl: Duration,
-        /// How long the new node's membership lasts.
+        /// How long the new node's membership lasts, for the root's direct token (an enrolled node's lasts the admin's `certificate_lifetime_days`).
         #[arg(long, default_value = "365d", value_parser = parse_duration, value_name = "DURATION")]
         valid_for: Duration,
         /// The new node's name, unique in the fleet [default: node-HEX].

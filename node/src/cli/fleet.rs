@@ -2,15 +2,15 @@
 //! folder, told to the running node when there is one, and what they print.
 
 use anyhow::Result;
-use osmoda_fabric::proto::{hex, FleetCert, JoinToken, Revocation};
+use osmoda_fabric::proto::{hex, FleetCert, Revocation, Role};
 use serde_json::json;
 
 use super::args::FleetCommand;
 use super::client::Client;
-use super::folder::{self as fleet, Invite};
+use super::folder::{self as fleet, Invite, Joined};
 use super::out::{self, say};
 use super::time;
-use crate::api::PeerInfo;
+use crate::api::{InviteView, PeerInfo};
 use crate::datadir::DataDir;
 
 fn node_id(cert: &FleetCert) -> String {
@@ -27,6 +27,8 @@ fn cert_json(cert: &FleetCert) -> serde_json::Value {
         "fleet_id": hex(&cert.fleet),
         "issued_at": cert.issued_at,
         "expires_at": cert.expires_at,
+        // The admin node that issued it; null when the root did.
+        "issuer": cert.issuer().map(node_id),
     })
 }
 
@@ -54,6 +56,18 @@ pub async fn command(
             bootstrap,
             root_key,
         } => {
+            // The root issues directly when its key is asked for, or for an
+            // admin (only the root makes admins); otherwise the running
+            // admin node enrolls the new node itself.
+            if root_key.is_none() && role == Role::Member && data.is_member() {
+                let view =
+                    fleet::invite_enrollment(data, ttl, name.as_deref(), bootstrap.clone()).await?;
+                if let Some(view) = view {
+                    // The running node audited it.
+                    enrollment_invited(json, &view);
+                    return Ok(());
+                }
+            }
             let invite = fleet::invite(
                 data,
                 role,
@@ -136,7 +150,23 @@ fn invited(json: bool, invite: &Invite) {
     );
 }
 
-pub fn joined(json: bool, data: &DataDir, token: &JoinToken) {
+fn enrollment_invited(json: bool, view: &InviteView) {
+    if json {
+        return out::json(
+            &json!({ "token": view.token, "name": view.name, "admin": view.admin, "addresses": view.addresses, "valid_until": view.valid_until, "kind": "enrollment" }),
+        );
+    }
+    out::line(&view.token);
+    eprintln!(
+        "enrollment token for {}, redeemed once by this node ({}) until {}; \
+         the new node makes its own key; keep the token secret until it is used",
+        view.name,
+        view.admin,
+        time::when_ms(view.valid_until.saturating_mul(1000))
+    );
+}
+
+pub fn joined(json: bool, data: &DataDir, token: &Joined) {
     if json {
         return out::json(
             &json!({ "fleet": token.fleet_name, "node": cert_json(&token.cert), "bootstrap": token.bootstrap, "data": data.root() }),

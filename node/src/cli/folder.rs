@@ -8,11 +8,12 @@ use anyhow::Result;
 use ed25519_dalek::SigningKey;
 use libp2p::PeerId;
 use osmoda_fabric::proto::cert::validate_name;
-use osmoda_fabric::proto::{hex, FleetCert, FleetRoot, JoinToken, Revocation, Role};
+use osmoda_fabric::proto::enroll::{token_version, ENROLL_TOKEN_VERSION};
+use osmoda_fabric::proto::{hex, EnrollToken, FleetCert, FleetRoot, JoinToken, Revocation, Role};
 use zeroize::Zeroizing;
 
 use super::client::{Client, ClientError};
-use crate::api::{RecordBody, Recorded, RevokeBody, Revoked, StatusView};
+use crate::api::{InviteBody, InviteView, RecordBody, Recorded, RevokeBody, Revoked, StatusView};
 use crate::config::FileConfig;
 use crate::datadir::{DataDir, FleetInfo, CONFIG, SOCKET};
 use crate::error::{Context, NodeError};
@@ -180,8 +181,58 @@ pub async fn invite(
     })
 }
 
-/// Makes this folder a member, from a token.
-pub fn join(data: &DataDir, token: &str) -> Result<JoinToken> {
+/// What joining made of this folder.
+pub struct Joined {
+    pub fleet_name: String,
+    pub cert: FleetCert,
+    pub bootstrap: Vec<String>,
+}
+
+/// Makes an enrollment token on the running admin node, which records it
+/// and alone redeems it. `None` when no node runs here.
+pub async fn invite_enrollment(
+    data: &DataDir,
+    ttl: Duration,
+    name: Option<&str>,
+    addresses: Vec<String>,
+) -> Result<Option<InviteView>> {
+    let name = match name {
+        Some(name) => name.to_owned(),
+        None => {
+            let mut tag = [0u8; 4];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut tag);
+            format!("node-{}", hex(&tag))
+        }
+    };
+    if let Some(taken) = data.issued_name(&name)? {
+        return Err(NodeError::Conflict(format!(
+            "a node named {name:?} was invited already ({taken}); names are unique in a fleet: pick another --name"
+        ))
+        .into());
+    }
+    let body = InviteBody {
+        name: name.clone(),
+        ttl_secs: ttl.as_secs().max(1),
+        addresses,
+    };
+    let client = Client::new(&data.path(SOCKET));
+    match client
+        .post::<_, InviteView>("/v1/fleet/invites", &body)
+        .await
+    {
+        Ok(view) => {
+            data.record_issued(&name, "enrolling")?;
+            Ok(Some(view))
+        }
+        Err(ClientError::NotRunning(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Makes this folder a member, from a token: an enrollment token (this
+/// node makes its key and gets its certificate from the token's admin),
+/// or the root's direct token (key and certificate inside).
+pub async fn join(data: &DataDir, token: &str) -> Result<Joined> {
     if data.is_member() {
         return Err(NodeError::Conflict(format!(
             "{} is already a member of a fleet; use an empty --data folder to join",
@@ -189,20 +240,31 @@ pub fn join(data: &DataDir, token: &str) -> Result<JoinToken> {
         ))
         .into());
     }
-    let token = JoinToken::decode(token, unix_now()).invalid(|| "cannot join".into())?;
+    let version = token_version(token).invalid(|| "cannot join".into())?;
+    let (identity, joined) = if version == ENROLL_TOKEN_VERSION {
+        enroll(token).await?
+    } else {
+        let token = JoinToken::decode(token, unix_now()).invalid(|| "cannot join".into())?;
+        let joined = Joined {
+            fleet_name: token.fleet_name.clone(),
+            cert: token.cert,
+            bootstrap: token.bootstrap,
+        };
+        (token.node_secret, joined)
+    };
     data.ensure()?;
-    data.write_identity(&token.node_secret)?;
+    data.write_identity(&identity)?;
     data.write_fleet(&FleetInfo {
-        name: token.fleet_name.clone(),
-        id: hex(&token.cert.fleet),
+        name: joined.fleet_name.clone(),
+        id: hex(&joined.cert.fleet),
     })?;
-    if !token.bootstrap.is_empty() {
+    if !joined.bootstrap.is_empty() {
         let mut config = if data.path(CONFIG).exists() {
             crate::config::load(data)?
         } else {
             FileConfig::default()
         };
-        for addr in &token.bootstrap {
+        for addr in &joined.bootstrap {
             if !config.bootstrap.contains(addr) {
                 config.bootstrap.push(addr.clone());
             }
@@ -210,8 +272,45 @@ pub fn join(data: &DataDir, token: &str) -> Result<JoinToken> {
         data.write(CONFIG, toml::to_string(&config)?.as_bytes(), 0o644)?;
     }
     // Last, as in `create`: the certificate marks the folder a member.
-    data.write_cert(&token.cert)?;
-    Ok(token)
+    data.write_cert(&joined.cert)?;
+    Ok(joined)
+}
+
+/// Enrolls with the admin named in an enrollment token: a fresh identity
+/// key, and the certificate the admin issued for it. Tries the admin's
+/// TCP addresses in order until one answers; an answer is final.
+async fn enroll(token: &str) -> Result<(Zeroizing<[u8; 32]>, Joined)> {
+    let token = EnrollToken::decode(token, unix_now()).invalid(|| "cannot join".into())?;
+    let identity = SigningKey::generate(&mut rand::rngs::OsRng);
+    let mut failures = Vec::new();
+    for addr in &token.addresses {
+        let Ok(addr) = addr.parse::<libp2p::Multiaddr>() else {
+            continue;
+        };
+        match osmoda_fabric::enroll::enroll(&addr, &token, &identity).await {
+            Ok(cert) => {
+                let joined = Joined {
+                    fleet_name: token.fleet_name.clone(),
+                    cert,
+                    bootstrap: token.addresses.clone(),
+                };
+                return Ok((Zeroizing::new(identity.to_bytes()), joined));
+            }
+            Err(e) if e.try_next_address() => failures.push(e.to_string()),
+            Err(e) => {
+                return Err(NodeError::Forbidden(format!("cannot join: {e}")).into());
+            }
+        }
+    }
+    let tried = if failures.is_empty() {
+        "the token names no TCP address of its admin".to_string()
+    } else {
+        failures.join("; ")
+    };
+    Err(NodeError::Unavailable(format!(
+        "cannot join: no address of the admin answered ({tried}); is the inviting node running and reachable?"
+    ))
+    .into())
 }
 
 /// Signs a revocation with the root key, stores it, and hands it to the

@@ -111,7 +111,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             } else {
                 args.token
             };
-            let joined = folder::join(&data, &token)?;
+            let joined = folder::join(&data, &token).await?;
             folder::audit(&data, "fleet.join", &joined.fleet_name).await?;
             fleet::joined(json, &data, &joined);
             Ok(())

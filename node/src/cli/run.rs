@@ -37,6 +37,7 @@ pub async fn run(
     let file_config = config::load(data)?;
     let default_listen = config::listens_by_default(&file_config, &overrides);
     let agent_uids = file_config.agent_uid_range;
+    let cert_lifetime = file_config.certificate_lifetime()?;
     let fabric = config::resolve(file_config, &overrides)?;
     let cert = data.cert()?;
     cert.verify(&cert.fleet, unix_now()).context(
@@ -66,6 +67,7 @@ pub async fn run(
         },
         data: Some(data.clone()),
         vault_key: data.path(crate::state::vault::KEY_FILE),
+        cert_lifetime,
     };
     let running = builder.start().await?;
     let node = running.node.clone();

@@ -21,8 +21,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::api::{
-    AuditLogView, Done, ErrorBody, ForkView, HeadView, InboxEntry, LogQuery, PeerInfo, RecordBody,
-    Recorded, RevokeBody, Revoked, SendBody, Sent, StatusView, TextBody, VerifyBody, VerifyReport,
+    AuditLogView, Done, ErrorBody, ForkView, HeadView, InboxEntry, InviteBody, InviteView,
+    LogQuery, PeerInfo, RecordBody, Recorded, RevokeBody, Revoked, SendBody, Sent, StatusView,
+    TextBody, VerifyBody, VerifyReport,
 };
 use crate::error::{ErrorKind, NodeError};
 use crate::service::{Caller, Node};
@@ -85,6 +86,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/mesh/send", post(send))
         .route("/v1/mesh/inbox", get(inbox))
         .route("/v1/fleet/revocations", post(revoke))
+        .route("/v1/fleet/invites", post(invite))
         .route("/v1/audit/log", get(audit_log))
         .route("/v1/audit/verify", post(audit_verify))
         .route("/v1/audit/record", post(audit_record))
@@ -223,6 +225,11 @@ async fn inbox(State(node): Shared) -> ApiResult<Vec<InboxEntry>> {
 async fn revoke(State(node): Shared, body: Body<RevokeBody>) -> ApiResult<Revoked> {
     let Json(body) = body?;
     Ok(Json(node.revoke(OPERATOR, body).await?))
+}
+
+async fn invite(State(node): Shared, body: Body<InviteBody>) -> ApiResult<InviteView> {
+    let Json(body) = body?;
+    Ok(Json(node.invite(OPERATOR, body).await?))
 }
 
 async fn audit_log(State(node): Shared, query: Params<LogQuery>) -> ApiResult<AuditLogView> {

@@ -30,6 +30,7 @@ use crate::state::audit_log::AuditLog;
 use crate::state::docs::Docs;
 use crate::state::emergency::Emergency;
 use crate::state::heads::FleetHeads;
+use crate::state::invites::{EnrollDesk, Invites};
 use crate::state::mirrors::Mirrors;
 use crate::state::vault::Vault;
 
@@ -51,6 +52,9 @@ pub struct NodeBuilder {
     pub data: Option<DataDir>,
     /// The vault's key file (`DATA/vault.key`), made on first use.
     pub vault_key: PathBuf,
+    /// How long the member certificates this node issues last, when it is
+    /// an admin that may issue.
+    pub cert_lifetime: std::time::Duration,
 }
 
 /// A node whose loop runs.
@@ -101,6 +105,20 @@ impl NodeBuilder {
         // Dialed besides the bootstrap addresses: a node back on new ports
         // finds the peers it knew, and they learn where it is now.
         fabric_config.known_peers = book.to_dial(fabric_config.dial_target);
+        // An admin node takes enrollments for the tokens it issued.
+        let invites = self
+            .cert
+            .may_issue()
+            .then(|| Arc::new(Invites::new(self.store.clone())));
+        if let Some(invites) = &invites {
+            fabric_config.enroller = Some(Arc::new(EnrollDesk {
+                invites: invites.clone(),
+                key: ed25519_dalek::SigningKey::from_bytes(&self.identity),
+                cert: self.cert.clone(),
+                lifetime: self.cert_lifetime,
+                audit: audit.clone(),
+            }));
+        }
         let started = match osmoda_fabric::start(
             credentials.clone(),
             membership.clone(),
@@ -162,6 +180,7 @@ impl NodeBuilder {
             emergency_order: tokio::sync::Mutex::new(()),
             refusals: Default::default(),
             register_intake: Arc::new(tokio::sync::Semaphore::new(crate::service::REGISTER_INTAKE)),
+            invites,
             signer: Signer {
                 cert: self.cert,
                 identity: self.identity,

@@ -5,16 +5,78 @@ use std::sync::Weak;
 
 use libp2p::PeerId;
 use osmoda_crdt_state::Actor;
-use osmoda_fabric::proto::{parse_hex_bytes, Revocation};
+use osmoda_fabric::proto::{parse_hex_bytes, EnrollToken, Revocation};
 use osmoda_fabric::Membership;
 use tokio::sync::watch;
 
 use super::{Caller, Node};
-use crate::api::{RevokeBody, Revoked};
+use crate::api::{InviteBody, InviteView, RevokeBody, Revoked};
 use crate::datadir::DataDir;
 use crate::error::{NodeError, NodeResult};
 
+/// Longest an enrollment token may stay usable: a week.
+pub const MAX_INVITE_TTL_SECS: u64 = 7 * 24 * 3600;
+
 impl Node {
+    /// Makes a one-time enrollment token that this admin node redeems
+    /// (`osmoda fleet invite`): recorded unused, audited, never logged.
+    pub async fn invite(&self, by: Caller<'_>, body: InviteBody) -> NodeResult<InviteView> {
+        let result = self.make_invite(&body).await;
+        self.audited(by, "fleet.invite", &body.name, "enrollment token", result)
+            .await
+    }
+
+    async fn make_invite(&self, body: &InviteBody) -> NodeResult<InviteView> {
+        let invites = self.invites.as_ref().ok_or_else(|| {
+            NodeError::Forbidden(
+                "this node is not an admin the fleet root signed for, so it cannot enroll nodes; \
+                 invite from such an admin, or with the root key (--root-key)"
+                    .into(),
+            )
+        })?;
+        osmoda_fabric::proto::cert::validate_name(&body.name)
+            .map_err(|e| NodeError::Invalid(e.to_string()))?;
+        if body.ttl_secs == 0 || body.ttl_secs > MAX_INVITE_TTL_SECS {
+            return Err(NodeError::Invalid(format!(
+                "a token lasts 1 s to {MAX_INVITE_TTL_SECS} s (a week)"
+            )));
+        }
+        let now = super::unix_now();
+        let valid_until = now.saturating_add(body.ttl_secs);
+        let (id, secret) =
+            invites
+                .create(&body.name, valid_until, now)
+                .await
+                .map_err(|e| match e {
+                    crate::state::invites::InviteError::Full => NodeError::Busy(e.to_string()),
+                    other => NodeError::Internal(other.to_string()),
+                })?;
+        let status = self.fabric.status().await?;
+        let mut addresses = body.addresses.clone();
+        for addr in status.listen {
+            addresses.push(format!("{addr}/p2p/{}", self.info.node_id));
+        }
+        addresses.truncate(osmoda_fabric::proto::token::MAX_BOOTSTRAP);
+        let token = EnrollToken {
+            fleet_name: self.info.fleet.name.clone(),
+            fleet: self.membership.fleet(),
+            admin: self.signer.cert.node,
+            id,
+            secret,
+            valid_until,
+            addresses: addresses.clone(),
+        }
+        .encode()
+        .map_err(|e| NodeError::Invalid(e.to_string()))?;
+        Ok(InviteView {
+            token: token.to_string(),
+            name: body.name.clone(),
+            valid_until,
+            admin: self.info.node_id.clone(),
+            addresses,
+        })
+    }
+
     /// Applies a revocation signed with the root key (`osmoda fleet
     /// revoke`): the fabric cuts the node off and spreads the word.
     pub async fn revoke(&self, by: Caller<'_>, body: RevokeBody) -> NodeResult<Revoked> {

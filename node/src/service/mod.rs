@@ -86,6 +86,8 @@ pub struct Node {
     /// Register exchanges whose commands are being checked at once; more
     /// are dropped (the next exchange brings them again).
     pub(crate) register_intake: Arc<tokio::sync::Semaphore>,
+    /// The enrollment tokens this node issued, on an admin node.
+    pub(crate) invites: Option<Arc<crate::state::invites::Invites>>,
     pub(crate) signer: Signer,
     /// How fast each member's pushes are taken (`replication/rates.rs`).
     pub(crate) push_rates: crate::replication::rates::PushRates,

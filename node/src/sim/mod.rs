@@ -48,6 +48,9 @@ impl SimHost<'_> {
             .map(|s, _| Box::new(s) as Box<dyn RawStream>)
             .boxed();
         Ok(NodeBuilder {
+            cert_lifetime: std::time::Duration::from_secs(
+                crate::config::DEFAULT_CERT_LIFETIME_DAYS * 24 * 3600,
+            ),
             store,
             identity: Zeroizing::new(identity),
             cert,

@@ -91,9 +91,10 @@ impl Authority for NodeAuthority {
         let signature = ed25519_dalek::Signature::from_bytes(&seal.signature);
         key.verify(&sealed_message(hash, &seal.credential), &signature)
             .map_err(|_| "the signature does not match")?;
-        if let Some(revoked_at) = self.membership.revoked_at(&cert.node) {
+        // The node's own revocation, or its issuing admin's.
+        if let Some(revoked_at) = self.membership.chain_revoked_at(&cert) {
             if at >= revoked_at {
-                return Err(format!("{author} was revoked at {revoked_at}"));
+                return Err(format!("{author} (or the admin that issued its certificate) was revoked at {revoked_at}"));
             }
         }
         Ok(standing(cert.role))

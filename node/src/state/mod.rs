@@ -16,6 +16,7 @@ pub mod authority;
 pub mod docs;
 pub mod emergency;
 pub mod heads;
+pub mod invites;
 pub mod mirrors;
 pub mod refusals;
 pub mod remote;

@@ -236,9 +236,12 @@ fn a_certificate_lent_to_another_key_is_refused() {
     let static_public = PublicKey::from(&static_secret);
     let mut msg = STATIC_KEY_CONTEXT.to_vec();
     msg.extend_from_slice(static_public.as_bytes());
+    let honest_cert = honest.cert().unwrap().clone();
     let impostor = LocalIdentity {
-        cert: honest.cert().clone(),
-        cert_bytes: honest.cert().encode(),
+        fleet: honest_cert.fleet,
+        node: honest_cert.node,
+        cert_bytes: honest_cert.encode(),
+        cert: Some(honest_cert.clone()),
         static_secret,
         static_public,
         static_sig: impostor_key.sign(&msg).to_bytes(),
@@ -250,7 +253,7 @@ fn a_certificate_lent_to_another_key_is_refused() {
         Some(HandshakeError::BadIdentitySignature)
     );
     assert_eq!(
-        LocalIdentity::new(&impostor_key, honest.cert().clone(), &mut OsRng).err(),
+        LocalIdentity::new(&impostor_key, honest_cert, &mut OsRng).err(),
         Some(HandshakeError::LocalCertificateMismatch)
     );
 }
@@ -308,4 +311,45 @@ fn a_peer_without_a_certificate_is_refused() {
             Some(HandshakeError::Certificate(CertError::Malformed))
         );
     }
+}
+
+#[test]
+fn a_member_an_admin_issued_connects_until_its_admin_is_revoked() {
+    let root = FleetRoot::generate(&mut OsRng);
+    let a = member(&root, "a", NOW + 100);
+    let admin_key = SigningKey::generate(&mut OsRng);
+    let admin_cert = root
+        .issue(
+            admin_key.verifying_key().to_bytes(),
+            "adm",
+            Role::Admin,
+            NOW - 10,
+            NOW + 100,
+        )
+        .unwrap();
+    let key = SigningKey::generate(&mut OsRng);
+    let cert = FleetCert::delegate(
+        &admin_cert,
+        &admin_key,
+        key.verifying_key().to_bytes(),
+        "m",
+        NOW - 10,
+        NOW + 100,
+    )
+    .unwrap();
+    let m = LocalIdentity::new(&key, cert.clone(), &mut OsRng).unwrap();
+    let ((_, seen_by_a), (_, seen_by_m)) = run(&a, &m, &|_, _| {}, &not_revoked).unwrap();
+    assert_eq!(seen_by_a.cert, cert);
+    assert_eq!(seen_by_m.node, a.node());
+    let admin_node = admin_key.verifying_key().to_bytes();
+    let admin_revoked = move |n: &NodeKey| *n == admin_node;
+    // Both directions: as initiator and as responder.
+    assert_eq!(
+        run(&a, &m, &|_, _| {}, &admin_revoked).err(),
+        Some(HandshakeError::Revoked)
+    );
+    assert_eq!(
+        run(&m, &a, &|_, _| {}, &admin_revoked).err(),
+        Some(HandshakeError::Revoked)
+    );
 }

@@ -143,7 +143,7 @@ fn a_signature_by_another_key_than_the_certificates_is_rejected() {
     let mut data = sealed(&thief, &cert_from(&root(), &thief, NOW + 10), 1);
     // Swap in the member's certificate (same length: same name).
     let theirs = cert_from(&root(), &member, NOW + 10).encode();
-    data[2..2 + theirs.len()].copy_from_slice(&theirs);
+    data[3..3 + theirs.len()].copy_from_slice(&theirs);
     let refusal = w.check(&data).unwrap_err();
     assert_eq!(refusal, Refusal::Envelope(EnvelopeError::BadSignature));
     assert!(refusal.strikes());

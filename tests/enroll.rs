@@ -1,0 +1,79 @@
+//! Enrollment without shipped keys: a running admin node makes a one-time
+//! token, a new node makes its own key and gets its certificate from that
+//! admin over the hybrid link, connects, and a second use of the token is
+//! refused. The time from `join` to the first connected peer is printed
+//! (`docs/benchmarks.md`).
+
+mod common;
+
+use std::time::Instant;
+
+use common::{stderr, Node};
+
+fn token(admin: &Node, name: &str) -> String {
+    let out = admin.cli(&["fleet", "invite", "--name", name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn a_node_enrolls_with_its_own_key_and_a_token_works_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut admin = Node::new(tmp.path(), "n0");
+    let out = admin.cli(&["fleet", "create", "--name", "t", "--node-name", "n0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    admin.start_local(&[]);
+    let admin_id = admin.status()["node_id"].as_str().unwrap().to_string();
+
+    let token = token(&admin, "n1");
+    let mut joiner = Node::new(tmp.path(), "n1");
+    let started = Instant::now();
+    let out = joiner.cli(&["join", &token]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let enrolled = started.elapsed();
+    // The joiner's own key: nothing in the token could have made it.
+    let cert = joiner.json(&["fleet", "show"]);
+    assert_eq!(cert["node"]["name"], "n1");
+    assert_eq!(cert["node"]["role"], "member");
+    assert_eq!(cert["node"]["issuer"], admin_id.as_str());
+    // An enrolled certificate lasts the default 30 days, not a year.
+    let lasts =
+        cert["node"]["expires_at"].as_u64().unwrap() - cert["node"]["issued_at"].as_u64().unwrap();
+    assert!(lasts <= 30 * 24 * 3600 + 60, "{lasts}");
+    joiner.start_local(&[]);
+    let out = joiner.cli(&["peers", "--wait", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let connected = started.elapsed();
+    eprintln!(
+        "enrollment: join took {} ms, token to first connected peer {} ms",
+        enrolled.as_millis(),
+        connected.as_millis()
+    );
+
+    // The same token again, from another fresh folder: refused, clearly,
+    // and the folder stays empty.
+    let again = Node::new(tmp.path(), "n1-again");
+    let out = again.cli(&["join", &token]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("used already"), "{}", stderr(&out));
+    assert!(!again.dir.join("identity.key").exists());
+
+    // A member (here, one an admin enrolled) cannot enroll anyone.
+    let out = joiner.cli(&["fleet", "invite", "--name", "n9"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot enroll"), "{}", stderr(&out));
+
+    // Both the enrollment and the refusal are in the admin's audit log.
+    let log = admin.json(&["audit", "log"]);
+    let enrolls: Vec<&serde_json::Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "fleet.enroll")
+        .collect();
+    assert_eq!(enrolls.len(), 2, "{log:#}");
+
+    // The token never reached the admin's log.
+    admin.stop();
+    assert!(!admin.log().contains(&token));
+}
