@@ -65,7 +65,7 @@ fn a_node_enrolls_with_its_own_key_and_a_token_works_once() {
 
     // Both the enrollment and the refusal are in the admin's audit log.
     let log = admin.json(&["audit", "log"]);
-    let enrolls: Vec<&serde_json::Value> = log
+    let enrolls: Vec<&serde_json::Value> = log["entries"]
         .as_array()
         .unwrap()
         .iter()
