@@ -7,8 +7,8 @@ mod common;
 
 use common::store;
 use osmoda_docs::{
-    EntryUpdate, KnowledgeStore, NewEntry, ShardId, MAX_BODY_BYTES, MAX_CHANGE_BYTES, MAX_TAGS,
-    MAX_TAG_BYTES, MAX_TITLE_BYTES,
+    EntryUpdate, KnowledgeStore, NewEntry, ShardId, StoreSync, SyncLimits, MAX_BODY_BYTES,
+    MAX_CHANGE_BYTES, MAX_TAGS, MAX_TAG_BYTES, MAX_TITLE_BYTES,
 };
 
 /// Characters repeated in the order given, up to `bytes` of UTF-8. Runs
@@ -151,4 +151,45 @@ fn a_shard_over_its_limit_is_refused_and_the_write_undone() {
     assert!(s.get(&other).unwrap().is_none());
     assert!(s.dirty_shards().is_empty());
     assert!(s.get("one").unwrap().is_some());
+}
+
+#[test]
+fn a_round_budget_leaves_shards_for_later_rounds_and_loses_nothing() {
+    let mut a = store("node-a");
+    let mut b = store("node-b");
+    for i in 0..40 {
+        let body = text(30_000, &['a', 'b', 'c']);
+        a.put(common::new_entry(&format!("e{i}"), "t", &body, &[]), 1)
+            .unwrap();
+    }
+    let limits = SyncLimits {
+        max_message_bytes: 64 * 1024,
+        ..SyncLimits::default()
+    };
+    let mut sa = StoreSync::new(&a.heads_summary(), &b.heads_summary(), limits);
+    let mut sb = StoreSync::new(&b.heads_summary(), &a.heads_summary(), limits);
+    // Less than one message of the largest size: nothing is generated,
+    // and the sessions are left as they were.
+    assert!(sa
+        .generate_within(&mut a, limits.max_message_bytes - 1)
+        .is_empty());
+    let budget = 3 * limits.max_message_bytes;
+    let mut most = 0;
+    for _ in 0..200 {
+        let from_a = sa.generate_within(&mut a, budget);
+        let from_b = sb.generate_within(&mut b, budget);
+        if from_a.is_empty() && from_b.is_empty() {
+            break;
+        }
+        most = most.max(from_a.iter().map(|(_, m)| m.len()).sum::<usize>());
+        for (shard, m) in from_a {
+            sb.receive(&mut b, shard, &m).unwrap();
+        }
+        for (shard, m) in from_b {
+            sa.receive(&mut a, shard, &m).unwrap();
+        }
+    }
+    assert!(most <= budget, "a round of {most} bytes");
+    assert_eq!(a.heads_summary(), b.heads_summary());
+    assert_eq!(b.len(), 40);
 }
