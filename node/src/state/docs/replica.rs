@@ -4,12 +4,11 @@
 //! addressed by `ShardId`, single documents by their kind's wire number.
 
 use osmoda_docs::{ChangedKeys, HeadsSummary, Pushed, ShardId, StoreSync, SyncSession};
-use osmoda_store::Batch;
 
 #[cfg(doc)]
 use super::kinds::MAX_SINGLES;
 use super::kinds::{AnySingle, Kind, Refused, AUDITED_KEYS, KNOWLEDGE};
-use super::{shard_key, Docs, Result};
+use super::{shard_batches, Docs, Result};
 use crate::error::NodeError;
 
 /// What a peer's sync round did here.
@@ -141,16 +140,15 @@ impl Docs {
                 }
             }
         }
-        let mut batch = Batch::new();
-        for (shard, bytes) in k.save_dirty() {
-            batch.put(KNOWLEDGE.table, &shard_key(shard), &bytes);
-        }
-        if !batch.is_empty() {
+        let saved = k.save_dirty();
+        if !saved.is_empty() {
             self.changed();
             self.unheard();
             // Replicated data: queued in order under the lock; no need to
             // hold the peer's round until it is on disk.
-            let _ack = self.store.submit_batch(batch)?;
+            for batch in shard_batches(saved)? {
+                let _ack = self.store.submit_batch(batch)?;
+            }
         }
         Ok(received)
     }
@@ -209,13 +207,12 @@ impl Docs {
         if pushed == Pushed::Applied {
             let keys = k.shard_mut(shard).changed_keys(&before, AUDITED_KEYS);
             touched.add(&KNOWLEDGE, keys);
-            let mut batch = Batch::new();
-            for (shard, bytes) in k.save_dirty() {
-                batch.put(KNOWLEDGE.table, &shard_key(shard), &bytes);
-            }
+            let saved = k.save_dirty();
             self.changed();
             // Queued in order; a replica's copy need not wait for the disk.
-            let _ack = self.store.submit_batch(batch)?;
+            for batch in shard_batches(saved)? {
+                let _ack = self.store.submit_batch(batch)?;
+            }
         }
         Ok((pushed, touched))
     }
