@@ -172,7 +172,8 @@ impl Docs {
     /// Hands an acknowledged write's changes to the outbox.
     fn push(&self, pushes: Vec<Push>) {
         for push in pushes {
-            if self.outbox.try_send(push).is_err() {
+            // A change too large for one gossip message goes by sync only.
+            if !push.fits_gossip() || self.outbox.try_send(push).is_err() {
                 self.unheard();
             }
         }

@@ -109,10 +109,11 @@ impl Docs {
         self.singles().iter().map(|s| s.digest()).collect()
     }
 
-    /// The next round of `sync`'s messages for the knowledge shards.
-    pub fn sync_generate(&self, sync: &mut StoreSync) -> Vec<(ShardId, Vec<u8>)> {
+    /// The next round of `sync`'s messages for the knowledge shards, at
+    /// most `budget` bytes of them.
+    pub fn sync_generate(&self, sync: &mut StoreSync, budget: usize) -> Vec<(ShardId, Vec<u8>)> {
         let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
-        sync.generate(&mut k)
+        sync.generate_within(&mut k, budget)
     }
 
     /// Applies a peer's round for the knowledge shards; stores the shards
