@@ -100,13 +100,26 @@ fn shard_key(shard: ShardId) -> [u8; 2] {
     shard.index().to_be_bytes()
 }
 
-/// The batches that store saved shards (`storage::batches`).
-fn shard_batches(saved: Vec<(ShardId, Vec<u8>)>) -> Result<Vec<Batch>> {
+/// The batches that store saved shards (`storage::batches`), and the
+/// errors of shards too large to store.
+fn shard_batches(saved: Vec<(ShardId, Vec<u8>)>) -> (Vec<Batch>, Vec<NodeError>) {
     let docs = saved
         .into_iter()
         .map(|(shard, bytes)| (shard_key(shard).to_vec(), bytes))
         .collect();
     storage::batches(KNOWLEDGE.table, docs)
+}
+
+/// Replicated shards to store: what fits is stored; a shard merged past
+/// what the store holds (several members writing large changes into it at
+/// once) is logged and kept in memory only, and comes back by sync after
+/// a restart.
+fn replica_batches(saved: Vec<(ShardId, Vec<u8>)>) -> Vec<Batch> {
+    let (batches, refused) = shard_batches(saved);
+    for e in refused {
+        tracing::error!(error = %e, "a replicated knowledge shard is not stored");
+    }
+    batches
 }
 
 /// A local write refused after it was made: undone, so it leaves no
@@ -229,7 +242,12 @@ impl Docs {
                     NodeError::TooLarge(format!("knowledge shard {}: {e}", shard.index()))
                 })?;
             self.changed();
-            let acks = shard_batches(saved)?
+            // Each shard is below what the store holds, by the check above.
+            let (batches, refused) = shard_batches(saved);
+            if let Some(e) = refused.into_iter().next() {
+                return Err(e);
+            }
+            let acks = batches
                 .into_iter()
                 .map(|batch| self.store.submit_batch(batch))
                 .collect::<Result<Vec<_>, _>>()?;

@@ -142,7 +142,11 @@ impl<T: Replica> Single<T> {
     }
 
     fn store_bytes(&self, bytes: Vec<u8>) -> NodeResult<osmoda_store::Ack<usize>> {
-        let mut batches = storage::batches(self.kind.table, vec![(self.kind.key.to_vec(), bytes)])?;
+        let (mut batches, refused) =
+            storage::batches(self.kind.table, vec![(self.kind.key.to_vec(), bytes)]);
+        if let Some(e) = refused.into_iter().next() {
+            return Err(e);
+        }
         // One document is one batch (`storage::batches`).
         match batches.pop() {
             Some(batch) => Ok(self.store.submit_batch(batch)?),

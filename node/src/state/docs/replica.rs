@@ -8,7 +8,7 @@ use osmoda_docs::{ChangedKeys, HeadsSummary, Pushed, ShardId, StoreSync, SyncSes
 #[cfg(doc)]
 use super::kinds::MAX_SINGLES;
 use super::kinds::{AnySingle, Kind, Refused, AUDITED_KEYS, KNOWLEDGE};
-use super::{shard_batches, Docs, Result};
+use super::{replica_batches, Docs, Result};
 use crate::error::NodeError;
 
 /// What a peer's sync round did here.
@@ -147,7 +147,7 @@ impl Docs {
             self.unheard();
             // Replicated data: queued in order under the lock; no need to
             // hold the peer's round until it is on disk.
-            for batch in shard_batches(saved)? {
+            for batch in replica_batches(saved) {
                 let _ack = self.store.submit_batch(batch)?;
             }
         }
@@ -211,7 +211,7 @@ impl Docs {
             let saved = k.save_dirty();
             self.changed();
             // Queued in order; a replica's copy need not wait for the disk.
-            for batch in shard_batches(saved)? {
+            for batch in replica_batches(saved) {
                 let _ack = self.store.submit_batch(batch)?;
             }
         }

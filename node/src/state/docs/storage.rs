@@ -74,9 +74,12 @@ fn cost(key: &[u8], bytes: &[u8]) -> (usize, usize) {
 
 /// The batches that store `docs` (key and bytes each) in `table`: each
 /// document whole in one batch, as many to a batch as the store allows.
-/// Batches commit in the order given, so later saves stay later.
-pub fn batches(table: &str, docs: Vec<(Vec<u8>, Vec<u8>)>) -> NodeResult<Vec<Batch>> {
+/// Batches commit in the order given, so later saves stay later. A
+/// document over what the store holds is left out, and its error
+/// returned beside the batches, so that the others are still stored.
+pub fn batches(table: &str, docs: Vec<(Vec<u8>, Vec<u8>)>) -> (Vec<Batch>, Vec<NodeError>) {
     let mut out = Vec::new();
+    let mut refused = Vec::new();
     let mut batch = Batch::new();
     let (mut ops, mut size) = (0, 0);
     for (key, bytes) in docs {
@@ -85,14 +88,18 @@ pub fn batches(table: &str, docs: Vec<(Vec<u8>, Vec<u8>)>) -> NodeResult<Vec<Bat
             out.push(std::mem::take(&mut batch));
             (ops, size) = (0, 0);
         }
-        put(&mut batch, table, &key, &bytes)?;
-        ops += o;
-        size += s;
+        match put(&mut batch, table, &key, &bytes) {
+            Ok(()) => {
+                ops += o;
+                size += s;
+            }
+            Err(e) => refused.push(e),
+        }
     }
     if !batch.is_empty() {
         out.push(batch);
     }
-    Ok(out)
+    (out, refused)
 }
 
 /// The stored document under `key`: its parts in order, or the value of
@@ -124,7 +131,8 @@ mod tests {
     }
 
     fn save(store: &Store, docs: Vec<(Vec<u8>, Vec<u8>)>) -> usize {
-        let batches = batches("t", docs).unwrap();
+        let (batches, refused) = batches("t", docs);
+        assert!(refused.is_empty());
         let n = batches.len();
         for b in batches {
             store.batch(b).unwrap();
@@ -144,12 +152,22 @@ mod tests {
         assert_eq!(load(&store, "t", b"k").unwrap(), Some(b"small".to_vec()));
         assert!(store.get("t", &part_key(b"k", 1)).unwrap().is_none());
         assert_eq!(load(&store, "t", b"other").unwrap(), None);
-        // Over what one commit holds: refused, naming the limit.
+        // Over what one commit holds: refused, naming the limit, and the
+        // other documents are still stored.
         let huge = vec![0u8; MAX_STORED_BYTES + 1];
-        let err = batches("t", vec![(b"k".to_vec(), huge)]).unwrap_err();
-        assert!(err
+        let (kept, refused) = batches(
+            "t",
+            vec![(b"k".to_vec(), huge), (b"j".to_vec(), b"fits".to_vec())],
+        );
+        assert_eq!(refused.len(), 1);
+        assert!(refused[0]
             .to_string()
             .contains(&format!("{MAX_STORED_BYTES}-byte limit")));
+        for b in kept {
+            store.batch(b).unwrap();
+        }
+        assert_eq!(load(&store, "t", b"j").unwrap(), Some(b"fits".to_vec()));
+        assert_eq!(load(&store, "t", b"k").unwrap(), Some(b"small".to_vec()));
     }
 
     #[test]
