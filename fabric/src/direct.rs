@@ -26,8 +26,8 @@ use crate::topics::{MeshText, MAX_TEXT_LEN};
 /// JSON and carried the node's own messages; the two do not interoperate).
 pub const DIRECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/osmoda/direct/2.0.0");
 /// Largest direct request or response. Document sync rounds are the
-/// largest: up to 272 documents' messages of 32 KiB (256 shards, 16
-/// single documents).
+/// largest: the node bounds one at 8 MiB of messages (of up to 1 MiB
+/// each) for up to 272 documents (256 shards, 16 single documents).
 pub const MAX_DIRECT_MESSAGE: usize = 16 * 1024 * 1024;
 /// Revocations carried by one request.
 pub const MAX_REVOCATIONS_PER_SYNC: usize = 4096;

@@ -7,7 +7,7 @@
 //! variant whose fault a failure is, never by reading message text.
 
 use osmoda_agentd::{AgentdError, SpecError};
-use osmoda_docs::{KnowledgeError, RoutineError};
+use osmoda_docs::{DocError, KnowledgeError, RoutineError};
 use osmoda_fabric::FabricError;
 use osmoda_store::StoreError;
 
@@ -147,6 +147,10 @@ fn knowledge_kind(e: &KnowledgeError) -> ErrorKind {
         | KnowledgeError::TooManyTags { .. }
         | KnowledgeError::InvalidTag { .. }
         | KnowledgeError::Blank { .. } => ErrorKind::Invalid,
+        // A write too large to replicate or to store: refused, undone.
+        KnowledgeError::Doc(
+            DocError::ChangeTooLarge { .. } | DocError::DocumentTooLarge { .. },
+        ) => ErrorKind::TooLarge,
         // A replica wrote something this build cannot read, or a document
         // operation failed: not the caller's doing.
         KnowledgeError::Malformed { .. } | KnowledgeError::Doc(_) => ErrorKind::Internal,

@@ -276,8 +276,50 @@ fn body_edit(c: &mut Criterion) {
     g.finish();
 }
 
+/// A small write into a shard of 1, 2 and 4 MiB (saved size) and the
+/// whole-shard save that follows it on a node: the CPU side of one
+/// acknowledged write (the node then stores the bytes, in parts of 512
+/// KiB, with one fsync).
+fn large_shard(c: &mut Criterion) {
+    let mut g = c.benchmark_group("large_shard");
+    g.sample_size(10);
+    for mib in [1usize, 2, 4] {
+        let mut s = KnowledgeStore::new(node("node-a"));
+        let id = entry(0).id;
+        s.put(entry(0), 1).expect("put");
+        let mut size = 0;
+        let mut seed = 1;
+        while size < mib << 20 {
+            let body = words(seed, 200_000);
+            seed += 1;
+            s.update_body(&id, &body, seed).expect("rewrite");
+            size = s
+                .save_dirty()
+                .iter()
+                .map(|(_, b)| b.len())
+                .sum::<usize>()
+                .max(size);
+        }
+        println!("figure: large_shard {mib} MiB: {size} bytes saved after {seed} rewrites");
+        let mut t = 0u64;
+        g.bench_function(format!("small_write_and_save_{mib}mib"), |b| {
+            b.iter(|| {
+                t += 1;
+                let update = EntryUpdate {
+                    title: Some(format!("title {t}")),
+                    ..EntryUpdate::default()
+                };
+                s.update(&id, &update, 1_000 + t).expect("update");
+                black_box(s.save_dirty_within(usize::MAX).expect("save"))
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    large_shard,
     puts,
     store_100k,
     sync_traffic,

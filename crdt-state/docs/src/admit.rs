@@ -9,6 +9,7 @@ use automerge::{Change, ChangeHash};
 
 use crate::doc::Doc;
 use crate::error::DocError;
+use crate::limits::MAX_CHANGE_BYTES;
 use crate::seal::{CarriedSeal, Seal};
 use crate::verdict::{check_ops, expand, is_canonical, Made, NotYet, Refusal};
 
@@ -123,6 +124,15 @@ impl Doc {
     fn judge(&self, inc: &Incoming, made: &Made) -> Result<Made, NotYet> {
         let change = &inc.change;
         let hash = change.hash().to_string();
+        let len = change.raw_bytes().len();
+        if len > MAX_CHANGE_BYTES {
+            return Err(Refusal::TooLarge {
+                hash,
+                len,
+                max: MAX_CHANGE_BYTES,
+            }
+            .into());
+        }
         let expanded = expand(change).ok_or_else(|| Refusal::Forbidden {
             hash: hash.clone(),
             what: "operations that do not decode",

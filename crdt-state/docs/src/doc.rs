@@ -80,6 +80,11 @@ impl Doc {
     /// The whole document, compacted, with its seals. Marks it clean.
     pub fn save(&mut self) -> Vec<u8> {
         self.saved_heads = self.am.get_heads();
+        self.encode()
+    }
+
+    /// The bytes [`Doc::save`] stores, without marking the document clean.
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let am = self.am.save();
         let mut out = Vec::with_capacity(am.len() + self.seals.len() * 100 + 16);
         out.extend_from_slice(SAVED_MAGIC);
@@ -88,6 +93,48 @@ impl Doc {
         out.extend_from_slice(&am);
         self.seals.encode(&mut out);
         out
+    }
+
+    /// Undoes every change made after `heads` (a write refused once made:
+    /// Automerge cannot take a committed change back, so this rebuilds the
+    /// document from the changes up to `heads`, in time proportional to its
+    /// history). The document is clean if it was at the last save.
+    pub fn revert_to(&mut self, heads: &[ChangeHash]) -> Result<(), DocError> {
+        let actor = self.am.get_actor().clone();
+        self.am = self.am.fork_at(heads)?.with_actor(actor);
+        Ok(())
+    }
+
+    /// Undoes every change since the last save or load.
+    pub fn revert_unsaved(&mut self) -> Result<(), DocError> {
+        let saved = self.saved_heads.clone();
+        self.revert_to(&saved)
+    }
+
+    /// Saves the whole document if it is at most `max` bytes, marking it
+    /// clean; a larger one stays as it is (dirty) and the error gives its
+    /// size.
+    pub fn save_within(&mut self, max: usize) -> Result<Vec<u8>, DocError> {
+        let bytes = self.encode();
+        if bytes.len() > max {
+            return Err(DocError::DocumentTooLarge {
+                len: bytes.len(),
+                max,
+            });
+        }
+        self.saved_heads = self.am.get_heads();
+        Ok(bytes)
+    }
+
+    /// Marks the document clean: its bytes, as [`Doc::encode`] made them,
+    /// are stored.
+    pub(crate) fn mark_saved(&mut self) {
+        self.saved_heads = self.am.get_heads();
+    }
+
+    /// The size of the last change this replica made.
+    pub(crate) fn last_local_change_len(&self) -> Option<usize> {
+        self.am.get_last_local_change().map(|c| c.raw_bytes().len())
     }
 
     /// The changes not reachable from `heads`, as bare change chunks

@@ -43,6 +43,14 @@ pub enum DocError {
     /// A change from outside that no replica takes.
     #[error("refused: {0}")]
     Refused(crate::verdict::Refusal),
+    /// A local write whose change could not replicate: refused and undone
+    /// (see [`crate::MAX_CHANGE_BYTES`]).
+    #[error("the write makes a change of {len} bytes, over the {max}-byte limit of one change")]
+    ChangeTooLarge { len: usize, max: usize },
+    /// A local write that would make a document larger than its holder
+    /// stores: refused and undone.
+    #[error("the write makes the document {len} bytes, over the {max}-byte limit of one document")]
+    DocumentTooLarge { len: usize, max: usize },
 }
 
 // Automerge's error is large; boxed, so every `Result` here stays small.

@@ -57,6 +57,7 @@
 //! | entry / routine id | 1–64 bytes of `[A-Za-z0-9._-]` ([`MAX_ID_BYTES`]) |
 //! | title | 256 B ([`MAX_TITLE_BYTES`]) |
 //! | body | 256 KiB ([`MAX_BODY_BYTES`]) |
+//! | one local change | 768 KiB ([`MAX_CHANGE_BYTES`]): the largest entry and its updates fit; a write beyond is refused and undone |
 //! | tags | 32 ([`MAX_TAGS`]) of 1–64 B ([`MAX_TAG_BYTES`]) |
 //! | routines | 10,000; name 128 B; schedule 128 B; command 1 KiB; 64 args of 1 KiB; timeout 1 s–1 day; 256 target nodes |
 //! | sync message | 4 MiB, sent and received ([`SyncLimits`]) |
@@ -81,6 +82,7 @@ mod doc;
 mod error;
 mod ids;
 mod knowledge;
+mod limits;
 mod push;
 mod routines;
 mod seal;
@@ -102,6 +104,7 @@ pub use knowledge::{
     BodyEdit, Entry, EntryUpdate, KnowledgeStore, NewEntry, PreparedUpdate, DEFAULT_DIFF_TIMEOUT,
     MAX_BODY_BYTES, MAX_SPLICES, MAX_TAGS, MAX_TAG_BYTES, MAX_TITLE_BYTES, REWRITE_MIN_CHARS,
 };
+pub use limits::MAX_CHANGE_BYTES;
 pub use push::{check_push_framing, Pushed, MAX_PUSH_CHANGES};
 pub use routines::{
     Action, NewRoutine, Routine, RoutineBook, Schedule, Target, MAX_ARGS, MAX_ARG_BYTES,

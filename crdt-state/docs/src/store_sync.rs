@@ -50,11 +50,30 @@ impl StoreSync {
 
     /// Every message to send now, one per shard with something to say.
     pub fn generate(&mut self, store: &mut KnowledgeStore) -> Vec<(ShardId, Vec<u8>)> {
+        self.generate_within(store, usize::MAX)
+    }
+
+    /// The messages to send now, in shard order, at most `budget` bytes of
+    /// them: a shard is asked for its message only while a message of the
+    /// largest size still fits, so the rest wait for the next round with
+    /// their sessions untouched.
+    pub fn generate_within(
+        &mut self,
+        store: &mut KnowledgeStore,
+        budget: usize,
+    ) -> Vec<(ShardId, Vec<u8>)> {
         let mut out = Vec::new();
         let mut failed = Vec::new();
+        let mut left = budget;
         for (&shard, session) in self.sessions.iter_mut() {
+            if left < self.limits.max_message_bytes {
+                break;
+            }
             match session.generate_message(store.shard_mut(shard)) {
-                Ok(Some(msg)) => out.push((shard, msg)),
+                Ok(Some(msg)) => {
+                    left = left.saturating_sub(msg.len());
+                    out.push((shard, msg));
+                }
                 Ok(None) => {}
                 Err(e) => failed.push((shard, e)),
             }

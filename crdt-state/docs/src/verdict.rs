@@ -37,6 +37,12 @@ pub enum Refusal {
     Unsealed(String),
     #[error("change {hash}: the seal does not hold: {why}")]
     Seal { hash: String, why: String },
+    #[error("change {hash} is {len} bytes, over the {max}-byte limit of one change")]
+    TooLarge {
+        hash: String,
+        len: usize,
+        max: usize,
+    },
     #[error("change {0} does not encode the way a document saves it")]
     NotCanonical(String),
     #[error("change {0} depends on a refused change")]

@@ -406,3 +406,32 @@ proptest! {
         prop_assert!(!body.contains("defaced") && !body.contains("forged"), "{}", body);
     }
 }
+
+#[test]
+fn a_change_over_the_size_of_one_change_is_refused() {
+    use automerge::transaction::Transactable;
+    // No honest writer makes one: a peer crafted it.
+    let mut am = automerge::Automerge::new().with_actor(automerge::ActorId::from(&b"node-m"[..]));
+    let mut tx = am.transaction();
+    let words: String = (0..200_000u32).map(|i| format!("{i:x} ")).collect();
+    tx.put(automerge::ROOT, osmoda_docs::derive_id("node-m", 1), words)
+        .unwrap();
+    tx.commit();
+    let change = am.get_last_local_change().unwrap().raw_bytes().to_vec();
+    assert!(
+        change.len() > osmoda_docs::MAX_CHANGE_BYTES,
+        "{}",
+        change.len()
+    );
+    let mut b = KnowledgeStore::new(NodeActor::new("node-b").unwrap());
+    let got = b
+        .shard_mut(ShardId::of(&osmoda_docs::derive_id("node-m", 1)))
+        .apply_pushed(&encode_bundle(&[None], &change));
+    assert!(
+        matches!(
+            got,
+            Err(DocError::Refused(osmoda_docs::Refusal::TooLarge { .. }))
+        ),
+        "{got:?}"
+    );
+}

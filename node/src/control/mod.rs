@@ -28,8 +28,17 @@ use crate::api::{
 use crate::error::{ErrorKind, NodeError};
 use crate::service::{Caller, Node};
 
-/// Largest request body the control socket reads.
-const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Largest request body the control socket reads: the largest entry the
+/// node accepts, JSON-escaped at its worst (`\u0001`: 6 bytes a byte),
+/// fits, so the socket never refuses what the documents would take.
+const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+const _: () = assert!(
+    6 * (osmoda_docs::MAX_BODY_BYTES
+        + osmoda_docs::MAX_TITLE_BYTES
+        + osmoda_docs::MAX_TAGS * osmoda_docs::MAX_TAG_BYTES)
+        + 64 * 1024
+        <= MAX_BODY_BYTES
+);
 
 /// An error on its way out: the status of its kind, and an `ErrorBody`.
 pub struct ApiError(pub NodeError);

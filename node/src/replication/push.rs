@@ -45,6 +45,12 @@ impl Push {
         out
     }
 
+    /// Whether the encoded push fits one gossip message; a larger change
+    /// is announced by notice and travels by sync.
+    pub fn fits_gossip(&self) -> bool {
+        3 + self.change.len() <= osmoda_fabric::topics::MAX_GOSSIP_MESSAGE
+    }
+
     /// The document number and change bytes of a push, if its header is
     /// sound; the document is checked by [`check`], the change when
     /// applied.

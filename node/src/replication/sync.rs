@@ -24,13 +24,16 @@ use osmoda_fabric::FabricHandle;
 use tracing::{debug, info, warn};
 
 use crate::replication::conduct::{Conduct, Verdict};
-use crate::replication::wire::{self, Request, Response, ShardMessage, MAX_SHARD_MESSAGE};
+use crate::replication::wire::{
+    self, Request, Response, ShardMessage, MAX_ROUND_BYTES, MAX_SHARD_MESSAGE,
+};
 use crate::state::audit_log::AuditLog;
 use crate::state::docs::{Docs, Received, Touched};
 
 /// Rounds one sync may take before it gives up (it is retried on the next
-/// summary).
-const MAX_ROUNDS: usize = 64;
+/// summary). A round carries up to `MAX_ROUND_BYTES` (8 MiB), so a node
+/// that joins catches up on 2 GiB of documents in one sync.
+const MAX_ROUNDS: usize = 256;
 /// Peers a node answers sync rounds for at once; sessions idle this long go.
 const MAX_RESPONDERS: usize = 64;
 const RESPONDER_IDLE: Duration = Duration::from_secs(60);
@@ -111,6 +114,17 @@ fn encode(messages: Vec<(ShardId, Vec<u8>)>) -> Vec<ShardMessage> {
         .collect()
 }
 
+/// Bytes of sync messages in a round.
+fn round_bytes(messages: &[ShardMessage]) -> usize {
+    messages.iter().map(|m| m.data.len()).sum()
+}
+
+/// Whether a round is so full that its sender may have withheld messages
+/// for the next one (`Replicator::generate`).
+fn may_withhold(messages: &[ShardMessage]) -> bool {
+    MAX_ROUND_BYTES.saturating_sub(round_bytes(messages)) < MAX_SHARD_MESSAGE
+}
+
 /// A round's messages, decoded: the knowledge shards', the single
 /// documents' (by index into `Docs::singles`), and how many were not even
 /// well-formed.
@@ -177,10 +191,17 @@ impl Replicator {
     }
 
     /// The next round: messages for differing shards, then the single
-    /// documents'.
+    /// documents', at most `MAX_ROUND_BYTES` of them; documents that do
+    /// not fit speak in a later round.
     fn generate(&self, sessions: &mut Sessions) -> Vec<ShardMessage> {
-        let mut out = encode(self.docs.sync_generate(&mut sessions.shards));
+        let mut out = encode(
+            self.docs
+                .sync_generate(&mut sessions.shards, MAX_ROUND_BYTES),
+        );
         for (single, session) in self.docs.singles().into_iter().zip(&mut sessions.singles) {
+            if MAX_ROUND_BYTES.saturating_sub(round_bytes(&out)) < MAX_SHARD_MESSAGE {
+                break;
+            }
             if let Some(data) = single.generate(session) {
                 out.push(ShardMessage {
                     shard: single.kind().wire,
@@ -310,9 +331,12 @@ impl Replicator {
         let mut changed = 0;
         let mut touched = Touched::default();
         let mut finished = false;
+        // Whether the peer's last answer may have left documents for the
+        // next round: then a round is sent even with nothing to say.
+        let mut peer_withheld = false;
         for round in 0..MAX_ROUNDS {
             let out = self.generate(&mut sessions);
-            if out.is_empty() {
+            if out.is_empty() && !peer_withheld {
                 finished = true;
                 break;
             }
@@ -321,7 +345,10 @@ impl Replicator {
                 start: round == 0,
             };
             let messages = match wire::request(&self.fabric, peer, &request).await {
-                Ok(Response::DocSync { messages }) => messages,
+                Ok(Response::DocSync { messages }) => {
+                    peer_withheld = may_withhold(&messages);
+                    messages
+                }
                 Ok(_) => {
                     debug!(%peer, "sync answered with something else");
                     return;

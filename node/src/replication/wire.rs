@@ -60,8 +60,31 @@ fn version_of(protocol: u16) -> u8 {
     }
 }
 
-/// Largest sync message for one document in one round.
-pub const MAX_SHARD_MESSAGE: usize = 32 * 1024;
+/// Largest sync message for one document in one round. A change travels
+/// whole in one message, so this is the largest change that can reach a
+/// member that missed its push (or that could not be pushed: a gossip
+/// message holds 64 KiB): the largest change a write may make
+/// (`osmoda_docs::MAX_CHANGE_BYTES`, 768 KiB, above the 530 KB the largest
+/// entry and its rewrite make) and [`SYNC_HEADROOM`] for the rest of the
+/// message.
+pub const MAX_SHARD_MESSAGE: usize = 1024 * 1024;
+/// What a sync message carrying the largest change holds besides it:
+/// heads and needs (32 bytes a hash), a bloom filter of the changes since
+/// the last sync (10 bits a change), and 4 KiB kept for the signatures
+/// that verified changes will carry (some 100 bytes a change and 200 an
+/// author).
+pub const SYNC_HEADROOM: usize = 256 * 1024;
+const _: () = assert!(osmoda_docs::MAX_CHANGE_BYTES + SYNC_HEADROOM <= MAX_SHARD_MESSAGE);
+/// Most bytes of sync messages in one round (one direct request or
+/// response): each side asks a document for its message only while one of
+/// [`MAX_SHARD_MESSAGE`] still fits, and the rest wait for the next round.
+/// Eight of the largest messages, half of a direct message, so that a
+/// round crosses a 10 Mbit/s link within the 10 s a request may take.
+pub const MAX_ROUND_BYTES: usize = 8 * MAX_SHARD_MESSAGE;
+const _: () = assert!(
+    1 + 1 + 2 + MAX_SHARD_MESSAGES * (2 + 4) + MAX_ROUND_BYTES
+        <= osmoda_fabric::direct::MAX_DIRECT_MESSAGE
+);
 /// Documents one round may speak for: every knowledge shard and every
 /// single document.
 pub const MAX_SHARD_MESSAGES: usize =

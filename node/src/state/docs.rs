@@ -21,6 +21,9 @@ use crate::replication::push::{Push, OUTBOX};
 
 mod kinds;
 mod replica;
+pub mod storage;
+#[cfg(test)]
+mod tests;
 
 use kinds::Single;
 pub use kinds::{AnySingle, Kind, KNOWLEDGE, MAX_SINGLES, ROUTINES};
@@ -28,8 +31,8 @@ pub use replica::{Received, Touched};
 
 type Result<T, E = NodeError> = std::result::Result<T, E>;
 
-/// Most entries one import stores in one commit: the shards it touches are
-/// saved whole in that commit, which the store bounds at 8 MiB.
+/// Most entries one import stores at once: the shards it touches are
+/// saved whole (in batches of at most 8 MiB, `storage::batches`).
 pub const MAX_IMPORT: usize = 1000;
 
 fn now_ms() -> u64 {
@@ -97,6 +100,36 @@ fn shard_key(shard: ShardId) -> [u8; 2] {
     shard.index().to_be_bytes()
 }
 
+/// The batches that store saved shards (`storage::batches`), and the
+/// errors of shards too large to store.
+fn shard_batches(saved: Vec<(ShardId, Vec<u8>)>) -> (Vec<Batch>, Vec<NodeError>) {
+    let docs = saved
+        .into_iter()
+        .map(|(shard, bytes)| (shard_key(shard).to_vec(), bytes))
+        .collect();
+    storage::batches(KNOWLEDGE.table, docs)
+}
+
+/// Replicated shards to store: what fits is stored; a shard merged past
+/// what the store holds (several members writing large changes into it at
+/// once) is logged and kept in memory only, and comes back by sync after
+/// a restart.
+fn replica_batches(saved: Vec<(ShardId, Vec<u8>)>) -> Vec<Batch> {
+    let (batches, refused) = shard_batches(saved);
+    for e in refused {
+        tracing::error!(error = %e, "a replicated knowledge shard is not stored");
+    }
+    batches
+}
+
+/// A local write refused after it was made: undone, so it leaves no
+/// trace to be saved or synced later.
+fn undo(k: &mut KnowledgeStore) {
+    if let Err((shard, e)) = k.revert_dirty() {
+        tracing::error!(shard = shard.index(), error = %e, "cannot undo a refused write");
+    }
+}
+
 impl Docs {
     /// Opens the node's documents. With an `authority`, this node's
     /// changes are sealed and peers' changes judged; without one (tools and
@@ -109,14 +142,10 @@ impl Docs {
         }
         let mut knowledge = KnowledgeStore::new(actor.clone());
         let mut stored = Vec::new();
-        for (key, bytes) in store.scan_prefix(KNOWLEDGE.table, b"", SHARD_COUNT as usize)? {
-            let index = <[u8; 2]>::try_from(key.as_slice())
-                .ok()
-                .and_then(|k| ShardId::new(u16::from_be_bytes(k)))
-                .ok_or_else(|| {
-                    NodeError::Internal("the knowledge table holds an unknown shard key".into())
-                })?;
-            stored.push((index, bytes));
+        for shard in (0..SHARD_COUNT).filter_map(ShardId::new) {
+            if let Some(bytes) = storage::load(store, KNOWLEDGE.table, &shard_key(shard))? {
+                stored.push((shard, bytes));
+            }
         }
         knowledge.load_shards(stored).map_err(|(shard, e)| {
             NodeError::Internal(format!(
@@ -162,7 +191,8 @@ impl Docs {
     /// Hands an acknowledged write's changes to the outbox.
     fn push(&self, pushes: Vec<Push>) {
         for push in pushes {
-            if self.outbox.try_send(push).is_err() {
+            // A change too large for one gossip message goes by sync only.
+            if !push.fits_gossip() || self.outbox.try_send(push).is_err() {
                 self.unheard();
             }
         }
@@ -187,10 +217,16 @@ impl Docs {
         &self,
         change: impl FnOnce(&mut KnowledgeStore) -> Result<T, osmoda_docs::KnowledgeError>,
     ) -> Result<T> {
-        let (value, ack, pushes) = {
+        let (value, acks, pushes) = {
             let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
-            let value = change(&mut k)?;
-            self.changed();
+            let value = match change(&mut k) {
+                Ok(value) => value,
+                Err(e) => {
+                    // An import refused halfway leaves none of its entries.
+                    undo(&mut k);
+                    return Err(e.into());
+                }
+            };
             // Every shard is saved after each change, so the dirty ones
             // are those this write touched, and their last local change
             // is this write's.
@@ -205,13 +241,27 @@ impl Docs {
                     })
                 })
                 .collect();
-            let mut batch = Batch::new();
-            for (shard, bytes) in k.save_dirty() {
-                batch.put(KNOWLEDGE.table, &shard_key(shard), &bytes);
+            // Refused here, undone, before anything is stored or sent.
+            let saved = k
+                .save_dirty_within(storage::MAX_DOC_BYTES)
+                .map_err(|(shard, e)| {
+                    NodeError::TooLarge(format!("knowledge shard {}: {e}", shard.index()))
+                })?;
+            self.changed();
+            // Each shard is below what the store holds, by the check above.
+            let (batches, refused) = shard_batches(saved);
+            if let Some(e) = refused.into_iter().next() {
+                return Err(e);
             }
-            (value, self.store.submit_batch(batch)?, pushes)
+            let acks = batches
+                .into_iter()
+                .map(|batch| self.store.submit_batch(batch))
+                .collect::<Result<Vec<_>, _>>()?;
+            (value, acks, pushes)
         };
-        ack.await?;
+        for ack in acks {
+            ack.await?;
+        }
         self.push(pushes);
         Ok(value)
     }
@@ -223,6 +273,7 @@ impl Docs {
         let (value, ack, pushes) = {
             let mut r = self.routines.lock();
             let value = change(&mut r)?;
+            let ack = self.routines.save_local(&mut r)?;
             self.changed();
             let pushes: Vec<Push> = r
                 .doc()
@@ -233,7 +284,7 @@ impl Docs {
                 })
                 .into_iter()
                 .collect();
-            (value, self.routines.save(&mut r)?, pushes)
+            (value, ack, pushes)
         };
         ack.await?;
         self.push(pushes);

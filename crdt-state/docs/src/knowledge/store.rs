@@ -6,8 +6,9 @@ use super::entry::{self, Entry, EntryUpdate, NewEntry};
 use super::prepared::PreparedUpdate;
 use super::read;
 use crate::doc::Doc;
-use crate::error::KnowledgeError;
+use crate::error::{DocError, KnowledgeError};
 use crate::ids::{check_id, NodeActor};
+use crate::limits::check_change;
 use crate::seal::Standing;
 use crate::shard::{ShardId, SHARD_COUNT};
 use crate::summary::HeadsSummary;
@@ -23,6 +24,9 @@ pub struct KnowledgeStore {
     node: NodeActor,
     shards: Vec<Option<Doc>>,
 }
+
+/// A shard and its saved bytes.
+type SavedShard = (ShardId, Vec<u8>);
 
 fn checked(id: &str) -> Result<(), KnowledgeError> {
     check_id(id).map_err(KnowledgeError::InvalidId)
@@ -54,9 +58,11 @@ impl KnowledgeStore {
         if read::entry_obj(doc.am(), &new.id)?.is_some() {
             return Err(KnowledgeError::AlreadyExists(new.id));
         }
+        let before = doc.heads();
         doc.transact(now_ms, |tx| {
             entry::write_new(tx, &new, &tags, &author, now_ms)
-        })
+        })?;
+        Ok(check_change(doc, &before)?)
     }
 
     /// A live entry; `None` if unknown or deleted.
@@ -112,10 +118,12 @@ impl KnowledgeStore {
         checked(id)?;
         self.check_may_change(id)?;
         let doc = self.live_doc(id)?;
+        let before = doc.heads();
         doc.transact(now_ms, |tx| {
             let obj = read::entry_obj(tx, id)?.ok_or_else(|| not_found(id))?;
             entry::write_update(tx, id, &obj, update, now_ms)
-        })
+        })?;
+        Ok(check_change(doc, &before)?)
     }
 
     /// The body of a live entry, without reading the rest of it.
@@ -146,10 +154,12 @@ impl KnowledgeStore {
         checked(id)?;
         self.check_may_change(id)?;
         let doc = self.live_doc(id)?;
+        let before = doc.heads();
         doc.transact(now_ms, |tx| {
             let obj = read::entry_obj(tx, id)?.ok_or_else(|| not_found(id))?;
             entry::write_delete(tx, &obj, now_ms)
-        })
+        })?;
+        Ok(check_change(doc, &before)?)
     }
 
     /// Refuses, before anything is written, what every other replica would
@@ -247,6 +257,46 @@ impl KnowledgeStore {
                 d.is_dirty().then(|| (s, d.save()))
             })
             .collect()
+    }
+
+    /// Saves every dirty shard, as [`save_dirty`](Self::save_dirty) does,
+    /// if each is at most `max` bytes. Otherwise nothing is saved, every
+    /// change since the last save is undone (a refused write leaves no
+    /// trace), and the error names the shard and its size.
+    pub fn save_dirty_within(
+        &mut self,
+        max: usize,
+    ) -> Result<Vec<SavedShard>, (ShardId, KnowledgeError)> {
+        let mut saved = Vec::new();
+        let mut over = None;
+        for (shard, doc) in self.docs().filter(|(_, d)| d.is_dirty()) {
+            let bytes = doc.encode();
+            if bytes.len() > max {
+                over = Some((shard, bytes.len()));
+                break;
+            }
+            saved.push((shard, bytes));
+        }
+        if let Some((shard, len)) = over {
+            self.revert_dirty()?;
+            let e = DocError::DocumentTooLarge { len, max };
+            return Err((shard, e.into()));
+        }
+        for (shard, _) in &saved {
+            self.shard_mut(*shard).mark_saved();
+        }
+        Ok(saved)
+    }
+
+    /// Undoes every change since each shard's last save or load (a write
+    /// refused after it was made). On error, names the shard.
+    pub fn revert_dirty(&mut self) -> Result<(), (ShardId, KnowledgeError)> {
+        for shard in self.dirty_shards() {
+            self.shard_mut(shard)
+                .revert_unsaved()
+                .map_err(|e| (shard, e.into()))?;
+        }
+        Ok(())
     }
 
     /// Saves every shard that exists (a full snapshot), marking all clean.

@@ -1,6 +1,7 @@
 //! The kinds of replicated document a node holds: the knowledge shards,
 //! and single documents such as the routine book. Each single document is
-//! one whole Automerge document, stored under one key, synced in the same
+//! one whole Automerge document, stored under one key (in parts, as the
+//! shards are: `storage.rs`), synced in the same
 //! rounds as the shards and pushed on the same topic, under its own number
 //! on the wire; replication (`replication/`) knows them only through
 //! [`AnySingle`] and `Docs::singles`.
@@ -14,8 +15,9 @@
 use std::sync::{Mutex, MutexGuard};
 
 use osmoda_docs::{ChangedKeys, Doc, DocError, NodeActor, Pushed, RoutineBook, SyncSession};
-use osmoda_store::{Batch, Store};
+use osmoda_store::Store;
 
+use super::storage;
 use crate::error::{NodeError, NodeResult};
 
 /// Single documents a node may hold; bounds the state summary on the wire.
@@ -97,7 +99,7 @@ pub struct Single<T> {
 impl<T: Replica> Single<T> {
     /// Loads the document from the store, or starts an empty one.
     pub fn open(store: &Store, node: &NodeActor, kind: &'static Kind) -> NodeResult<Self> {
-        let doc = match store.get(kind.table, kind.key)? {
+        let doc = match storage::load(store, kind.table, kind.key)? {
             Some(bytes) => T::load(&bytes, node).map_err(|e| {
                 NodeError::Internal(format!("the {} document does not load: {e}", kind.one))
             })?,
@@ -117,9 +119,39 @@ impl<T: Replica> Single<T> {
     /// Queues the document's bytes to the store; the caller holds the
     /// lock, so saves commit in order.
     pub fn save(&self, doc: &mut T) -> NodeResult<osmoda_store::Ack<usize>> {
-        let mut batch = Batch::new();
-        batch.put(self.kind.table, self.kind.key, &doc.doc_mut().save());
-        Ok(self.store.submit_batch(batch)?)
+        let bytes = doc.doc_mut().save();
+        self.store_bytes(bytes)
+    }
+
+    /// Saves after a local write, which is refused and undone if it leaves
+    /// the document over `storage::MAX_DOC_BYTES`.
+    pub fn save_local(&self, doc: &mut T) -> NodeResult<osmoda_store::Ack<usize>> {
+        let bytes = match doc.doc_mut().save_within(storage::MAX_DOC_BYTES) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                if let Err(undo) = doc.doc_mut().revert_unsaved() {
+                    tracing::error!(error = %undo, "cannot undo a refused write");
+                }
+                return Err(NodeError::TooLarge(format!(
+                    "the {} document: {e}",
+                    self.kind.one
+                )));
+            }
+        };
+        self.store_bytes(bytes)
+    }
+
+    fn store_bytes(&self, bytes: Vec<u8>) -> NodeResult<osmoda_store::Ack<usize>> {
+        let (mut batches, refused) =
+            storage::batches(self.kind.table, vec![(self.kind.key.to_vec(), bytes)]);
+        if let Some(e) = refused.into_iter().next() {
+            return Err(e);
+        }
+        // One document is one batch (`storage::batches`).
+        match batches.pop() {
+            Some(batch) => Ok(self.store.submit_batch(batch)?),
+            None => Ok(self.store.submit_batch(osmoda_store::Batch::new())?),
+        }
     }
 }
 

@@ -4,12 +4,11 @@
 //! addressed by `ShardId`, single documents by their kind's wire number.
 
 use osmoda_docs::{ChangedKeys, HeadsSummary, Pushed, ShardId, StoreSync, SyncSession};
-use osmoda_store::Batch;
 
 #[cfg(doc)]
 use super::kinds::MAX_SINGLES;
 use super::kinds::{AnySingle, Kind, Refused, AUDITED_KEYS, KNOWLEDGE};
-use super::{shard_key, Docs, Result};
+use super::{replica_batches, Docs, Result};
 use crate::error::NodeError;
 
 /// What a peer's sync round did here.
@@ -110,10 +109,11 @@ impl Docs {
         self.singles().iter().map(|s| s.digest()).collect()
     }
 
-    /// The next round of `sync`'s messages for the knowledge shards.
-    pub fn sync_generate(&self, sync: &mut StoreSync) -> Vec<(ShardId, Vec<u8>)> {
+    /// The next round of `sync`'s messages for the knowledge shards, at
+    /// most `budget` bytes of them.
+    pub fn sync_generate(&self, sync: &mut StoreSync, budget: usize) -> Vec<(ShardId, Vec<u8>)> {
         let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
-        sync.generate(&mut k)
+        sync.generate_within(&mut k, budget)
     }
 
     /// Applies a peer's round for the knowledge shards; stores the shards
@@ -141,13 +141,9 @@ impl Docs {
                 }
             }
         }
-        let batch = self.knowledge_batch(&mut k);
-        if !batch.is_empty() {
+        if self.store_replicated(&mut k)? {
             self.changed();
             self.unheard();
-            // Replicated data: queued in order under the lock; no need to
-            // hold the peer's round until it is on disk.
-            let _ack = self.store.submit_batch(batch)?;
         }
         Ok(received)
     }
@@ -203,13 +199,16 @@ impl Docs {
         }
     }
 
-    /// The dirty knowledge shards' bytes, as one batch for the store.
-    fn knowledge_batch(&self, k: &mut osmoda_docs::KnowledgeStore) -> Batch {
-        let mut batch = Batch::new();
-        for (shard, bytes) in k.save_dirty() {
-            batch.put(KNOWLEDGE.table, &shard_key(shard), &bytes);
+    /// Stores the knowledge shards a peer's changes made dirty: queued in
+    /// order under the lock, as replicated data need not wait for the disk.
+    /// Says whether there were any.
+    fn store_replicated(&self, k: &mut osmoda_docs::KnowledgeStore) -> Result<bool> {
+        let saved = k.save_dirty();
+        let any = !saved.is_empty();
+        for batch in replica_batches(saved) {
+            let _ack = self.store.submit_batch(batch)?;
         }
-        batch
+        Ok(any)
     }
 
     /// Applies a member's pushed change to a shard or a single document,
@@ -232,10 +231,8 @@ impl Docs {
         if let Err(e) = pushed {
             // Changes taken before a refused one in the same push stay,
             // and are stored.
-            let batch = self.knowledge_batch(&mut k);
-            if !batch.is_empty() {
+            if self.store_replicated(&mut k)? {
                 self.changed();
-                let _ack = self.store.submit_batch(batch)?;
             }
             return Err(NodeError::Invalid(e.to_string()));
         }
@@ -243,10 +240,8 @@ impl Docs {
         if pushed == Pushed::Applied {
             let keys = k.shard_mut(shard).changed_keys(&before, AUDITED_KEYS);
             touched.add(&KNOWLEDGE, keys);
-            let batch = self.knowledge_batch(&mut k);
+            self.store_replicated(&mut k)?;
             self.changed();
-            // Queued in order; a replica's copy need not wait for the disk.
-            let _ack = self.store.submit_batch(batch)?;
         }
         Ok((pushed, touched))
     }
