@@ -43,6 +43,18 @@ pub struct StatusView {
     /// Fabric events the node did not take in time (dropped, not queued).
     pub events_dropped: u64,
     pub agents: AgentsSummary,
+    #[serde(default)]
+    pub knowledge: KnowledgeSummary,
+}
+
+/// The knowledge store's health.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KnowledgeSummary {
+    /// Shards whose stored bytes did not load at start: they started
+    /// empty, are recovered from peers by sync, and refuse writes until
+    /// then; listed until stored again.
+    #[serde(default)]
+    pub damaged_shards: Vec<u16>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

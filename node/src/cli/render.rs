@@ -85,6 +85,18 @@ pub fn status(s: &StatusView) {
     for addr in &s.listen {
         say!("listen    {addr}");
     }
+    if !s.knowledge.damaged_shards.is_empty() {
+        let shards: Vec<String> = s
+            .knowledge
+            .damaged_shards
+            .iter()
+            .map(u16::to_string)
+            .collect();
+        say!(
+            "knowledge DAMAGED shard(s) {}: did not load at start; recovering from peers by sync",
+            shards.join(", ")
+        );
+    }
     let a = &s.agents;
     say!(
         "agents    {} (limits: {}){}{}",

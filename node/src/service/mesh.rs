@@ -1,7 +1,7 @@
 //! The node and its links: status, peers, texts to the fleet or one member.
 
 use super::{Caller, Node};
-use crate::api::{AgentsSummary, Done, InboxEntry, PeerInfo, Sent, StatusView};
+use crate::api::{AgentsSummary, Done, InboxEntry, KnowledgeSummary, PeerInfo, Sent, StatusView};
 use crate::error::NodeResult;
 
 impl Node {
@@ -24,6 +24,9 @@ impl Node {
                 frozen: emergency.frozen,
                 held_down,
                 confinement: self.confinement_layers(),
+            },
+            knowledge: KnowledgeSummary {
+                damaged_shards: self.docs.damaged_shards(),
             },
         })
     }

@@ -3,6 +3,7 @@
 //! is acknowledged. Each acknowledged write's change goes to the outbox for
 //! gossip (`push.rs`); changes arrive by push or by sync (`sync.rs`).
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,6 +21,8 @@ use crate::error::{NodeError, NodeResult};
 use crate::replication::push::{Push, OUTBOX};
 
 mod kinds;
+#[cfg(test)]
+mod recovery_tests;
 mod replica;
 pub mod storage;
 #[cfg(test)]
@@ -91,6 +94,9 @@ pub struct Docs {
     /// or a write that could not be pushed): the node tells them by notice.
     unheard: AtomicU64,
     summary_cache: Mutex<Option<(u64, HeadsSummary)>>,
+    /// Knowledge shards whose stored bytes did not load at start, until
+    /// they are stored again.
+    damaged: Mutex<BTreeSet<u16>>,
     outbox: mpsc::Sender<Push>,
     /// Taken once by the node's loop, which gossips what it receives.
     outbox_rx: Mutex<Option<mpsc::Receiver<Push>>>,
@@ -142,17 +148,30 @@ impl Docs {
         }
         let mut knowledge = KnowledgeStore::new(actor.clone());
         let mut stored = Vec::new();
+        let mut damaged = BTreeSet::new();
+        let mut report = |shard: ShardId, e: &dyn std::fmt::Display| {
+            tracing::warn!(
+                shard = shard.index(),
+                error = %e,
+                "knowledge shard {} is damaged and does not load: starting it empty, to be \
+                 recovered from peers by sync",
+                shard.index()
+            );
+            damaged.insert(shard.index());
+        };
         for shard in (0..SHARD_COUNT).filter_map(ShardId::new) {
-            if let Some(bytes) = storage::load(store, KNOWLEDGE.table, &shard_key(shard))? {
-                stored.push((shard, bytes));
+            match storage::load(store, KNOWLEDGE.table, &shard_key(shard)) {
+                Ok(Some(bytes)) => stored.push((shard, bytes)),
+                Ok(None) => {}
+                Err(e) => report(shard, &e),
             }
         }
-        knowledge.load_shards(stored).map_err(|(shard, e)| {
-            NodeError::Internal(format!(
-                "knowledge shard {} does not load: {e}",
-                shard.index()
-            ))
-        })?;
+        // A damaged shard starts empty and comes back from peers by sync
+        // (its digest is missing from this node's summary, so every peer
+        // offers it); its bytes stay in the store until it is saved again.
+        for (shard, e) in knowledge.load_shards(stored) {
+            report(shard, &e);
+        }
         let routines = Single::open(store, &actor, &kinds::ROUTINES)?;
         let (outbox, outbox_rx) = mpsc::channel(OUTBOX);
         Ok(Self {
@@ -164,9 +183,27 @@ impl Docs {
             changes: AtomicU64::new(0),
             unheard: AtomicU64::new(0),
             summary_cache: Mutex::new(None),
+            damaged: Mutex::new(damaged),
             outbox,
             outbox_rx: Mutex::new(Some(outbox_rx)),
         })
+    }
+
+    /// Knowledge shards whose stored bytes did not load at start and that
+    /// have not been stored again since: a shard is stored again once it
+    /// holds changes (from sync, or a write) and is not dirty.
+    pub fn damaged_shards(&self) -> Vec<u16> {
+        let mut damaged = self.damaged.lock().unwrap_or_else(|e| e.into_inner());
+        if damaged.is_empty() {
+            return Vec::new();
+        }
+        let k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+        damaged.retain(|&i| {
+            ShardId::new(i)
+                .and_then(|s| k.shard(s))
+                .is_none_or(|d| d.is_empty() || d.is_dirty())
+        });
+        damaged.iter().copied().collect()
     }
 
     /// Local writes' changes to gossip; `None` once taken.
@@ -217,6 +254,7 @@ impl Docs {
         &self,
         change: impl FnOnce(&mut KnowledgeStore) -> Result<T, osmoda_docs::KnowledgeError>,
     ) -> Result<T> {
+        let damaged = self.damaged_shards();
         let (value, acks, pushes) = {
             let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
             let value = match change(&mut k) {
@@ -227,6 +265,21 @@ impl Docs {
                     return Err(e.into());
                 }
             };
+            // A damaged shard lost this node's own changes: writing into it
+            // before sync brings them back would reuse their sequence
+            // numbers, which every replica refuses.
+            if let Some(shard) = k
+                .dirty_shards()
+                .into_iter()
+                .find(|s| damaged.contains(&s.index()))
+            {
+                undo(&mut k);
+                return Err(NodeError::Unavailable(format!(
+                    "knowledge shard {} did not load at start and is being recovered from \
+                     peers; write again once it has synced",
+                    shard.index()
+                )));
+            }
             // Every shard is saved after each change, so the dirty ones
             // are those this write touched, and their last local change
             // is this write's.

@@ -324,11 +324,14 @@ impl KnowledgeStore {
     /// Loads many stored shards at once, decoding them on every core (the
     /// decoding is most of a node's start-up time at 100,000 entries).
     /// Shards that already exist are merged one by one, as
-    /// [`load_shard`](Self::load_shard) does. On error, names the shard.
+    /// [`load_shard`](Self::load_shard) does. A shard that does not load is
+    /// left as it was (absent, or its state before) and named in the
+    /// result, and the others load all the same: one damaged shard must
+    /// not keep a node from serving the rest.
     pub fn load_shards(
         &mut self,
         shards: Vec<(ShardId, Vec<u8>)>,
-    ) -> Result<(), (ShardId, KnowledgeError)> {
+    ) -> Vec<(ShardId, KnowledgeError)> {
         let (fresh, existing): (Vec<_>, Vec<_>) = shards
             .into_iter()
             .partition(|(s, _)| self.shards[usize::from(s.index())].is_none());
@@ -340,18 +343,14 @@ impl KnowledgeStore {
             parts[i % threads].push(item);
         }
         let node = &self.node;
-        type Loaded = Result<Vec<(ShardId, Doc)>, (ShardId, KnowledgeError)>;
+        type Loaded = Vec<(ShardId, Result<Doc, KnowledgeError>)>;
         let loaded: Vec<Loaded> = std::thread::scope(|scope| {
             let workers: Vec<_> = parts
                 .into_iter()
                 .map(|part| {
                     scope.spawn(move || {
                         part.into_iter()
-                            .map(|(s, bytes)| {
-                                Doc::load(&bytes, node)
-                                    .map(|d| (s, d))
-                                    .map_err(|e| (s, e.into()))
-                            })
+                            .map(|(s, bytes)| (s, Doc::load(&bytes, node).map_err(Into::into)))
                             .collect()
                     })
                 })
@@ -361,15 +360,20 @@ impl KnowledgeStore {
                 .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
                 .collect()
         });
-        for part in loaded {
-            for (s, doc) in part? {
-                self.shards[usize::from(s.index())] = Some(doc);
+        let mut failed = Vec::new();
+        for (s, doc) in loaded.into_iter().flatten() {
+            match doc {
+                Ok(doc) => self.shards[usize::from(s.index())] = Some(doc),
+                Err(e) => failed.push((s, e)),
             }
         }
         for (s, bytes) in existing {
-            self.load_shard(s, &bytes).map_err(|e| (s, e))?;
+            if let Err(e) = self.load_shard(s, &bytes) {
+                failed.push((s, e));
+            }
         }
-        Ok(())
+        failed.sort_by_key(|(s, _)| *s);
+        failed
     }
 
     /// The per-shard heads digests, for gossip.

@@ -45,7 +45,7 @@ fn rewrite(body: String) -> EntryUpdate {
 async fn a_shard_past_one_store_value_saves_and_loads() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("state.redb")).unwrap();
-    let docs = Docs::open(&store, NODE).unwrap();
+    let docs = Docs::open(&store, NODE, None).unwrap();
     let id = docs
         .put("busy".into(), "start".into(), vec![], "agent:test".into())
         .await
@@ -65,7 +65,7 @@ async fn a_shard_past_one_store_value_saves_and_loads() {
         "{parts} parts of {PART_BYTES} bytes: not past 1 MiB"
     );
     drop(docs);
-    let docs = Docs::open(&store, NODE).unwrap();
+    let docs = Docs::open(&store, NODE, None).unwrap();
     assert_eq!(docs.get(&id).unwrap().unwrap().body, last);
 }
 
@@ -89,7 +89,7 @@ async fn a_shard_stored_in_the_old_single_value_layout_loads() {
     for (s, bytes) in k.save_dirty() {
         store.put(KNOWLEDGE.table, &shard_key(s), &bytes).unwrap();
     }
-    let docs = Docs::open(&store, NODE).unwrap();
+    let docs = Docs::open(&store, NODE, None).unwrap();
     assert_eq!(docs.get("old").unwrap().unwrap().title, "from before parts");
     docs.update("old", rewrite("new body".into()))
         .await
@@ -100,7 +100,7 @@ async fn a_shard_stored_in_the_old_single_value_layout_loads() {
         .is_none());
     assert_eq!(stored_parts(&store, shard), 1);
     drop(docs);
-    let docs = Docs::open(&store, NODE).unwrap();
+    let docs = Docs::open(&store, NODE, None).unwrap();
     assert_eq!(docs.get("old").unwrap().unwrap().body, "new body");
 }
 
@@ -108,7 +108,7 @@ async fn a_shard_stored_in_the_old_single_value_layout_loads() {
 async fn a_write_past_the_shard_limit_is_refused_and_leaves_no_trace() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("state.redb")).unwrap();
-    let docs = Docs::open(&store, NODE).unwrap();
+    let docs = Docs::open(&store, NODE, None).unwrap();
     let id = docs
         .put("big".into(), "start".into(), vec![], "agent:test".into())
         .await
@@ -134,6 +134,6 @@ async fn a_write_past_the_shard_limit_is_refused_and_leaves_no_trace() {
     );
     assert_eq!(docs.get(&id).unwrap().unwrap().body, last);
     drop(docs);
-    let docs = Docs::open(&store, NODE).unwrap();
+    let docs = Docs::open(&store, NODE, None).unwrap();
     assert_eq!(docs.get(&id).unwrap().unwrap().body, last);
 }
