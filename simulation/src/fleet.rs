@@ -114,6 +114,59 @@ impl Operation {
     }
 }
 
+/// One move of a rogue member (a `rogue` fault): a member with its real key
+/// and certificate that sends what an honest node never would, through
+/// its own fabric. Every one must be refused by every honest node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Attack {
+    /// Edit an entry another node wrote.
+    EditForeign,
+    /// Delete an entry another node wrote.
+    DeleteForeign,
+    /// Write a change under another node's actor (sealed with its own key).
+    ForgeActor,
+    /// Send a change that carries no seal.
+    Unsealed,
+    /// Add a routine (admins only: routines run as code on members).
+    RoutineAdd,
+    /// Publish bytes that are no emergency command on the emergency topic.
+    EmergencyJunk,
+}
+
+impl Attack {
+    /// Every move, in the order a rogue fault cycles through them.
+    pub const ALL: [Attack; 6] = [
+        Attack::EditForeign,
+        Attack::DeleteForeign,
+        Attack::ForgeActor,
+        Attack::Unsealed,
+        Attack::RoutineAdd,
+        Attack::EmergencyJunk,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attack::EditForeign => "edit-foreign",
+            Attack::DeleteForeign => "delete-foreign",
+            Attack::ForgeActor => "forge-actor",
+            Attack::Unsealed => "unsealed",
+            Attack::RoutineAdd => "routine-add",
+            Attack::EmergencyJunk => "emergency-junk",
+        }
+    }
+}
+
+/// What one attempt of a rogue member came to on its side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttackOutcome {
+    /// Published. `refused`: the verdict of the fleet's rules on it, where
+    /// the fleet can tell (`Some(true)`: every honest replica refuses it).
+    Sent { refused: Option<bool> },
+    /// Nothing to aim at yet (e.g. no entry of another node held).
+    NoTarget,
+}
+
 /// How to start a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartSpec {
@@ -149,8 +202,12 @@ pub struct VerifyOutcome {
     pub audit_errors: Vec<String>,
     /// Forks the node has evidence of.
     pub forks_detected: usize,
-    /// Every op id the node holds now (complete, not incremental).
+    /// Every op id the node holds now (complete, not incremental), as it
+    /// was written: an entry since edited or deleted is not held.
     pub held_ops: Vec<u64>,
+    /// What of a rogue member's writes this node holds (a routine, an
+    /// entry, an emergency state it set): empty on an honest node.
+    pub rogue_held: Vec<String>,
 }
 
 /// The nodes under test, driven by `runner::run`. Node indexes are
@@ -176,6 +233,16 @@ pub trait Fleet: Send {
 
     /// The final self-check of a live node.
     async fn verify(&mut self, node: usize) -> Result<VerifyOutcome, FleetError>;
+
+    /// Makes `node`, a member with real credentials, try `attack` (see
+    /// [`Attack`]). Fleets that cannot play a rogue member say so.
+    async fn attack(&mut self, node: usize, attack: Attack) -> Result<AttackOutcome, FleetError> {
+        let _ = node;
+        Err(FleetError::new(format!(
+            "this fleet cannot make a node rogue ({} not supported)",
+            attack.as_str()
+        )))
+    }
 
     /// Forks the fleet injected on purpose, if any: then every node must
     /// detect exactly this many (otherwise: as many as any node knows).

@@ -1,9 +1,10 @@
-//! The invariants checked after quiescence (definitions in `report.rs`).
+//! The invariants checked after quiescence (definitions in `report.rs`),
+//! over the honest nodes: rogue ones are left out.
 
 use std::collections::{BTreeMap, HashSet};
 
 use crate::metrics::FinishInput;
-use crate::report::{Incident, Invariant};
+use crate::report::{Incident, Invariant, RogueSummary};
 
 /// An acknowledged durable op, as the recorder saw it.
 pub(crate) struct AckedOp {
@@ -29,17 +30,22 @@ fn list(nodes: &[usize]) -> String {
     s.join(", ")
 }
 
+/// `rogue[n]`: node `n` is rogue at some point (its length is the fleet's).
 pub(crate) fn check(
     ops: &[AckedOp],
     input: &FinishInput,
     incidents: &[Incident],
-    nodes: usize,
+    rogue: &[bool],
+    attempts: &RogueSummary,
 ) -> Vec<Invariant> {
-    let live: Vec<usize> = (0..nodes)
+    let honest: Vec<usize> = (0..rogue.len()).filter(|&n| !rogue[n]).collect();
+    let live: Vec<usize> = honest
+        .iter()
+        .copied()
         .filter(|&n| input.nodes.get(n).is_some_and(|f| f.live))
         .collect();
     vec![
-        Invariant::new("no-divergence", divergence(input, nodes)),
+        Invariant::new("no-divergence", divergence(input, &honest)),
         Invariant::new("no-acked-op-lost", lost(ops, input, &live)),
         Invariant::new("audit-verifies", audit(input, &live)),
         Invariant::new("forks-detected", forks(input, &live)),
@@ -47,14 +53,43 @@ pub(crate) fn check(
             "schedule-followed",
             incidents.iter().map(|i| i.what.clone()).collect(),
         ),
+        Invariant::new("rogue-refused", rogue_refused(input, &live, attempts)),
     ]
 }
 
-fn divergence(input: &FinishInput, nodes: usize) -> Vec<String> {
+/// Every attempt of a rogue node refused by the fleet's verdict, and
+/// nothing a rogue node wrote on an honest node.
+fn rogue_refused(input: &FinishInput, live: &[usize], attempts: &RogueSummary) -> Vec<String> {
+    let mut out: Vec<String> = attempts
+        .by_attack
+        .iter()
+        .filter(|(_, c)| c.accepted > 0)
+        .map(|(attack, c)| {
+            format!(
+                "{} of {} {} attempts accepted by the fleet's verdict",
+                c.accepted,
+                c.sent,
+                attack.as_str()
+            )
+        })
+        .collect();
+    for &n in live {
+        if let Some(Ok(v)) = input.nodes.get(n).and_then(|f| f.verify.as_ref()) {
+            out.extend(
+                v.rogue_held
+                    .iter()
+                    .map(|what| format!("node {n} holds {what}")),
+            );
+        }
+    }
+    out
+}
+
+fn divergence(input: &FinishInput, honest: &[usize]) -> Vec<String> {
     let mut out = Vec::new();
     // Digest pair -> nodes with it.
     let mut groups: BTreeMap<([u8; 16], [u8; 16]), Vec<usize>> = BTreeMap::new();
-    for n in 0..nodes {
+    for &n in honest {
         match input.nodes.get(n) {
             Some(f) if f.live => match &f.observation {
                 Some(o) => groups

@@ -96,7 +96,8 @@ pub use transport::SimTransport;
 
 pub use cost::ProcSample;
 pub use fleet::{
-    Fleet, FleetError, Observation, OpKind, Operation, StartSpec, VerifyOutcome, OP_KEY_PREFIX,
+    Attack, AttackOutcome, Fleet, FleetError, Observation, OpKind, Operation, StartSpec,
+    VerifyOutcome, OP_KEY_PREFIX,
 };
 pub use metrics::{FinalNode, FinishInput, Recorder};
 pub use plot::{cdf, convergence as plot_convergence, dissemination_cdf as plot_dissemination_cdf};
@@ -107,7 +108,7 @@ pub use report::{
 pub use runner::{build_network, run, run_schedule, RunError};
 pub use scenario::{
     Fault, InterRegion, Override, ProfileSpec, Scenario, ScenarioError, Topology, Workload,
-    MAX_OP_SIZE,
+    MAX_OP_SIZE, MAX_ROGUE_RATE,
 };
 pub use schedule::{Event, FaultWindow, Schedule, TimedEvent};
 pub use topology::TopologyPlan;

@@ -7,12 +7,13 @@
 //! by `sample`, and `fault_started`/`fault_ended`/`quiesce`; then `finish`.
 //! Definitions are in `report.rs`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use crate::fleet::{Observation, Operation, VerifyOutcome};
+use crate::fleet::{Attack, AttackOutcome, FleetError, Observation, Operation, VerifyOutcome};
 use crate::report::{
-    AgreementPoint, Cost, Dissemination, FaultConvergence, Incident, OpRecord, OpsSummary, Report,
+    AgreementPoint, AttackCount, Cost, Dissemination, FaultConvergence, Incident, OpRecord,
+    OpsSummary, Report, RogueSummary,
 };
 use crate::schedule::{Event, Schedule};
 
@@ -87,6 +88,12 @@ pub struct Recorder {
     incidents: Vec<Incident>,
     /// Bytes the whole fleet has sent, as of the runner's last report.
     fleet_bytes: Option<u64>,
+    /// Per node, whether it is rogue at some point: left out of every
+    /// measure and invariant.
+    rogue: Vec<bool>,
+    /// Per rogue fault: its attempts, per move.
+    attacks: BTreeMap<usize, BTreeMap<Attack, AttackCount>>,
+    attacks_skipped: usize,
 }
 
 impl Recorder {
@@ -157,7 +164,89 @@ impl Recorder {
             agreement: Vec::new(),
             incidents: Vec::new(),
             fleet_bytes: None,
+            rogue: (0..n).map(|i| schedule.rogues.contains(&i)).collect(),
+            attacks: schedule
+                .faults
+                .iter()
+                .filter(|f| f.kind == "rogue")
+                .map(|f| (f.index, BTreeMap::new()))
+                .collect(),
+            attacks_skipped: schedule.attacks_skipped,
         }
+    }
+
+    /// Live and honest: a node the measures and invariants count.
+    fn counted(&self, node: usize) -> bool {
+        self.is_live(node) && !self.rogue.get(node).copied().unwrap_or(false)
+    }
+
+    /// One attempt of rogue fault `fault`: `None` when its node was down.
+    pub fn attack(
+        &mut self,
+        fault: usize,
+        attack: Attack,
+        outcome: Option<Result<AttackOutcome, FleetError>>,
+    ) {
+        let Some(outcome) = outcome else {
+            self.attacks_skipped += 1;
+            return;
+        };
+        let c = self
+            .attacks
+            .entry(fault)
+            .or_default()
+            .entry(attack)
+            .or_default();
+        c.attempted += 1;
+        match outcome {
+            Ok(AttackOutcome::Sent { refused }) => {
+                c.sent += 1;
+                match refused {
+                    Some(true) => c.refused += 1,
+                    Some(false) => c.accepted += 1,
+                    None => {}
+                }
+            }
+            Ok(AttackOutcome::NoTarget) => c.no_target += 1,
+            Err(e) => {
+                c.failed += 1;
+                c.last_error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// The rogue nodes' attempts; an incident for each rogue fault that
+    /// could not make a single one (the fleet cannot play a rogue, or its
+    /// node never got to send), since then nothing was tested.
+    fn rogue_summary(&mut self) -> RogueSummary {
+        let mut summary = RogueSummary {
+            nodes: (0..self.nodes).filter(|&n| self.rogue[n]).collect(),
+            skipped: self.attacks_skipped,
+            ..RogueSummary::default()
+        };
+        let mut idle = Vec::new();
+        for (fault, by_attack) in &self.attacks {
+            let mut total = AttackCount::default();
+            for (attack, c) in by_attack {
+                total.add(c);
+                summary.by_attack.entry(*attack).or_default().add(c);
+            }
+            if total.sent + total.no_target == 0 {
+                let why = total.last_error.clone().unwrap_or_else(|| {
+                    format!("{} attempts, none while its node was up", total.attempted)
+                });
+                idle.push((*fault, why));
+            }
+            summary.total.add(&total);
+        }
+        for (fault, why) in idle {
+            self.incidents.push(Incident {
+                t_ms: ms(self.duration),
+                node: None,
+                what: format!("rogue faults[{fault}] made no attempt: {why}"),
+            });
+        }
+        summary
     }
 
     /// The bytes the fleet has sent so far (all traffic); lets the report
@@ -222,7 +311,7 @@ impl Recorder {
 
     /// The op's node acknowledged it at `t`: it holds it from then on.
     pub fn acked(&mut self, id: u64, t: Duration) {
-        let targets: Vec<usize> = (0..self.nodes).filter(|&n| self.live[n]).collect();
+        let targets: Vec<usize> = (0..self.nodes).filter(|&n| self.counted(n)).collect();
         let Some(op) = self.op_mut(id) else { return };
         op.acked = Some(t);
         op.targets = targets;
@@ -268,9 +357,9 @@ impl Recorder {
     /// Closes a poll at `t`: the agreement point and convergence checks.
     /// Returns the share of live nodes that agree.
     pub fn sample(&mut self, t: Duration) -> f64 {
-        let live = self.live_count();
+        let live = (0..self.nodes).filter(|&n| self.counted(n)).count();
         let mut keys: Vec<_> = (0..self.nodes)
-            .filter(|&n| self.live[n])
+            .filter(|&n| self.counted(n))
             .filter_map(|n| self.digests[n])
             .collect();
         keys.sort_unstable();
@@ -316,7 +405,8 @@ impl Recorder {
     /// Drops from each fault's pending ops those every live node now holds
     /// (or that were lost with a disk); an empty list means caught up.
     fn catch_up(&mut self, t: Duration) {
-        let (held, live, ops) = (&self.held, &self.live, &self.ops);
+        let (held, ops) = (&self.held, &self.ops);
+        let live: Vec<bool> = (0..self.nodes).map(|n| self.counted(n)).collect();
         let bytes = self.fleet_bytes;
         let everywhere = |id: &u64| {
             let lost = id
@@ -416,7 +506,8 @@ impl Recorder {
         }
     }
 
-    pub fn finish(self, input: FinishInput) -> Report {
+    pub fn finish(mut self, input: FinishInput) -> Report {
+        let rogue = self.rogue_summary();
         let records: Vec<OpRecord> = self.ops.iter().map(|o| self.op_record(o)).collect();
         let dissemination = Dissemination::of(&records);
         let ops = OpsSummary {
@@ -433,8 +524,13 @@ impl Recorder {
                     .count(),
             lost_with_disk: records.iter().filter(|r| r.lost_with_disk).count(),
         };
-        let invariants =
-            crate::invariants::check(&self.ops_view(), &input, &self.incidents, self.nodes);
+        let invariants = crate::invariants::check(
+            &self.ops_view(),
+            &input,
+            &self.incidents,
+            &self.rogue,
+            &rogue,
+        );
         Report {
             scenario: self.scenario,
             seed: self.seed,
@@ -451,6 +547,7 @@ impl Recorder {
             cost: input.cost,
             invariants,
             incidents: self.incidents,
+            rogue,
             op_records: records,
         }
     }

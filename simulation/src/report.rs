@@ -28,7 +28,9 @@
 //!   the fault window.
 //! - Invariants, checked after quiescence (`passed()` needs all of them):
 //!   `no-divergence` (every node is live and all have equal digests),
-//!   `no-acked-op-lost` (every acknowledged durable op is held by every node,
+//!   `no-acked-op-lost` (every acknowledged durable op is held by every
+//!   node, as it was written: a fleet reports an entry that was since
+//!   edited or deleted as not held,
 //!   except ops *lost with a disk*: at some point every node holding the op
 //!   was one that then crashed with `lose_disk`, e.g. acknowledged by a node
 //!   that lost its disk before any other node was seen holding it; holding
@@ -36,7 +38,14 @@
 //!   `audit-verifies` (every node's `verify` succeeded and its audit logs
 //!   verify), `forks-detected` (every node knows the forks the fleet
 //!   injected, or as many as any node knows), `schedule-followed` (every
-//!   start, crash and verify the schedule asked for succeeded).
+//!   start, crash and verify the schedule asked for succeeded, and every
+//!   rogue fault made at least one attempt), `rogue-refused` (no attempt of
+//!   a rogue node was accepted by the verdict of the fleet's rules, and no
+//!   node holds anything a rogue node wrote).
+//! - Rogue nodes (`rogue` faults) are left out of all of this: ops are
+//!   never placed on them, dissemination and convergence are measured
+//!   over the other live nodes, and every invariant is checked over those
+//!   honest nodes. `rogue` counts their attempts per move (`AttackCount`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -44,7 +53,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::fleet::OpKind;
+use crate::fleet::{Attack, OpKind};
 
 /// Nearest-rank summary of a set of durations (ms).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -237,6 +246,49 @@ impl Invariant {
     }
 }
 
+/// What rogue nodes tried, for one move or all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AttackCount {
+    /// Attempts due while the rogue node was live.
+    pub attempted: usize,
+    /// Published through the rogue's own fabric.
+    pub sent: usize,
+    /// Sent and refused by the verdict of the fleet's rules.
+    pub refused: usize,
+    /// Sent and taken by that verdict: a breach (`rogue-refused` fails).
+    pub accepted: usize,
+    /// Nothing to aim at yet (no entry of another node held).
+    pub no_target: usize,
+    /// Could not be made, e.g. no gossip peer left to publish to once the
+    /// fleet has cut the rogue off.
+    pub failed: usize,
+    pub last_error: Option<String>,
+}
+
+impl AttackCount {
+    pub(crate) fn add(&mut self, other: &AttackCount) {
+        self.attempted += other.attempted;
+        self.sent += other.sent;
+        self.refused += other.refused;
+        self.accepted += other.accepted;
+        self.no_target += other.no_target;
+        self.failed += other.failed;
+        if other.last_error.is_some() {
+            self.last_error.clone_from(&other.last_error);
+        }
+    }
+}
+
+/// The rogue nodes of the run (`rogue` faults) and what they tried.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RogueSummary {
+    pub nodes: Vec<usize>,
+    /// Attempts dropped because their node was down.
+    pub skipped: usize,
+    pub total: AttackCount,
+    pub by_attack: BTreeMap<Attack, AttackCount>,
+}
+
 /// Something the harness could not do (a node did not start, ...).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Incident {
@@ -265,6 +317,8 @@ pub struct Report {
     pub cost: Cost,
     pub invariants: Vec<Invariant>,
     pub incidents: Vec<Incident>,
+    /// Empty (no nodes) unless the scenario has `rogue` faults.
+    pub rogue: RogueSummary,
     pub op_records: Vec<OpRecord>,
 }
 
@@ -361,6 +415,31 @@ impl Report {
     }
 }
 
+impl Report {
+    /// One line for the rogue nodes' attempts, one per move.
+    fn fmt_rogue(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.rogue;
+        if r.nodes.is_empty() {
+            return Ok(());
+        }
+        let nodes: Vec<String> = r.nodes.iter().map(usize::to_string).collect();
+        let line = |c: &AttackCount| {
+            format!(
+                "{} attempts: {} sent, {} refused, {} accepted, {} without a target, {} failed",
+                c.attempted, c.sent, c.refused, c.accepted, c.no_target, c.failed
+            )
+        };
+        writeln!(f, "  rogue node {}: {}", nodes.join(", "), line(&r.total))?;
+        for (attack, c) in &r.by_attack {
+            writeln!(f, "    {:<14}  {}", attack.as_str(), line(c))?;
+        }
+        if let Some(e) = &r.total.last_error {
+            writeln!(f, "    last failure: {e}")?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verdict = if self.passed() { "PASSED" } else { "FAILED" };
@@ -414,6 +493,7 @@ impl fmt::Display for Report {
                 "  memory: {end:.0} MiB resident at the end, {per:.2} MiB per node"
             )?;
         }
+        self.fmt_rogue(f)?;
         for i in &self.invariants {
             let mark = if i.passed { "ok  " } else { "FAIL" };
             writeln!(f, "  [{mark}] {}", i.name)?;

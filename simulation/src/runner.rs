@@ -363,7 +363,19 @@ impl Runner<'_> {
                     }
                 }
             }
-            Event::StallEnd { .. } => {}
+            Event::StallEnd { .. } | Event::RogueEnd { .. } => {}
+            Event::Attack {
+                fault,
+                node,
+                attack,
+            } => {
+                let outcome = if self.rec.is_live(*node) {
+                    Some(self.fleet.attack(*node, *attack).await)
+                } else {
+                    None
+                };
+                self.rec.attack(*fault, *attack, outcome);
+            }
             Event::LinkChange {
                 from,
                 to,

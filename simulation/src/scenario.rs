@@ -27,6 +27,13 @@
 //! groups = [[0, 9], [10, 19]]
 //! heal_at = "20s"
 //!
+//! [[faults]]
+//! kind = "rogue"       # a member with real credentials turns malicious
+//! node = 7
+//! at = "5s"
+//! until = "25s"
+//! rate_per_sec = 2.0
+//!
 //! [[workload]]
 //! kind = "knowledge-put"
 //! rate_per_sec = 2.0
@@ -245,7 +252,22 @@ pub enum Fault {
         profile: String,
         until: Option<Duration>,
     },
+    /// `node` turns malicious from `at` until `until` (or the end of
+    /// `duration`): with its real key and certificate, it tries at
+    /// `rate_per_sec` (Poisson arrivals) one move after another of
+    /// `fleet::Attack` in turn, through its own fabric. A rogue node takes
+    /// no workload in the whole run, and the invariants are checked over
+    /// the other (honest) nodes.
+    Rogue {
+        at: Duration,
+        node: usize,
+        until: Option<Duration>,
+        rate_per_sec: f64,
+    },
 }
+
+/// The most attempts a second a rogue fault may make.
+pub const MAX_ROGUE_RATE: f64 = 100.0;
 
 impl Fault {
     pub fn at(&self) -> Duration {
@@ -254,7 +276,8 @@ impl Fault {
             | Fault::Crash { at, .. }
             | Fault::Stall { at, .. }
             | Fault::LateJoin { at, .. }
-            | Fault::LinkChange { at, .. } => *at,
+            | Fault::LinkChange { at, .. }
+            | Fault::Rogue { at, .. } => *at,
         }
     }
 
@@ -265,6 +288,7 @@ impl Fault {
             Fault::Stall { .. } => "stall",
             Fault::LateJoin { .. } => "late-join",
             Fault::LinkChange { .. } => "link-change",
+            Fault::Rogue { .. } => "rogue",
         }
     }
 }

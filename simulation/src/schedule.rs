@@ -8,8 +8,13 @@
 //! already joined); arrivals with no such node are counted in
 //! `ops_skipped`.
 //!
+//! Rogue nodes (`rogue` faults) take no workload ops at all, so that every
+//! acknowledged op is an honest node's; their attempts are drawn like ops,
+//! at the times their node is up (`attacks_skipped` counts the others).
+//!
 //! Events at the same instant run in this order: ends of faults (heal,
-//! restart, join, revert), then starts of faults, then ops, then the start
+//! restart, join, revert, end of a rogue), then starts of faults, then ops
+//! and rogue attempts, then the start
 //! of quiescence. Every fault ends within `duration`: a partition without
 //! `heal_at` heals and a crash without `restart_after` restarts at
 //! `duration`, so the quiescence phase runs the whole fleet healed.
@@ -18,7 +23,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use crate::fleet::Operation;
+use crate::fleet::{Attack, Operation};
 use crate::link::LinkProfile;
 use crate::rng::Rng;
 use crate::scenario::{Fault, Scenario, ScenarioError};
@@ -89,6 +94,17 @@ pub enum Event {
         to: Vec<usize>,
         one_way: bool,
     },
+    /// A rogue node's attempt (`Fleet::attack`).
+    Attack {
+        fault: usize,
+        node: usize,
+        attack: Attack,
+    },
+    /// Nothing to do: marks the end of a rogue fault for the convergence
+    /// measurement.
+    RogueEnd {
+        fault: usize,
+    },
     Op(Operation),
     /// End of the fault window: no more faults or ops.
     Quiesce,
@@ -106,7 +122,9 @@ impl Event {
             | Event::StallEnd { fault }
             | Event::Join { fault, .. }
             | Event::LinkChange { fault, .. }
-            | Event::LinkRevert { fault, .. } => Some(*fault),
+            | Event::LinkRevert { fault, .. }
+            | Event::Attack { fault, .. }
+            | Event::RogueEnd { fault } => Some(*fault),
             Event::Op(_) | Event::Quiesce => None,
         }
     }
@@ -118,12 +136,13 @@ impl Event {
             | Event::Restart { .. }
             | Event::StallEnd { .. }
             | Event::Join { .. }
-            | Event::LinkRevert { .. } => 0,
+            | Event::LinkRevert { .. }
+            | Event::RogueEnd { .. } => 0,
             Event::Partition { .. }
             | Event::Crash { .. }
             | Event::Stall { .. }
             | Event::LinkChange { .. } => 1,
-            Event::Op(_) => 2,
+            Event::Op(_) | Event::Attack { .. } => 2,
             Event::Quiesce => 3,
         }
     }
@@ -166,19 +185,39 @@ pub struct Schedule {
     pub events: Vec<TimedEvent>,
     /// Workload arrivals dropped because no node of their set was up.
     pub ops_skipped: usize,
+    /// Nodes that are rogue at some point (sorted): they take no workload
+    /// and the invariants leave them out.
+    pub rogues: Vec<usize>,
+    /// Rogue attempts dropped because their node was down.
+    pub attacks_skipped: usize,
     pub topology: TopologyPlan,
 }
 
 impl Schedule {
     pub fn build(s: &Scenario) -> Result<Schedule, ScenarioError> {
         let topology = TopologyPlan::build(s)?;
+        let mut rogues: Vec<usize> = s
+            .faults
+            .iter()
+            .filter_map(|f| match f {
+                Fault::Rogue { node, .. } => Some(*node),
+                _ => None,
+            })
+            .collect();
+        rogues.sort_unstable();
+        rogues.dedup();
         let mut b = Builder {
             s,
             down: vec![Vec::new(); s.nodes],
             events: Vec::new(),
+            rogues,
+            attacks_skipped: 0,
         };
+        // Rogue faults last: their attempts skip the times their node is
+        // down, which the other faults decide.
+        let (rogue_faults, mut order): (Vec<usize>, Vec<usize>) =
+            (0..s.faults.len()).partition(|&i| matches!(s.faults[i], Fault::Rogue { .. }));
         let mut faults = Vec::new();
-        let mut order: Vec<usize> = (0..s.faults.len()).collect();
         // Late joins first: later crashes must see those nodes as down
         // until they join.
         order.sort_by_key(|&i| {
@@ -188,6 +227,7 @@ impl Schedule {
                 i,
             )
         });
+        order.extend(rogue_faults);
         for i in order {
             let end = b.fault(i, &s.faults[i])?;
             faults.push(FaultWindow {
@@ -227,6 +267,8 @@ impl Schedule {
             faults,
             events,
             ops_skipped,
+            rogues: b.rogues,
+            attacks_skipped: b.attacks_skipped,
             topology,
         })
     }
@@ -249,6 +291,8 @@ struct Builder<'a> {
     /// Per node, the intervals [from, to) during which it is down.
     down: Vec<Vec<(Duration, Duration)>>,
     events: Vec<TimedEvent>,
+    rogues: Vec<usize>,
+    attacks_skipped: usize,
 }
 
 impl Builder<'_> {
@@ -429,6 +473,41 @@ impl Builder<'_> {
                     None => Ok(*at),
                 }
             }
+            Fault::Rogue {
+                at,
+                node,
+                until,
+                rate_per_sec,
+            } => {
+                let end = until.unwrap_or(end_of_window).min(end_of_window);
+                let mut rng = Rng::stream(s.seed, "rogue", i as u64);
+                let mut t = at.as_secs_f64();
+                let mut turn = 0;
+                loop {
+                    t += rng.exp(*rate_per_sec);
+                    if t >= end.as_secs_f64() {
+                        break;
+                    }
+                    let when = Duration::from_micros((t * 1e6) as u64);
+                    if !self.is_up(*node, when) {
+                        self.attacks_skipped += 1;
+                        continue;
+                    }
+                    // In turn, so that even a short run tries every move.
+                    let attack = Attack::ALL[turn % Attack::ALL.len()];
+                    turn += 1;
+                    self.push(
+                        when,
+                        Event::Attack {
+                            fault: i,
+                            node: *node,
+                            attack,
+                        },
+                    );
+                }
+                self.push(end, Event::RogueEnd { fault: i });
+                Ok(end)
+            }
         }
     }
 
@@ -449,7 +528,11 @@ impl Builder<'_> {
                 }
                 // Microsecond resolution keeps serialized times short and exact.
                 let at = Duration::from_micros((t * 1e6) as u64);
-                let up: Vec<usize> = set.iter().copied().filter(|&n| self.is_up(n, at)).collect();
+                let up: Vec<usize> = set
+                    .iter()
+                    .copied()
+                    .filter(|&n| self.is_up(n, at) && self.rogues.binary_search(&n).is_err())
+                    .collect();
                 if up.is_empty() {
                     skipped += 1;
                     continue;

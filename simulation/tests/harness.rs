@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use osmoda_simulation::{
-    build_network, run, Fleet, FleetError, HostId, Observation, OpKind, Operation, Report,
-    Scenario, SimNetwork, StartSpec, VerifyOutcome,
+    build_network, run, Attack, AttackOutcome, Fleet, FleetError, HostId, Observation, OpKind,
+    Operation, Report, Scenario, SimNetwork, StartSpec, VerifyOutcome,
 };
 use tokio::time::Instant;
 
@@ -30,6 +30,8 @@ struct Faults {
     deaf: Option<usize>,
     bad_audit: Option<usize>,
     fail_start: Option<usize>,
+    /// The rogue's attempts are taken: node 0 holds what they wrote.
+    breach: bool,
 }
 
 struct Fake {
@@ -38,6 +40,8 @@ struct Fake {
     nodes: Vec<FakeNode>,
     kinds: HashMap<u64, OpKind>,
     faults: Faults,
+    /// Rogue attempts made, in order.
+    attacks: Vec<(usize, Attack)>,
 }
 
 impl Fake {
@@ -48,6 +52,7 @@ impl Fake {
             nodes: (0..nodes).map(|_| FakeNode::default()).collect(),
             kinds: HashMap::new(),
             faults,
+            attacks: Vec::new(),
         }
     }
 
@@ -156,7 +161,41 @@ impl Fleet for Fake {
             },
             forks_detected: 0,
             held_ops: self.nodes[node].held.keys().copied().collect(),
+            rogue_held: if self.faults.breach && node == 0 && !self.attacks.is_empty() {
+                vec!["the rogue's routine".into()]
+            } else {
+                Vec::new()
+            },
         })
+    }
+
+    async fn attack(&mut self, node: usize, attack: Attack) -> Result<AttackOutcome, FleetError> {
+        self.attacks.push((node, attack));
+        Ok(AttackOutcome::Sent {
+            refused: Some(!self.faults.breach),
+        })
+    }
+}
+
+/// A fleet that cannot play a rogue: `Fleet::attack` as the trait has it.
+struct Honest(Fake);
+
+#[async_trait]
+impl Fleet for Honest {
+    async fn start(&mut self, node: usize, spec: StartSpec) -> Result<(), FleetError> {
+        self.0.start(node, spec).await
+    }
+    async fn crash(&mut self, node: usize) -> Result<(), FleetError> {
+        self.0.crash(node).await
+    }
+    async fn apply(&mut self, node: usize, op: &Operation) -> Result<(), FleetError> {
+        self.0.apply(node, op).await
+    }
+    fn observe(&mut self, node: usize) -> Option<Observation> {
+        self.0.observe(node)
+    }
+    async fn verify(&mut self, node: usize) -> Result<VerifyOutcome, FleetError> {
+        self.0.verify(node).await
     }
 }
 
@@ -428,4 +467,75 @@ async fn divergence_bad_audit_and_failed_start_are_reported() {
     assert!(failed("schedule-followed").contains("start failed: no such binary"));
     assert!(report.invariant("forks-detected").unwrap().passed);
     assert_eq!(report.incidents[0].node, Some(5));
+}
+
+const ROGUE: &str =
+    "\n[[faults]]\nkind = \"rogue\"\nnode = 2\nat = \"200ms\"\nrate_per_sec = 8.0\n";
+
+#[tokio::test]
+async fn a_rogue_node_is_left_out_of_the_invariants_and_its_attempts_counted() {
+    // The rogue hears nothing: it diverges, and that is not the fleet's.
+    let scenario = Scenario::parse(&format!("{SMALL}{ROGUE}"), "inline").unwrap();
+    let net = build_network(&scenario).unwrap();
+    let faults = Faults {
+        deaf: Some(2),
+        ..Faults::default()
+    };
+    let mut fake = Fake::new(&net, scenario.nodes, Duration::ZERO, faults);
+    let report = run(&scenario, &net, &mut fake, false).await.unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.rogue.nodes, [2]);
+    assert!(report.op_records.iter().all(|r| r.node != 2));
+    let total = &report.rogue.total;
+    assert!(total.attempted >= 6, "{report}");
+    assert_eq!(
+        (total.sent, total.refused, total.accepted),
+        (total.attempted, total.attempted, 0)
+    );
+    assert_eq!(fake.attacks.len(), total.attempted);
+    assert!(fake.attacks.iter().all(|(n, _)| *n == 2));
+    assert!(report.to_string().contains("rogue node 2:"), "{report}");
+}
+
+#[tokio::test]
+async fn a_rogue_attempt_taken_fails_the_run() {
+    let faults = Faults {
+        breach: true,
+        ..Faults::default()
+    };
+    let report = run_fake(&format!("{SMALL}{ROGUE}"), Duration::ZERO, faults).await;
+    let failed = report
+        .invariant("rogue-refused")
+        .unwrap()
+        .violations
+        .join("\n");
+    assert!(
+        failed.contains("accepted by the fleet's verdict"),
+        "{failed}"
+    );
+    assert!(
+        failed.contains("node 0 holds the rogue's routine"),
+        "{failed}"
+    );
+    assert!(!report.passed());
+}
+
+#[tokio::test]
+async fn a_fleet_that_cannot_play_a_rogue_does_not_pass() {
+    let scenario = Scenario::parse(&format!("{SMALL}{ROGUE}"), "inline").unwrap();
+    let net = build_network(&scenario).unwrap();
+    let mut fleet = Honest(Fake::new(
+        &net,
+        scenario.nodes,
+        Duration::ZERO,
+        Faults::default(),
+    ));
+    let report = run(&scenario, &net, &mut fleet, false).await.unwrap();
+    let failed = report
+        .invariant("schedule-followed")
+        .unwrap()
+        .violations
+        .join("\n");
+    assert!(failed.contains("cannot make a node rogue"), "{failed}");
+    assert_eq!(report.rogue.total.failed, report.rogue.total.attempted);
 }

@@ -43,6 +43,7 @@ fn finish(rec: Recorder, nodes: usize, held: &[u64]) -> Report {
                 audit_errors: Vec::new(),
                 forks_detected: 0,
                 held_ops: held.to_vec(),
+                rogue_held: Vec::new(),
             })),
         })
         .collect();

@@ -45,6 +45,8 @@ fn every_shipped_scenario_parses_and_schedules() {
             "lan-10",
             "lossy-edge",
             "partition-heal-50",
+            "rogue-20",
+            "rogue-8",
             "wan-100"
         ]
     );
@@ -204,6 +206,47 @@ fn validation_names_the_field() {
     );
     fails_with("[topology]\nkind = \"star\"\nhub = 10", &["topology.hub"]);
     fails_with("[profiles.x]\nloss = 1.5", &["profiles.x", "loss"]);
+}
+
+#[test]
+fn rogue_faults_are_checked_field_by_field() {
+    let rogue = "[[faults]]\nkind = \"rogue\"\nat = \"1s\"\n";
+    fails_with(
+        &format!("{rogue}rate_per_sec = 1.0"),
+        &["missing field `node`", "rogue"],
+    );
+    fails_with(
+        &format!("{rogue}node = 2"),
+        &["missing field `rate_per_sec`"],
+    );
+    fails_with(
+        &format!("{rogue}node = 10\nrate_per_sec = 1.0"),
+        &["faults[0].node", "node 10 is out of range"],
+    );
+    fails_with(
+        &format!("{rogue}node = 2\nrate_per_sec = 0.0"),
+        &["faults[0].rate_per_sec", "positive"],
+    );
+    fails_with(
+        &format!("{rogue}node = 2\nrate_per_sec = 1000.0"),
+        &["faults[0].rate_per_sec", "at most"],
+    );
+    fails_with(
+        &format!("{rogue}node = 2\nrate_per_sec = 1.0\nuntil = \"1s\""),
+        &["faults[0].until", "after `at`"],
+    );
+    fails_with(
+        &format!("{rogue}node = 2\nrate_per_sec = 1.0\nuntil = \"12s\""),
+        &["faults[0].until", "duration"],
+    );
+    fails_with(
+        &format!("{rogue}node = 2\nrate_per_sec = 1.0\nnodes = [3]"),
+        &["`nodes` is not a field of kind \"rogue\""],
+    );
+    let all: String = (0..10)
+        .map(|n| format!("{rogue}node = {n}\nrate_per_sec = 1.0\n"))
+        .collect();
+    fails_with(&all, &["faults[9].node", "at least one must stay honest"]);
 }
 
 #[test]

@@ -4,7 +4,9 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use osmoda_simulation::{build_network, Event, HostId, Scenario, Schedule, TopologyPlan};
+use osmoda_simulation::{
+    build_network, Attack, Event, Fault, HostId, Scenario, Schedule, TopologyPlan,
+};
 
 fn load(name: &str) -> Scenario {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -13,7 +15,7 @@ fn load(name: &str) -> Scenario {
     Scenario::load(path).unwrap()
 }
 
-const NAMES: [&str; 8] = [
+const NAMES: [&str; 10] = [
     "lan-10",
     "idle-100",
     "wan-100",
@@ -22,7 +24,48 @@ const NAMES: [&str; 8] = [
     "lossy-edge",
     "ci-20",
     "ci-10",
+    "rogue-20",
+    "rogue-8",
 ];
+
+#[test]
+fn a_rogue_tries_every_move_in_turn_and_takes_no_workload() {
+    for name in ["rogue-20", "rogue-8"] {
+        let s = load(name);
+        let Some(Fault::Rogue {
+            node, at, until, ..
+        }) = s.faults.iter().find(|f| f.kind() == "rogue").cloned()
+        else {
+            panic!("{name} has a rogue fault")
+        };
+        let schedule = Schedule::build(&s).unwrap();
+        assert_eq!(schedule.rogues, [node]);
+        assert!(schedule.ops().all(|op| op.node != node), "{name}");
+        let attacks: Vec<(Duration, Attack)> = schedule
+            .events
+            .iter()
+            .filter_map(|e| match e.event {
+                Event::Attack {
+                    node: n, attack, ..
+                } => {
+                    assert_eq!(n, node);
+                    Some((e.at, attack))
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(attacks.len() >= Attack::ALL.len(), "{name}: {attacks:?}");
+        for (i, (t, attack)) in attacks.iter().enumerate() {
+            assert!(*t >= at && until.is_none_or(|u| *t < u), "{name}");
+            assert_eq!(*attack, Attack::ALL[i % Attack::ALL.len()], "{name}");
+        }
+        let end = schedule.events.iter().find_map(|e| match e.event {
+            Event::RogueEnd { .. } => Some(e.at),
+            _ => None,
+        });
+        assert_eq!(end, until, "{name}");
+    }
+}
 
 #[test]
 fn same_seed_same_schedule_byte_for_byte() {

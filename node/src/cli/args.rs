@@ -105,7 +105,7 @@ pub enum Command {
     Unlock(EmergencyArgs),
     /// Run a fleet of real nodes on a simulated network: a scenario file, or
     /// a shipped one (lan-10, wan-100, partition-heal-50, churn-100,
-    /// lossy-edge, idle-100, ci-20, ci-10).
+    /// lossy-edge, idle-100, ci-20, ci-10, rogue-20, rogue-8).
     Sim(SimArgs),
     /// Send an already signed fleet command (hex, as `--json` printed it) to the
     /// fleet again; members apply it only if it is newer than what they applied.

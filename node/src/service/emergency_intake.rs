@@ -77,7 +77,7 @@ impl Via {
 impl Node {
     /// Whether every member would accept `cmd` as genuine: an admin of this
     /// fleet, not revoked, signature and certificate valid now.
-    pub(super) fn check_command(&self, cmd: &EmergencyCommand) -> Result<(), String> {
+    pub(crate) fn check_command(&self, cmd: &EmergencyCommand) -> Result<(), String> {
         cmd.verify(&self.membership.fleet(), super::unix_now())
             .map_err(|e| e.to_string())?;
         if self.membership.is_revoked(&cmd.issuer.node) {

@@ -16,7 +16,8 @@ use osmoda_crdt_state::{Actor, Outcome};
 use osmoda_fabric::proto::{hex, FleetCert, FleetRoot, Role};
 use osmoda_fabric::FabricConfig;
 use osmoda_simulation::{
-    Fleet, FleetError, HostId, Observation, OpKind, Operation, SimNetwork, StartSpec, VerifyOutcome,
+    Attack, AttackOutcome, Fleet, FleetError, HostId, Observation, OpKind, Operation, SimNetwork,
+    StartSpec, VerifyOutcome,
 };
 use osmoda_store::Store;
 
@@ -24,6 +25,7 @@ use crate::api::{NewEntry, NewRoutine};
 use crate::datadir::FleetInfo;
 use crate::runtime::builder::Running;
 use crate::service::{Caller, Node};
+use crate::sim::rogue::{Mark, Rogue, Victim};
 use crate::sim::SimHost;
 
 const PORT: u16 = 4001;
@@ -57,15 +59,32 @@ struct Slot {
     seen: Seen,
 }
 
+/// A knowledge op's entry as it was written: a node holds the op only
+/// while its entry has this title and body.
+struct Written {
+    op: u64,
+    id: String,
+    title: String,
+    body: String,
+}
+
 /// Which node holds what, for the ops applied so far.
 #[derive(Default)]
 struct Applied {
-    knowledge: Vec<(u64, String)>,
+    knowledge: Vec<Written>,
     routines: Vec<(u64, String)>,
     /// (op, the log's owner, the entry's sequence number)
     audit: Vec<(u64, [u8; 32], u64)>,
     broadcasts: Vec<(u64, String)>,
+    /// What rogue attempts would leave on a node that took them.
+    rogue: Vec<Mark>,
+    /// Rogue attempts so far, in all and per move.
+    rogue_seq: u64,
+    rogue_nth: std::collections::BTreeMap<Attack, u64>,
 }
+
+/// Entries of other nodes a rogue looks through for one it holds.
+const VICTIM_SEARCH: usize = 64;
 
 pub struct SimFleet {
     net: SimNetwork,
@@ -142,9 +161,11 @@ fn check(core: &Node, applied: &Applied, seen: &mut Seen, full: bool) {
         }
         seen.state_digest
             .copy_from_slice(&h.finalize().as_bytes()[..16]);
-        for (op, id) in &applied.knowledge {
-            if !seen.held.contains(op) && matches!(core.docs.get(id), Ok(Some(_))) {
-                seen.held.insert(*op);
+        for w in &applied.knowledge {
+            if !seen.held.contains(&w.op)
+                && matches!(core.docs.get(&w.id), Ok(Some(e)) if e.title == w.title && e.body == w.body)
+            {
+                seen.held.insert(w.op);
             }
         }
         if applied
@@ -294,7 +315,12 @@ impl Fleet for SimFleet {
                     .await
                     .map_err(err)?
                     .id;
-                self.applied.knowledge.push((op.id, id));
+                self.applied.knowledge.push(Written {
+                    op: op.id,
+                    id,
+                    title: op.key(),
+                    body: op.body(),
+                });
             }
             OpKind::RoutineAdd => {
                 let new = NewRoutine {
@@ -364,11 +390,27 @@ impl Fleet for SimFleet {
                 .map_err(err)?;
         let applied = &self.applied;
         let slot = self.slot_ref(node)?;
+        // Documents are looked at afresh: an entry seen earlier may have
+        // been deleted or changed since. Audit heads only grow, and the
+        // inbox forgets old broadcasts, so those sightings are kept.
+        let documents: HashSet<u64> = applied
+            .knowledge
+            .iter()
+            .map(|w| w.op)
+            .chain(applied.routines.iter().map(|(op, _)| *op))
+            .collect();
         let mut seen = Seen {
-            held: slot.seen.held.clone(),
+            held: slot
+                .seen
+                .held
+                .iter()
+                .copied()
+                .filter(|op| !documents.contains(op))
+                .collect(),
             ..Seen::default()
         };
         check(&core, applied, &mut seen, true);
+        let rogue_held = rogue_held(&core, &applied.rogue);
         let mut held: Vec<u64> = seen.held.into_iter().collect();
         held.sort_unstable();
         Ok(VerifyOutcome {
@@ -376,8 +418,54 @@ impl Fleet for SimFleet {
             audit_errors: report.problem.into_iter().collect(),
             forks_detected: seen.forks,
             held_ops: held,
+            rogue_held,
         })
     }
+
+    async fn attack(&mut self, node: usize, attack: Attack) -> Result<AttackOutcome, FleetError> {
+        let rogue = Rogue::new(self.node(node)?);
+        let victim = match attack {
+            Attack::EditForeign | Attack::DeleteForeign | Attack::ForgeActor => {
+                match self.victim(node)? {
+                    Some(v) => Some(v),
+                    None => return Ok(AttackOutcome::NoTarget),
+                }
+            }
+            _ => None,
+        };
+        let applied = &mut self.applied;
+        applied.rogue_seq += 1;
+        let seq = applied.rogue_seq;
+        let nth = applied.rogue_nth.entry(attack).or_insert(0);
+        *nth += 1;
+        let nth = *nth;
+        // Noted before it is sent: whatever reaches a node is looked for.
+        applied.rogue.extend(rogue.mark(attack, seq));
+        rogue.attack(attack, victim.as_ref(), seq, nth).await
+    }
+}
+
+/// What of the rogue attempts `marks` stand for this node holds: an
+/// unsealed entry, a routine it added, or a lockdown (its junk included a
+/// LOCKDOWN signed by a member).
+fn rogue_held(core: &Node, marks: &[Mark]) -> Vec<String> {
+    let mut out = Vec::new();
+    let routines: HashSet<String> = core.docs.routines().into_iter().map(|r| r.name).collect();
+    for mark in marks {
+        match mark {
+            Mark::Entry(id) if matches!(core.docs.get(id), Ok(Some(_))) => {
+                out.push(format!("the rogue's unsealed entry {id}"))
+            }
+            Mark::Routine(name) if routines.contains(name) => {
+                out.push(format!("the rogue's routine {name}"))
+            }
+            _ => {}
+        }
+    }
+    if core.emergency.is_locked() {
+        out.push("a lockdown (no admin issued one)".into());
+    }
+    out
 }
 
 impl SimFleet {
@@ -385,6 +473,26 @@ impl SimFleet {
         self.slots
             .get(node)
             .ok_or_else(|| err(format!("no node {node}")))
+    }
+
+    /// The newest entry of another node that the rogue `node`'s replica
+    /// holds: what it edits, deletes or forges a change to.
+    fn victim(&self, node: usize) -> Result<Option<Victim>, FleetError> {
+        let core = self.node(node)?;
+        let me = core.fabric.local_peer_id().to_string();
+        Ok(self
+            .applied
+            .knowledge
+            .iter()
+            .rev()
+            .take(VICTIM_SEARCH)
+            .find_map(|w| match core.docs.get(&w.id) {
+                Ok(Some(e)) if e.author_node != me => Some(Victim {
+                    id: w.id.clone(),
+                    author: e.author_node,
+                }),
+                _ => None,
+            }))
     }
 
     /// Stops every node cleanly.

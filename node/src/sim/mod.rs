@@ -18,6 +18,7 @@ use crate::state::agent_uids::UidRange;
 use crate::state::agents::AgentsConfig;
 
 mod fleet;
+mod rogue;
 
 pub use fleet::SimFleet;
 
@@ -109,6 +110,14 @@ const SHIPPED: &[(&str, &str)] = &[
     (
         "ci-10",
         include_str!("../../../simulation/scenarios/ci-10.toml"),
+    ),
+    (
+        "rogue-20",
+        include_str!("../../../simulation/scenarios/rogue-20.toml"),
+    ),
+    (
+        "rogue-8",
+        include_str!("../../../simulation/scenarios/rogue-8.toml"),
     ),
 ];
 

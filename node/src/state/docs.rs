@@ -427,6 +427,19 @@ impl Docs {
         self.write_knowledge(|k| k.delete(id, now_ms())).await
     }
 
+    /// A knowledge shard as this replica holds it (its saved form), for
+    /// the simulator's rogue member, which writes on a copy of it.
+    /// Saving marks the shard clean, which it is outside a write (every
+    /// write saves what it touched under the same lock); a dirty shard is
+    /// not handed out, so that no save of it is skipped.
+    pub(crate) fn shard_bytes(&self, shard: ShardId) -> Option<Vec<u8>> {
+        let mut k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
+        if k.shard(shard)?.is_dirty() {
+            return None;
+        }
+        Some(k.shard_mut(shard).save())
+    }
+
     pub fn get(&self, id: &str) -> NodeResult<Option<EntryView>> {
         let k = self.knowledge.lock().unwrap_or_else(|e| e.into_inner());
         Ok(k.get(id)?.map(Into::into))

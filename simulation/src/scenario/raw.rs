@@ -46,6 +46,7 @@ enum FaultKind {
     Stall,
     LateJoin,
     LinkChange,
+    Rogue,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +71,8 @@ struct RawFault {
     profile: Option<String>,
     #[serde(default, deserialize_with = "units::opt_duration")]
     until: Option<Duration>,
+    node: Option<usize>,
+    rate_per_sec: Option<f64>,
 }
 
 /// Rejects the fields that are set but not in `allowed` for `kind`.
@@ -149,6 +152,8 @@ impl RawFault {
             ("for", self.stall_for.is_some()),
             ("profile", self.profile.is_some()),
             ("until", self.until.is_some()),
+            ("node", self.node.is_some()),
+            ("rate_per_sec", self.rate_per_sec.is_some()),
         ];
         let at = self.at;
         Ok(match self.kind {
@@ -204,6 +209,15 @@ impl RawFault {
                     one_way: self.one_way.unwrap_or(false),
                     profile: need(self.profile, "link-change", "profile")?,
                     until: self.until,
+                }
+            }
+            FaultKind::Rogue => {
+                only("rogue", &set, &["at", "node", "until", "rate_per_sec"])?;
+                Fault::Rogue {
+                    at,
+                    node: need(self.node, "rogue", "node")?,
+                    until: self.until,
+                    rate_per_sec: need(self.rate_per_sec, "rogue", "rate_per_sec")?,
                 }
             }
         })

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::link::LinkProfile;
 
-use super::{Fault, Scenario, ScenarioError, Topology, MAX_OP_SIZE};
+use super::{Fault, Scenario, ScenarioError, Topology, MAX_OP_SIZE, MAX_ROGUE_RATE};
 
 impl Scenario {
     fn check_profile(&self, name: &str, field: &str) -> Result<(), ScenarioError> {
@@ -46,6 +46,24 @@ impl Scenario {
         }
         for (i, f) in self.faults.iter().enumerate() {
             self.validate_fault(i, f)?;
+        }
+        // The invariants are checked over the honest nodes: keep one.
+        let mut rogues: Vec<(usize, usize)> = self
+            .faults
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| match f {
+                Fault::Rogue { node, .. } => Some((*node, i)),
+                _ => None,
+            })
+            .collect();
+        rogues.sort_unstable();
+        rogues.dedup_by_key(|(node, _)| *node);
+        if let Some((_, last)) = rogues.last().filter(|_| rogues.len() >= self.nodes) {
+            return Err(self.invalid(
+                format!("faults[{last}].node"),
+                "every node is rogue: at least one must stay honest",
+            ));
         }
         for (i, w) in self.workload.iter().enumerate() {
             let field = |f: &str| format!("workload[{i}].{f}");
@@ -189,6 +207,32 @@ impl Scenario {
                 self.nodes_of(from, &field("from"))?;
                 self.nodes_of(to, &field("to"))?;
                 self.check_profile(profile, &field("profile"))?;
+                after_at(*until, "until")
+            }
+            Fault::Rogue {
+                node,
+                until,
+                rate_per_sec,
+                ..
+            } => {
+                if *node >= self.nodes {
+                    return Err(self.invalid(
+                        field("node"),
+                        format!("node {node} is out of range (0..{})", self.nodes),
+                    ));
+                }
+                if !(rate_per_sec.is_finite()
+                    && *rate_per_sec > 0.0
+                    && *rate_per_sec <= MAX_ROGUE_RATE)
+                {
+                    return Err(self.invalid(
+                        field("rate_per_sec"),
+                        format!("must be a positive number, at most {MAX_ROGUE_RATE}"),
+                    ));
+                }
+                if until.is_some_and(|u| u > self.duration) {
+                    return Err(self.invalid(field("until"), "must not be after `duration`"));
+                }
                 after_at(*until, "until")
             }
         }
