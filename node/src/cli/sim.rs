@@ -30,7 +30,12 @@ pub async fn run(
         std::process::id()
     ));
     std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
-    let mut fleet = SimFleet::new(network.clone(), scenario.nodes, work.clone());
+    let rogues = scenario.faults.iter().filter_map(|f| match f {
+        osmoda_simulation::Fault::Rogue { node, .. } => Some(*node),
+        _ => None,
+    });
+    let mut fleet =
+        SimFleet::new(network.clone(), scenario.nodes, work.clone()).with_members(rogues);
     let result = osmoda_simulation::run(&scenario, &network, &mut fleet, progress).await;
     fleet.shutdown().await;
     let _ = std::fs::remove_dir_all(&work);

@@ -92,9 +92,20 @@ pub struct SimFleet {
     dir: PathBuf,
     slots: Vec<Slot>,
     applied: Applied,
+    /// Nodes certified as members; every other node is an admin, so that
+    /// any node of a workload may write routines (admins' alone).
+    members: std::collections::BTreeSet<usize>,
 }
 
 impl SimFleet {
+    /// The same fleet with `nodes` certified as members rather than
+    /// admins: a rogue must be a member, or its edits of others' entries
+    /// and its routines would be an admin's right.
+    pub fn with_members(mut self, nodes: impl IntoIterator<Item = usize>) -> Self {
+        self.members.extend(nodes);
+        self
+    }
+
     pub fn new(net: SimNetwork, nodes: usize, dir: PathBuf) -> Self {
         let slots = (0..nodes)
             .map(|_| Slot {
@@ -111,6 +122,7 @@ impl SimFleet {
             dir,
             slots,
             applied: Applied::default(),
+            members: Default::default(),
         }
     }
 
@@ -237,7 +249,11 @@ impl Fleet for SimFleet {
                 .issue(
                     key.verifying_key().to_bytes(),
                     &format!("sim-{node}"),
-                    Role::Member,
+                    if self.members.contains(&node) {
+                        Role::Member
+                    } else {
+                        Role::Admin
+                    },
                     now.saturating_sub(60),
                     now + 30 * 86_400,
                 )
