@@ -8,47 +8,23 @@
 use std::sync::Arc;
 
 use osmoda_docs::{
-    derive_id, Authority, ChangeHash, EntryUpdate, KnowledgeStore, NewEntry, NewRoutine, NodeActor,
-    RoutineBook, Seal, ShardId, SharedAuthority, Standing,
+    derive_id, EntryUpdate, KnowledgeStore, NewEntry, NewRoutine, NodeActor, RoutineBook, ShardId,
+    SharedAuthority,
 };
 use osmoda_fabric::proto::{FleetRoot, Role};
 use osmoda_fabric::Membership;
 use osmoda_node::error::ErrorKind;
 use osmoda_node::replication::push::Push;
+// A member's real authority that tells its own node it is an admin, as
+// the simulator's rogue uses.
 use osmoda_node::runtime::topics::DOCS;
+use osmoda_node::sim::rogue::Liar;
 use osmoda_node::state::authority::NodeAuthority;
 use osmoda_node::state::docs::ROUTINES;
 use osmoda_simulation::{SimConfig, SimNetwork};
 
 use super::emergency::{connected, eventually, Member};
 use super::OP;
-
-/// A member's real authority that tells its own node it is an admin: its
-/// node then writes what an honest member's refuses to.
-#[derive(Debug)]
-struct Liar(NodeAuthority);
-
-impl Authority for Liar {
-    fn credential(&self) -> &[u8] {
-        self.0.credential()
-    }
-    fn standing(&self) -> Standing {
-        Standing::Admin
-    }
-    fn sign(&self, message: &[u8]) -> [u8; 64] {
-        self.0.sign(message)
-    }
-    fn judge(
-        &self,
-        actor: &[u8],
-        hash: &ChangeHash,
-        time_ms: i64,
-        seal: &Seal,
-        credential: &[u8],
-    ) -> Result<Standing, String> {
-        self.0.judge(actor, hash, time_ms, seal, credential)
-    }
-}
 
 fn authority(m: &Member, root: &FleetRoot) -> NodeAuthority {
     NodeAuthority::new(m.key.clone(), &m.cert, Membership::new(root.public()))

@@ -18,7 +18,7 @@ use crate::state::agent_uids::UidRange;
 use crate::state::agents::AgentsConfig;
 
 mod fleet;
-mod rogue;
+pub mod rogue;
 
 pub use fleet::SimFleet;
 

@@ -37,7 +37,7 @@ pub(super) const ROGUE_PREFIX: &str = "sim-rogue-";
 /// A member's real authority that tells its own copy of a document it is
 /// an admin: the copy then writes what an honest member's refuses to.
 #[derive(Debug)]
-struct Liar(NodeAuthority);
+pub struct Liar(pub NodeAuthority);
 
 impl Authority for Liar {
     fn credential(&self) -> &[u8] {
