@@ -9,29 +9,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{fleet, stderr, wait_until, Node};
+use common::{fleet, free_port, start_meshed as start, stderr, wait_until, Node};
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(node: &mut Node, ports: &[u16], i: usize) {
-    let listen = format!("/ip4/127.0.0.1/tcp/{}", ports[i]);
-    let mut args = vec!["--no-mdns".to_string(), "--listen".into(), listen];
-    for (j, port) in ports.iter().enumerate() {
-        if j != i {
-            args.push("--bootstrap".into());
-            args.push(format!("/ip4/127.0.0.1/tcp/{port}"));
-        }
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    node.start(&args);
-}
 
 /// `len` bytes of text that compresses little: letters, digits and
 /// punctuation from a pseudo-random sequence seeded by `seed`.

@@ -6,29 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{fleet, wait_until, Node};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts node `i` on its fixed port, bootstrapping to every other node.
-fn start(node: &mut Node, ports: &[u16], i: usize) {
-    let listen = format!("/ip4/127.0.0.1/tcp/{}", ports[i]);
-    let mut args = vec!["--no-mdns".to_string(), "--listen".into(), listen];
-    for (j, port) in ports.iter().enumerate() {
-        if j != i {
-            args.push("--bootstrap".into());
-            args.push(format!("/ip4/127.0.0.1/tcp/{port}"));
-        }
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    node.start(&args);
-}
+use common::{fleet, free_port, start_meshed as start, wait_until, Node};
 
 fn titles(node: &Node) -> Vec<String> {
     let mut t: Vec<String> = node.json(&["knowledge", "list", "--limit", "1000"])["items"]

@@ -217,6 +217,29 @@ impl Drop for Node {
     }
 }
 
+/// A free TCP port on loopback (free when asked; tests bind it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts node `i` on its fixed port, bootstrapping to every other node.
+pub fn start_meshed(node: &mut Node, ports: &[u16], i: usize) {
+    let listen = format!("/ip4/127.0.0.1/tcp/{}", ports[i]);
+    let mut args = vec!["--no-mdns".to_string(), "--listen".into(), listen];
+    for (j, port) in ports.iter().enumerate() {
+        if j != i {
+            args.push("--bootstrap".into());
+            args.push(format!("/ip4/127.0.0.1/tcp/{port}"));
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    node.start(&args);
+}
+
 /// A fleet of `n` members: the first created the fleet, the others joined
 /// with tokens from it. None is running yet.
 pub fn fleet(parent: &Path, n: usize) -> Vec<Node> {

@@ -105,7 +105,7 @@ pub use knowledge::{
     MAX_BODY_BYTES, MAX_SPLICES, MAX_TAGS, MAX_TAG_BYTES, MAX_TITLE_BYTES, REWRITE_MIN_CHARS,
 };
 pub use limits::MAX_CHANGE_BYTES;
-pub use push::{check_push_framing, Pushed, MAX_PUSH_CHANGES};
+pub use push::{Pushed, MAX_PUSH_CHANGES};
 pub use routines::{
     Action, NewRoutine, Routine, RoutineBook, Schedule, Target, MAX_ARGS, MAX_ARG_BYTES,
     MAX_COMMAND_BYTES, MAX_INTERVAL_SECS, MAX_LABEL_BYTES, MAX_NAME_BYTES, MAX_ROUTINES,

@@ -34,13 +34,6 @@ pub enum Pushed {
     MissingDeps,
 }
 
-/// Checks that `bytes` are sealed plain change chunks, as a push must be,
-/// without decoding the changes: cheap enough to run before relaying a
-/// push.
-pub fn check_push_framing(bytes: &[u8]) -> Result<(), DocError> {
-    push_chunks(bytes).map(|_| ())
-}
-
 /// The seals and change chunks of a push, once its framing is checked.
 fn push_chunks(bytes: &[u8]) -> Result<(crate::seal::Bundle<'_>, Vec<&[u8]>), DocError> {
     let bundle = decode_bundle(bytes)?;
