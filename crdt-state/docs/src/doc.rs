@@ -14,7 +14,7 @@ use crate::chunks::{self, ChunkKind};
 
 use crate::error::DocError;
 use crate::ids::NodeActor;
-use crate::seal::{sealed_message, SealBook, SharedAuthority};
+use crate::seal::{sealed_message, SealBook, SharedAuthority, Standing};
 use crate::summary::{heads_digest, HeadsDigest};
 use crate::verdict::Rules;
 
@@ -54,6 +54,12 @@ impl Doc {
     /// would create one.
     pub fn empty(actor: &NodeActor) -> Self {
         Self::new(actor)
+    }
+
+    /// What this node may do in the document: an admin when it has no
+    /// authority (nothing is checked then).
+    pub(crate) fn standing(&self) -> Standing {
+        crate::seal::standing_of(self.authority.as_ref())
     }
 
     /// The same document under other rules (a routine book is admins').

@@ -156,9 +156,7 @@ impl NodeActor {
     /// What this node may do: an admin when it has no authority (nothing
     /// is checked then).
     pub(crate) fn standing(&self) -> Standing {
-        self.authority
-            .as_ref()
-            .map_or(Standing::Admin, |a| a.standing())
+        crate::seal::standing_of(self.authority.as_ref())
     }
 
     pub fn node_id(&self) -> &str {

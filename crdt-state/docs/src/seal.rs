@@ -98,6 +98,12 @@ pub trait Authority: Send + Sync + std::fmt::Debug {
 /// Shared handle to the node's authority.
 pub type SharedAuthority = Arc<dyn Authority>;
 
+/// What a writer with `authority` may do: an admin when it has none
+/// (nothing is checked then).
+pub(crate) fn standing_of(authority: Option<&SharedAuthority>) -> Standing {
+    authority.map_or(Standing::Admin, |a| a.standing())
+}
+
 /// The seals of a document's changes and the credentials they name.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SealBook {

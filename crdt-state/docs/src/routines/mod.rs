@@ -73,8 +73,6 @@ pub struct Routine {
 #[derive(Debug)]
 pub struct RoutineBook {
     doc: Doc,
-    /// Whether this node may write routines.
-    admin: bool,
 }
 
 fn malformed(id: &str, reason: impl Into<String>) -> RoutineError {
@@ -88,7 +86,6 @@ impl RoutineBook {
     pub fn new(node: &NodeActor) -> Self {
         Self {
             doc: Doc::new(node).with_rules(Rules::AdminOnly),
-            admin: node.standing() == Standing::Admin,
         }
     }
 
@@ -96,7 +93,6 @@ impl RoutineBook {
     pub fn load(bytes: &[u8], node: &NodeActor) -> Result<Self, DocError> {
         Ok(Self {
             doc: Doc::load(bytes, node)?.with_rules(Rules::AdminOnly),
-            admin: node.standing() == Standing::Admin,
         })
     }
 
@@ -258,7 +254,7 @@ impl RoutineBook {
     /// Every replica refuses a member's change to the book: refused here
     /// before it is made.
     fn check_admin(&self) -> Result<(), RoutineError> {
-        if self.admin {
+        if self.doc.standing() == Standing::Admin {
             Ok(())
         } else {
             Err(RoutineError::AdminOnly)
