@@ -9,6 +9,8 @@
 mod authority;
 #[path = "service/emergency.rs"]
 mod emergency;
+#[path = "service/renewal.rs"]
+mod renewal;
 
 use std::path::Path;
 use std::sync::Arc;

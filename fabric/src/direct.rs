@@ -16,7 +16,7 @@ use std::io;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::{request_response, StreamProtocol};
-use osmoda_fabric_proto::cert::REVOCATION_LEN;
+use osmoda_fabric_proto::cert::{MAX_CERT_LEN, REVOCATION_LEN};
 use osmoda_fabric_proto::Revocation;
 use osmoda_wire::{Reader, Truncated};
 
@@ -39,6 +39,7 @@ pub const MAX_APP_PROTOCOLS: usize = 64;
 const REQ_TEXT: u8 = 1;
 const REQ_REVOCATIONS: u8 = 2;
 const REQ_APP: u8 = 3;
+const REQ_CERTIFICATE: u8 = 4;
 const RESP_ACK: u8 = 1;
 const RESP_REFUSED: u8 = 2;
 const RESP_APP: u8 = 3;
@@ -62,6 +63,9 @@ pub enum DirectRequest {
     Revocations(Vec<Revocation>),
     /// A request the application answers.
     App { protocol: u16, body: Vec<u8> },
+    /// The sender's renewed certificate (its encoding), so that its live
+    /// connections outlast the certificate they were made with.
+    Certificate(Vec<u8>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +143,12 @@ impl DirectRequest {
                 }
                 out
             }
+            DirectRequest::Certificate(cert) => {
+                let mut out = Vec::with_capacity(1 + cert.len());
+                out.push(REQ_CERTIFICATE);
+                out.extend_from_slice(cert);
+                out
+            }
             DirectRequest::App { protocol, body } => {
                 let mut out = Vec::with_capacity(3 + body.len());
                 out.push(REQ_APP);
@@ -177,6 +187,12 @@ impl DirectRequest {
                 let protocol = r.u16()?;
                 let body = r.bytes(r.remaining())?.to_vec();
                 DirectRequest::App { protocol, body }
+            }
+            REQ_CERTIFICATE => {
+                if r.remaining() > MAX_CERT_LEN {
+                    return Err(DecodeError::Truncated);
+                }
+                DirectRequest::Certificate(r.bytes(r.remaining())?.to_vec())
             }
             kind => return Err(DecodeError::Kind(kind)),
         };

@@ -16,7 +16,7 @@ pub mod membership;
 mod pending;
 pub mod quic;
 
-pub use credentials::Credentials;
+pub use credentials::{Credentials, LiveCredentials, RenewalError};
 pub use membership::{
     node_key_of, peer_id_of, unix_now, MemberError, Membership, PeerRecord, Security,
 };

@@ -211,6 +211,15 @@ impl Membership {
         members.insert(cert.node, cert);
     }
 
+    /// The certificate verified for `node` that expires last, if any.
+    pub fn known(&self, node: &NodeKey) -> Option<FleetCert> {
+        self.members
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(node)
+            .cloned()
+    }
+
     /// Whether `node` is a member now: a certificate verified against the
     /// fleet root is known for it, valid at `now` (Unix seconds), and
     /// neither the node nor the admin that issued it is revoked.

@@ -22,6 +22,7 @@ use osmoda_fabric_proto::{
 
 use crate::enroll::{Enroller, ENROLL_PROTOCOL};
 use crate::membership::{peer_id_of, Membership, PeerRecord, Security};
+use crate::LiveCredentials;
 
 /// Negotiated with multistream-select before the handshake. A stock libp2p
 /// peer offers `/noise` or `/tls/1.0.0` and finds no common protocol.
@@ -112,10 +113,28 @@ where
     Ok(body)
 }
 
+/// The identity a handshake presents: fixed, or the node's live
+/// credentials, read at each handshake so that a renewal applies to every
+/// connection made after it.
+#[derive(Clone)]
+enum Presenting {
+    Fixed(Arc<LocalIdentity>),
+    Live(LiveCredentials),
+}
+
+impl Presenting {
+    fn identity(&self) -> Arc<LocalIdentity> {
+        match self {
+            Presenting::Fixed(local) => local.clone(),
+            Presenting::Live(live) => live.handshake_identity(),
+        }
+    }
+}
+
 /// The security upgrade; clone it into every connection.
 #[derive(Clone)]
 pub struct PqUpgrade {
-    local: Arc<LocalIdentity>,
+    local: Presenting,
     membership: Arc<Membership>,
     /// Set on an admin node that takes enrollments (inbound only).
     enroller: Option<Arc<dyn Enroller>>,
@@ -124,7 +143,16 @@ pub struct PqUpgrade {
 impl PqUpgrade {
     pub fn new(local: Arc<LocalIdentity>, membership: Arc<Membership>) -> Self {
         Self {
-            local,
+            local: Presenting::Fixed(local),
+            membership,
+            enroller: None,
+        }
+    }
+
+    /// Presents the node's certificate as it stands at each handshake.
+    pub fn live(credentials: LiveCredentials, membership: Arc<Membership>) -> Self {
+        Self {
+            local: Presenting::Live(credentials),
             membership,
             enroller: None,
         }
@@ -133,7 +161,7 @@ impl PqUpgrade {
     /// Also offers [`ENROLL_PROTOCOL`] to inbound connections, served by
     /// `enroller`. Only for a node whose certificate may issue.
     pub fn with_enroller(mut self, enroller: Arc<dyn Enroller>) -> Self {
-        if self.local.cert().is_some_and(|c| c.may_issue()) {
+        if self.local.identity().cert().is_some_and(|c| c.may_issue()) {
             self.enroller = Some(enroller);
         }
         self
@@ -143,7 +171,8 @@ impl PqUpgrade {
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
-        let mut hs = Handshake::new(side, &self.local, &mut rand::rngs::OsRng);
+        let local = self.local.identity();
+        let mut hs = Handshake::new(side, &local, &mut rand::rngs::OsRng);
         let membership = &self.membership;
         drive(&mut hs, &mut io, &|node| membership.is_revoked(node)).await?;
         let (session, peer) = hs.finish()?;
@@ -187,7 +216,7 @@ where
             let enroller = self.enroller.clone().ok_or(PqError::NoEnrollments)?;
             let membership = self.membership.clone();
             crate::enroll::serve(
-                self.local.clone(),
+                self.local.identity(),
                 enroller,
                 move |node| membership.is_revoked(node),
                 socket,

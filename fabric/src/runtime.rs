@@ -35,10 +35,11 @@ mod gossip;
 mod links;
 mod origin;
 mod penalty;
+mod renewal;
 mod replay;
 
 use crate::topics::{self, FleetMessage, Registry};
-use crate::Credentials;
+use crate::LiveCredentials;
 use penalty::PenaltyBox;
 use replay::Replay;
 
@@ -97,19 +98,20 @@ pub(crate) fn now_ms() -> u64 {
 
 /// Builds the swarm, starts listening and spawns the loop.
 pub fn start(
-    credentials: Credentials,
+    credentials: impl Into<LiveCredentials>,
     membership: Arc<Membership>,
     config: FabricConfig,
 ) -> Result<(FabricHandle, mpsc::Receiver<FabricEvent>, JoinHandle<()>), StartError> {
-    let keypair = credentials.keypair().clone();
+    let credentials: LiveCredentials = credentials.into();
+    let keypair = credentials.current().keypair().clone();
     // This node is a member too: its own checkpoints and messages count.
     let own = credentials.cert();
-    if let Err(e) = membership.admit(&own.encode(), own, crate::membership::unix_now()) {
+    if let Err(e) = membership.admit(&own.encode(), &own, crate::membership::unix_now()) {
         warn!(error = %e, "this node's own certificate is not valid now");
     }
     let topics = Registry::new(config.topics.clone())?;
     crate::direct::check_protocols(&config.protocols)?;
-    let mut tcp_security = PqUpgrade::new(credentials.handshake_identity(), membership.clone());
+    let mut tcp_security = PqUpgrade::live(credentials.clone(), membership.clone());
     if let Some(enroller) = config.enroller.clone() {
         tcp_security = tcp_security.with_enroller(enroller);
     }
@@ -251,8 +253,8 @@ pub fn start(
         penalties: PenaltyBox::default(),
         topics,
         protocols: config.protocols,
-        signing: credentials.signing_key().clone(),
-        cert: credentials.cert().clone(),
+        renewals: credentials.watch_renewals(),
+        credentials,
         replay: Replay::default(),
         // Distinct across restarts without stored state, like gossipsub's own.
         gossip_seqno: std::time::SystemTime::now()
@@ -301,11 +303,13 @@ struct FabricLoop {
     topics: Registry,
     /// The application's protocols inside the direct protocol.
     protocols: Vec<AppProtocol>,
-    /// Signs the envelope of every message this node publishes.
-    signing: ed25519_dalek::SigningKey,
-    /// Carried in every envelope, so that members who never met this node
-    /// can tell it is one.
-    cert: osmoda_fabric_proto::FleetCert,
+    /// The key that signs the envelope of every message this node
+    /// publishes, and the certificate each envelope carries (so that
+    /// members who never met this node can tell it is one); renewal
+    /// replaces the certificate while the loop runs.
+    credentials: LiveCredentials,
+    /// Wakes after a renewal, to hand the new certificate to every peer.
+    renewals: tokio::sync::watch::Receiver<u64>,
     /// Each gossip origin's sequence window.
     replay: Replay,
     gossip_seqno: u64,
@@ -342,6 +346,7 @@ impl FabricLoop {
                 _ = trim_timer.tick() => self.trim_links(std::time::Instant::now()),
                 _ = verdict_timer.tick() => self.expire_verdicts(),
                 _ = membership_timer.tick() => self.close_expired(),
+                Ok(()) = self.renewals.changed() => self.announce_certificate(),
                 _ = self.expiry_timer.as_mut() => self.close_expired(),
                 _ = kad_timer.tick() => {
                     if !self.connected.is_empty() && self.wants_peers() {

@@ -193,6 +193,15 @@ pub struct Created {
     pub id: String,
 }
 
+/// `POST /v1/fleet/renewal`: what a certificate renewal gave.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Renewed {
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// The admin node that signed it, or `root` for the root key.
+    pub issued_by: String,
+}
+
 /// An acknowledgement that carries nothing else.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Done {

@@ -27,7 +27,8 @@ use super::emergency::{connected, eventually, Member};
 use super::OP;
 
 fn authority(m: &Member, root: &FleetRoot) -> NodeAuthority {
-    NodeAuthority::new(m.key.clone(), &m.cert, Membership::new(root.public()))
+    let credentials = osmoda_fabric::Credentials::new(&m.key.to_bytes(), m.cert.clone()).unwrap();
+    NodeAuthority::new(m.key.clone(), credentials, Membership::new(root.public()))
 }
 
 async fn publish(rogue: &Member, doc: u16, change: Vec<u8>) {

@@ -32,7 +32,7 @@ pub(super) struct Member {
     pub(super) running: Option<Running>,
     pub(super) key: SigningKey,
     pub(super) cert: FleetCert,
-    host: HostId,
+    pub(super) host: HostId,
     folder: PathBuf,
 }
 
@@ -45,18 +45,28 @@ impl Member {
         bootstrap: &[Multiaddr],
         max_links: u32,
     ) -> Self {
-        let host = net.add_host().unwrap();
         let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let node = key.verifying_key().to_bytes();
+        let issue = |name: &str| {
+            root.issue(node, name, role, now_secs() - 60, now_secs() + 86_400)
+                .unwrap()
+        };
+        Self::holding(net, root, key, issue, dir, bootstrap, max_links).await
+    }
+
+    /// A node started with the certificate `issue` makes for its name.
+    pub(super) async fn holding(
+        net: &SimNetwork,
+        root: &FleetRoot,
+        key: SigningKey,
+        issue: impl FnOnce(&str) -> FleetCert,
+        dir: &Path,
+        bootstrap: &[Multiaddr],
+        max_links: u32,
+    ) -> Self {
+        let host = net.add_host().unwrap();
         let name = format!("n{}", host.0);
-        let cert = root
-            .issue(
-                key.verifying_key().to_bytes(),
-                &name,
-                role,
-                now_secs() - 60,
-                now_secs() + 86_400,
-            )
-            .unwrap();
+        let cert = issue(&name);
         let folder = dir.join(&name);
         std::fs::create_dir_all(&folder).unwrap();
         let mut member = Member {
@@ -98,6 +108,9 @@ impl Member {
                 &self.folder,
             )
             .unwrap();
+        // The folder keeps what the node writes there (revocations, a
+        // renewed certificate), as `osmoda run`'s does.
+        builder.data = Some(osmoda_node::datadir::DataDir::new(self.folder.clone()));
         builder.fabric = FabricConfig {
             bootstrap: boot.to_vec(),
             limits: osmoda_fabric::behaviour::Limits {
@@ -150,7 +163,7 @@ pub(super) async fn connected(node: &Node, n: usize) -> bool {
 }
 
 /// The node's own audit entries of `action`.
-async fn entries(node: &Node, action: &str) -> Vec<AuditEntryView> {
+pub(super) async fn entries(node: &Node, action: &str) -> Vec<AuditEntryView> {
     let query = LogQuery {
         node: None,
         start: 0,

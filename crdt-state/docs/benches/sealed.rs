@@ -49,8 +49,8 @@ impl Ed {
 }
 
 impl Authority for Ed {
-    fn credential(&self) -> &[u8] {
-        &self.credential
+    fn credential(&self) -> Vec<u8> {
+        self.credential.clone()
     }
     fn standing(&self) -> Standing {
         Standing::Member

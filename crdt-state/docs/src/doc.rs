@@ -246,12 +246,12 @@ impl Doc {
         if let (Some(hash), Some(authority)) = (hash, &self.authority) {
             let credential = authority.credential();
             let seal = crate::seal::Seal {
-                credential: crate::seal::credential_id(credential),
+                credential: crate::seal::credential_id(&credential),
                 signature: [0; 64],
             };
             let signature = authority.sign(&sealed_message(&hash, &seal.credential));
             self.seals
-                .insert(hash, crate::seal::Seal { signature, ..seal }, credential);
+                .insert(hash, crate::seal::Seal { signature, ..seal }, &credential);
         }
         Ok(out)
     }

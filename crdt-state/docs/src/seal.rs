@@ -75,8 +75,9 @@ pub enum Standing {
 /// every replica converges on (the fleet root, revocations), never on
 /// the time a change arrives, so that replicas keep the same changes.
 pub trait Authority: Send + Sync + std::fmt::Debug {
-    /// The credential this node writes under.
-    fn credential(&self) -> &[u8];
+    /// The credential this node writes under now (it may be renewed
+    /// while the node runs).
+    fn credential(&self) -> Vec<u8>;
     /// This node's standing, to refuse locally what every other replica
     /// would refuse.
     fn standing(&self) -> Standing;

@@ -42,9 +42,8 @@ fn fake_sign(name: &str, message: &[u8]) -> [u8; 64] {
 }
 
 impl Authority for Fake {
-    fn credential(&self) -> &[u8] {
-        // Leaked on purpose: tests make a handful.
-        Box::leak(format!("{}:{}", self.name, role_text(self.role)).into_boxed_str()).as_bytes()
+    fn credential(&self) -> Vec<u8> {
+        format!("{}:{}", self.name, role_text(self.role)).into_bytes()
     }
     fn standing(&self) -> Standing {
         self.claims

@@ -42,6 +42,7 @@ mod config;
 mod connecting;
 pub mod kx;
 mod listener;
+mod live;
 mod muxer;
 pub mod tls;
 mod transport;

@@ -16,7 +16,7 @@ use osmoda_fabric_proto::{FleetRoot, NodeKey, Role};
 use quinn::crypto::rustls::QuicClientConfig;
 use rand::rngs::OsRng;
 
-use super::cert::{unix_now, LocalCertificate};
+use super::cert::unix_now;
 use super::transport::multiaddr_to_socketaddr;
 use super::{tls, QuicConfig, QuicError, QuicMuxer, QuicTransport};
 use crate::{Credentials, Membership, Security};
@@ -294,12 +294,14 @@ async fn quic_classical_only_client_cannot_handshake() {
 
     // A fleet member in every respect except that it offers only X25519.
     let client_creds = credentials(&root, unix_now() - 10, unix_now() + 3600);
-    let local = LocalCertificate::generate(&client_creds).unwrap();
+    let local =
+        super::live::LiveTlsCert::new(client_creds.into(), Arc::new(tls::crypto_provider()))
+            .unwrap();
     let mut classical = rustls::crypto::ring::default_provider();
     classical.kx_groups = vec![rustls::crypto::ring::kx_group::X25519];
     let tls = tls::client_config(
         Arc::new(classical),
-        &local,
+        local,
         Membership::new(root.public()),
         None,
     )

@@ -10,8 +10,8 @@ use rustls::server::NoServerSessionStorage;
 use rustls::version::TLS13;
 use rustls::{ClientConfig, ServerConfig};
 
-use super::cert::LocalCertificate;
 use super::kx::X25519_MLKEM768;
+use super::live::LiveTlsCert;
 use super::verifier::FleetVerifier;
 use crate::Membership;
 
@@ -37,14 +37,14 @@ pub fn crypto_provider() -> CryptoProvider {
 /// Configuration for accepting connections: client certificates required.
 pub(crate) fn server_config(
     provider: Arc<CryptoProvider>,
-    local: &LocalCertificate,
+    local: Arc<LiveTlsCert>,
     membership: Arc<Membership>,
 ) -> Result<ServerConfig, rustls::Error> {
     let verifier = FleetVerifier::new(membership, None, provider.signature_verification_algorithms);
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&TLS13])?
         .with_client_cert_verifier(Arc::new(verifier))
-        .with_single_cert(vec![local.cert.clone()], local.key.clone_key().into())?;
+        .with_cert_resolver(local);
     config.alpn_protocols = vec![ALPN.to_vec()];
     // No resumption: a resumed session skips the certificate check, and with
     // it the revocation check. No 0-RTT: early data would arrive before the
@@ -59,7 +59,7 @@ pub(crate) fn server_config(
 /// that identity key.
 pub(crate) fn client_config(
     provider: Arc<CryptoProvider>,
-    local: &LocalCertificate,
+    local: Arc<LiveTlsCert>,
     membership: Arc<Membership>,
     expected: Option<NodeKey>,
 ) -> Result<ClientConfig, rustls::Error> {
@@ -72,7 +72,7 @@ pub(crate) fn client_config(
         .with_protocol_versions(&[&TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_client_auth_cert(vec![local.cert.clone()], local.key.clone_key().into())?;
+        .with_client_cert_resolver(local);
     config.alpn_protocols = vec![ALPN.to_vec()];
     config.resumption = Resumption::disabled();
     config.enable_early_data = false;
@@ -89,7 +89,7 @@ mod tests {
     use rustls::pki_types::ServerName;
     use rustls::{ClientConnection, NamedGroup, ProtocolVersion, ServerConnection};
 
-    fn local(root: &FleetRoot) -> LocalCertificate {
+    fn local(root: &FleetRoot) -> Arc<LiveTlsCert> {
         let secret = ed25519_dalek::SigningKey::generate(&mut OsRng).to_bytes();
         let node = ed25519_dalek::SigningKey::from_bytes(&secret)
             .verifying_key()
@@ -98,7 +98,8 @@ mod tests {
         let cert = root
             .issue(node, "n", Role::Member, now - 10, now + 60)
             .unwrap();
-        LocalCertificate::generate(&Credentials::new(&secret, cert).unwrap()).unwrap()
+        let credentials = Credentials::new(&secret, cert).unwrap();
+        LiveTlsCert::new(credentials.into(), Arc::new(crypto_provider())).unwrap()
     }
 
     /// Runs a handshake in memory; returns both ends or the first error.
@@ -130,8 +131,8 @@ mod tests {
         let root = FleetRoot::generate(&mut OsRng);
         let membership = Membership::new(root.public());
         let provider = Arc::new(crypto_provider());
-        let server = server_config(provider.clone(), &local(&root), membership.clone()).unwrap();
-        let client = client_config(provider, &local(&root), membership, None).unwrap();
+        let server = server_config(provider.clone(), local(&root), membership.clone()).unwrap();
+        let client = client_config(provider, local(&root), membership, None).unwrap();
         let (client, server) = handshake(client, server).unwrap();
         for (group, version, alpn) in [
             (
@@ -158,8 +159,8 @@ mod tests {
         let ours = Arc::new(crypto_provider());
         let mut classical = rustls::crypto::ring::default_provider();
         classical.kx_groups = vec![rustls::crypto::ring::kx_group::X25519];
-        let server = server_config(ours, &local(&root), membership.clone()).unwrap();
-        let client = client_config(Arc::new(classical), &local(&root), membership, None).unwrap();
+        let server = server_config(ours, local(&root), membership.clone()).unwrap();
+        let client = client_config(Arc::new(classical), local(&root), membership, None).unwrap();
         assert!(handshake(client, server).is_err());
     }
 
@@ -168,8 +169,8 @@ mod tests {
         let root = FleetRoot::generate(&mut OsRng);
         let membership = Membership::new(root.public());
         let provider = Arc::new(crypto_provider());
-        let server = server_config(provider.clone(), &local(&root), membership.clone()).unwrap();
-        let client = client_config(provider, &local(&root), membership, Some([7; 32])).unwrap();
+        let server = server_config(provider.clone(), local(&root), membership.clone()).unwrap();
+        let client = client_config(provider, local(&root), membership, Some([7; 32])).unwrap();
         let err = handshake(client, server).err().unwrap();
         assert!(
             err.to_string().contains("not the node that was dialed"),

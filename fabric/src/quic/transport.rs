@@ -19,12 +19,12 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::crypto::CryptoProvider;
 use socket2::{Domain, Socket, Type};
 
-use super::cert::LocalCertificate;
 use super::connecting::establish;
 use super::listener::{wake, Listener, Upgrade};
+use super::live::LiveTlsCert;
 use super::{tls, QuicConfig, QuicError, QuicMuxer};
 use crate::membership::node_key_of;
-use crate::{Credentials, Membership};
+use crate::{LiveCredentials, Membership};
 
 /// QUIC v1 (RFC 9000), the version `/quic-v1` addresses name.
 const QUIC_V1: u32 = 1;
@@ -35,7 +35,7 @@ const QUIC_V1: u32 = 1;
 pub struct QuicTransport {
     membership: Arc<Membership>,
     provider: Arc<CryptoProvider>,
-    local: Arc<LocalCertificate>,
+    local: Arc<LiveTlsCert>,
     server_config: quinn::ServerConfig,
     transport_config: Arc<quinn::TransportConfig>,
     handshake_timeout: Duration,
@@ -48,10 +48,11 @@ pub struct QuicTransport {
 
 impl QuicTransport {
     pub fn new(
-        credentials: Credentials,
+        credentials: impl Into<LiveCredentials>,
         membership: Arc<Membership>,
         config: QuicConfig,
     ) -> Result<Self, QuicError> {
+        let credentials: LiveCredentials = credentials.into();
         if credentials.cert().fleet != membership.fleet() {
             return Err(QuicError::Config(
                 "the node's certificate was issued for another fleet",
@@ -59,8 +60,8 @@ impl QuicTransport {
         }
         let transport_config = Arc::new(config.transport()?);
         let provider = Arc::new(tls::crypto_provider());
-        let local = Arc::new(LocalCertificate::generate(&credentials)?);
-        let tls = tls::server_config(provider.clone(), &local, membership.clone())?;
+        let local = LiveTlsCert::new(credentials, provider.clone())?;
+        let tls = tls::server_config(provider.clone(), local.clone(), membership.clone())?;
         let mut server_config =
             quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
         server_config.transport_config(transport_config.clone());
@@ -87,7 +88,7 @@ impl QuicTransport {
     fn client_config(&self, expected: Option<NodeKey>) -> Result<quinn::ClientConfig, QuicError> {
         let tls = tls::client_config(
             self.provider.clone(),
-            &self.local,
+            self.local.clone(),
             self.membership.clone(),
             expected,
         )?;

@@ -115,6 +115,7 @@ impl FabricLoop {
                         }
                         DirectResponse::Ack
                     }
+                    DirectRequest::Certificate(bytes) => self.take_renewed(peer, &bytes),
                     DirectRequest::App { protocol, body } => match self.app_protocol(protocol) {
                         Some(_) => {
                             self.forward(peer, protocol, body, channel);

@@ -36,6 +36,16 @@ impl FabricLoop {
         let now = now_ms / 1000;
         let mut gone: Vec<(PeerId, &'static str)> = Vec::new();
         let mut next: Option<u64> = None;
+        let due: Vec<PeerId> = self
+            .connected
+            .iter()
+            .filter(|(_, link)| link.expires_at <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in due {
+            // Extending a link moves the timer; it is set again below anyway.
+            self.renewed_in_time(peer, now);
+        }
         for (peer, link) in &self.connected {
             if link.expires_at <= now {
                 gone.push((*peer, "its certificate expired"));

@@ -51,8 +51,15 @@ impl FabricLoop {
             return Err(FabricError::TooLarge(data.len()));
         }
         self.gossip_seqno = self.gossip_seqno.wrapping_add(1);
-        let sealed = gossip::seal(&self.signing, &self.cert, topic, self.gossip_seqno, &data)
-            .map_err(|e| FabricError::Publish(e.to_string()))?;
+        let own = self.credentials.current();
+        let sealed = gossip::seal(
+            own.signing_key(),
+            own.cert(),
+            topic,
+            self.gossip_seqno,
+            &data,
+        )
+        .map_err(|e| FabricError::Publish(e.to_string()))?;
         match self
             .swarm
             .behaviour_mut()

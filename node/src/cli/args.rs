@@ -391,6 +391,11 @@ pub enum FleetCommand {
     },
     /// Show the fleet, this node's certificate and the revocations known here.
     Show,
+    /// Renew this node's certificate now, on the running node: a member
+    /// from a connected admin node, the root key's holder with its key. A
+    /// running node also renews on its own once two thirds of its
+    /// certificate's life have passed.
+    Renew,
 }
 
 #[derive(Subcommand)]

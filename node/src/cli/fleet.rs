@@ -10,7 +10,7 @@ use super::client::Client;
 use super::folder::{self as fleet, Invite, Joined};
 use super::out::{self, say};
 use super::time;
-use crate::api::{InviteView, PeerInfo};
+use crate::api::{InviteView, PeerInfo, Renewed};
 use crate::datadir::DataDir;
 
 fn node_id(cert: &FleetCert) -> String {
@@ -92,6 +92,18 @@ pub async fn command(
             revoked(json, &node_id, &rev, live);
         }
         FleetCommand::Show => show(json, data)?,
+        FleetCommand::Renew => {
+            let renewed: Renewed = client.post("/v1/fleet/renewal", &()).await?;
+            if json {
+                out::json(&renewed);
+            } else {
+                say!(
+                    "renewed by {}; valid until {}",
+                    renewed.issued_by,
+                    time::when_ms(renewed.expires_at.saturating_mul(1000))
+                );
+            }
+        }
     }
     Ok(())
 }

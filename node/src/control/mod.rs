@@ -22,8 +22,8 @@ use axum::{Json, Router};
 
 use crate::api::{
     AuditLogView, Done, ErrorBody, ForkView, HeadView, InboxEntry, InviteBody, InviteView,
-    LogQuery, PeerInfo, RecordBody, Recorded, RevokeBody, Revoked, SendBody, Sent, StatusView,
-    TextBody, VerifyBody, VerifyReport,
+    LogQuery, PeerInfo, RecordBody, Recorded, Renewed, RevokeBody, Revoked, SendBody, Sent,
+    StatusView, TextBody, VerifyBody, VerifyReport,
 };
 use crate::error::{ErrorKind, NodeError};
 use crate::service::{Caller, Node};
@@ -96,6 +96,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/mesh/inbox", get(inbox))
         .route("/v1/fleet/revocations", post(revoke))
         .route("/v1/fleet/invites", post(invite))
+        .route("/v1/fleet/renewal", post(renew))
         .route("/v1/audit/log", get(audit_log))
         .route("/v1/audit/verify", post(audit_verify))
         .route("/v1/audit/record", post(audit_record))
@@ -239,6 +240,10 @@ async fn revoke(State(node): Shared, body: Body<RevokeBody>) -> ApiResult<Revoke
 async fn invite(State(node): Shared, body: Body<InviteBody>) -> ApiResult<InviteView> {
     let Json(body) = body?;
     Ok(Json(node.invite(OPERATOR, body).await?))
+}
+
+async fn renew(State(node): Shared) -> ApiResult<Renewed> {
+    Ok(Json(node.renew_certificate(OPERATOR).await?))
 }
 
 async fn audit_log(State(node): Shared, query: Params<LogQuery>) -> ApiResult<AuditLogView> {

@@ -14,6 +14,7 @@ use osmoda_crdt_state::checkpoint::CHECKPOINT_LEN;
 use osmoda_crdt_state::entry::MAX_ENTRY_LEN;
 use osmoda_crdt_state::proof::MAX_PATH_LEN;
 use osmoda_crdt_state::{Checkpoint, InclusionProof, NodeKey};
+use osmoda_fabric::proto::cert::MAX_CERT_LEN;
 use osmoda_fabric::proto::emergency::MAX_COMMAND_LEN;
 use osmoda_fabric::{AppProtocol, DirectRequest, DirectResponse, FabricError, FabricHandle};
 use osmoda_wire::{Reader, Truncated};
@@ -26,6 +27,9 @@ pub const AUDIT_RANGE: u16 = 1;
 pub const DOC_SYNC: u16 = 2;
 /// Notices, offers and pushes of pairwise anti-entropy.
 pub const ANTI_ENTROPY: u16 = 3;
+/// A member's request to an admin for a renewed certificate; the
+/// connection names the member (docs/protocol.md, "Renewal").
+pub const RENEWAL: u16 = 4;
 
 /// The node's protocols, as the fabric registers them.
 pub fn protocols() -> Vec<AppProtocol> {
@@ -41,6 +45,10 @@ pub fn protocols() -> Vec<AppProtocol> {
         AppProtocol {
             id: ANTI_ENTROPY,
             name: "anti_entropy",
+        },
+        AppProtocol {
+            id: RENEWAL,
+            name: "renewal",
         },
     ]
 }
@@ -170,6 +178,8 @@ pub enum Request {
         messages: Vec<ShardMessage>,
     },
     AntiEntropy(AntiEntropy),
+    /// Renew the requester's certificate.
+    Renewal,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +197,10 @@ pub enum Response {
         messages: Vec<ShardMessage>,
     },
     AntiEntropy(AntiEntropy),
+    /// The renewed certificate's encoding (checked by the requester).
+    Renewal {
+        cert: Vec<u8>,
+    },
     /// A notice heard (an empty body).
     Ack,
 }
@@ -390,6 +404,7 @@ impl Request {
             Request::AuditRange { .. } => AUDIT_RANGE,
             Request::DocSync { .. } => DOC_SYNC,
             Request::AntiEntropy(_) => ANTI_ENTROPY,
+            Request::Renewal => RENEWAL,
         }
     }
 
@@ -414,6 +429,7 @@ impl Request {
                 put_messages(&mut out, messages);
             }
             Request::AntiEntropy(ae) => put_anti_entropy(&mut out, ae),
+            Request::Renewal => {}
         }
         out
     }
@@ -436,6 +452,7 @@ impl Request {
                 }
             }
             ANTI_ENTROPY => Request::AntiEntropy(anti_entropy(&mut r)?),
+            RENEWAL => Request::Renewal,
             other => return Err(WireError::Protocol(other)),
         };
         r.finish()?;
@@ -452,6 +469,7 @@ impl Response {
             Response::AuditRange { .. } => AUDIT_RANGE,
             Response::DocSync { .. } => DOC_SYNC,
             Response::AntiEntropy(_) | Response::Ack => ANTI_ENTROPY,
+            Response::Renewal { .. } => RENEWAL,
         };
         let mut out = vec![version_of(protocol)];
         match self {
@@ -477,6 +495,7 @@ impl Response {
             }
             Response::DocSync { messages } => put_messages(&mut out, messages),
             Response::AntiEntropy(ae) => put_anti_entropy(&mut out, ae),
+            Response::Renewal { cert } => out.extend_from_slice(cert),
             Response::Ack => {}
         }
         out
@@ -529,6 +548,14 @@ impl Response {
                 messages: messages(&mut r)?,
             },
             ANTI_ENTROPY => Response::AntiEntropy(anti_entropy(&mut r)?),
+            RENEWAL => {
+                if r.remaining() > MAX_CERT_LEN {
+                    return Err(WireError::Malformed("a certificate over its limit"));
+                }
+                Response::Renewal {
+                    cert: r.bytes(r.remaining())?.to_vec(),
+                }
+            }
             other => return Err(WireError::Protocol(other)),
         };
         r.finish()?;

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use osmoda_crdt_state::{Actor, Outcome};
 use osmoda_fabric::proto::{FleetCert, Revocation};
-use osmoda_fabric::{Credentials, FabricConfig, FabricHandle, Membership, StartError};
+use osmoda_fabric::{
+    Credentials, FabricConfig, FabricHandle, LiveCredentials, Membership, StartError,
+};
 use osmoda_store::Store;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -64,6 +66,8 @@ pub struct Running {
     /// `None` once the loop ended and was awaited.
     loop_task: Option<JoinHandle<()>>,
     fabric_task: JoinHandle<()>,
+    /// Renews the certificate when it is due; ends with the node.
+    renewal_task: JoinHandle<()>,
 }
 
 impl NodeBuilder {
@@ -71,9 +75,9 @@ impl NodeBuilder {
     /// starts its event loop. Agents are not started: the caller does that
     /// once the agents' socket is up (`Node::start_agents`).
     pub async fn start(self) -> NodeResult<Running> {
-        let credentials = Credentials::new(&self.identity, self.cert.clone()).map_err(|e| {
-            NodeError::Invalid(format!("identity key and certificate disagree: {e}"))
-        })?;
+        let credentials: LiveCredentials = Credentials::new(&self.identity, self.cert.clone())
+            .map_err(|e| NodeError::Invalid(format!("identity key and certificate disagree: {e}")))?
+            .into();
         let audit = Arc::new(AuditLog::open(
             &self.store,
             ed25519_dalek::SigningKey::from_bytes(&self.identity),
@@ -136,10 +140,10 @@ impl NodeBuilder {
         };
         let (fabric, mut events, fabric_task) =
             started.map_err(|e| NodeError::Internal(format!("cannot start the fabric: {e}")))?;
-        let node_id = credentials.peer_id().to_string();
+        let node_id = credentials.current().peer_id().to_string();
         let authority = crate::state::authority::NodeAuthority::new(
-            credentials.signing_key().clone(),
-            credentials.cert(),
+            credentials.current().signing_key().clone(),
+            credentials.clone(),
             membership.clone(),
         );
         let docs = Arc::new(Docs::open(
@@ -182,8 +186,10 @@ impl NodeBuilder {
             register_intake: Arc::new(tokio::sync::Semaphore::new(crate::service::REGISTER_INTAKE)),
             invites,
             signer: Signer {
-                cert: self.cert,
+                credentials,
                 identity: self.identity,
+                lifetime: self.cert_lifetime,
+                data: self.data.clone(),
             },
             push_rates: Default::default(),
         });
@@ -192,6 +198,7 @@ impl NodeBuilder {
             .record(Actor::Node, "node.start", &name, Outcome::Ok, "")
             .await
             .map_err(|e| NodeError::Audit(e.to_string()))?;
+        let renewal_task = tokio::spawn(crate::service::keep_renewed(Arc::downgrade(&node)));
         let (stop, stopped) = oneshot::channel::<()>();
         let looping = node.clone();
         let loop_task = tokio::spawn(async move {
@@ -205,6 +212,7 @@ impl NodeBuilder {
             stop: Some(stop),
             loop_task: Some(loop_task),
             fabric_task,
+            renewal_task,
         })
     }
 }
@@ -228,6 +236,7 @@ impl Running {
     /// Stops cleanly: the loop, the agents, the fabric; then records
     /// `node.stop` and signs a last checkpoint.
     pub async fn shutdown(mut self) {
+        self.renewal_task.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -255,6 +264,7 @@ impl Running {
 
     /// Stops at once, as a crash would: nothing is flushed or recorded.
     pub async fn abort(mut self) {
+        self.renewal_task.abort();
         self.stop.take();
         if let Some(task) = self.loop_task.take() {
             task.abort();

@@ -70,7 +70,7 @@ fn answer_audit_range(
     proofs: bool,
 ) -> Result<Response, String> {
     let count = count.min(MAX_AUDIT_RECORDS_PER_REQUEST);
-    let served = if *owner == node.signer.cert.node {
+    let served = if *owner == node.signer.cert().node {
         node.audit.serve_range(start, count, proofs).map(Some)
     } else {
         node.mirrors.serve_range(owner, start, count, proofs)
@@ -112,6 +112,11 @@ async fn answer(
     let blocking: Blocking = match request {
         Request::DocSync { messages, start } => {
             let answer = node.replicator.answer(peer, messages, start).await;
+            fabric.respond(id, wire::answer(answer)).await;
+            return;
+        }
+        Request::Renewal => {
+            let answer = node.renew_for(peer).await;
             fabric.respond(id, wire::answer(answer)).await;
             return;
         }

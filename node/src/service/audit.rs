@@ -56,7 +56,7 @@ impl Node {
             report_forks(self, forks);
             return Ok(report);
         }
-        let owner = self.signer.cert.node;
+        let owner = self.signer.cert().node;
         let store = self.audit.store().clone();
         // Reads and hashes the whole log: off the async threads.
         tokio::task::spawn_blocking(move || audit_log::verify_stored(&store, &owner))

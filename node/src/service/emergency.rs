@@ -86,11 +86,11 @@ impl Node {
         by: Caller<'_>,
         kind: EmergencyKind,
     ) -> NodeResult<EmergencyOutcome> {
-        if self.signer.cert.role != Role::Admin {
+        if self.signer.cert().role != Role::Admin {
             let action = format!("emergency.{}", kind.as_str());
             let refused = Err(NodeError::Forbidden(format!(
                 "fleet commands need an admin's certificate and this node is a {}; every member would ignore it. Run it on an admin node, or drop --fleet",
-                self.signer.cert.role
+                self.signer.cert().role
             )));
             return self.audited(by, &action, "fleet", "", refused).await;
         }
@@ -100,7 +100,7 @@ impl Node {
         let cmd = EmergencyCommand::sign(
             kind,
             now_ms(),
-            self.signer.cert.clone(),
+            self.signer.cert(),
             &key,
             &mut rand::rngs::OsRng,
         )
@@ -172,7 +172,7 @@ impl Node {
     /// Whether this node may lift a lockdown on its own: an admin member or
     /// the holder of the fleet root key.
     fn may_unlock(&self) -> NodeResult<()> {
-        if self.signer.cert.role == Role::Admin || self.info.holds_root_key {
+        if self.signer.cert().role == Role::Admin || self.info.holds_root_key {
             return Ok(());
         }
         Err(NodeError::Forbidden(

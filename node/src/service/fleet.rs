@@ -60,7 +60,7 @@ impl Node {
         let token = EnrollToken {
             fleet_name: self.info.fleet.name.clone(),
             fleet: self.membership.fleet(),
-            admin: self.signer.cert.node,
+            admin: self.signer.cert().node,
             id,
             secret,
             valid_until,

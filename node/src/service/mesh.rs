@@ -1,7 +1,9 @@
 //! The node and its links: status, peers, texts to the fleet or one member.
 
 use super::{Caller, Node};
-use crate::api::{AgentsSummary, Done, InboxEntry, KnowledgeSummary, PeerInfo, Sent, StatusView};
+use crate::api::{
+    AgentsSummary, Done, InboxEntry, KnowledgeSummary, NodeInfo, PeerInfo, Sent, StatusView,
+};
 use crate::error::NodeResult;
 
 impl Node {
@@ -11,7 +13,11 @@ impl Node {
         let held_down = self.agents.held()?.into_iter().collect();
         let fabric = self.fabric.status().await?;
         Ok(StatusView {
-            node: self.info.clone(),
+            node: NodeInfo {
+                // Renewal moves it while the node runs.
+                certificate_expires_at: self.signer.cert().expires_at,
+                ..self.info.clone()
+            },
             listen: fabric.listen,
             connected_peers: fabric.connected_peers,
             revocations: fabric.revocations,

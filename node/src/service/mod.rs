@@ -26,6 +26,7 @@ mod fleet;
 mod host;
 pub mod knowledge;
 mod mesh;
+mod renewal;
 mod routines;
 mod secrets;
 
@@ -33,6 +34,8 @@ pub use agents::audit_agent_events;
 pub use confine::Confinement;
 pub use emergency_intake::{Received, Via, REGISTER_INTAKE};
 pub(crate) use fleet::persist_revocations;
+pub use renewal::due_at;
+pub(crate) use renewal::keep_renewed;
 
 use std::sync::{Arc, Mutex};
 
@@ -55,10 +58,22 @@ use crate::state::mirrors::Mirrors;
 use crate::state::refusals::Refusals;
 use crate::state::vault::Vault;
 
-/// This node's certificate and identity key, to sign fleet commands.
+/// This node's certificate and identity key, to sign fleet commands, and
+/// what renewing certificates takes.
 pub struct Signer {
-    pub cert: FleetCert,
+    /// The certificate as it stands now (renewal replaces it).
+    pub credentials: osmoda_fabric::LiveCredentials,
     pub identity: Zeroizing<[u8; 32]>,
+    /// How long the certificates an admin node issues last.
+    pub lifetime: std::time::Duration,
+    /// Where the renewed certificate is kept (none in the simulator).
+    pub data: Option<crate::datadir::DataDir>,
+}
+
+impl Signer {
+    pub fn cert(&self) -> FleetCert {
+        self.credentials.cert()
+    }
 }
 
 /// A running node: its parts, and every operation on them.

@@ -363,7 +363,9 @@ impl Fleet for SimFleet {
                     .record(Actor::Operator, "sim.append", &op.key(), Outcome::Ok, "")
                     .await
                     .map_err(err)?;
-                self.applied.audit.push((op.id, core.signer.cert.node, seq));
+                self.applied
+                    .audit
+                    .push((op.id, core.signer.cert().node, seq));
             }
             OpKind::Broadcast => {
                 // The sender holds its own broadcast from the start.
@@ -402,7 +404,7 @@ impl Fleet for SimFleet {
     async fn verify(&mut self, node: usize) -> Result<VerifyOutcome, FleetError> {
         let core = self.node(node)?;
         let report =
-            crate::state::audit_log::verify_stored(core.audit.store(), &core.signer.cert.node)
+            crate::state::audit_log::verify_stored(core.audit.store(), &core.signer.cert().node)
                 .map_err(err)?;
         let applied = &self.applied;
         let slot = self.slot_ref(node)?;

@@ -40,7 +40,7 @@ pub(super) const ROGUE_PREFIX: &str = "sim-rogue-";
 pub struct Liar(pub NodeAuthority);
 
 impl Authority for Liar {
-    fn credential(&self) -> &[u8] {
+    fn credential(&self) -> Vec<u8> {
         self.0.credential()
     }
     fn standing(&self) -> Standing {
@@ -110,7 +110,11 @@ impl Rogue {
     fn liar(&self) -> SharedAuthority {
         let signer = &self.node.signer;
         let key = ed25519_dalek::SigningKey::from_bytes(&signer.identity);
-        let real = NodeAuthority::new(key, &signer.cert, self.node.membership.clone());
+        let real = NodeAuthority::new(
+            key,
+            signer.credentials.clone(),
+            self.node.membership.clone(),
+        );
         Arc::new(Liar(real))
     }
 
@@ -264,7 +268,7 @@ impl Rogue {
         let cmd = EmergencyCommand::sign(
             EmergencyKind::Lockdown,
             now_ms(),
-            signer.cert.clone(),
+            signer.cert(),
             &key,
             &mut rand::rngs::OsRng,
         )

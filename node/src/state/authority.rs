@@ -16,12 +16,13 @@ use std::sync::Arc;
 use ed25519_dalek::{Signer, SigningKey, Verifier};
 use osmoda_docs::{sealed_message, Authority, ChangeHash, Seal, Standing};
 use osmoda_fabric::proto::cert::{FleetCert, Role};
-use osmoda_fabric::Membership;
+use osmoda_fabric::{LiveCredentials, Membership};
 
 /// Seals with this node's key; judges by the fleet's root and revocations.
 pub struct NodeAuthority {
     key: SigningKey,
-    credential: Vec<u8>,
+    /// The certificate this node writes under, as renewal leaves it.
+    credentials: LiveCredentials,
     standing: Standing,
     membership: Arc<Membership>,
 }
@@ -42,19 +43,25 @@ fn standing(role: Role) -> Standing {
 }
 
 impl NodeAuthority {
-    pub fn new(key: SigningKey, cert: &FleetCert, membership: Arc<Membership>) -> Self {
+    /// Renewal keeps the role, so the standing is taken once.
+    pub fn new(
+        key: SigningKey,
+        credentials: impl Into<LiveCredentials>,
+        membership: Arc<Membership>,
+    ) -> Self {
+        let credentials = credentials.into();
         Self {
             key,
-            credential: cert.encode(),
-            standing: standing(cert.role),
+            standing: standing(credentials.cert().role),
+            credentials,
             membership,
         }
     }
 }
 
 impl Authority for NodeAuthority {
-    fn credential(&self) -> &[u8] {
-        &self.credential
+    fn credential(&self) -> Vec<u8> {
+        self.credentials.cert().encode()
     }
 
     fn standing(&self) -> Standing {
