@@ -176,6 +176,23 @@ pub struct FabricStatus {
     /// Gossip messages ignored because their verdict did not come in time.
     #[serde(default)]
     pub gossip_expired: u64,
+    /// Gossip counts since start, one per registered topic.
+    #[serde(default)]
+    pub topics: Vec<TopicCounts>,
+}
+
+/// One registered topic's gossip since start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TopicCounts {
+    pub topic: String,
+    /// Messages published by this node.
+    pub published: u64,
+    /// Messages that arrived (after gossipsub dropped duplicates).
+    pub received: u64,
+    /// Arrivals the fabric did not take: they failed the origin checks,
+    /// a fabric topic's check, or found the verdict queue full (the
+    /// application's own verdicts are its to count).
+    pub dropped: u64,
 }
 
 /// A message that arrived for the operator (`osmoda mesh inbox`).

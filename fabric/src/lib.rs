@@ -26,12 +26,13 @@ pub mod direct;
 pub mod handle;
 pub mod pq_tcp;
 pub mod runtime;
+pub mod stats;
 pub mod topics;
 
 pub use direct::{AppProtocol, DirectRequest, DirectResponse};
 pub use handle::{
     FabricConfig, FabricError, FabricEvent, FabricHandle, FabricStatus, InboxEntry, KnownPeer,
-    PeerInfo, RawStream, StreamTransport, StreamTransportSlot,
+    PeerInfo, RawStream, StreamTransport, StreamTransportSlot, TopicCounts,
 };
 pub use runtime::{start, StartError};
 pub use topics::{GossipMessage, Ticket, TopicScore, TopicSpec, Validator, Verdict};

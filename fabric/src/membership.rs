@@ -97,6 +97,8 @@ pub struct Membership {
     revocations_changed: watch::Sender<usize>,
     /// Certificates verified against the fleet root, by node.
     members: RwLock<HashMap<NodeKey, FleetCert>>,
+    /// Kept here because both transports and the loop share this.
+    handshakes: crate::stats::HandshakeStats,
 }
 
 impl Membership {
@@ -107,7 +109,13 @@ impl Membership {
             peers: Mutex::new(HashMap::new()),
             revocations_changed: watch::Sender::new(0),
             members: RwLock::new(HashMap::new()),
+            handshakes: Default::default(),
         })
+    }
+
+    /// Handshakes accepted and refused since start.
+    pub fn handshakes(&self) -> &crate::stats::HandshakeStats {
+        &self.handshakes
     }
 
     /// Wakes on every revocation recorded after this call (however many
@@ -249,6 +257,7 @@ impl Membership {
     /// Records a peer verified by a handshake. Called by the transports,
     /// which verified its certificate, so it is also a known member.
     pub fn record_peer(&self, peer: PeerId, record: PeerRecord) {
+        self.handshakes.accepted(record.security);
         self.remember(record.cert.clone(), unix_now());
         let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
         if peers.len() >= MAX_PEER_RECORDS && !peers.contains_key(&peer) {

@@ -174,9 +174,20 @@ impl PqUpgrade {
         let local = self.local.identity();
         let mut hs = Handshake::new(side, &local, &mut rand::rngs::OsRng);
         let membership = &self.membership;
-        drive(&mut hs, &mut io, &|node| membership.is_revoked(node)).await?;
-        let (session, peer) = hs.finish()?;
-        let peer_id = peer_id_of(&peer.node).ok_or(PqError::BadPeerKey)?;
+        let done = async {
+            drive(&mut hs, &mut io, &|node| membership.is_revoked(node)).await?;
+            let (session, peer) = hs.finish()?;
+            let peer_id = peer_id_of(&peer.node).ok_or(PqError::BadPeerKey)?;
+            Ok::<_, PqError>((session, peer, peer_id))
+        }
+        .await;
+        let (session, peer, peer_id) = done.inspect_err(|e| {
+            if let Some(reason) = crate::stats::Refusal::of_tcp(e) {
+                membership
+                    .handshakes()
+                    .refused(Security::NoiseHybrid, reason);
+            }
+        })?;
         self.membership.record_peer(
             peer_id,
             PeerRecord {

@@ -241,6 +241,7 @@ pub fn start(
         awaiting: HashMap::new(),
         gossip_dropped: 0,
         gossip_expired: 0,
+        topic_counts: Default::default(),
         bootstrap: config.bootstrap,
         known_peers,
         listen_addrs: Vec::new(),
@@ -280,6 +281,9 @@ struct FabricLoop {
     awaiting: HashMap<gossipsub::MessageId, (PeerId, std::time::Instant)>,
     gossip_dropped: u64,
     gossip_expired: u64,
+    /// Keyed by registered topics only (`gossip.rs`), so peers cannot add
+    /// keys.
+    topic_counts: std::collections::BTreeMap<&'static str, gossip::Counts>,
     bootstrap: Vec<Multiaddr>,
     /// Peers met before, dialed with the bootstrap addresses.
     known_peers: Vec<KnownPeer>,
@@ -383,6 +387,7 @@ impl FabricLoop {
                     gossip_awaiting: self.awaiting.len(),
                     gossip_dropped: self.gossip_dropped,
                     gossip_expired: self.gossip_expired,
+                    topics: self.topic_counts(),
                 });
             }
             Command::Peers(reply) => {

@@ -12,7 +12,8 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{noise, ping, tcp, tls, yamux, Multiaddr};
 use osmoda_fabric::behaviour::Limits;
 use osmoda_fabric::proto::FleetRoot;
-use osmoda_fabric::{Credentials, FabricConfig, FabricHandle, Membership};
+use osmoda_fabric::stats::Refusal;
+use osmoda_fabric::{Credentials, FabricConfig, FabricHandle, Membership, Security};
 use rand::rngs::OsRng;
 use tokio::io::AsyncWriteExt;
 
@@ -115,9 +116,18 @@ async fn still_serving(a: &Node, c: &Node, text: &str) {
     panic!("a did not receive {text:?} from its member");
 }
 
-/// An outsider running the osmoda stack with `creds` tries both transports.
-async fn outsider_is_refused(a: &Node, c: &Node, creds: Credentials, fleet: [u8; 32], label: &str) {
-    outsider_is_refused_on(a, c, creds, fleet, label, true).await
+/// An outsider running the osmoda stack with `creds` tries both transports;
+/// `a` counts each refusal under `reason`. None: the outsider refuses `a`'s
+/// certificate before `a` sees its own, so `a` has nothing to count.
+async fn outsider_is_refused(
+    a: &Node,
+    c: &Node,
+    creds: Credentials,
+    fleet: [u8; 32],
+    label: &str,
+    reason: Option<Refusal>,
+) {
+    outsider_is_refused_on(a, c, creds, fleet, label, true, reason).await
 }
 
 async fn outsider_is_refused_on(
@@ -127,13 +137,16 @@ async fn outsider_is_refused_on(
     fleet: [u8; 32],
     label: &str,
     quic: bool,
+    reason: Option<Refusal>,
 ) {
     let rogue = start(creds, fleet).await;
-    let mut targets = vec![a.tcp.clone()];
+    let mut targets = vec![(a.tcp.clone(), Security::NoiseHybrid)];
     if quic {
-        targets.push(a.quic.clone());
+        targets.push((a.quic.clone(), Security::TlsHybrid));
     }
-    for addr in targets {
+    for (addr, security) in targets {
+        let refused = || reason.map(|r| a.membership.handshakes().refused_count(security, r));
+        let before = refused();
         let _ = rogue.handle.dial(addr.clone()).await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(
@@ -142,6 +155,10 @@ async fn outsider_is_refused_on(
             "{label}: outsider connected over {addr}"
         );
         assert!(rogue.handle.inbox().is_empty());
+        assert!(
+            refused() > before || reason.is_none(),
+            "{label}: no refusal ({reason:?}) counted over {addr}"
+        );
     }
     still_serving(a, c, &format!("after {label}")).await;
     rogue.handle.shutdown().await;
@@ -158,6 +175,7 @@ async fn members_of_other_fleets_expired_revoked_and_uncertified_peers_are_refus
         member_until(&other, "x", now() + 3600),
         other.public(),
         "another fleet",
+        None,
     )
     .await;
 
@@ -167,6 +185,7 @@ async fn members_of_other_fleets_expired_revoked_and_uncertified_peers_are_refus
         member_until(&root, "old", now() - 1),
         root.public(),
         "an expired certificate",
+        Some(Refusal::Expired),
     )
     .await;
 
@@ -174,12 +193,29 @@ async fn members_of_other_fleets_expired_revoked_and_uncertified_peers_are_refus
         .presenting_certificate_bytes(Vec::new())
         .unwrap();
     // The hook replaces the certificate in the TCP handshake only.
-    outsider_is_refused_on(&a, &c, bare, root.public(), "no certificate", false).await;
+    outsider_is_refused_on(
+        &a,
+        &c,
+        bare,
+        root.public(),
+        "no certificate",
+        false,
+        Some(Refusal::Malformed),
+    )
+    .await;
 
     let revoked = member_until(&root, "gone", now() + 3600);
     let rev = root.revoke(revoked.cert().node, now());
     assert!(a.handle.revoke(rev).await.unwrap());
-    outsider_is_refused(&a, &c, revoked, root.public(), "a revoked node").await;
+    outsider_is_refused(
+        &a,
+        &c,
+        revoked,
+        root.public(),
+        "a revoked node",
+        Some(Refusal::Revoked),
+    )
+    .await;
 }
 
 async fn stock_peer_fails(transport: &str, target: Multiaddr) {

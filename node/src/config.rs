@@ -46,6 +46,12 @@ pub struct FileConfig {
     /// Days a member certificate this node issues lasts (an admin node;
     /// it never outlasts the admin's own).
     pub certificate_lifetime_days: u64,
+    /// `IP:PORT` serving `GET /metrics` over plain TCP; none by default.
+    pub metrics_listen: Option<String>,
+    /// Lets `metrics_listen` be other than a loopback address: the
+    /// metrics show this node's links, gossip and agents, which tell
+    /// the fleet's topology and activity.
+    pub metrics_listen_remote: bool,
 }
 
 /// Default lifetime of the member certificates an admin node issues: a
@@ -66,6 +72,27 @@ impl FileConfig {
             self.certificate_lifetime_days * 24 * 3600,
         ))
     }
+
+    /// The checked `metrics_listen`: loopback unless
+    /// `metrics_listen_remote` allows otherwise.
+    pub fn metrics_address(&self) -> Result<Option<std::net::SocketAddr>> {
+        let Some(text) = &self.metrics_listen else {
+            return Ok(None);
+        };
+        let addr: std::net::SocketAddr = text.trim().parse().map_err(|_| {
+            NodeError::Invalid(format!(
+                "metrics_listen = {text:?} is not an IP:PORT address (for example \"127.0.0.1:9410\")"
+            ))
+        })?;
+        if !addr.ip().is_loopback() && !self.metrics_listen_remote {
+            return Err(NodeError::Invalid(format!(
+                "metrics_listen = {text:?} is not a loopback address; the metrics show this \
+                 node's links, gossip and agents, so serving them beyond this host needs \
+                 metrics_listen_remote = true as well"
+            )));
+        }
+        Ok(Some(addr))
+    }
 }
 
 impl Default for FileConfig {
@@ -80,6 +107,8 @@ impl Default for FileConfig {
             max_connections: fabric.limits.max_established,
             agent_uid_range: UidRange::default(),
             certificate_lifetime_days: DEFAULT_CERT_LIFETIME_DAYS,
+            metrics_listen: None,
+            metrics_listen_remote: false,
         }
     }
 }
@@ -191,6 +220,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 3") && err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn metrics_listen_is_loopback_unless_allowed() {
+        assert_eq!(parse("").unwrap().metrics_address().unwrap(), None);
+        let local = parse("metrics_listen = \"127.0.0.1:9410\"\n").unwrap();
+        assert_eq!(local.metrics_address().unwrap().unwrap().port(), 9410);
+        let wide = parse("metrics_listen = \"0.0.0.0:9410\"\n").unwrap();
+        let err = wide.metrics_address().unwrap_err().to_string();
+        assert!(err.contains("metrics_listen_remote"), "{err}");
+        let allowed =
+            parse("metrics_listen = \"0.0.0.0:9410\"\nmetrics_listen_remote = true\n").unwrap();
+        assert!(allowed.metrics_address().unwrap().is_some());
+        let junk = parse("metrics_listen = \"localhost\"\n").unwrap();
+        assert!(junk.metrics_address().is_err());
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod control;
 pub mod datadir;
 pub mod egress;
 pub mod error;
+pub mod metrics;
 pub mod replication;
 pub mod runtime;
 pub mod service;

@@ -19,7 +19,7 @@ use rustls::{
 };
 
 use super::cert::{verify_peer_certificate, PeerCertError};
-use crate::Membership;
+use crate::{Membership, Security};
 
 /// Certificates carry Ed25519 identity keys, so that is the only scheme.
 const SCHEMES: &[SignatureScheme] = &[SignatureScheme::ED25519];
@@ -53,12 +53,18 @@ impl FleetVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<(), Error> {
-        let cert =
-            verify_peer_certificate(end_entity, intermediates, &self.membership, now.as_secs())?;
-        match self.expected {
-            Some(expected) if expected != cert.node => Err(PeerCertError::UnexpectedPeer.into()),
-            _ => Ok(()),
+        let checked =
+            verify_peer_certificate(end_entity, intermediates, &self.membership, now.as_secs())
+                .and_then(|cert| match self.expected {
+                    Some(expected) if expected != cert.node => Err(PeerCertError::UnexpectedPeer),
+                    _ => Ok(()),
+                });
+        if let Err(e) = &checked {
+            self.membership
+                .handshakes()
+                .refused(Security::TlsHybrid, crate::stats::Refusal::of_quic(e));
         }
+        Ok(checked?)
     }
 
     fn verify_signature(

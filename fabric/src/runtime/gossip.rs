@@ -38,7 +38,39 @@ pub(crate) fn message_id(message: &gossipsub::Message) -> gossipsub::MessageId {
     gossipsub::MessageId::new(&hash.as_bytes()[..20])
 }
 
+/// One topic's gossip since start (`TopicCounts`).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Counts {
+    published: u64,
+    received: u64,
+    dropped: u64,
+}
+
 impl FabricLoop {
+    pub(super) fn topic_counts(&self) -> Vec<crate::handle::TopicCounts> {
+        self.topics
+            .iter()
+            .map(|(_, spec)| {
+                let c = self
+                    .topic_counts
+                    .get(spec.name())
+                    .copied()
+                    .unwrap_or_default();
+                crate::handle::TopicCounts {
+                    topic: spec.name().to_owned(),
+                    published: c.published,
+                    received: c.received,
+                    dropped: c.dropped,
+                }
+            })
+            .collect()
+    }
+
+    /// `topic` is a registered topic's name (the callers looked it up).
+    fn count(&mut self, topic: &'static str) -> &mut Counts {
+        self.topic_counts.entry(topic).or_default()
+    }
+
     pub(super) fn publish(
         &mut self,
         topic: &'static str,
@@ -66,7 +98,10 @@ impl FabricLoop {
             .gossipsub
             .publish(gossipsub::IdentTopic::new(topic), sealed)
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.count(topic).published += 1;
+                Ok(())
+            }
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Err(FabricError::NoPeers),
             Err(e) => Err(FabricError::Publish(e.to_string())),
         }
@@ -92,11 +127,30 @@ impl FabricLoop {
         source: PeerId,
         message: gossipsub::Message,
     ) -> Option<gossipsub::MessageAcceptance> {
-        use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
         let Some(spec) = self.topics.by_hash(&message.topic) else {
-            return Some(Reject);
+            return Some(gossipsub::MessageAcceptance::Reject);
         };
         let (topic, route) = (spec.name(), spec.route.clone());
+        self.count(topic).received += 1;
+        let verdict = self.judge(id, source, topic, route, message);
+        if matches!(
+            verdict,
+            Some(gossipsub::MessageAcceptance::Reject | gossipsub::MessageAcceptance::Ignore)
+        ) {
+            self.count(topic).dropped += 1;
+        }
+        verdict
+    }
+
+    fn judge(
+        &mut self,
+        id: &gossipsub::MessageId,
+        source: PeerId,
+        topic: &'static str,
+        route: Route,
+        message: gossipsub::Message,
+    ) -> Option<gossipsub::MessageAcceptance> {
+        use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
         let checked = super::origin::check(
             topic,
             &message.data,

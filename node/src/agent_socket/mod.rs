@@ -37,6 +37,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{ErrorKind, NodeError};
+use crate::metrics::ToolOutcome;
 use crate::service::{AgentCall, Node};
 use crate::state::approvals::Decision;
 
@@ -200,6 +201,7 @@ async fn call(
         None => tool.chars().take(64).collect(),
     };
     let mut call = Call {
+        tool: info.map_or("unknown", |i| i.name),
         node: node.clone(),
         agent: Arc::new(AgentCall::new(who)),
         action,
@@ -226,6 +228,8 @@ async fn call(
 /// hung up, so axum dropped the handler) it still withdraws the approval it
 /// waits for and audits the call, so none goes unrecorded.
 struct Call {
+    /// The catalogue's name, or `unknown`: a bounded metrics label.
+    tool: &'static str,
     node: Arc<Node>,
     agent: Arc<AgentCall>,
     action: String,
@@ -251,6 +255,12 @@ impl Call {
     /// as on the control API: an unaudited action must not look done.
     async fn finish(mut self, ended: Ended) -> Response {
         self.done = true;
+        let counted = match &ended.outcome {
+            Outcome::Ok => ToolOutcome::Ok,
+            Outcome::Denied => ToolOutcome::Denied,
+            _ => ToolOutcome::Failed,
+        };
+        self.node.metrics.tool_call(self.tool, counted);
         let who = &self.agent.who;
         let recorded = self
             .node
@@ -277,6 +287,9 @@ impl Drop for Call {
         if self.done {
             return;
         }
+        self.node
+            .metrics
+            .tool_call(self.tool, ToolOutcome::Abandoned);
         let mut details = self.details();
         if let Some(id) = self.waiting_on {
             self.node.approvals.withdraw(id);

@@ -38,6 +38,7 @@ pub async fn run(
     let default_listen = config::listens_by_default(&file_config, &overrides);
     let agent_uids = file_config.agent_uid_range;
     let cert_lifetime = file_config.certificate_lifetime()?;
+    let metrics_addr = file_config.metrics_address()?;
     let fabric = config::resolve(file_config, &overrides)?;
     let cert = data.cert()?;
     cert.verify(&cert.fleet, unix_now()).context(
@@ -88,6 +89,16 @@ pub async fn run(
             })
             .await;
     });
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = match metrics_addr {
+        Some(addr) => {
+            let stopped = async {
+                let _ = metrics_stopped.await;
+            };
+            Some(crate::metrics::serve::listen(addr, node.clone(), stopped).await?)
+        }
+        None => None,
+    };
     let agent_listener = crate::agent_socket::bind(&agent_socket)
         .with_context(|| format!("cannot bind {}", agent_socket.display()))?;
     let agent_api_task = tokio::spawn(crate::agent_socket::serve(agent_listener, node.clone()));
@@ -102,6 +113,9 @@ pub async fn run(
         data.root().display(),
         socket.display()
     );
+    if let Some((addr, _)) = &metrics {
+        eprintln!("  metrics: http://{addr}/metrics");
+    }
     if data.has_root() {
         let key = data.root_key_path(None);
         eprintln!(
@@ -127,6 +141,10 @@ pub async fn run(
     running.shutdown().await;
     let _ = stop_api.send(());
     let _ = api_task.await;
+    let _ = stop_metrics.send(());
+    if let Some((_, task)) = metrics {
+        let _ = task.await;
+    }
     let _ = std::fs::remove_file(&socket);
     info!("stopped");
     Ok(())

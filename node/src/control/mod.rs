@@ -102,6 +102,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/audit/record", post(audit_record))
         .route("/v1/audit/heads", get(audit_heads))
         .route("/v1/audit/forks", get(audit_forks))
+        .route("/metrics", get(crate::metrics::serve::metrics))
         .merge(docs::routes())
         .merge(agents::routes())
         .merge(secrets::routes())

@@ -100,8 +100,8 @@ pub async fn publish(fabric: FabricHandle, docs: Weak<Docs>, mut outbox: mpsc::R
 }
 
 /// Applies a member's push (as [`check`] returned it); audits it when it
-/// changed a document.
-pub fn receive(docs: &Docs, audit: &Arc<AuditLog>, origin: Option<PeerId>, push: Push) {
+/// changed a document. Returns whether the change was refused.
+pub fn receive(docs: &Docs, audit: &Arc<AuditLog>, origin: Option<PeerId>, push: Push) -> bool {
     let Push { doc, change } = push;
     match docs.apply_pushed(doc, &change) {
         Ok((Pushed::Applied, touched)) => {
@@ -129,8 +129,12 @@ pub fn receive(docs: &Docs, audit: &Arc<AuditLog>, origin: Option<PeerId>, push:
         // A sealed change refused by the rules every replica applies (an
         // entry of another author, a member's routine) is not applied
         // anywhere; sync refuses it too, and strikes whoever sends it.
-        Err(error) => debug!(?origin, doc, %error, "ignoring a push that does not apply"),
+        Err(error) => {
+            debug!(?origin, doc, %error, "ignoring a push that does not apply");
+            return true;
+        }
     }
+    false
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use osmoda_docs::{HeadsSummary, ShardId, StoreSync, SyncLimits, SyncSession};
 use osmoda_fabric::FabricHandle;
 use tracing::{debug, info, warn};
 
+use crate::metrics::{Direction, SyncMetrics, Via};
 use crate::replication::conduct::{Conduct, Verdict};
 use crate::replication::wire::{
     self, Request, Response, ShardMessage, MAX_ROUND_BYTES, MAX_SHARD_MESSAGE,
@@ -162,6 +163,7 @@ pub struct Replicator {
     outbound: tokio::sync::Semaphore,
     responders: Mutex<HashMap<PeerId, (Sessions, Instant)>>,
     conduct: Mutex<Conduct>,
+    metrics: SyncMetrics,
 }
 
 impl Replicator {
@@ -174,7 +176,13 @@ impl Replicator {
             outbound: tokio::sync::Semaphore::new(MAX_OUTBOUND_SYNCS),
             responders: Mutex::new(HashMap::new()),
             conduct: Mutex::new(Conduct::default()),
+            metrics: SyncMetrics::default(),
         })
+    }
+
+    /// Sync rounds, their bytes and summary disagreements, for the metrics.
+    pub fn metrics(&self) -> &SyncMetrics {
+        &self.metrics
     }
 
     pub fn summary(&self) -> Vec<u8> {
@@ -209,6 +217,9 @@ impl Replicator {
                 });
             }
         }
+        if !out.is_empty() {
+            self.metrics.round(Direction::Sent, round_bytes(&out));
+        }
         out
     }
 
@@ -219,6 +230,10 @@ impl Replicator {
         sessions: &mut Sessions,
         messages: Vec<ShardMessage>,
     ) -> crate::error::NodeResult<Received> {
+        if !messages.is_empty() {
+            self.metrics
+                .round(Direction::Received, round_bytes(&messages));
+        }
         let round = decode(&self.docs, messages);
         let mut received = self.docs.sync_receive(&mut sessions.shards, round.shards)?;
         received.refused += round.garbage;
@@ -232,6 +247,9 @@ impl Replicator {
             received.changed += r.changed;
             received.refused += r.refused;
             received.touched.merge(r.touched);
+        }
+        if received.refused > 0 {
+            self.metrics.refused(Via::Sync, received.refused as u64);
         }
         Ok(received)
     }
@@ -287,6 +305,7 @@ impl Replicator {
         if !self.differs(&remote) {
             return;
         }
+        self.metrics.disagreements.inc();
         {
             // One sync per peer at a time; a summary that arrives meanwhile
             // is kept and synced right after, not dropped.

@@ -21,6 +21,7 @@ use crate::api::NodeInfo;
 use crate::datadir::{DataDir, FleetInfo};
 use crate::egress::{Egress, EgressLimits};
 use crate::error::{NodeError, NodeResult};
+use crate::metrics::Metrics;
 use crate::replication::sync::Replicator;
 use crate::runtime::topics;
 use crate::service::Confinement;
@@ -163,11 +164,13 @@ impl NodeBuilder {
             version: env!("CARGO_PKG_VERSION").into(),
         };
         let emergency = Emergency::open(self.store.clone())?;
+        let replicator = Replicator::new(docs.clone(), audit.clone(), fabric.clone());
         let node = Arc::new(Node {
             info,
             fabric: fabric.clone(),
             membership,
-            replicator: Replicator::new(docs.clone(), audit.clone(), fabric.clone()),
+            metrics: Metrics::new(audit.metrics(), replicator.metrics()),
+            replicator,
             mirrors: Mirrors::new(self.store.clone()),
             confinement: Confinement::new(Arc::new(Egress::new(
                 audit.clone(),

@@ -71,7 +71,11 @@ pub fn table() -> Vec<NodeTopic> {
                 push::check(&node.docs, data).ok_or(Verdict::Reject)
             },
             |node, push: Push, from| async move {
-                push::receive(&node.docs, &node.audit, Some(from.origin), push);
+                if push::receive(&node.docs, &node.audit, Some(from.origin), push) {
+                    node.replicator
+                        .metrics()
+                        .refused(crate::metrics::Via::Push, 1);
+                }
             },
         ),
         // Only genuine news is forwarded: a command that decodes, is

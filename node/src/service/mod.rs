@@ -26,6 +26,7 @@ mod fleet;
 mod host;
 pub mod knowledge;
 mod mesh;
+mod metrics;
 mod renewal;
 mod routines;
 mod secrets;
@@ -106,6 +107,8 @@ pub struct Node {
     pub(crate) signer: Signer,
     /// How fast each member's pushes are taken (`replication/rates.rs`).
     pub(crate) push_rates: crate::replication::rates::PushRates,
+    /// The counters behind `GET /metrics` (`metrics/`).
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 /// Who asks for an operation.

@@ -98,6 +98,7 @@ pub struct AuditLog {
     store: Store,
     log: LogHandle,
     memory: Mutex<MemoryLog>,
+    metrics: crate::metrics::AuditMetrics,
 }
 
 impl AuditLog {
@@ -123,7 +124,18 @@ impl AuditLog {
             store: store.clone(),
             log,
             memory: Mutex::new(memory),
+            metrics: Default::default(),
         })
+    }
+
+    /// Appends and their fsync latency, for the node's metrics.
+    pub fn metrics(&self) -> &crate::metrics::AuditMetrics {
+        &self.metrics
+    }
+
+    /// The store's file, whose size the metrics show.
+    pub fn store_path(&self) -> &std::path::Path {
+        self.store.path()
     }
 
     /// Appends an entry and returns its sequence number once it is on disk.
@@ -189,7 +201,12 @@ impl AuditLog {
                 .map_err(|e| NodeError::Audit(e.to_string()))?;
             (seq, ack)
         };
+        let submitted = std::time::Instant::now();
         let index = ack.await?;
+        self.metrics
+            .fsync_seconds
+            .observe(submitted.elapsed().as_secs_f64());
+        self.metrics.appends.inc();
         if index != seq {
             return Err(NodeError::Audit(format!(
                 "audit store index {index} does not match sequence {seq}"
