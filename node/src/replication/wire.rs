@@ -26,6 +26,9 @@ pub const AUDIT_RANGE: u16 = 1;
 pub const DOC_SYNC: u16 = 2;
 /// Notices, offers and pushes of pairwise anti-entropy.
 pub const ANTI_ENTROPY: u16 = 3;
+/// A task between agents of two nodes, sent whole by either end
+/// (`service/tasks.rs`); the answer is the other end's copy.
+pub const TASKS: u16 = 4;
 
 /// The node's protocols, as the fabric registers them.
 pub fn protocols() -> Vec<AppProtocol> {
@@ -41,6 +44,10 @@ pub fn protocols() -> Vec<AppProtocol> {
         AppProtocol {
             id: ANTI_ENTROPY,
             name: "anti_entropy",
+        },
+        AppProtocol {
+            id: TASKS,
+            name: "tasks",
         },
     ]
 }
@@ -170,6 +177,9 @@ pub enum Request {
         messages: Vec<ShardMessage>,
     },
     AntiEntropy(AntiEntropy),
+    /// A task as its sender holds it: JSON of at most
+    /// `state::tasks::MAX_TASK_BYTES`, parsed and checked by the service.
+    Task(Vec<u8>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +197,8 @@ pub enum Response {
         messages: Vec<ShardMessage>,
     },
     AntiEntropy(AntiEntropy),
+    /// The answering end's copy of the task.
+    Task(Vec<u8>),
     /// A notice heard (an empty body).
     Ack,
 }
@@ -369,6 +381,15 @@ fn anti_entropy(r: &mut Reader<'_>) -> Result<AntiEntropy, WireError> {
 
 /// A byte that is 0 (false) or 1 (true); anything else is refused, so
 /// that a body has one encoding.
+/// The rest of the body, a task's JSON, within its bound.
+fn task_body(r: &mut Reader<'_>) -> Result<Vec<u8>, WireError> {
+    let len = r.remaining();
+    if len > crate::state::tasks::MAX_TASK_BYTES {
+        return Err(WireError::Malformed("a task over its limit"));
+    }
+    Ok(r.bytes(len)?.to_vec())
+}
+
 fn flag(r: &mut Reader<'_>) -> Result<bool, WireError> {
     match r.u8()? {
         0 => Ok(false),
@@ -390,6 +411,7 @@ impl Request {
             Request::AuditRange { .. } => AUDIT_RANGE,
             Request::DocSync { .. } => DOC_SYNC,
             Request::AntiEntropy(_) => ANTI_ENTROPY,
+            Request::Task(_) => TASKS,
         }
     }
 
@@ -414,6 +436,7 @@ impl Request {
                 put_messages(&mut out, messages);
             }
             Request::AntiEntropy(ae) => put_anti_entropy(&mut out, ae),
+            Request::Task(body) => out.extend_from_slice(body),
         }
         out
     }
@@ -436,6 +459,7 @@ impl Request {
                 }
             }
             ANTI_ENTROPY => Request::AntiEntropy(anti_entropy(&mut r)?),
+            TASKS => Request::Task(task_body(&mut r)?),
             other => return Err(WireError::Protocol(other)),
         };
         r.finish()?;
@@ -452,6 +476,7 @@ impl Response {
             Response::AuditRange { .. } => AUDIT_RANGE,
             Response::DocSync { .. } => DOC_SYNC,
             Response::AntiEntropy(_) | Response::Ack => ANTI_ENTROPY,
+            Response::Task(_) => TASKS,
         };
         let mut out = vec![version_of(protocol)];
         match self {
@@ -477,6 +502,7 @@ impl Response {
             }
             Response::DocSync { messages } => put_messages(&mut out, messages),
             Response::AntiEntropy(ae) => put_anti_entropy(&mut out, ae),
+            Response::Task(body) => out.extend_from_slice(body),
             Response::Ack => {}
         }
         out
@@ -529,6 +555,7 @@ impl Response {
                 messages: messages(&mut r)?,
             },
             ANTI_ENTROPY => Response::AntiEntropy(anti_entropy(&mut r)?),
+            TASKS => Response::Task(task_body(&mut r)?),
             other => return Err(WireError::Protocol(other)),
         };
         r.finish()?;

@@ -19,6 +19,7 @@ mod agent_tools;
 mod agents;
 mod approvals;
 mod audit;
+pub mod cards;
 mod confine;
 mod emergency;
 mod emergency_intake;
@@ -28,6 +29,7 @@ pub mod knowledge;
 mod mesh;
 mod routines;
 mod secrets;
+pub mod tasks;
 
 pub use agents::audit_agent_events;
 pub use confine::Confinement;
@@ -91,6 +93,14 @@ pub struct Node {
     pub(crate) signer: Signer,
     /// How fast each member's pushes are taken (`replication/rates.rs`).
     pub(crate) push_rates: crate::replication::rates::PushRates,
+    /// The fleet's agent cards, this node's among them.
+    pub(crate) cards: crate::state::cards::FleetCards,
+    /// Wakes the advertising task after a change of this node's cards.
+    pub(crate) cards_kick: Arc<tokio::sync::Notify>,
+    /// Tasks submitted here or given to agents here.
+    pub(crate) tasks: crate::state::tasks::Tasks,
+    /// Wakes the delivery task after a change of a task.
+    pub(crate) tasks_kick: Arc<tokio::sync::Notify>,
 }
 
 /// Who asks for an operation.
