@@ -210,6 +210,8 @@ async fn agents_hand_tasks_to_each_other_across_nodes() {
     assert_eq!(done["artifacts"][0]["name"], "summary", "{done}");
     assert_eq!(done["artifacts"][0]["text"], "a fox", "{done}");
     assert!(done["history"].to_string().contains("reading"), "{done}");
+    let status = ok(&asker, call("task_status", json!({ "id": id }))).await;
+    assert_eq!(status["status"]["state"], "completed", "{status}");
     // An ended task takes no more work.
     let late = refused(
         &worker,
@@ -284,7 +286,12 @@ async fn agents_hand_tasks_to_each_other_across_nodes() {
     wait_in_inbox(&worker, &cancel_id, "submitted").await;
     succeeded(&cli(n0, &["task", "cancel", &cancel_id]));
     wait_in_inbox(&worker, &cancel_id, "canceled").await;
-    let after = ok(&asker, call("task_status", json!({ "id": cancel_id }))).await;
+    // n0 has it from n1's answer, a moment after n1 decided.
+    let after = ok(
+        &asker,
+        call("task_wait", json!({ "id": cancel_id, "timeout_secs": 30 })),
+    )
+    .await;
     assert_eq!(after["status"]["state"], "canceled", "{after}");
 
     // A card that takes tasks from rings 0 and 1 rejects a ring-2 agent's,
