@@ -396,3 +396,77 @@ async fn task_handoff_latency() {
         percentile(&back, 0.99)
     );
 }
+
+/// A `--skill` task whose node is lost (SIGKILL) is offered to the other
+/// agent with the skill after the failover delay, and completes there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skill_task_on_a_lost_node_moves_to_another_agent() {
+    if !common::can_confine() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = fleet(tmp.path(), 3);
+    let ports = [free_port(), free_port(), free_port()];
+    for (i, node) in nodes.iter_mut().enumerate() {
+        tokio::task::block_in_place(|| start_meshed(node, &ports, i));
+    }
+    assert!(tokio::task::block_in_place(|| {
+        wait_until(Duration::from_secs(30), || nodes[0].peer_ids().len() == 2)
+    }));
+    for node in &nodes[1..] {
+        add_agent(node, "builder", "2", &["--skill", "build"]);
+    }
+    let both = tokio::task::block_in_place(|| {
+        wait_until(Duration::from_secs(60), || {
+            let list = nodes[0].json(&["agent", "list", "--fleet", "--skill", "build"]);
+            list.as_array().is_some_and(|l| {
+                l.iter()
+                    .filter(|c| c["live"] == true && c["running"] == true)
+                    .count()
+                    == 2
+            })
+        })
+    });
+    assert!(both, "both builders' cards never reached n0");
+    let out = succeeded(&cli(
+        &nodes[0],
+        &[
+            "--json", "task", "submit", "--skill", "build", "--input", "compile",
+        ],
+    ));
+    let task: Value = serde_json::from_str(&out).expect("JSON");
+    let id = task["id"].as_str().expect("an id").to_string();
+    let holder = task["to_party"]["node_name"]
+        .as_str()
+        .expect("a node")
+        .to_string();
+    let (lost, other) = if holder == "n1" { (1, 2) } else { (2, 1) };
+    tokio::task::block_in_place(|| nodes[lost].kill());
+
+    let moved = tokio::task::block_in_place(|| {
+        wait_until(Duration::from_secs(120), || {
+            nodes[0].json(&["task", "show", &id])["to_party"]["node_name"]
+                == format!("n{other}").as_str()
+        })
+    });
+    assert!(moved, "the task never left the lost node");
+    let builder = connect(&nodes[other], "builder").await;
+    let seen = wait_in_inbox(&builder, &id, "submitted").await;
+    assert_eq!(seen["history"][0]["text"], "compile", "{seen}");
+    ok(
+        &builder,
+        call(
+            "task_complete",
+            json!({ "id": id, "artifacts": [{ "name": "binary", "text": "ok" }] }),
+        ),
+    )
+    .await;
+    let done = tokio::task::block_in_place(|| {
+        wait_until(Duration::from_secs(30), || {
+            nodes[0].json(&["task", "show", &id])["status"]["state"] == "completed"
+        })
+    });
+    assert!(done, "the moved task's completion never reached n0");
+    assert!(has_entry(&nodes[0], "task.failover", &id));
+    builder.cancel().await.ok();
+}

@@ -23,6 +23,7 @@ pub mod cards;
 mod confine;
 mod emergency;
 mod emergency_intake;
+pub mod failover;
 mod fleet;
 mod host;
 pub mod knowledge;
@@ -101,6 +102,9 @@ pub struct Node {
     pub(crate) tasks: crate::state::tasks::Tasks,
     /// Wakes the delivery task after a change of a task.
     pub(crate) tasks_kick: Arc<tokio::sync::Notify>,
+    /// Since when the nodes of `--skill` tasks submitted here have been
+    /// out of reach.
+    pub(crate) unreachable: failover::Unreachable,
 }
 
 /// Who asks for an operation.

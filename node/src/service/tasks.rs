@@ -108,7 +108,7 @@ impl Node {
                 .is_none_or(|side| held.acked >= held.task.version_of(side))
     }
 
-    async fn store_task(&self, held: Held) -> NodeResult<()> {
+    pub(super) async fn store_task(&self, held: Held) -> NodeResult<()> {
         self.tasks.put(held, |h| self.settled(h)).await?;
         self.tasks_kick.notify_one();
         Ok(())
@@ -293,7 +293,7 @@ impl Node {
     }
 
     /// Sends the task to its other node; the peer's copy back.
-    async fn send_task(&self, peer: PeerId, task: &Task) -> Result<Task, Sent> {
+    pub(super) async fn send_task(&self, peer: PeerId, task: &Task) -> Result<Task, Sent> {
         let body = task.encode().map_err(|e| Sent::Failed(e.to_string()))?;
         match wire::request(&self.fabric, peer, &Request::Task(body)).await {
             Ok(Response::Task(bytes)) => {
@@ -688,11 +688,20 @@ fn opposite(side: Side) -> Side {
 }
 
 /// Why sending a task came to nothing.
-enum Sent {
+pub(super) enum Sent {
     /// The peer answered no.
     Refused(String),
     /// No answer: sent again later.
     Failed(String),
+}
+
+impl Sent {
+    pub(super) fn reason(self) -> String {
+        match self {
+            Sent::Refused(reason) => format!("refused: {reason}"),
+            Sent::Failed(reason) => reason,
+        }
+    }
 }
 
 /// Parses a task id as an agent or the operator gives it.
