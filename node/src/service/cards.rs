@@ -183,7 +183,7 @@ impl Node {
             .filter(|c| c.card.accept_rings.contains(&ring))
             .collect();
         if taking.is_empty() {
-            return Err(NodeError::Denied(format!(
+            return Err(NodeError::Forbidden(format!(
                 "{} agents advertise skill {skill:?}; none takes tasks from ring {ring}",
                 all.len()
             )));

@@ -225,7 +225,7 @@ impl Node {
         // The first delivery is the placement: unanswered, it fails here.
         let theirs = self.send_task(peer, &task).await.map_err(|e| match e {
             Sent::Refused(reason) => {
-                NodeError::Denied(format!("{} refused the task: {reason}", task.to.label()))
+                NodeError::Forbidden(format!("{} refused the task: {reason}", task.to.label()))
             }
             Sent::Failed(reason) => NodeError::Unavailable(format!(
                 "the task cannot be placed on {}: {reason}",
