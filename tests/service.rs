@@ -19,7 +19,9 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use osmoda_fabric::proto::{EmergencyCommand, EmergencyKind, FleetRoot, Role};
-use osmoda_node::api::{EntryPatch, ListParams, LogQuery, NewEntry, NewRoutine};
+use osmoda_node::api::{
+    CardEdit, EntryPatch, ListParams, LogQuery, NewEntry, NewRoutine, SubmitTask,
+};
 use osmoda_node::datadir::FleetInfo;
 use osmoda_node::error::{ErrorKind, NodeError};
 use osmoda_node::runtime::builder::Running;
@@ -384,4 +386,71 @@ async fn emergency_commands_in_reverse_order_leave_the_newer_one_applied() {
         node.receive_emergency(&lift, Via::Operator).await;
     }
     running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_cannot_be_placed_fails_at_submit_and_an_ended_one_takes_no_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = SimNetwork::new(SimConfig::default());
+    let root = FleetRoot::generate(&mut rand::rngs::OsRng);
+    let running = start(&net, &root, Role::Member, tmp.path()).await;
+    let node = running.node.clone();
+    let submit = |to: Option<&str>, skill: Option<&str>, input: &[&str]| SubmitTask {
+        to: to.map(Into::into),
+        skill: skill.map(Into::into),
+        input: input.iter().map(|s| s.to_string()).collect(),
+        context_id: None,
+    };
+
+    // Nobody advertises the skill: refused at submit, naming it.
+    let none = node
+        .task_submit(OP, submit(None, Some("translate"), &["hola"]))
+        .await;
+    let error = none.expect_err("no agent has the skill");
+    assert_eq!(error.kind(), ErrorKind::NotFound);
+    assert!(error.to_string().contains("translate"), "{error}");
+    // One target, and some input.
+    for body in [
+        submit(Some("a@n0"), Some("translate"), &["x"]),
+        submit(None, None, &["x"]),
+        submit(Some("a@n0"), None, &[]),
+    ] {
+        assert_eq!(kind(node.task_submit(OP, body).await), ErrorKind::Invalid);
+    }
+    assert_eq!(node.task_list(100).len(), 0, "nothing unplaced is kept");
+
+    // A task for an agent this node does not run is rejected, with why.
+    let name = node.info().name.clone();
+    let to = format!("ghost@{name}");
+    let task = node
+        .task_submit(OP, submit(Some(&to), None, &["boo"]))
+        .await
+        .unwrap();
+    assert_eq!(task.status.state.to_string(), "rejected");
+    let why = task.status.message.clone().unwrap_or_default();
+    assert!(why.contains("ghost"), "{why}");
+    assert_eq!(node.task_show(&task.id).unwrap().history[0].text, "boo");
+    // Ended: no cancel, no reply.
+    assert_eq!(
+        kind(node.task_cancel(OP, &task.id).await),
+        ErrorKind::Conflict
+    );
+    assert_eq!(
+        kind(node.task_reply(OP, &task.id, "more".into()).await),
+        ErrorKind::Conflict
+    );
+    assert_eq!(kind(node.task_show("0123")), ErrorKind::NotFound);
+    // A card of an agent that does not exist cannot change.
+    assert_eq!(
+        kind(node.agent_edit(OP, "ghost", CardEdit::default()).await),
+        ErrorKind::NotFound
+    );
+
+    let log = actions(&node).await;
+    let submits: Vec<_> = log.iter().filter(|(a, _, _)| a == "task.submit").collect();
+    assert_eq!(submits.len(), 5, "{log:?}");
+    assert!(submits.iter().any(|(_, t, o)| t == &task.id && o == "ok"));
+    assert!(log
+        .iter()
+        .any(|(a, t, _)| a == "task.cancel" && t == &task.id));
 }

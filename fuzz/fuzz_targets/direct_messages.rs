@@ -21,8 +21,8 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
         return;
     };
-    // The node's three protocols, and one it does not speak.
-    let protocol = u16::from(selector % 4);
+    // The node's four protocols, and one it does not speak.
+    let protocol = u16::from(selector % 5);
     if let Ok(request) = Request::decode(protocol, body) {
         assert_eq!(request.protocol(), protocol);
         assert_eq!(request.encode(), body, "decode and encode must agree");

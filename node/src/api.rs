@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::datadir::FleetInfo;
 use crate::error::ErrorKind;
 
+mod tasks;
+pub use tasks::*;
+
 pub use osmoda_fabric::{FabricStatus, InboxEntry, PeerInfo};
 
 /// The body of every error answer.
@@ -428,6 +431,10 @@ pub struct AddAgent {
     pub spec: AgentSpec,
     #[serde(default = "yes")]
     pub start: bool,
+    /// What the fleet sees of the agent (description, skills, rings it
+    /// takes tasks from); the default card when none is given.
+    #[serde(default)]
+    pub card: CardEdit,
 }
 
 /// One agent: its spec and state, and whether an operator's stop keeps it
@@ -440,6 +447,8 @@ pub struct AgentView {
     /// with the node.
     #[serde(default)]
     pub held: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<crate::state::cards::Card>,
 }
 
 /// `POST /v1/agents/{name}/allow` and `/disallow`: egress allowlist

@@ -19,6 +19,9 @@ use serde_json::Value;
 
 use crate::catalog::ArgumentError;
 
+mod tasks;
+pub use tasks::*;
+
 /// Longest key (kv keys, knowledge ids as given by agents), in bytes.
 pub const MAX_KEY_BYTES: usize = 256;
 /// Largest kv value, in bytes.
@@ -87,7 +90,7 @@ impl TargetField for Option<String> {
 }
 
 /// `Struct: field` implements [`AuditTarget`] by that field.
-macro_rules! audit_target_is {
+macro_rules! audit_target_is_impl {
     ($($args:ident: $field:ident,)*) => {$(
         impl AuditTarget for $args {
             fn audit_target(&self) -> &str {
@@ -96,6 +99,8 @@ macro_rules! audit_target_is {
         }
     )*};
 }
+
+use audit_target_is_impl as audit_target_is;
 
 audit_target_is! {
     KnowledgePut: title,

@@ -41,6 +41,16 @@ fn every_tool_is_listed_once_with_its_ring() {
         "approval_request",
         "approval_status",
         "secret_get",
+        "agents_find",
+        "task_submit",
+        "task_status",
+        "task_wait",
+        "task_reply",
+        "task_inbox",
+        "task_update",
+        "task_complete",
+        "task_fail",
+        "task_input_required",
     ];
     assert_eq!(names, expected);
     for info in tools() {

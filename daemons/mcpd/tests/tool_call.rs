@@ -37,8 +37,20 @@ fn execute(call: &ToolCall) -> &'static str {
         ToolCall::ApprovalRequest(_) => "approval_request",
         ToolCall::ApprovalStatus(_) => "approval_status",
         ToolCall::SecretGet(_) => "secret_get",
+        ToolCall::AgentsFind(_) => "agents_find",
+        ToolCall::TaskSubmit(_) => "task_submit",
+        ToolCall::TaskStatus(_) => "task_status",
+        ToolCall::TaskWait(_) => "task_wait",
+        ToolCall::TaskReply(_) => "task_reply",
+        ToolCall::TaskInbox(_) => "task_inbox",
+        ToolCall::TaskUpdate(_) => "task_update",
+        ToolCall::TaskComplete(_) => "task_complete",
+        ToolCall::TaskFail(_) => "task_fail",
+        ToolCall::TaskInputRequired(_) => "task_input_required",
     }
 }
+
+const TASK: &str = "0123456789abcdef0123456789abcdef";
 
 /// Valid arguments for every tool, with the audit target each must give.
 /// Bodies, values and messages are `SECRET`, which no target may show.
@@ -109,6 +121,28 @@ fn samples() -> Vec<(&'static str, Value, &'static str)> {
         ),
         ("approval_status", json!({ "request_id": "r-7" }), "r-7"),
         ("secret_get", json!({ "name": "api-token" }), "api-token"),
+        ("agents_find", json!({ "skill": "summarize" }), "summarize"),
+        (
+            "task_submit",
+            json!({ "to": "scribe@edge-5", "input": ["SECRET"] }),
+            "scribe@edge-5",
+        ),
+        ("task_status", json!({ "id": TASK }), TASK),
+        ("task_wait", json!({ "id": TASK, "timeout_secs": 5 }), TASK),
+        ("task_reply", json!({ "id": TASK, "text": "SECRET" }), TASK),
+        ("task_inbox", json!({ "state": "working" }), "working"),
+        ("task_update", json!({ "id": TASK, "text": "SECRET" }), TASK),
+        (
+            "task_complete",
+            json!({ "id": TASK, "artifacts": [{ "name": "out", "text": "SECRET" }] }),
+            TASK,
+        ),
+        ("task_fail", json!({ "id": TASK, "text": "SECRET" }), TASK),
+        (
+            "task_input_required",
+            json!({ "id": TASK, "text": "SECRET" }),
+            TASK,
+        ),
     ]
 }
 

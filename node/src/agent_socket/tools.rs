@@ -13,9 +13,13 @@ use osmoda_mcpd::ToolCall;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::api::{ListParams, LogQuery, NewEntry, NewRoutine, SearchParams, VerifyBody};
+use crate::api::{
+    CardQuery, ListParams, LogQuery, NewEntry, NewRoutine, SearchParams, SubmitTask, VerifyBody,
+};
 use crate::error::{NodeError, NodeResult};
+use crate::service::tasks::{task_id, WorkChange};
 use crate::service::{AgentCall, Caller, Node};
+use crate::state::tasks::Artifact;
 
 /// Default number of entries a listing tool returns.
 const DEFAULT_LIMIT: u32 = 100;
@@ -116,5 +120,61 @@ pub async fn execute(node: &Node, call: &AgentCall, tool: ToolCall) -> NodeResul
         }
         ToolCall::ApprovalStatus(a) => node.approval_status(call, &a.request_id),
         ToolCall::SecretGet(a) => node.secret_get(call, &a.name).await,
+        ToolCall::AgentsFind(a) => {
+            let query = CardQuery {
+                skill: a.skill,
+                name: a.name,
+            };
+            let found = node.fleet_cards(&query).await?;
+            call.note(format!("{} found", found.len()));
+            Ok(json!({ "agents": to_value(&found)? }))
+        }
+        ToolCall::TaskSubmit(a) => {
+            let body = SubmitTask {
+                to: a.to,
+                skill: a.skill,
+                input: a.input,
+                context_id: a.context_id,
+            };
+            to_value(&node.task_submit(by, body).await?)
+        }
+        ToolCall::TaskStatus(a) => node.task_status(call, task_id(&a.id)?),
+        ToolCall::TaskWait(a) => {
+            let secs = a.timeout_secs.unwrap_or(60);
+            let wait = std::time::Duration::from_secs(u64::from(secs));
+            node.task_wait(call, task_id(&a.id)?, wait).await
+        }
+        ToolCall::TaskReply(a) => to_value(&node.task_reply(by, task_id(&a.id)?, a.text).await?),
+        ToolCall::TaskInbox(a) => {
+            let limit = a.limit.unwrap_or(DEFAULT_LIMIT) as usize;
+            node.task_inbox(call, a.state.as_deref(), limit)
+        }
+        ToolCall::TaskUpdate(a) => {
+            let change = WorkChange::Progress(a.text);
+            node.task_work(call, task_id(&a.id)?, change).await
+        }
+        ToolCall::TaskComplete(a) => {
+            let artifacts = a
+                .artifacts
+                .into_iter()
+                .map(|a| Artifact {
+                    name: a.name,
+                    text: a.text,
+                })
+                .collect();
+            let change = WorkChange::Complete {
+                text: a.text,
+                artifacts,
+            };
+            node.task_work(call, task_id(&a.id)?, change).await
+        }
+        ToolCall::TaskFail(a) => {
+            let change = WorkChange::Fail(a.text);
+            node.task_work(call, task_id(&a.id)?, change).await
+        }
+        ToolCall::TaskInputRequired(a) => {
+            let change = WorkChange::InputRequired(a.text);
+            node.task_work(call, task_id(&a.id)?, change).await
+        }
     }
 }

@@ -8,16 +8,31 @@ use super::client::{segment, Client};
 use super::out::{self, say};
 use super::render;
 use crate::api::{
-    AddAgent, AgentView, AllowBody, ApprovalsView, ApproveBody, EmergencyBody, EmergencyOutcome,
-    LogsQuery, PendingView, Removed,
+    AddAgent, AgentView, AllowBody, ApprovalsView, ApproveBody, CardEdit, CardQuery, EmergencyBody,
+    EmergencyOutcome, FleetCardView, LogsQuery, PendingView, Removed,
 };
 
 #[derive(Subcommand)]
 pub enum AgentCommand {
     /// Define an agent and start it: `osmoda agent add NAME -- CMD ARGS...`.
     Add(AddArgs),
-    /// List agents with their state.
-    List,
+    /// List agents with their state; with --fleet, every agent the
+    /// fleet's nodes advertise (name, skills, rings it takes tasks from).
+    List {
+        /// Every agent of the fleet, as the nodes advertise them.
+        #[arg(long)]
+        fleet: bool,
+        /// With --fleet: only agents listing this skill.
+        #[arg(long, value_name = "SKILL", requires = "fleet")]
+        skill: Option<String>,
+    },
+    /// Change an agent's card: what the fleet sees of it.
+    Edit {
+        /// The agent's name.
+        name: String,
+        #[command(flatten)]
+        card: CardArgs,
+    },
     /// Show one agent: spec, state, restarts, last exit, limits.
     Show {
         /// The agent's name.
@@ -111,9 +126,37 @@ pub struct AddArgs {
     /// Store the agent without starting it (it starts with `agent start`).
     #[arg(long)]
     pub no_start: bool,
+    #[command(flatten)]
+    pub card: CardArgs,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, num_args = 1..)]
     pub command: Vec<String>,
+}
+
+/// The agent's card, advertised to the fleet.
+#[derive(Args)]
+pub struct CardArgs {
+    /// What the agent does, for other agents and operators (at most 512 bytes).
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// A skill other agents find it by and give tasks for (repeatable;
+    /// given on `agent edit`, the list replaces the card's).
+    #[arg(long = "skill", value_name = "NAME")]
+    pub skills: Vec<String>,
+    /// The rings it takes tasks from, e.g. 0,1,2: 0 the operator, 1 and 2
+    /// agents of that ring (default 0,1).
+    #[arg(long, value_name = "RINGS", value_delimiter = ',', value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub accept_rings: Option<Vec<u8>>,
+}
+
+impl CardArgs {
+    fn edit(self) -> CardEdit {
+        CardEdit {
+            description: self.description,
+            skills: (!self.skills.is_empty()).then_some(self.skills),
+            accept_rings: self.accept_rings,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -165,6 +208,7 @@ fn spec(args: AddArgs) -> Result<AddAgent> {
     Ok(AddAgent {
         spec,
         start: !args.no_start,
+        card: args.card.edit(),
     })
 }
 
@@ -184,10 +228,19 @@ pub async fn agent(client: &Client, json: bool, command: AgentCommand) -> Result
     let path = |name: &str, tail: &str| format!("/v1/agents/{}{tail}", segment(name));
     let view: AgentView = match command {
         AgentCommand::Add(args) => client.post("/v1/agents", &spec(args)?).await?,
-        AgentCommand::List => {
+        AgentCommand::List { fleet: true, skill } => {
+            let query = CardQuery { skill, name: None };
+            let list: Vec<FleetCardView> = client.get_with("/v1/cards", &query).await?;
+            render::either(json, &list, |l| super::task::fleet_cards(l));
+            return Ok(());
+        }
+        AgentCommand::List { .. } => {
             let list: Vec<AgentView> = client.get("/v1/agents").await?;
             render::either(json, &list, |l| render::agents(l));
             return Ok(());
+        }
+        AgentCommand::Edit { name, card } => {
+            client.post(&path(&name, "/card"), &card.edit()).await?
         }
         AgentCommand::Show { name } => client.get(&path(&name, "")).await?,
         AgentCommand::Logs { name, lines } => {

@@ -75,6 +75,9 @@ pub enum Command {
     /// Secrets for agents, sealed at rest: set, grant, revoke, rotate, list, rm.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Tasks between agents: submit, list, show, watch, cancel, reply.
+    #[command(subcommand)]
+    Task(super::task::TaskCommand),
     /// Ring-1 tool calls waiting for an operator, and standing grants.
     Approvals,
     /// Let a waiting tool call through (with --grant 1h: the tool too, for a while).

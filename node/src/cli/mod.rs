@@ -16,6 +16,7 @@ pub mod render;
 mod run;
 pub mod secret;
 mod sim;
+pub mod task;
 pub mod time;
 
 use std::io::Read;
@@ -154,6 +155,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Agent(command) => agent::agent(&client, json, command).await,
         Command::Secret(command) => secret::secret(&client, json, command).await,
+        Command::Task(command) => task::task(&client, json, command).await,
         Command::Approvals => agent::approvals(&client, json).await,
         Command::Approve { id, grant } => agent::decide(&client, json, id, true, grant).await,
         Command::Deny { id } => agent::decide(&client, json, id, false, None).await,

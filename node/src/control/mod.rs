@@ -8,6 +8,7 @@
 mod agents;
 mod docs;
 mod secrets;
+mod tasks;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -106,6 +107,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(docs::routes())
         .merge(agents::routes())
         .merge(secrets::routes())
+        .merge(tasks::routes())
         .fallback(|| async { ApiError(NodeError::not_found("route (see docs/api.md)", "")) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(node)

@@ -29,7 +29,10 @@ pub const DOC_SYNC: u16 = 2;
 pub const ANTI_ENTROPY: u16 = 3;
 /// A member's request to an admin for a renewed certificate; the
 /// connection names the member (docs/protocol.md, "Renewal").
-pub const RENEWAL: u16 = 4;
+pub const RENEWAL: u16 = 5;
+/// A task between agents of two nodes, sent whole by either end
+/// (`service/tasks.rs`); the answer is the other end's copy.
+pub const TASKS: u16 = 4;
 
 /// The node's protocols, as the fabric registers them.
 pub fn protocols() -> Vec<AppProtocol> {
@@ -45,6 +48,10 @@ pub fn protocols() -> Vec<AppProtocol> {
         AppProtocol {
             id: ANTI_ENTROPY,
             name: "anti_entropy",
+        },
+        AppProtocol {
+            id: TASKS,
+            name: "tasks",
         },
         AppProtocol {
             id: RENEWAL,
@@ -180,6 +187,9 @@ pub enum Request {
     AntiEntropy(AntiEntropy),
     /// Renew the requester's certificate.
     Renewal,
+    /// A task as its sender holds it: JSON of at most
+    /// `state::tasks::MAX_TASK_BYTES`, parsed and checked by the service.
+    Task(Vec<u8>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,6 +211,8 @@ pub enum Response {
     Renewal {
         cert: Vec<u8>,
     },
+    /// The answering end's copy of the task.
+    Task(Vec<u8>),
     /// A notice heard (an empty body).
     Ack,
 }
@@ -383,6 +395,15 @@ fn anti_entropy(r: &mut Reader<'_>) -> Result<AntiEntropy, WireError> {
 
 /// A byte that is 0 (false) or 1 (true); anything else is refused, so
 /// that a body has one encoding.
+/// The rest of the body, a task's JSON, within its bound.
+fn task_body(r: &mut Reader<'_>) -> Result<Vec<u8>, WireError> {
+    let len = r.remaining();
+    if len > crate::state::tasks::MAX_TASK_BYTES {
+        return Err(WireError::Malformed("a task over its limit"));
+    }
+    Ok(r.bytes(len)?.to_vec())
+}
+
 fn flag(r: &mut Reader<'_>) -> Result<bool, WireError> {
     match r.u8()? {
         0 => Ok(false),
@@ -405,6 +426,7 @@ impl Request {
             Request::DocSync { .. } => DOC_SYNC,
             Request::AntiEntropy(_) => ANTI_ENTROPY,
             Request::Renewal => RENEWAL,
+            Request::Task(_) => TASKS,
         }
     }
 
@@ -430,6 +452,7 @@ impl Request {
             }
             Request::AntiEntropy(ae) => put_anti_entropy(&mut out, ae),
             Request::Renewal => {}
+            Request::Task(body) => out.extend_from_slice(body),
         }
         out
     }
@@ -453,6 +476,7 @@ impl Request {
             }
             ANTI_ENTROPY => Request::AntiEntropy(anti_entropy(&mut r)?),
             RENEWAL => Request::Renewal,
+            TASKS => Request::Task(task_body(&mut r)?),
             other => return Err(WireError::Protocol(other)),
         };
         r.finish()?;
@@ -470,6 +494,7 @@ impl Response {
             Response::DocSync { .. } => DOC_SYNC,
             Response::AntiEntropy(_) | Response::Ack => ANTI_ENTROPY,
             Response::Renewal { .. } => RENEWAL,
+            Response::Task(_) => TASKS,
         };
         let mut out = vec![version_of(protocol)];
         match self {
@@ -496,6 +521,7 @@ impl Response {
             Response::DocSync { messages } => put_messages(&mut out, messages),
             Response::AntiEntropy(ae) => put_anti_entropy(&mut out, ae),
             Response::Renewal { cert } => out.extend_from_slice(cert),
+            Response::Task(body) => out.extend_from_slice(body),
             Response::Ack => {}
         }
         out
@@ -556,6 +582,7 @@ impl Response {
                     cert: r.bytes(r.remaining())?.to_vec(),
                 }
             }
+            TASKS => Response::Task(task_body(&mut r)?),
             other => return Err(WireError::Protocol(other)),
         };
         r.finish()?;

@@ -195,7 +195,15 @@ impl NodeBuilder {
                 data: self.data.clone(),
             },
             push_rates: Default::default(),
+            cards: Default::default(),
+            cards_kick: Default::default(),
+            tasks: crate::state::tasks::Tasks::open(self.store.clone())?,
+            tasks_kick: Default::default(),
+            unreachable: Default::default(),
         });
+        tokio::spawn(crate::service::cards::advertise(Arc::downgrade(&node)));
+        tokio::spawn(crate::service::tasks::deliver(Arc::downgrade(&node)));
+        tokio::spawn(crate::service::failover::watch(Arc::downgrade(&node)));
         let name = node.info.name.clone();
         audit
             .record(Actor::Node, "node.start", &name, Outcome::Ok, "")

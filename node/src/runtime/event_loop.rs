@@ -120,6 +120,13 @@ async fn answer(
             fabric.respond(id, wire::answer(answer)).await;
             return;
         }
+        Request::Task(body) => {
+            let answer = node.task_receive(peer, &body).await;
+            fabric
+                .respond(id, wire::answer(answer.map(Response::Task)))
+                .await;
+            return;
+        }
         Request::AntiEntropy(notice) if notice.is_notice() => {
             fabric.respond(id, wire::answer(Ok(Response::Ack))).await;
             states.pull(&fabric, peer, &notice).await;
@@ -314,6 +321,10 @@ pub async fn run(
                         neighbours.push(peer);
                     }
                     spawn_exchange(peer);
+                    // A newcomer learns this node's agents without waiting
+                    // for the next round of advertisements.
+                    node.cards_changed();
+                    node.tasks_kick.notify_one();
                 }
                 Some(FabricEvent::PeerDisconnected(peer)) => {
                     book.seen(&peer, now_ms());

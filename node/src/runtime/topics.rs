@@ -35,6 +35,8 @@ pub const EMERGENCY: &str = "osmoda/emergency/1";
 /// Whatever a push misses travels between neighbours (anti-entropy and
 /// sync over direct requests).
 pub const DOCS: &str = "osmoda/docs/1";
+/// Each node's agent cards (`state/cards.rs`), the newest set per node.
+pub const CARDS: &str = "osmoda/cards/1";
 
 /// Every topic of the node.
 pub fn table() -> Vec<NodeTopic> {
@@ -97,6 +99,17 @@ pub fn table() -> Vec<NodeTopic> {
                     source: from.source,
                 };
                 node.receive_emergency(&command, via).await;
+            },
+        ),
+        // A set that decodes within its bounds and is newer than the one
+        // held from its node; the envelope's signer is that node.
+        NodeTopic::new(
+            CARDS,
+            Limits::new(128, 4, 128),
+            Cost::Cheap,
+            |node, data, from| node.check_cards(data, from.origin),
+            |node, set: crate::state::cards::CardSet, from| async move {
+                node.cards.insert(from.origin, set);
             },
         ),
     ]

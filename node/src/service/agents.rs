@@ -17,7 +17,8 @@ impl Node {
         let held = self.agents.held()?.contains(&status.spec.name);
         // A stopped agent keeps its uid too.
         status.uid = status.uid.or(self.agents.uid_of(&status.spec));
-        Ok(AgentView { status, held })
+        let card = self.agents.card(&status.spec.name).ok();
+        Ok(AgentView { status, held, card })
     }
 
     /// Defines an agent and, unless asked not to or locked down, starts it.
@@ -32,7 +33,12 @@ impl Node {
         } else {
             ""
         };
-        let result = match self.agents.add(body.spec, !body.start).await {
+        let card = super::cards::edited(crate::state::cards::Card::new(&name), body.card);
+        let added = match card {
+            Ok(card) => self.agents.add(body.spec, &card, !body.start).await,
+            Err(e) => Err(e),
+        };
+        let result = match added {
             Ok(()) if start => match self.launch(&name).await {
                 Ok(status) => Ok(status),
                 Err(e) => {
@@ -50,6 +56,7 @@ impl Node {
         let status = self
             .audited(by, "agent.add", &name, details, result)
             .await?;
+        self.cards_changed();
         self.view(status)
     }
 
@@ -63,7 +70,8 @@ impl Node {
             .map(|mut status| {
                 let held = held.contains(&status.spec.name);
                 status.uid = status.uid.or(self.agents.uid_of(&status.spec));
-                AgentView { status, held }
+                let card = self.agents.card(&status.spec.name).ok();
+                AgentView { status, held, card }
             })
             .collect())
     }
@@ -76,6 +84,7 @@ impl Node {
     pub async fn agent_remove(&self, by: Caller<'_>, name: &str) -> NodeResult<Removed> {
         let result = self.forget_agent(name).await;
         self.audited(by, "agent.remove", name, "", result).await?;
+        self.cards_changed();
         Ok(Removed {
             removed: name.to_owned(),
         })

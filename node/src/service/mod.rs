@@ -19,9 +19,11 @@ mod agent_tools;
 mod agents;
 mod approvals;
 mod audit;
+pub mod cards;
 mod confine;
 mod emergency;
 mod emergency_intake;
+pub mod failover;
 mod fleet;
 mod host;
 pub mod knowledge;
@@ -30,6 +32,7 @@ mod metrics;
 mod renewal;
 mod routines;
 mod secrets;
+pub mod tasks;
 
 pub use agents::audit_agent_events;
 pub use confine::Confinement;
@@ -109,6 +112,17 @@ pub struct Node {
     pub(crate) push_rates: crate::replication::rates::PushRates,
     /// The counters behind `GET /metrics` (`metrics/`).
     pub(crate) metrics: crate::metrics::Metrics,
+    /// The fleet's agent cards, this node's among them.
+    pub(crate) cards: crate::state::cards::FleetCards,
+    /// Wakes the advertising task after a change of this node's cards.
+    pub(crate) cards_kick: Arc<tokio::sync::Notify>,
+    /// Tasks submitted here or given to agents here.
+    pub(crate) tasks: crate::state::tasks::Tasks,
+    /// Wakes the delivery task after a change of a task.
+    pub(crate) tasks_kick: Arc<tokio::sync::Notify>,
+    /// Since when the nodes of `--skill` tasks submitted here have been
+    /// out of reach.
+    pub(crate) unreachable: failover::Unreachable,
 }
 
 /// Who asks for an operation.

@@ -28,6 +28,7 @@ use osmoda_store::{Batch, Store};
 use tokio::sync::mpsc;
 
 use super::agent_uids::UidRange;
+use super::cards::{Card, TABLE as CARDS};
 use crate::error::{NodeError, NodeResult};
 
 const SPECS: &str = "agents";
@@ -73,6 +74,15 @@ pub struct Agents {
     uid_seed: Vec<u8>,
     /// Agent name → uid, as stored; read on every call, so kept here.
     uids: Mutex<BTreeMap<String, u32>>,
+}
+
+fn encode_card(card: &Card) -> NodeResult<Vec<u8>> {
+    // Whether it runs is the supervisor's to say, never stored.
+    let card = Card {
+        running: false,
+        ..card.clone()
+    };
+    serde_json::to_vec(&card).map_err(NodeError::internal)
 }
 
 fn damaged(e: serde_json::Error) -> NodeError {
@@ -225,6 +235,26 @@ impl Agents {
         Ok(spec)
     }
 
+    /// The agent's card; an agent added before cards has the default one.
+    pub fn card(&self, name: &str) -> NodeResult<Card> {
+        self.known(name)?;
+        match self.store.get(CARDS, name.as_bytes())? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| NodeError::Internal(format!("a stored agent card is damaged: {e}"))),
+            None => Ok(Card::new(name)),
+        }
+    }
+
+    /// Replaces the agent's card, durably.
+    pub async fn set_card(&self, card: &Card) -> NodeResult<()> {
+        self.known(&card.name)?;
+        card.check()?;
+        let mut batch = Batch::new();
+        batch.put(CARDS, card.name.as_bytes(), &encode_card(card)?);
+        self.store.submit_batch(batch)?.await?;
+        Ok(())
+    }
+
     /// Names of the agents held down.
     pub fn held(&self) -> NodeResult<BTreeSet<String>> {
         Ok(self
@@ -255,8 +285,9 @@ impl Agents {
     /// Stores a new agent's spec (durably), with its uid unless it runs
     /// unconfined; a `held` agent is not started with the node until an
     /// operator starts it. Starting is the service's (`Node::launch`).
-    pub async fn add(&self, spec: AgentSpec, held: bool) -> NodeResult<()> {
+    pub async fn add(&self, spec: AgentSpec, card: &Card, held: bool) -> NodeResult<()> {
         spec.validate()?;
+        card.check()?;
         if self.spec(&spec.name)?.is_some() {
             return Err(NodeError::Conflict(format!(
                 "an agent named {:?} exists already",
@@ -271,6 +302,7 @@ impl Agents {
         let bytes = serde_json::to_vec(&spec).map_err(NodeError::internal)?;
         let mut batch = Batch::new();
         batch.put(SPECS, spec.name.as_bytes(), &bytes);
+        batch.put(CARDS, spec.name.as_bytes(), &encode_card(card)?);
         if held {
             batch.put(HELD, spec.name.as_bytes(), b"");
         }
@@ -359,6 +391,7 @@ impl Agents {
         batch.delete(SPECS, name.as_bytes());
         batch.delete(HELD, name.as_bytes());
         batch.delete(UIDS, name.as_bytes());
+        batch.delete(CARDS, name.as_bytes());
         self.store.submit_batch(batch)?.await?;
         self.uids
             .lock()
