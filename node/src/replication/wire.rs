@@ -27,12 +27,12 @@ pub const AUDIT_RANGE: u16 = 1;
 pub const DOC_SYNC: u16 = 2;
 /// Notices, offers and pushes of pairwise anti-entropy.
 pub const ANTI_ENTROPY: u16 = 3;
-/// A member's request to an admin for a renewed certificate; the
-/// connection names the member (docs/protocol.md, "Renewal").
-pub const RENEWAL: u16 = 5;
 /// A task between agents of two nodes, sent whole by either end
 /// (`service/tasks.rs`); the answer is the other end's copy.
 pub const TASKS: u16 = 4;
+/// A member's request to an admin for a renewed certificate; the
+/// connection names the member (docs/protocol.md §1.4).
+pub const RENEWAL: u16 = 5;
 
 /// The node's protocols, as the fabric registers them.
 pub fn protocols() -> Vec<AppProtocol> {
