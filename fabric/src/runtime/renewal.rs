@@ -23,6 +23,11 @@ impl FabricLoop {
             "certificate renewed; telling the connected peers"
         );
         let bytes = cert.encode();
+        // This node's own checkpoints and messages count under the new
+        // certificate too, past the old one's expiry.
+        if let Err(e) = self.membership.admit(&bytes, &cert, unix_now()) {
+            debug!(error = %e, "this node's renewed certificate is not valid now");
+        }
         let peers: Vec<PeerId> = self.connected.keys().copied().collect();
         for peer in peers {
             // Answers come back under ids nobody waits for, and are dropped.

@@ -18,7 +18,7 @@ use std::time::Duration;
 use libp2p::PeerId;
 use osmoda_crdt_state::{Actor, Outcome};
 use osmoda_fabric::proto::cert::{FleetCert, Role};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{unix_now, Caller, Node};
 use crate::api::Renewed;
@@ -166,23 +166,24 @@ impl Node {
     }
 
     /// An admin's side: a connected member asks for its certificate to be
-    /// renewed. The answer is the new certificate, or why not.
+    /// renewed. The answer is the new certificate, or why not. Only a
+    /// certificate issued is audited: a refusal changes nothing, and a
+    /// member asking again and again must not fill the admin's log.
     pub(crate) async fn renew_for(&self, peer: PeerId) -> Result<Response, String> {
-        let result = self.issue_renewal(peer);
         let name = self.name_of(&peer).unwrap_or_else(|| peer.to_string());
-        let (outcome, details) = match &result {
-            Ok(cert) => (Outcome::Ok, format!("until {}", cert.expires_at)),
-            Err(reason) => (Outcome::Failed(reason.clone()), String::new()),
-        };
+        let cert = self.issue_renewal(peer).inspect_err(|reason| {
+            debug!(%peer, %name, %reason, "refused to renew a certificate");
+        })?;
         let actor = osmoda_fabric::node_key_of(&peer).map_or(Actor::Node, Actor::Peer);
+        let details = format!("until {}", cert.expires_at);
         if let Err(e) = self
             .audit
-            .record(actor, "fleet.renew", &name, outcome, &details)
+            .record(actor, "fleet.renew", &name, Outcome::Ok, &details)
             .await
         {
             return Err(format!("cannot audit the renewal: {e}"));
         }
-        result.map(|cert| Response::Renewal {
+        Ok(Response::Renewal {
             cert: cert.encode(),
         })
     }
