@@ -63,6 +63,27 @@ fn a_node_enrolls_with_its_own_key_and_a_token_works_once() {
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("cannot enroll"), "{}", stderr(&out));
 
+    // A fresh certificate is not due for renewal: the admin says so.
+    let out = joiner.cli(&["fleet", "renew"]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not due"), "{}", stderr(&out));
+    // The root key's holder renews its own with the key, and keeps it.
+    let before = admin.json(&["fleet", "show"])["node"]["expires_at"]
+        .as_u64()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let renewed = admin.json(&["fleet", "renew"]);
+    assert_eq!(renewed["issued_by"], "root", "{renewed}");
+    let after = admin.json(&["fleet", "show"])["node"]["expires_at"]
+        .as_u64()
+        .unwrap();
+    assert!(after > before, "{before} then {after}");
+    assert_eq!(renewed["expires_at"].as_u64(), Some(after));
+    assert_eq!(
+        admin.status()["certificate_expires_at"].as_u64(),
+        Some(after)
+    );
+
     // Both the enrollment and the refusal are in the admin's audit log.
     let log = admin.json(&["audit", "log"]);
     let enrolls: Vec<&serde_json::Value> = log["entries"]

@@ -121,7 +121,8 @@ impl Node {
             .collect())
     }
 
-    /// The root holder's own renewal.
+    /// The root holder's own renewal, for as long as the certificate it
+    /// replaces was given (the founder's lasts ten years).
     fn renew_with_root(&self, held: &FleetCert) -> NodeResult<Renewed> {
         let data = self.signer.data.as_ref().filter(|d| d.has_root()).ok_or_else(|| {
             NodeError::Forbidden(
@@ -131,13 +132,14 @@ impl Node {
         })?;
         let root = data.fleet_root(None)?;
         let now = unix_now();
+        let span = held.expires_at.saturating_sub(held.issued_at);
         let cert = root
             .issue(
                 held.node,
                 &held.name,
                 held.role,
                 now.saturating_sub(BACKDATE_SECS),
-                now.saturating_add(self.signer.lifetime.as_secs()),
+                now.saturating_sub(BACKDATE_SECS).saturating_add(span),
             )
             .map_err(|e| NodeError::Internal(format!("cannot sign the renewal: {e}")))?;
         self.take_renewed(cert)?;
