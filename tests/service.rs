@@ -7,6 +7,8 @@
 
 #[path = "service/authority.rs"]
 mod authority;
+#[path = "service/cards.rs"]
+mod cards;
 #[path = "service/emergency.rs"]
 mod emergency;
 #[path = "service/renewal.rs"]

@@ -132,6 +132,12 @@ impl Node {
             .collect();
         let mut out = Vec::new();
         for (peer, advertised) in self.cards.all() {
+            // A revoked node's agents take no more work, however the
+            // revocation arrived.
+            if osmoda_fabric::node_key_of(&peer).is_some_and(|k| self.membership.is_revoked(&k)) {
+                self.cards.remove(&peer);
+                continue;
+            }
             let node_id = peer.to_string();
             let local = peer == me;
             for card in advertised.set.cards {
