@@ -1,8 +1,9 @@
-//! Agent cards and revocation: a revoked node's agents leave the fleet's
-//! list, and a `--skill` task is not placed with them.
+//! Agent cards and who may hand their agents work: a revoked node's
+//! agents leave the fleet's list (no `--skill` task is placed with them),
+//! and a member node's tasks never count as an operator's.
 
 use osmoda_fabric::proto::{hex, FleetRoot, Role};
-use osmoda_node::api::{AddAgent, CardQuery, RevokeBody};
+use osmoda_node::api::{AddAgent, CardQuery, RevokeBody, SubmitTask};
 use osmoda_simulation::{SimConfig, SimNetwork};
 
 use super::emergency::{connected, Member};
@@ -47,4 +48,46 @@ async fn a_revoked_nodes_agents_leave_the_fleets_cards() {
         a.fleet_cards(&query).await.unwrap().is_empty(),
         "a revoked node's card is gone"
     );
+}
+
+fn only_ring_0(name: &str) -> AddAgent {
+    serde_json::from_value(serde_json::json!({
+        "spec": { "name": name, "command": "/bin/true" },
+        "start": false,
+        "card": { "accept_rings": [0] },
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_node_cannot_pass_its_tasks_off_as_an_operators() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = SimNetwork::new(SimConfig::default());
+    let root = FleetRoot::generate(&mut rand::rngs::OsRng);
+    let admin = Member::new(&net, &root, Role::Admin, tmp.path(), &[], 64).await;
+    let boot = [admin.addr(&net)];
+    let member = Member::new(&net, &root, Role::Member, tmp.path(), &boot, 64).await;
+    assert!(connected(&admin.node(), 1).await);
+    assert!(connected(&member.node(), 1).await);
+    let (a, m) = (admin.node(), member.node());
+    a.agent_add(OP, only_ring_0("vault-keeper")).await.unwrap();
+    m.agent_add(OP, only_ring_0("fixer")).await.unwrap();
+    let submit = |to: String| SubmitTask {
+        to: Some(to),
+        skill: None,
+        input: vec!["do it".into()],
+        context_id: None,
+    };
+
+    // The member node's operator counts as ring 1 on the admin's node.
+    let to = format!("vault-keeper@{}", a.info().name);
+    let task = m.task_submit(OP, submit(to)).await.unwrap();
+    assert_eq!(task.status.state.to_string(), "rejected");
+    let why = task.status.message.unwrap_or_default();
+    assert!(why.contains("not from ring 1"), "{why}");
+
+    // The admin node's operator is taken at its word.
+    let to = format!("fixer@{}", m.info().name);
+    let task = a.task_submit(OP, submit(to)).await.unwrap();
+    assert_eq!(task.status.state.to_string(), "submitted");
 }

@@ -248,12 +248,18 @@ impl Node {
     /// submitted, or rejected with the reason.
     fn accepted(&self, mut task: Task, from: Option<PeerId>) -> NodeResult<Task> {
         let agent = task.to.agent.clone().unwrap_or_default();
+        let ring = self.ring_vouched(task.from.ring, from);
         let refusal = match self.agents.card(&agent) {
             Err(NodeError::NotFound { .. }) => Some(format!("no agent {agent:?} on this node")),
             Err(e) => return Err(e),
-            Ok(card) if !card.accept_rings.contains(&task.from.ring) => Some(format!(
-                "{agent} takes tasks from rings {:?}, not from ring {}",
-                card.accept_rings, task.from.ring
+            Ok(card) if !card.accept_rings.contains(&ring) => Some(format!(
+                "{agent} takes tasks from rings {:?}, not from ring {ring}{}",
+                card.accept_rings,
+                if ring != task.from.ring {
+                    format!(" (ring {} as a member node claims it)", task.from.ring)
+                } else {
+                    String::new()
+                }
             )),
             Ok(_) => None,
         };
@@ -272,9 +278,8 @@ impl Node {
             inputs_seen: task.request.messages.len(),
         };
         let details = format!(
-            "from {} (ring {}) to agent {agent}: {}{}",
+            "from {} (ring {ring}) to agent {agent}: {}{}",
             task.from.label(),
-            task.from.ring,
             task.work.state,
             refusal.map(|r| format!(" ({r})")).unwrap_or_default()
         );
@@ -285,6 +290,25 @@ impl Node {
             details,
         );
         Ok(task)
+    }
+
+    /// The ring a task's submitter counts as here. Another node's claim is
+    /// its own word: an admin node's is taken as it is, a member node's
+    /// never as the operator's (ring 0), so a member node cannot pass its
+    /// tasks off as an operator's to agents that take only those.
+    fn ring_vouched(&self, claimed: u8, from: Option<PeerId>) -> u8 {
+        let Some(peer) = from else {
+            return claimed;
+        };
+        let admin = self
+            .membership
+            .peer(&peer)
+            .is_some_and(|r| r.cert.role == osmoda_fabric::proto::Role::Admin);
+        if admin {
+            claimed
+        } else {
+            claimed.max(1)
+        }
     }
 
     fn actor_of(&self, peer: Option<PeerId>) -> Actor {
