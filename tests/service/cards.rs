@@ -1,12 +1,14 @@
 //! Agent cards and who may hand their agents work: a revoked node's
 //! agents leave the fleet's list (no `--skill` task is placed with them),
-//! and a member node's tasks never count as an operator's.
+//! a member node's tasks never count as an operator's, and no task leaves
+//! a node under lockdown until it is lifted.
 
 use osmoda_fabric::proto::{hex, FleetRoot, Role};
 use osmoda_node::api::{AddAgent, CardQuery, RevokeBody, SubmitTask};
+use osmoda_node::error::ErrorKind;
 use osmoda_simulation::{SimConfig, SimNetwork};
 
-use super::emergency::{connected, Member};
+use super::emergency::{connected, eventually, Member};
 use super::{now_secs, OP};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,4 +92,51 @@ async fn a_member_node_cannot_pass_its_tasks_off_as_an_operators() {
     let to = format!("fixer@{}", m.info().name);
     let task = a.task_submit(OP, submit(to)).await.unwrap();
     assert_eq!(task.status.state.to_string(), "submitted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_task_leaves_a_node_under_lockdown_and_it_goes_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = SimNetwork::new(SimConfig::default());
+    let root = FleetRoot::generate(&mut rand::rngs::OsRng);
+    let admin = Member::new(&net, &root, Role::Admin, tmp.path(), &[], 64).await;
+    let boot = [admin.addr(&net)];
+    let member = Member::new(&net, &root, Role::Member, tmp.path(), &boot, 64).await;
+    assert!(connected(&admin.node(), 1).await);
+    let (a, m) = (admin.node(), member.node());
+    m.agent_add(OP, only_ring_0("fixer")).await.unwrap();
+
+    let submit = SubmitTask {
+        to: Some(format!("fixer@{}", m.info().name)),
+        skill: None,
+        input: vec!["soon".into()],
+        context_id: None,
+    };
+    let task = a.task_submit(OP, submit.clone()).await.unwrap();
+    assert!(m.task_show(&task.id).is_ok());
+
+    // Locked down: nothing new is submitted, and a cancel waits here.
+    a.emergency(OP, "lockdown", false).await.unwrap();
+    let refused = a.task_submit(OP, submit).await.expect_err("locked down");
+    assert_eq!(refused.kind(), ErrorKind::Forbidden);
+    a.task_cancel(OP, &task.id).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let there = m.task_show(&task.id).unwrap();
+    assert_ne!(
+        there.status.state.to_string(),
+        "canceled",
+        "nothing left under lockdown"
+    );
+
+    // Lifted: the cancel goes.
+    a.emergency(OP, "unlock", false).await.unwrap();
+    assert!(
+        eventually(10, || m.task_show(&task.id).is_ok_and(|t| t
+            .status
+            .state
+            .to_string()
+            == "canceled"))
+        .await,
+        "the cancel went once the lockdown was lifted"
+    );
 }

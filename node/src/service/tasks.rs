@@ -159,6 +159,17 @@ impl Node {
     }
 
     async fn submit(&self, by: Caller<'_>, body: SubmitTask) -> NodeResult<Task> {
+        let emergency = self.emergency.state();
+        if emergency.lockdown || emergency.frozen {
+            return Err(NodeError::Forbidden(format!(
+                "this node is {}: no task is submitted until that is lifted",
+                if emergency.lockdown {
+                    "locked down"
+                } else {
+                    "frozen"
+                }
+            )));
+        }
         if body.input.is_empty() || body.input.len() > MAX_INPUTS {
             return Err(NodeError::Invalid(format!(
                 "a task takes 1 to {MAX_INPUTS} inputs"
@@ -647,6 +658,12 @@ impl Node {
     /// has not acknowledged is sent again. A peer that does not answer is
     /// skipped for the rest of the round.
     pub async fn deliver_tasks(&self) {
+        // Under LOCKDOWN and FREEZE nothing leaves this node: what is owed
+        // goes out once they are lifted (the loop looks every second).
+        let emergency = self.emergency.state();
+        if emergency.lockdown || emergency.frozen {
+            return;
+        }
         let owed = self.tasks.owed(|t| self.my_side(t));
         let mut down: Vec<PeerId> = Vec::new();
         for task in owed.into_iter().take(ROUND) {
