@@ -1,6 +1,7 @@
 //! Node configuration: embedded defaults, then `config.toml` in the data
 //! folder, then environment variables and flags (clap folds those two).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::error::{Context, NodeError, NodeResult as Result};
@@ -10,6 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::datadir::{DataDir, CONFIG};
 use crate::state::agent_uids::UidRange;
+
+pub mod agents;
+
+pub use agents::ConfigAgent;
 
 /// The port a node listens on by default, for TCP and for QUIC. A stable
 /// port keeps the addresses in join tokens valid across restarts; when it is
@@ -46,6 +51,12 @@ pub struct FileConfig {
     /// Days a member certificate this node issues lasts (an admin node;
     /// it never outlasts the admin's own).
     pub certificate_lifetime_days: u64,
+    /// Free-form `key = "value"` pairs describing the host (site, rack,
+    /// role), shown by `osmoda status`.
+    pub labels: BTreeMap<String, String>,
+    /// Agents declared here, reconciled at every start
+    /// (`Node::reconcile_agents`).
+    pub agents: Vec<ConfigAgent>,
 }
 
 /// Default lifetime of the member certificates an admin node issues: a
@@ -80,6 +91,8 @@ impl Default for FileConfig {
             max_connections: fabric.limits.max_established,
             agent_uid_range: UidRange::default(),
             certificate_lifetime_days: DEFAULT_CERT_LIFETIME_DAYS,
+            labels: BTreeMap::new(),
+            agents: Vec::new(),
         }
     }
 }
@@ -105,7 +118,11 @@ pub fn load(data: &DataDir) -> Result<FileConfig> {
 }
 
 pub fn parse(text: &str) -> Result<FileConfig> {
-    toml::from_str(text).map_err(|e| NodeError::Invalid(describe_toml_error(text, &e)))
+    let file: FileConfig =
+        toml::from_str(text).map_err(|e| NodeError::Invalid(describe_toml_error(text, &e)))?;
+    agents::check_labels(&file.labels)?;
+    agents::specs(&file.agents)?;
+    Ok(file)
 }
 
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {

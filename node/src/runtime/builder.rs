@@ -55,6 +55,8 @@ pub struct NodeBuilder {
     /// How long the member certificates this node issues last, when it is
     /// an admin that may issue.
     pub cert_lifetime: std::time::Duration,
+    /// `config.toml`'s labels, checked; shown by `status`.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A node whose loop runs.
@@ -161,6 +163,7 @@ impl NodeBuilder {
         let emergency = Emergency::open(self.store.clone())?;
         let node = Arc::new(Node {
             info,
+            labels: self.labels,
             fabric: fabric.clone(),
             membership,
             replicator: Replicator::new(docs.clone(), audit.clone(), fabric.clone()),

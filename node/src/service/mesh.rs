@@ -12,6 +12,7 @@ impl Node {
         let fabric = self.fabric.status().await?;
         Ok(StatusView {
             node: self.info.clone(),
+            labels: self.labels.clone(),
             listen: fabric.listen,
             connected_peers: fabric.connected_peers,
             revocations: fabric.revocations,

@@ -19,6 +19,7 @@ mod agent_tools;
 mod agents;
 mod approvals;
 mod audit;
+mod config_agents;
 mod confine;
 mod emergency;
 mod emergency_intake;
@@ -64,6 +65,8 @@ pub struct Signer {
 /// A running node: its parts, and every operation on them.
 pub struct Node {
     pub(crate) info: NodeInfo,
+    /// `config.toml`'s labels, as the node started with them.
+    pub(crate) labels: std::collections::BTreeMap<String, String>,
     pub(crate) fabric: FabricHandle,
     pub(crate) membership: Arc<Membership>,
     pub(crate) audit: Arc<AuditLog>,
