@@ -40,6 +40,9 @@ pub struct NodeInfo {
 pub struct StatusView {
     #[serde(flatten)]
     pub node: NodeInfo,
+    /// `config.toml`'s labels.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
     pub listen: Vec<String>,
     pub connected_peers: usize,
     pub revocations: usize,

@@ -1,6 +1,7 @@
 //! Node configuration: embedded defaults, then `config.toml` in the data
 //! folder, then environment variables and flags (clap folds those two).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::error::{Context, NodeError, NodeResult as Result};
@@ -10,6 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::datadir::{DataDir, CONFIG};
 use crate::state::agent_uids::UidRange;
+
+pub mod agents;
+
+pub use agents::ConfigAgent;
 
 /// The port a node listens on by default, for TCP and for QUIC. A stable
 /// port keeps the addresses in join tokens valid across restarts; when it is
@@ -52,6 +57,12 @@ pub struct FileConfig {
     /// metrics show this node's links, gossip and agents, which tell
     /// the fleet's topology and activity.
     pub metrics_listen_remote: bool,
+    /// Free-form `key = "value"` pairs describing the host (site, rack,
+    /// role), shown by `osmoda status`.
+    pub labels: BTreeMap<String, String>,
+    /// Agents declared here, reconciled at every start
+    /// (`Node::reconcile_agents`).
+    pub agents: Vec<ConfigAgent>,
 }
 
 /// Default lifetime of the member certificates an admin node issues: a
@@ -109,6 +120,8 @@ impl Default for FileConfig {
             certificate_lifetime_days: DEFAULT_CERT_LIFETIME_DAYS,
             metrics_listen: None,
             metrics_listen_remote: false,
+            labels: BTreeMap::new(),
+            agents: Vec::new(),
         }
     }
 }
@@ -134,7 +147,11 @@ pub fn load(data: &DataDir) -> Result<FileConfig> {
 }
 
 pub fn parse(text: &str) -> Result<FileConfig> {
-    toml::from_str(text).map_err(|e| NodeError::Invalid(describe_toml_error(text, &e)))
+    let file: FileConfig =
+        toml::from_str(text).map_err(|e| NodeError::Invalid(describe_toml_error(text, &e)))?;
+    agents::check_labels(&file.labels)?;
+    agents::specs(&file.agents)?;
+    Ok(file)
 }
 
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {

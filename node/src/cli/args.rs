@@ -127,6 +127,23 @@ pub enum Command {
         #[arg(long)]
         agent: String,
     },
+    /// Print a completion script for a shell, e.g.
+    /// `osmoda completions bash > /etc/bash_completion.d/osmoda`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// How `run` writes its log lines to standard error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line per event for people.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields) for log
+    /// shippers.
+    Json,
 }
 
 #[derive(Args)]
@@ -335,6 +352,9 @@ pub struct RunArgs {
     /// file, e.g. on removable media) instead of DATA/root.key.
     #[arg(long, value_name = "FILE", env = "OSMODA_ROOT_KEY")]
     pub root_key: Option<PathBuf>,
+    /// Log lines as text, or as one JSON object per line.
+    #[arg(long, value_enum, default_value_t, env = "OSMODA_LOG_FORMAT")]
+    pub log_format: LogFormat,
 }
 
 #[derive(Args)]

@@ -47,16 +47,20 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         .unwrap_or(1)
 }
 
-fn init_logging(default: &str) {
+fn init_logging(default: &str, format: args::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Colours only for a terminal: log files and pipes get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        args::LogFormat::Json => builder.with_ansi(false).json().try_init(),
+        args::LogFormat::Text => {
+            // Colours only for a terminal: log files and pipes get plain text.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            builder.with_ansi(ansi).try_init()
+        }
+    };
 }
 
 /// A body given inline, or read from a file (`-`: standard input).
@@ -84,12 +88,11 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
     let data = DataDir::chosen(cli.data.clone());
     let json = cli.json;
     let client = Client::new(&data.path(SOCKET));
-    let logging = if matches!(cli.command, Command::Run(_)) {
-        "info"
-    } else {
-        "warn"
+    let (logging, format) = match &cli.command {
+        Command::Run(args) => ("info", args.log_format),
+        _ => ("warn", args::LogFormat::Text),
     };
-    init_logging(logging);
+    init_logging(logging, format);
     match cli.command {
         Command::Run(args) => {
             let overrides = crate::config::Overrides {
@@ -181,6 +184,11 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Mcp { agent } => mcp::run(&data, &agent).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "osmoda", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Knowledge(command) => knowledge(&client, json, command).await,
         Command::Routine(command) => routine(&client, json, command).await,
         Command::Audit(command) => audit(&data, &client, json, command).await,

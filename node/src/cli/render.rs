@@ -81,6 +81,9 @@ pub fn status(s: &StatusView) {
         "cert      expires {}",
         time::when_ms(s.node.certificate_expires_at.saturating_mul(1000))
     );
+    for (key, value) in &s.labels {
+        say!("label     {key} = {value}");
+    }
     say!("peers     {}", s.connected_peers);
     for addr in &s.listen {
         say!("listen    {addr}");

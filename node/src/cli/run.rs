@@ -39,6 +39,8 @@ pub async fn run(
     let agent_uids = file_config.agent_uid_range;
     let cert_lifetime = file_config.certificate_lifetime()?;
     let metrics_addr = file_config.metrics_address()?;
+    let labels = file_config.labels.clone();
+    let config_agents = config::agents::specs(&file_config.agents)?;
     let fabric = config::resolve(file_config, &overrides)?;
     let cert = data.cert()?;
     cert.verify(&cert.fleet, unix_now()).context(
@@ -69,6 +71,7 @@ pub async fn run(
         data: Some(data.clone()),
         vault_key: data.path(crate::state::vault::KEY_FILE),
         cert_lifetime,
+        labels,
     };
     let running = builder.start().await?;
     let node = running.node.clone();
@@ -102,6 +105,11 @@ pub async fn run(
     let agent_listener = crate::agent_socket::bind(&agent_socket)
         .with_context(|| format!("cannot bind {}", agent_socket.display()))?;
     let agent_api_task = tokio::spawn(crate::agent_socket::serve(agent_listener, node.clone()));
+    // Before `start_agents`, so that agents the file changed start with
+    // their new spec.
+    for (name, e) in node.reconcile_agents(config_agents).await {
+        warn!(agent = %name, error = %e, "cannot apply an agent from config.toml");
+    }
     node.start_agents().await;
     let info = node.info();
     eprintln!(

@@ -58,6 +58,8 @@ pub struct NodeBuilder {
     /// How long the member certificates this node issues last, when it is
     /// an admin that may issue.
     pub cert_lifetime: std::time::Duration,
+    /// `config.toml`'s labels, checked; shown by `status`.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A node whose loop runs.
@@ -167,6 +169,7 @@ impl NodeBuilder {
         let replicator = Replicator::new(docs.clone(), audit.clone(), fabric.clone());
         let node = Arc::new(Node {
             info,
+            labels: self.labels,
             fabric: fabric.clone(),
             membership,
             metrics: Metrics::new(audit.metrics(), replicator.metrics()),

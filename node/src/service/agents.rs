@@ -13,7 +13,7 @@ use crate::error::{NodeError, NodeResult};
 pub const MAX_LOG_LINES: usize = 10_000;
 
 impl Node {
-    fn view(&self, mut status: AgentStatus) -> NodeResult<AgentView> {
+    pub(super) fn view(&self, mut status: AgentStatus) -> NodeResult<AgentView> {
         let held = self.agents.held()?.contains(&status.spec.name);
         // A stopped agent keeps its uid too.
         status.uid = status.uid.or(self.agents.uid_of(&status.spec));

@@ -18,6 +18,7 @@ impl Node {
                 certificate_expires_at: self.signer.cert().expires_at,
                 ..self.info.clone()
             },
+            labels: self.labels.clone(),
             listen: fabric.listen,
             connected_peers: fabric.connected_peers,
             revocations: fabric.revocations,

@@ -20,6 +20,7 @@ mod agents;
 mod approvals;
 mod audit;
 pub mod cards;
+mod config_agents;
 mod confine;
 mod emergency;
 mod emergency_intake;
@@ -83,6 +84,8 @@ impl Signer {
 /// A running node: its parts, and every operation on them.
 pub struct Node {
     pub(crate) info: NodeInfo,
+    /// `config.toml`'s labels, as the node started with them.
+    pub(crate) labels: std::collections::BTreeMap<String, String>,
     pub(crate) fabric: FabricHandle,
     pub(crate) membership: Arc<Membership>,
     pub(crate) audit: Arc<AuditLog>,

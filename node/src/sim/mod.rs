@@ -72,6 +72,7 @@ impl SimHost<'_> {
                 uids: UidRange::default(),
             },
             data: None,
+            labels: std::collections::BTreeMap::new(),
             vault_key: folder.join(crate::state::vault::KEY_FILE),
         })
     }

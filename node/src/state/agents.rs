@@ -315,6 +315,18 @@ impl Agents {
         Ok(())
     }
 
+    /// Replaces a stored agent's spec (durably); its uid, workspace and
+    /// held mark stay. The caller stops it first and starts it again.
+    pub async fn replace(&self, spec: AgentSpec) -> NodeResult<()> {
+        spec.validate()?;
+        self.known(&spec.name)?;
+        let bytes = serde_json::to_vec(&spec).map_err(NodeError::internal)?;
+        let mut batch = Batch::new();
+        batch.put(SPECS, spec.name.as_bytes(), &bytes);
+        self.store.submit_batch(batch)?.await?;
+        Ok(())
+    }
+
     /// Starts (or restarts) an agent under `sandbox` (None: unconfined),
     /// with `env` on top of its own, and releases it if it was held.
     pub async fn start(
