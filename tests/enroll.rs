@@ -84,6 +84,29 @@ fn a_node_enrolls_with_its_own_key_and_a_token_works_once() {
         Some(after)
     );
 
+    // An admin is enrolled too, by the node that keeps the root key: the
+    // root signs its certificate, and no key travels in the token.
+    let view = admin.json(&["fleet", "invite", "--role", "admin", "--name", "n2"]);
+    assert_eq!(view["kind"], "enrollment", "{view}");
+    let mut second = Node::new(tmp.path(), "n2");
+    let out = second.cli(&["join", view["token"].as_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cert = second.json(&["fleet", "show"]);
+    assert_eq!(cert["node"]["role"], "admin", "{cert}");
+    assert!(cert["node"]["issuer"].is_null(), "root-signed: {cert}");
+    second.start_local(&[]);
+    let out = second.cli(&["fleet", "invite", "--name", "n3"]);
+    assert!(
+        out.status.success(),
+        "the new admin enrolls: {}",
+        stderr(&out)
+    );
+    second.stop();
+    // A member asked for an admin gets a clear refusal.
+    let out = joiner.cli(&["fleet", "invite", "--role", "admin", "--name", "n4"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("root key"), "{}", stderr(&out));
+
     // Both the enrollment and the refusal are in the admin's audit log.
     let log = admin.json(&["audit", "log"]);
     let enrolls: Vec<&serde_json::Value> = log["entries"]
@@ -92,7 +115,7 @@ fn a_node_enrolls_with_its_own_key_and_a_token_works_once() {
         .iter()
         .filter(|e| e["action"] == "fleet.enroll")
         .collect();
-    assert_eq!(enrolls.len(), 2, "{log:#}");
+    assert_eq!(enrolls.len(), 3, "{log:#}");
 
     // The token never reached the admin's log.
     admin.stop();

@@ -259,6 +259,14 @@ pub struct InviteBody {
     /// the node adds its listen addresses.
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// `member` (the default) or `admin`: an admin is enrolled only by the
+    /// node that keeps the root key, which signs its certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// For an admin: how long its certificate lasts, in seconds (365 days
+    /// when absent). A member's lasts this node's `certificate_lifetime_days`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_for_secs: Option<u64>,
 }
 
 /// The token (a secret until used) and what it says.

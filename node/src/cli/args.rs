@@ -380,9 +380,9 @@ pub enum FleetCommand {
         #[arg(long, value_name = "FILE", env = "OSMODA_ROOT_KEY")]
         root_key: Option<PathBuf>,
     },
-    /// Print a join token for a new node. On a running admin node: a one-time enrollment token this node redeems (the new node makes its own key). With the root key (--root-key FILE, or DATA/root.key while the node is not running, and always for --role admin): the root's direct token, which carries the new node's key and certificate.
+    /// Print a join token for a new node. On a running admin node: a one-time enrollment token this node redeems (the new node makes its own key; for --role admin, only on the node that keeps the root key in its folder). With the root key (--root-key FILE, or DATA/root.key while the node is not running): the root's direct token, which carries the new node's key and certificate.
     Invite {
-        /// The new node's role: member, or admin (may sign fleet commands and enroll; needs the root key).
+        /// The new node's role: member, or admin (may sign fleet commands and enroll; needs the root key, in this node's folder or --root-key FILE).
         #[arg(long, default_value = "member")]
         role: Role,
         /// How long the token can be used to join.

@@ -56,12 +56,22 @@ pub async fn command(
             bootstrap,
             root_key,
         } => {
-            // The root issues directly when its key is asked for, or for an
-            // admin (only the root makes admins); otherwise the running
-            // admin node enrolls the new node itself.
-            if root_key.is_none() && role == Role::Member && data.is_member() {
-                let view =
-                    fleet::invite_enrollment(data, ttl, name.as_deref(), bootstrap.clone()).await?;
+            // The running admin node enrolls the new node itself (an admin
+            // only where the root key is in the folder: the root signs
+            // admins); the root issues a direct token, which carries the
+            // new node's key, when its key is asked for, or when no node
+            // here can enroll.
+            let enrolls = role == Role::Member || data.has_root();
+            if root_key.is_none() && enrolls && data.is_member() {
+                let admin_for = (role == Role::Admin).then_some(valid_for);
+                let view = fleet::invite_enrollment(
+                    data,
+                    ttl,
+                    admin_for,
+                    name.as_deref(),
+                    bootstrap.clone(),
+                )
+                .await?;
                 if let Some(view) = view {
                     // The running node audited it.
                     enrollment_invited(json, &view);

@@ -189,10 +189,13 @@ pub struct Joined {
 }
 
 /// Makes an enrollment token on the running admin node, which records it
-/// and alone redeems it. `None` when no node runs here.
+/// and alone redeems it; with `admin_for`, a token for an admin whose
+/// certificate the root key in this folder signs for that long. `None`
+/// when no node runs here.
 pub async fn invite_enrollment(
     data: &DataDir,
     ttl: Duration,
+    admin_for: Option<Duration>,
     name: Option<&str>,
     addresses: Vec<String>,
 ) -> Result<Option<InviteView>> {
@@ -214,6 +217,8 @@ pub async fn invite_enrollment(
         name: name.clone(),
         ttl_secs: ttl.as_secs().max(1),
         addresses,
+        role: admin_for.map(|_| "admin".to_owned()),
+        valid_for_secs: admin_for.map(|d| d.as_secs().max(1)),
     };
     let client = Client::new(&data.path(SOCKET));
     match client

@@ -118,12 +118,20 @@ impl NodeBuilder {
             .may_issue()
             .then(|| Arc::new(Invites::new(self.store.clone())));
         if let Some(invites) = &invites {
+            // The node that keeps the root key in its folder enrolls admins.
+            let root = self
+                .data
+                .as_ref()
+                .filter(|_| self.holds_root_key)
+                .and_then(|data| data.fleet_root(None).ok())
+                .map(Arc::new);
             fabric_config.enroller = Some(Arc::new(EnrollDesk {
                 invites: invites.clone(),
                 key: ed25519_dalek::SigningKey::from_bytes(&self.identity),
-                cert: self.cert.clone(),
+                credentials: credentials.clone(),
                 lifetime: self.cert_lifetime,
                 audit: audit.clone(),
+                root,
             }));
         }
         let started = match osmoda_fabric::start(

@@ -13,16 +13,24 @@ use super::{Caller, Node};
 use crate::api::{InviteBody, InviteView, RevokeBody, Revoked};
 use crate::datadir::DataDir;
 use crate::error::{NodeError, NodeResult};
+use crate::state::invites::Invited;
 
 /// Longest an enrollment token may stay usable: a week.
 pub const MAX_INVITE_TTL_SECS: u64 = 7 * 24 * 3600;
+/// How long an enrolled admin's certificate lasts unless the invite says:
+/// as long as the root's direct token gives by default.
+pub const ADMIN_VALIDITY_SECS: u64 = 365 * 24 * 3600;
 
 impl Node {
     /// Makes a one-time enrollment token that this admin node redeems
     /// (`osmoda fleet invite`): recorded unused, audited, never logged.
     pub async fn invite(&self, by: Caller<'_>, body: InviteBody) -> NodeResult<InviteView> {
         let result = self.make_invite(&body).await;
-        self.audited(by, "fleet.invite", &body.name, "enrollment token", result)
+        let details = match body.role.as_deref() {
+            Some("admin") => "enrollment token, admin",
+            _ => "enrollment token",
+        };
+        self.audited(by, "fleet.invite", &body.name, details, result)
             .await
     }
 
@@ -41,16 +49,38 @@ impl Node {
                 "a token lasts 1 s to {MAX_INVITE_TTL_SECS} s (a week)"
             )));
         }
+        let invited = match body.role.as_deref() {
+            None | Some("member") => Invited::Member,
+            Some("admin") if self.info.holds_root_key => Invited::Admin {
+                lasts_secs: body.valid_for_secs.unwrap_or(ADMIN_VALIDITY_SECS),
+            },
+            Some("admin") => {
+                return Err(NodeError::Forbidden(
+                    "only the node that keeps the root key in its folder enrolls admins; \
+                     or invite with the root key (--root-key FILE), whose token carries the new node's key"
+                        .into(),
+                ))
+            }
+            Some(other) => {
+                return Err(NodeError::Invalid(format!(
+                    "role {other:?}: member or admin"
+                )))
+            }
+        };
+        if body.valid_for_secs == Some(0) {
+            return Err(NodeError::Invalid(
+                "a certificate lasts at least 1 s".into(),
+            ));
+        }
         let now = super::unix_now();
         let valid_until = now.saturating_add(body.ttl_secs);
-        let (id, secret) =
-            invites
-                .create(&body.name, valid_until, now)
-                .await
-                .map_err(|e| match e {
-                    crate::state::invites::InviteError::Full => NodeError::Busy(e.to_string()),
-                    other => NodeError::Internal(other.to_string()),
-                })?;
+        let (id, secret) = invites
+            .create(&body.name, invited, valid_until, now)
+            .await
+            .map_err(|e| match e {
+                crate::state::invites::InviteError::Full => NodeError::Busy(e.to_string()),
+                other => NodeError::Internal(other.to_string()),
+            })?;
         let status = self.fabric.status().await?;
         let mut addresses = body.addresses.clone();
         for addr in status.listen {

@@ -16,7 +16,8 @@ use futures::future::BoxFuture;
 use osmoda_crdt_state::{Actor, Outcome};
 use osmoda_fabric::enroll::{Enroller, EnrollmentRequest};
 use osmoda_fabric::proto::enroll::check_proof;
-use osmoda_fabric::proto::{hex, FleetCert};
+use osmoda_fabric::proto::{hex, FleetCert, FleetRoot, Role};
+use osmoda_fabric::LiveCredentials;
 use osmoda_store::{Store, StoreError};
 use osmoda_wire::Reader;
 use zeroize::Zeroizing;
@@ -24,7 +25,10 @@ use zeroize::Zeroizing;
 use crate::state::audit_log::AuditLog;
 
 const TABLE: &str = "invites";
-const VERSION: u8 = 1;
+/// Version 2 adds the role and, for an admin, how long its certificate
+/// lasts; version 1 records are members'.
+const VERSION: u8 = 2;
+const VERSION_MEMBER_ONLY: u8 = 1;
 /// Most tokens waiting to be used at once: the table is written only by
 /// the operator, but each record is kept until it expires.
 pub const MAX_OPEN_INVITES: usize = 1024;
@@ -36,6 +40,7 @@ struct Record {
     secret: Zeroizing<[u8; 32]>,
     valid_until: u64,
     name: String,
+    invited: Invited,
     /// Unix seconds when used; 0 while unused.
     used_at: u64,
     used_by: [u8; 32],
@@ -51,12 +56,20 @@ impl Record {
         out.extend_from_slice(self.name.as_bytes());
         out.extend_from_slice(&self.used_at.to_be_bytes());
         out.extend_from_slice(&self.used_by);
+        match self.invited {
+            Invited::Member => out.push(0),
+            Invited::Admin { lasts_secs } => {
+                out.push(1);
+                out.extend_from_slice(&lasts_secs.to_be_bytes());
+            }
+        }
         out
     }
 
     fn decode(bytes: &[u8]) -> Option<Self> {
         let mut r = Reader::new(bytes);
-        if r.u8().ok()? != VERSION {
+        let version = r.u8().ok()?;
+        if version != VERSION && version != VERSION_MEMBER_ONLY {
             return None;
         }
         let secret = Zeroizing::new(r.array().ok()?);
@@ -65,15 +78,36 @@ impl Record {
         let name = String::from_utf8(r.bytes(len).ok()?.to_vec()).ok()?;
         let used_at = r.u64().ok()?;
         let used_by = r.array().ok()?;
+        let invited = match version {
+            VERSION_MEMBER_ONLY => Invited::Member,
+            _ => match r.u8().ok()? {
+                0 => Invited::Member,
+                1 => Invited::Admin {
+                    lasts_secs: r.u64().ok()?,
+                },
+                _ => return None,
+            },
+        };
         r.finish().ok()?;
         Some(Self {
             secret,
             valid_until,
             name,
+            invited,
             used_at,
             used_by,
         })
     }
+}
+
+/// What a token makes of the node that redeems it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invited {
+    /// A member, certified by this admin for its configured lifetime.
+    Member,
+    /// An admin, certified by the fleet root (which this node must keep)
+    /// for `lasts_secs`.
+    Admin { lasts_secs: u64 },
 }
 
 /// Why an invite could not be made.
@@ -106,6 +140,7 @@ impl Invites {
     pub async fn create(
         &self,
         name: &str,
+        invited: Invited,
         valid_until: u64,
         now: u64,
     ) -> Result<([u8; 16], Zeroizing<[u8; 32]>), InviteError> {
@@ -133,6 +168,7 @@ impl Invites {
             secret: secret.clone(),
             valid_until,
             name: name.to_owned(),
+            invited,
             used_at: 0,
             used_by: [0; 32],
         };
@@ -143,7 +179,7 @@ impl Invites {
     /// Checks a redemption and marks the token used, durably. Returns the
     /// name the node was invited under; the error is the reason for the
     /// enrollee.
-    async fn redeem(&self, req: &EnrollmentRequest, now: u64) -> Result<String, String> {
+    async fn redeem(&self, req: &EnrollmentRequest, now: u64) -> Result<(String, Invited), String> {
         let _guard = self.redeeming.lock().await;
         let unknown = || "this node issued no such token".to_string();
         let bytes = self
@@ -166,7 +202,7 @@ impl Invites {
         self.store
             .put(TABLE, &req.token_id, &record.encode())
             .map_err(|e| format!("the admin cannot record the token as used: {e}"))?;
-        Ok(record.name)
+        Ok((record.name, record.invited))
     }
 }
 
@@ -176,15 +212,19 @@ impl Invites {
 pub struct EnrollDesk {
     pub invites: Arc<Invites>,
     pub key: SigningKey,
-    pub cert: FleetCert,
+    /// This admin's certificate as it stands (renewal replaces it).
+    pub credentials: LiveCredentials,
     pub lifetime: Duration,
     pub audit: Arc<AuditLog>,
+    /// The fleet root, on the node that keeps it in its folder: only it
+    /// enrolls admins.
+    pub root: Option<Arc<FleetRoot>>,
 }
 
 impl std::fmt::Debug for EnrollDesk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EnrollDesk")
-            .field("admin", &hex(&self.cert.node))
+            .field("admin", &hex(&self.credentials.cert().node))
             .field("lifetime", &self.lifetime)
             .finish_non_exhaustive()
     }
@@ -196,16 +236,29 @@ impl EnrollDesk {
         let node_id = osmoda_fabric::peer_id_of(&req.node)
             .map(|p| p.to_string())
             .unwrap_or_default();
+        let from = now.saturating_sub(BACKDATE_SECS);
         let result = match self.invites.redeem(&req, now).await {
-            Ok(name) => FleetCert::delegate(
-                &self.cert,
+            Ok((name, Invited::Member)) => FleetCert::delegate(
+                &self.credentials.cert(),
                 &self.key,
                 req.node,
                 &name,
-                now.saturating_sub(BACKDATE_SECS),
+                from,
                 now.saturating_add(self.lifetime.as_secs()),
             )
             .map_err(|e| format!("the admin cannot issue: {e}")),
+            Ok((name, Invited::Admin { lasts_secs })) => match &self.root {
+                Some(root) => root
+                    .issue(
+                        req.node,
+                        &name,
+                        Role::Admin,
+                        from,
+                        from.saturating_add(lasts_secs),
+                    )
+                    .map_err(|e| format!("the root cannot issue: {e}")),
+                None => Err("this node no longer keeps the root key, which admins need".into()),
+            },
             Err(reason) => Err(reason),
         };
         let (target, outcome) = match &result {
@@ -243,16 +296,36 @@ mod tests {
 
     #[test]
     fn records_round_trip_exactly() {
+        for invited in [Invited::Member, Invited::Admin { lasts_secs: 99 }] {
+            let r = Record {
+                secret: Zeroizing::new([1; 32]),
+                valid_until: 7,
+                name: "edge-1".into(),
+                invited,
+                used_at: 0,
+                used_by: [2; 32],
+            };
+            let bytes = r.encode();
+            let back = Record::decode(&bytes).unwrap();
+            assert_eq!(back.invited, invited);
+            assert_eq!(back.encode(), bytes);
+            assert!(Record::decode(&bytes[..bytes.len() - 1]).is_none());
+        }
+    }
+
+    #[test]
+    fn version_1_records_are_members() {
         let r = Record {
             secret: Zeroizing::new([1; 32]),
             valid_until: 7,
             name: "edge-1".into(),
+            invited: Invited::Member,
             used_at: 0,
             used_by: [2; 32],
         };
-        let bytes = r.encode();
-        let back = Record::decode(&bytes).unwrap();
-        assert_eq!(back.encode(), bytes);
-        assert!(Record::decode(&bytes[..bytes.len() - 1]).is_none());
+        let mut bytes = r.encode().to_vec();
+        bytes[0] = VERSION_MEMBER_ONLY;
+        bytes.pop();
+        assert_eq!(Record::decode(&bytes).unwrap().invited, Invited::Member);
     }
 }
