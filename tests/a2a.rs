@@ -2,7 +2,7 @@
 //! a2a-sdk`, done by `.ci/run`): a real node with a confined agent that
 //! works its tasks through MCP; the SDK's client fetches the agent's
 //! card, sends a message, streams the task to completion, reads it back,
-//! and is refused with a wrong token. The task went through the same
+//! cancels a second task, and is refused with a wrong token. The task went through the same
 //! service method as `osmoda task submit`: the audit log names the
 //! client.
 

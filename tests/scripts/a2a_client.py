@@ -4,7 +4,8 @@
 Usage: a2a_client.py BASE AGENT TOKEN_FILE WRONG_TOKEN
 
 It fetches the agent's card, sends a message and streams its task to the
-end, reads the task back, and checks that a wrong token is refused. Each
+end, reads the task back, cancels a second task, and checks that a wrong
+token is refused. Each
 event is printed as a JSON line; the last line is `ok` when all held.
 """
 
@@ -17,7 +18,15 @@ import httpx
 from google.protobuf.json_format import MessageToDict
 
 from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
-from a2a.types import GetTaskRequest, Message, Part, Role, SendMessageRequest, TaskState
+from a2a.types import (
+    CancelTaskRequest,
+    GetTaskRequest,
+    Message,
+    Part,
+    Role,
+    SendMessageRequest,
+    TaskState,
+)
 from a2a.utils.constants import TransportProtocol
 
 
@@ -74,6 +83,29 @@ async def main(base, agent, token_file, wrong):
         if [a.parts[0].text for a in task.artifacts] != ["a fox"]:
             fail(f"task read back: {MessageToDict(task)}")
         print(json.dumps({"task": MessageToDict(task)}), flush=True)
+
+        # Polling: the answer comes at once, with the task just submitted.
+        polling = ClientFactory(
+            ClientConfig(
+                streaming=False,
+                polling=True,
+                httpx_client=http,
+                supported_protocol_bindings=[TransportProtocol.HTTP_JSON],
+            )
+        ).create(card)
+        second = Message(
+            role=Role.ROLE_USER,
+            message_id=str(uuid.uuid4()),
+            parts=[Part(text="count to a million")],
+        )
+        events = [e async for e in polling.send_message(SendMessageRequest(message=second))]
+        pending = events[0].task
+        if pending.status.state != TaskState.TASK_STATE_SUBMITTED:
+            fail(f"a polled task is {TaskState.Name(pending.status.state)}")
+        canceled = await polling.cancel_task(CancelTaskRequest(id=pending.id))
+        if canceled.status.state != TaskState.TASK_STATE_CANCELED:
+            fail(f"a canceled task is {TaskState.Name(canceled.status.state)}")
+        print(json.dumps({"canceled": MessageToDict(canceled)}), flush=True)
 
     refused = {"Authorization": f"Bearer {wrong}"}
     async with httpx.AsyncClient(headers=refused, timeout=30) as http:
