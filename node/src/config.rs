@@ -63,6 +63,36 @@ pub struct FileConfig {
     /// Agents declared here, reconciled at every start
     /// (`Node::reconcile_agents`).
     pub agents: Vec<ConfigAgent>,
+    /// The A2A front (`[a2a]`): off unless `listen` is given.
+    pub a2a: A2aConfig,
+}
+
+/// `[a2a]`: where the node serves its agents to A2A clients, and the
+/// bearer tokens those clients present.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct A2aConfig {
+    /// `IP:PORT`; none (the default) serves no A2A at all.
+    pub listen: Option<String>,
+    /// Lets `listen` be other than a loopback address: the front is
+    /// plain HTTP, so beyond this host the tokens would travel in the
+    /// clear unless something in front adds TLS.
+    pub listen_remote: bool,
+    /// The clients: each a token in a file and the ring it submits as.
+    pub tokens: Vec<A2aToken>,
+}
+
+/// One A2A client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct A2aToken {
+    /// Who the client is in task records and audit entries (`a2a:NAME`).
+    pub name: String,
+    /// The file holding the token (relative: to the data folder).
+    pub token_file: std::path::PathBuf,
+    /// The ring its tasks come from, checked against each card's
+    /// `accept_rings`: 1 or 2, never the operator's 0.
+    pub ring: u8,
 }
 
 /// Default lifetime of the member certificates an admin node issues: a
@@ -106,6 +136,34 @@ impl FileConfig {
     }
 }
 
+impl A2aConfig {
+    /// The checked `listen`: loopback unless `listen_remote` allows
+    /// otherwise, and only with at least one token.
+    pub fn address(&self) -> Result<Option<std::net::SocketAddr>> {
+        let Some(text) = &self.listen else {
+            return Ok(None);
+        };
+        let addr: std::net::SocketAddr = text.trim().parse().map_err(|_| {
+            NodeError::Invalid(format!(
+                "[a2a] listen = {text:?} is not an IP:PORT address (for example \"127.0.0.1:9411\")"
+            ))
+        })?;
+        if !addr.ip().is_loopback() && !self.listen_remote {
+            return Err(NodeError::Invalid(format!(
+                "[a2a] listen = {text:?} is not a loopback address; the A2A front is plain \
+                 HTTP carrying bearer tokens, so serving it beyond this host needs \
+                 listen_remote = true as well"
+            )));
+        }
+        if self.tokens.is_empty() {
+            return Err(NodeError::Invalid(
+                "[a2a] listen is set but [a2a] tokens is empty: no client could use it".into(),
+            ));
+        }
+        Ok(Some(addr))
+    }
+}
+
 impl Default for FileConfig {
     fn default() -> Self {
         let fabric = FabricConfig::default();
@@ -122,6 +180,7 @@ impl Default for FileConfig {
             metrics_listen_remote: false,
             labels: BTreeMap::new(),
             agents: Vec::new(),
+            a2a: A2aConfig::default(),
         }
     }
 }
@@ -252,6 +311,24 @@ mod tests {
         assert!(allowed.metrics_address().unwrap().is_some());
         let junk = parse("metrics_listen = \"localhost\"\n").unwrap();
         assert!(junk.metrics_address().is_err());
+    }
+
+    #[test]
+    fn a2a_is_off_by_default_and_loopback_unless_allowed() {
+        assert_eq!(parse("").unwrap().a2a.address().unwrap(), None);
+        let token = "tokens = [{ name = \"ci\", token_file = \"a2a.token\", ring = 2 }]\n";
+        let local = parse(&format!("[a2a]\nlisten = \"127.0.0.1:9411\"\n{token}")).unwrap();
+        assert_eq!(local.a2a.address().unwrap().unwrap().port(), 9411);
+        let wide = parse(&format!("[a2a]\nlisten = \"0.0.0.0:9411\"\n{token}")).unwrap();
+        let err = wide.a2a.address().unwrap_err().to_string();
+        assert!(err.contains("listen_remote"), "{err}");
+        let allowed = parse(&format!(
+            "[a2a]\nlisten = \"0.0.0.0:9411\"\nlisten_remote = true\n{token}"
+        ))
+        .unwrap();
+        assert!(allowed.a2a.address().unwrap().is_some());
+        let tokenless = parse("[a2a]\nlisten = \"127.0.0.1:9411\"\n").unwrap();
+        assert!(tokenless.a2a.address().is_err());
     }
 
     #[test]

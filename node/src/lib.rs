@@ -6,8 +6,8 @@
 //! - `api`: the control API's request and answer types, shared by the
 //!   server and the CLI.
 //! - Fronts: `control` (HTTP on the control socket), `agent_socket` (agents'
-//!   tool calls), `cli` (the `osmoda` command line), `sim` (nodes on the
-//!   simulated network).
+//!   tool calls), `a2a` (A2A clients over HTTP), `cli` (the `osmoda`
+//!   command line), `sim` (nodes on the simulated network).
 //! - Parts: `state` (audit log, documents, heads, agents, approvals,
 //!   emergency register), `replication` (push, sync, anti-entropy),
 //!   `runtime` (the builder, the event loop), the data folder and the
@@ -23,6 +23,7 @@
 // unwrap what they made themselves.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod a2a;
 pub mod agent_socket;
 pub mod api;
 pub mod cli;

@@ -41,6 +41,13 @@ pub async fn run(
     let metrics_addr = file_config.metrics_address()?;
     let labels = file_config.labels.clone();
     let config_agents = config::agents::specs(&file_config.agents)?;
+    let a2a = match file_config.a2a.address()? {
+        Some(addr) => Some((
+            addr,
+            crate::a2a::Clients::load(&file_config.a2a, data.root())?,
+        )),
+        None => None,
+    };
     let fabric = config::resolve(file_config, &overrides)?;
     let cert = data.cert()?;
     cert.verify(&cert.fleet, unix_now()).context(
@@ -102,6 +109,10 @@ pub async fn run(
         }
         None => None,
     };
+    let a2a = match a2a {
+        Some((addr, clients)) => Some(crate::a2a::listen(addr, node.clone(), clients).await?),
+        None => None,
+    };
     let agent_listener = crate::agent_socket::bind(&agent_socket)
         .with_context(|| format!("cannot bind {}", agent_socket.display()))?;
     let agent_api_task = tokio::spawn(crate::agent_socket::serve(agent_listener, node.clone()));
@@ -124,6 +135,9 @@ pub async fn run(
     if let Some((addr, _)) = &metrics {
         eprintln!("  metrics: http://{addr}/metrics");
     }
+    if let Some((addr, _)) = &a2a {
+        eprintln!("  a2a: http://{addr}/a2a/agents");
+    }
     if data.has_root() {
         let key = data.root_key_path(None);
         eprintln!(
@@ -144,6 +158,11 @@ pub async fn run(
         _ = running.wait_loop() => {}
     }
     agent_api_task.abort();
+    // Its streams wait on tasks for minutes; nothing it holds needs a
+    // graceful end.
+    if let Some((_, task)) = &a2a {
+        task.abort();
+    }
     let _ = std::fs::remove_file(&agent_socket);
     drop(node);
     running.shutdown().await;

@@ -47,7 +47,7 @@ impl Node {
         decision: Decision,
         grant: Option<Duration>,
     ) -> NodeResult<PendingView> {
-        if let Caller::Agent(_) = by {
+        if !matches!(by, Caller::Operator) {
             return Err(NodeError::Forbidden(
                 "only an operator decides on approvals".into(),
             ));

@@ -2,7 +2,7 @@
 //! fetched from their owner or from any member that holds a verified copy.
 
 use libp2p::PeerId;
-use osmoda_crdt_state::{Actor, Outcome};
+use osmoda_crdt_state::Outcome;
 
 use super::{Caller, Node};
 use crate::api::{
@@ -90,10 +90,7 @@ impl Node {
                 CLI_ACTIONS.join(", ")
             )));
         }
-        let actor = match by {
-            Caller::Operator => Actor::Operator,
-            Caller::Agent(call) => Actor::Agent(call.who.name.clone()),
-        };
+        let actor = by.actor();
         let seq = self
             .audit
             .record(

@@ -48,7 +48,7 @@ impl Node {
         fleet: bool,
     ) -> NodeResult<EmergencyOutcome> {
         let kind = parse_kind(kind)?;
-        if let Caller::Agent(_) = by {
+        if !matches!(by, Caller::Operator) {
             return Err(NodeError::Forbidden(
                 "emergency commands are the operator's".into(),
             ));

@@ -135,6 +135,17 @@ pub enum Caller<'a> {
     Operator,
     /// An agent, through a tool call.
     Agent(&'a AgentCall),
+    /// A client of the A2A front, known by its bearer token.
+    Remote(&'a RemoteClient),
+}
+
+/// An A2A client as its token in the configuration names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteClient {
+    /// `a2a:NAME`: never an agent's name, which holds no colon.
+    pub label: String,
+    /// The ring its tasks come from (1 or 2).
+    pub ring: u8,
 }
 
 /// One agent tool call on its way: who makes it, and what the operations
@@ -178,6 +189,16 @@ impl Caller<'_> {
         match self {
             Caller::Operator => "operator".into(),
             Caller::Agent(call) => format!("agent:{}", call.who.name),
+            Caller::Remote(client) => client.label.clone(),
+        }
+    }
+
+    /// Who the audit entries of the caller's own operations name.
+    pub(crate) fn actor(&self) -> Actor {
+        match self {
+            Caller::Operator => Actor::Operator,
+            Caller::Agent(call) => Actor::Agent(call.who.name.clone()),
+            Caller::Remote(client) => Actor::Agent(client.label.clone()),
         }
     }
 }
@@ -197,7 +218,8 @@ impl Node {
     }
 
     /// Records an operation with its outcome and hands the result back. For
-    /// an operator the entry is written now, and a failure to write it fails
+    /// an operator or an A2A client the entry is written now (the client's
+    /// as `a2a:NAME`), and a failure to write it fails
     /// the operation: an unaudited change must not look done. For an agent,
     /// the action, target and details become a note of its call's entry.
     pub(crate) async fn audited<T>(
@@ -209,13 +231,13 @@ impl Node {
         result: NodeResult<T>,
     ) -> NodeResult<T> {
         match by {
-            Caller::Operator => {
+            Caller::Operator | Caller::Remote(_) => {
                 let outcome = match &result {
                     Ok(_) => Outcome::Ok,
                     Err(e) => outcome_of(e),
                 };
                 self.audit
-                    .record(Actor::Operator, action, target, outcome, details)
+                    .record(by.actor(), action, target, outcome, details)
                     .await
                     .map_err(|e| NodeError::Audit(e.to_string()))?;
             }

@@ -124,6 +124,7 @@ impl Node {
         let (agent, ring) = match by {
             Caller::Operator => (None, 0),
             Caller::Agent(call) => (Some(call.who.name.clone()), call.who.ring),
+            Caller::Remote(client) => (Some(client.label.clone()), client.ring),
         };
         Party {
             node: self.me(),
@@ -140,6 +141,7 @@ impl Node {
             && match by {
                 Caller::Operator => true,
                 Caller::Agent(call) => task.from.agent.as_deref() == Some(&call.who.name),
+                Caller::Remote(client) => task.from.agent.as_deref() == Some(&client.label),
             }
     }
 
@@ -514,6 +516,16 @@ impl Node {
 
     pub fn task_show(&self, id: &str) -> NodeResult<TaskView> {
         Ok(view(&self.held(id)?.task))
+    }
+
+    /// A task `by` submitted here; any other is not found, so that a
+    /// client learns nothing of the tasks of others.
+    pub fn task_show_as(&self, by: Caller<'_>, id: &str) -> NodeResult<TaskView> {
+        let task = self.held(id)?.task;
+        if !self.may_submit_side(by, &task) {
+            return Err(NodeError::not_found("task submitted by the caller", id));
+        }
+        Ok(view(&task))
     }
 
     /// The task once `done` says so, or after `wait` as it is then.
