@@ -1,7 +1,7 @@
 //! Agent cards and who may hand their agents work: a revoked node's
 //! agents leave the fleet's list (no `--skill` task is placed with them),
 //! a member node's tasks never count as an operator's, and no task leaves
-//! a node under lockdown until it is lifted.
+//! or reaches a node under lockdown until it is lifted.
 
 use osmoda_fabric::proto::{hex, FleetRoot, Role};
 use osmoda_node::api::{AddAgent, CardQuery, RevokeBody, SubmitTask};
@@ -120,6 +120,17 @@ async fn no_task_leaves_a_node_under_lockdown_and_it_goes_after() {
     let refused = a.task_submit(OP, submit).await.expect_err("locked down");
     assert_eq!(refused.kind(), ErrorKind::Forbidden);
     a.task_cancel(OP, &task.id).await.unwrap();
+    // Nor does anything come in: a task for the held node is not placed.
+    a.agent_add(OP, only_ring_0("keeper")).await.unwrap();
+    let inward = SubmitTask {
+        to: Some(format!("keeper@{}", a.info().name)),
+        skill: None,
+        input: vec!["now".into()],
+        context_id: None,
+    };
+    let held = m.task_submit(OP, inward).await.expect_err("held");
+    assert_eq!(held.kind(), ErrorKind::Unavailable, "{held}");
+    assert!(held.to_string().contains("held:"), "{held}");
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let there = m.task_show(&task.id).unwrap();
     assert_ne!(

@@ -83,6 +83,10 @@ fn text_message(role: Role, text: String) -> Message {
     }
 }
 
+/// How a refusal for an emergency starts: the sender takes it as "not
+/// delivered yet", never as the peer's decision (docs/protocol.md §11.2).
+pub(crate) const HELD_PREFIX: &str = "held:";
+
 impl Node {
     fn me(&self) -> String {
         self.fabric.local_peer_id().to_string()
@@ -337,14 +341,31 @@ impl Node {
                 Task::decode(&bytes).map_err(|e| Sent::Refused(e.to_string()))
             }
             Ok(_) => Err(Sent::Refused("an answer of another protocol".into())),
+            // Held for an emergency: not a decision, so sent again later.
+            Err(wire::Failure::Refused(reason)) if reason.starts_with(HELD_PREFIX) => {
+                Err(Sent::Failed(reason))
+            }
             Err(wire::Failure::Refused(reason)) => Err(Sent::Refused(reason)),
             Err(e) => Err(Sent::Failed(e.to_string())),
         }
     }
 
+    /// Whether tasks stop here for a LOCKDOWN or FREEZE.
+    fn tasks_held(&self) -> bool {
+        let emergency = self.emergency.state();
+        emergency.lockdown || emergency.frozen
+    }
+
     /// A peer's copy of a task: new (for an agent here) or a change of
     /// the side that peer writes. The answer is this node's copy.
     pub async fn task_receive(&self, peer: PeerId, body: &[u8]) -> Result<Vec<u8>, String> {
+        // Under an emergency nothing comes in either, and no answer
+        // carries this node's copy out: the sender keeps what it owes.
+        if self.tasks_held() {
+            return Err(format!(
+                "{HELD_PREFIX} this node is under LOCKDOWN or FREEZE; send it again after"
+            ));
+        }
         let theirs = Task::decode(body).map_err(|e| e.to_string())?;
         let sender = peer.to_string();
         let me = self.me();
@@ -672,8 +693,7 @@ impl Node {
     pub async fn deliver_tasks(&self) {
         // Under LOCKDOWN and FREEZE nothing leaves this node: what is owed
         // goes out once they are lifted (the loop looks every second).
-        let emergency = self.emergency.state();
-        if emergency.lockdown || emergency.frozen {
+        if self.tasks_held() {
             return;
         }
         let owed = self.tasks.owed(|t| self.my_side(t));
