@@ -213,7 +213,7 @@ impl NodeBuilder {
             unreachable: Default::default(),
         });
         tokio::spawn(crate::service::cards::advertise(Arc::downgrade(&node)));
-        tokio::spawn(crate::service::tasks::deliver(Arc::downgrade(&node)));
+        tokio::spawn(crate::service::deliver_tasks(Arc::downgrade(&node)));
         tokio::spawn(crate::service::failover::watch(Arc::downgrade(&node)));
         let name = node.info.name.clone();
         audit

@@ -33,6 +33,7 @@ mod metrics;
 mod renewal;
 mod routines;
 mod secrets;
+mod task_delivery;
 pub mod tasks;
 
 pub use agents::audit_agent_events;
@@ -41,6 +42,7 @@ pub use emergency_intake::{Received, Via, REGISTER_INTAKE};
 pub(crate) use fleet::persist_revocations;
 pub use renewal::due_at;
 pub(crate) use renewal::keep_renewed;
+pub(crate) use task_delivery::deliver as deliver_tasks;
 
 use std::sync::{Arc, Mutex};
 

@@ -16,19 +16,15 @@ use libp2p::PeerId;
 use osmoda_crdt_state::Actor;
 use serde_json::{json, Value};
 
+use super::task_delivery::{opposite, Sent, HELD_PREFIX};
 use super::{now_ms, AgentCall, Caller, Node};
 use crate::api::{SubmitTask, TaskStatusView, TaskView};
 use crate::error::{NodeError, NodeResult};
-use crate::replication::wire::{self, Request, Response};
 use crate::state::tasks::{
     new_id, valid_id, Artifact, Held, Message, Party, RequestSide, Role, Side, Task, TaskState,
     WorkSide, MAX_MESSAGES, MAX_OPEN_FROM_NODE,
 };
 
-/// How often owed changes are sent again.
-pub const RETRY_EVERY: Duration = Duration::from_secs(1);
-/// Tasks sent in one delivery round; the rest wait for the next.
-const ROUND: usize = 64;
 /// Longest a `watch` or `task_wait` waits in one call.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 /// Inputs one submission may carry.
@@ -83,10 +79,6 @@ fn text_message(role: Role, text: String) -> Message {
     }
 }
 
-/// How a refusal for an emergency starts: the sender takes it as "not
-/// delivered yet", never as the peer's decision (docs/protocol.md §11.2).
-pub(crate) const HELD_PREFIX: &str = "held:";
-
 impl Node {
     fn me(&self) -> String {
         self.fabric.local_peer_id().to_string()
@@ -94,7 +86,7 @@ impl Node {
 
     /// The side this node writes and owes its peer; None for a task
     /// between two agents of this node, which has no peer.
-    fn my_side(&self, task: &Task) -> Option<Side> {
+    pub(super) fn my_side(&self, task: &Task) -> Option<Side> {
         let me = self.me();
         match (task.from.node == me, task.to.node == me) {
             (true, false) => Some(Side::Request),
@@ -328,32 +320,9 @@ impl Node {
         }
     }
 
-    fn actor_of(&self, peer: Option<PeerId>) -> Actor {
+    pub(super) fn actor_of(&self, peer: Option<PeerId>) -> Actor {
         peer.and_then(|p| self.membership.peer(&p))
             .map_or(Actor::Node, |r| Actor::Peer(r.cert.node))
-    }
-
-    /// Sends the task to its other node; the peer's copy back.
-    pub(super) async fn send_task(&self, peer: PeerId, task: &Task) -> Result<Task, Sent> {
-        let body = task.encode().map_err(|e| Sent::Failed(e.to_string()))?;
-        match wire::request(&self.fabric, peer, &Request::Task(body)).await {
-            Ok(Response::Task(bytes)) => {
-                Task::decode(&bytes).map_err(|e| Sent::Refused(e.to_string()))
-            }
-            Ok(_) => Err(Sent::Refused("an answer of another protocol".into())),
-            // Held for an emergency: not a decision, so sent again later.
-            Err(wire::Failure::Refused(reason)) if reason.starts_with(HELD_PREFIX) => {
-                Err(Sent::Failed(reason))
-            }
-            Err(wire::Failure::Refused(reason)) => Err(Sent::Refused(reason)),
-            Err(e) => Err(Sent::Failed(e.to_string())),
-        }
-    }
-
-    /// Whether tasks stop here for a LOCKDOWN or FREEZE.
-    fn tasks_held(&self) -> bool {
-        let emergency = self.emergency.state();
-        emergency.lockdown || emergency.frozen
     }
 
     /// A peer's copy of a task: new (for an agent here) or a change of
@@ -428,7 +397,7 @@ impl Node {
     /// What a change of the request side does to the work, here where the
     /// work is written: a cancel ends the task, a reply lets the agent go
     /// on from input-required.
-    fn requested(&self, task: &mut Task, from: Option<PeerId>) {
+    pub(super) fn requested(&self, task: &mut Task, from: Option<PeerId>) {
         let state = task.work.state;
         if state.is_terminal() {
             return;
@@ -686,95 +655,6 @@ impl Node {
         self.store_task(held).await?;
         serde_json::to_value(view(&task)).map_err(NodeError::internal)
     }
-
-    /// One round of delivery: every task whose side written here its peer
-    /// has not acknowledged is sent again. A peer that does not answer is
-    /// skipped for the rest of the round.
-    pub async fn deliver_tasks(&self) {
-        // Under LOCKDOWN and FREEZE nothing leaves this node: what is owed
-        // goes out once they are lifted (the loop looks every second).
-        if self.tasks_held() {
-            return;
-        }
-        let owed = self.tasks.owed(|t| self.my_side(t));
-        let mut down: Vec<PeerId> = Vec::new();
-        for task in owed.into_iter().take(ROUND) {
-            let Some(side) = self.my_side(&task) else {
-                continue;
-            };
-            let other = match side {
-                Side::Request => &task.to.node,
-                Side::Work => &task.from.node,
-            };
-            let Ok(peer) = other.parse::<PeerId>() else {
-                continue;
-            };
-            if down.contains(&peer) {
-                continue;
-            }
-            let answer = self.send_task(peer, &task).await;
-            let _order = self.tasks.order.lock().await;
-            let Some(mut held) = self.tasks.get(&task.id) else {
-                continue;
-            };
-            match answer {
-                Ok(theirs) => {
-                    held.acked = held.acked.max(theirs.version_of(side));
-                    let before = held.task.state();
-                    let peer_side = opposite(side);
-                    if held.task.take_side(&theirs, peer_side) {
-                        if peer_side == Side::Request {
-                            self.requested(&mut held.task, Some(peer));
-                        } else if held.task.state() != before {
-                            self.audit_later(
-                                self.actor_of(Some(peer)),
-                                "task.status",
-                                held.task.id.clone(),
-                                format!("{}: {}", held.task.to.label(), held.task.state()),
-                            );
-                        }
-                    }
-                }
-                Err(Sent::Refused(reason)) => {
-                    // The peer decided; sending again would not change it.
-                    tracing::warn!(task = %task.id, %reason, "a task's change refused by its peer");
-                    held.acked = held.task.version_of(side);
-                }
-                Err(Sent::Failed(reason)) => {
-                    tracing::debug!(task = %task.id, %reason, "a task's change not delivered yet");
-                    down.push(peer);
-                    continue;
-                }
-            }
-            if let Err(e) = self.store_task(held).await {
-                tracing::warn!(task = %task.id, error = %e, "cannot store a task");
-            }
-        }
-    }
-}
-
-fn opposite(side: Side) -> Side {
-    match side {
-        Side::Request => Side::Work,
-        Side::Work => Side::Request,
-    }
-}
-
-/// Why sending a task came to nothing.
-pub(super) enum Sent {
-    /// The peer answered no.
-    Refused(String),
-    /// No answer: sent again later.
-    Failed(String),
-}
-
-impl Sent {
-    pub(super) fn reason(self) -> String {
-        match self {
-            Sent::Refused(reason) => format!("refused: {reason}"),
-            Sent::Failed(reason) => reason,
-        }
-    }
 }
 
 /// Parses a task id as an agent or the operator gives it.
@@ -786,17 +666,5 @@ pub fn task_id(id: &str) -> NodeResult<&str> {
         Err(NodeError::Invalid(format!(
             "{id:?} is not a task id (32 hex digits)"
         )))
-    }
-}
-
-/// Sends what is owed every [`RETRY_EVERY`], and at once after a change,
-/// until the node is gone.
-pub async fn deliver(node: std::sync::Weak<Node>) {
-    loop {
-        let Some(strong) = node.upgrade() else { return };
-        strong.deliver_tasks().await;
-        let kick = strong.tasks_kick.clone();
-        drop(strong);
-        let _ = tokio::time::timeout(RETRY_EVERY, kick.notified()).await;
     }
 }
