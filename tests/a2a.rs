@@ -7,18 +7,17 @@
 //! client.
 
 mod common;
+#[path = "common/mcp_client.rs"]
+mod mcp_client;
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use common::{fleet, free_port, wait_until, Node};
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::{RoleClient, RunningService};
+use mcp_client::{call, ok, Client};
 use rmcp::transport::TokioChildProcess;
 use rmcp::ServiceExt;
 use serde_json::{json, Value};
-
-type Client = RunningService<RoleClient, ()>;
 
 const SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -31,29 +30,6 @@ fn python_has_a2a() -> bool {
         .args(["-c", "import a2a.client, a2a.types, httpx"])
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-fn call(name: &'static str, arguments: Value) -> CallToolRequestParams {
-    let Value::Object(map) = arguments else {
-        panic!("arguments must be an object")
-    };
-    CallToolRequestParams::new(name).with_arguments(map)
-}
-
-fn text(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-async fn ok(client: &Client, params: CallToolRequestParams) -> Value {
-    let name = params.name.clone();
-    let result = client.call_tool(params).await.expect("call");
-    assert_ne!(result.is_error, Some(true), "{name}: {}", text(&result));
-    result.structured_content.unwrap_or(Value::Null)
 }
 
 /// The first task in the agent's inbox, once there is one.

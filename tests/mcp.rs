@@ -5,19 +5,20 @@
 //! checks, the audit log).
 
 mod common;
+#[path = "common/mcp_client.rs"]
+mod mcp_client;
 
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{fleet, wait_until, Node, BIN};
-use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorCode};
-use rmcp::service::{RoleClient, RunningService, ServiceError};
+use mcp_client::{call, connect, ok, refused, text};
+use rmcp::model::ErrorCode;
+use rmcp::service::ServiceError;
 use rmcp::transport::TokioChildProcess;
 use rmcp::ServiceExt;
 use serde_json::{json, Value};
-
-type Client = RunningService<RoleClient, ()>;
 
 /// Runs a CLI command from inside the async test without stalling the
 /// runtime (the MCP clients' tasks go on meanwhile).
@@ -53,46 +54,6 @@ fn add_agent(node: &Node, name: &str, ring: &str) {
 
 fn workspace(node: &Node, name: &str) -> PathBuf {
     node.dir.join("agents").join(name).join("workspace")
-}
-
-async fn connect(node: &Node, agent: &str) -> Client {
-    let transport = TokioChildProcess::new(tokio::task::block_in_place(|| {
-        common::mcp_as_agent(node, agent)
-    }))
-    .expect("spawn");
-    ().serve(transport).await.expect("MCP handshake")
-}
-
-fn call(name: &'static str, arguments: Value) -> CallToolRequestParams {
-    let Value::Object(map) = arguments else {
-        panic!("arguments must be an object")
-    };
-    CallToolRequestParams::new(name).with_arguments(map)
-}
-
-fn text(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// A successful call's structured result.
-async fn ok(client: &Client, params: CallToolRequestParams) -> Value {
-    let name = params.name.clone();
-    let result = client.call_tool(params).await.expect("call");
-    assert_ne!(result.is_error, Some(true), "{name}: {}", text(&result));
-    result.structured_content.unwrap_or(Value::Null)
-}
-
-/// A call that reached the node and was refused or failed: its message.
-async fn refused(client: &Client, params: CallToolRequestParams) -> String {
-    let name = params.name.clone();
-    let result = client.call_tool(params).await.expect("call");
-    assert_eq!(result.is_error, Some(true), "{name}: {}", text(&result));
-    text(&result)
 }
 
 /// Waits for the one pending approval of `agent` and returns its id.

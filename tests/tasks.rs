@@ -6,18 +6,15 @@
 //! step is in both nodes' audit logs with the agents' names.
 
 mod common;
+#[path = "common/mcp_client.rs"]
+mod mcp_client;
 
 use std::process::Output;
 use std::time::Duration;
 
 use common::{fleet, free_port, start_meshed, wait_until, Node};
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::{RoleClient, RunningService};
-use rmcp::transport::TokioChildProcess;
-use rmcp::ServiceExt;
+use mcp_client::{call, connect, ok, refused, Client};
 use serde_json::{json, Value};
-
-type Client = RunningService<RoleClient, ()>;
 
 fn cli(node: &Node, args: &[&str]) -> Output {
     tokio::task::block_in_place(|| node.cli(args))
@@ -34,44 +31,6 @@ fn succeeded(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-async fn connect(node: &Node, agent: &str) -> Client {
-    let transport = TokioChildProcess::new(tokio::task::block_in_place(|| {
-        common::mcp_as_agent(node, agent)
-    }))
-    .expect("spawn");
-    ().serve(transport).await.expect("MCP handshake")
-}
-
-fn call(name: &'static str, arguments: Value) -> CallToolRequestParams {
-    let Value::Object(map) = arguments else {
-        panic!("arguments must be an object")
-    };
-    CallToolRequestParams::new(name).with_arguments(map)
-}
-
-fn text(result: &CallToolResult) -> String {
-    result
-        .content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-async fn ok(client: &Client, params: CallToolRequestParams) -> Value {
-    let name = params.name.clone();
-    let result = client.call_tool(params).await.expect("call");
-    assert_ne!(result.is_error, Some(true), "{name}: {}", text(&result));
-    result.structured_content.unwrap_or(Value::Null)
-}
-
-async fn refused(client: &Client, params: CallToolRequestParams) -> String {
-    let name = params.name.clone();
-    let result = client.call_tool(params).await.expect("call");
-    assert_eq!(result.is_error, Some(true), "{name}: {}", text(&result));
-    text(&result)
 }
 
 /// An agent that only sleeps: the test speaks MCP as it.

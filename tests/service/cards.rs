@@ -3,6 +3,8 @@
 //! a member node's tasks never count as an operator's, and no task leaves
 //! or reaches a node under lockdown until it is lifted.
 
+use std::path::Path;
+
 use osmoda_fabric::proto::{hex, FleetRoot, Role};
 use osmoda_node::api::{AddAgent, CardQuery, RevokeBody, SubmitTask};
 use osmoda_node::error::ErrorKind;
@@ -11,15 +13,22 @@ use osmoda_simulation::{SimConfig, SimNetwork};
 use super::emergency::{connected, eventually, Member};
 use super::{now_secs, OP};
 
+/// An admin and a member of a new fleet, connected.
+async fn pair(tmp: &Path, net: &SimNetwork, root: &FleetRoot) -> (Member, Member) {
+    let admin = Member::new(net, root, Role::Admin, tmp, &[], 64).await;
+    let boot = [admin.addr(net)];
+    let member = Member::new(net, root, Role::Member, tmp, &boot, 64).await;
+    assert!(connected(&admin.node(), 1).await);
+    assert!(connected(&member.node(), 1).await);
+    (admin, member)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_nodes_agents_leave_the_fleets_cards() {
     let tmp = tempfile::tempdir().unwrap();
     let net = SimNetwork::new(SimConfig::default());
     let root = FleetRoot::generate(&mut rand::rngs::OsRng);
-    let admin = Member::new(&net, &root, Role::Admin, tmp.path(), &[], 64).await;
-    let boot = [admin.addr(&net)];
-    let worker = Member::new(&net, &root, Role::Member, tmp.path(), &boot, 64).await;
-    assert!(connected(&admin.node(), 1).await);
+    let (admin, worker) = pair(tmp.path(), &net, &root).await;
     let add: AddAgent = serde_json::from_value(serde_json::json!({
         "spec": { "name": "translator", "command": "/bin/true" },
         "start": false,
@@ -66,11 +75,7 @@ async fn a_member_node_cannot_pass_its_tasks_off_as_an_operators() {
     let tmp = tempfile::tempdir().unwrap();
     let net = SimNetwork::new(SimConfig::default());
     let root = FleetRoot::generate(&mut rand::rngs::OsRng);
-    let admin = Member::new(&net, &root, Role::Admin, tmp.path(), &[], 64).await;
-    let boot = [admin.addr(&net)];
-    let member = Member::new(&net, &root, Role::Member, tmp.path(), &boot, 64).await;
-    assert!(connected(&admin.node(), 1).await);
-    assert!(connected(&member.node(), 1).await);
+    let (admin, member) = pair(tmp.path(), &net, &root).await;
     let (a, m) = (admin.node(), member.node());
     a.agent_add(OP, only_ring_0("vault-keeper")).await.unwrap();
     m.agent_add(OP, only_ring_0("fixer")).await.unwrap();
@@ -99,10 +104,7 @@ async fn no_task_leaves_a_node_under_lockdown_and_it_goes_after() {
     let tmp = tempfile::tempdir().unwrap();
     let net = SimNetwork::new(SimConfig::default());
     let root = FleetRoot::generate(&mut rand::rngs::OsRng);
-    let admin = Member::new(&net, &root, Role::Admin, tmp.path(), &[], 64).await;
-    let boot = [admin.addr(&net)];
-    let member = Member::new(&net, &root, Role::Member, tmp.path(), &boot, 64).await;
-    assert!(connected(&admin.node(), 1).await);
+    let (admin, member) = pair(tmp.path(), &net, &root).await;
     let (a, m) = (admin.node(), member.node());
     m.agent_add(OP, only_ring_0("fixer")).await.unwrap();
 
