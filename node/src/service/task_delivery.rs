@@ -76,20 +76,7 @@ impl Node {
             match answer {
                 Ok(theirs) => {
                     held.acked = held.acked.max(theirs.version_of(side));
-                    let before = held.task.state();
-                    let peer_side = opposite(side);
-                    if held.task.take_side(&theirs, peer_side) {
-                        if peer_side == Side::Request {
-                            self.requested(&mut held.task, Some(peer));
-                        } else if held.task.state() != before {
-                            self.audit_later(
-                                self.actor_of(Some(peer)),
-                                "task.status",
-                                held.task.id.clone(),
-                                format!("{}: {}", held.task.to.label(), held.task.state()),
-                            );
-                        }
-                    }
+                    self.take_peer_side(&mut held.task, &theirs, opposite(side), peer);
                 }
                 Err(Sent::Refused(reason)) => {
                     // The peer decided; sending again would not change it.

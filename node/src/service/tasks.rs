@@ -320,6 +320,25 @@ impl Node {
         }
     }
 
+    /// Takes the side `peer` writes from its copy when it is newer: a new
+    /// request is acted on, a new state of the work audited.
+    pub(super) fn take_peer_side(&self, task: &mut Task, theirs: &Task, side: Side, peer: PeerId) {
+        let before = task.state();
+        if !task.take_side(theirs, side) {
+            return;
+        }
+        if side == Side::Request {
+            self.requested(task, Some(peer));
+        } else if task.state() != before {
+            self.audit_later(
+                self.actor_of(Some(peer)),
+                "task.status",
+                task.id.clone(),
+                format!("{}: {}", task.to.label(), task.state()),
+            );
+        }
+    }
+
     pub(super) fn actor_of(&self, peer: Option<PeerId>) -> Actor {
         peer.and_then(|p| self.membership.peer(&p))
             .map_or(Actor::Node, |r| Actor::Peer(r.cert.node))
@@ -373,19 +392,7 @@ impl Node {
                     return Err("the task's ends do not match this node's copy".into());
                 }
                 held.acked = held.acked.max(theirs.version_of(opposite(side)));
-                let before = held.task.state();
-                if held.task.take_side(&theirs, side) {
-                    if side == Side::Request {
-                        self.requested(&mut held.task, Some(peer));
-                    } else if held.task.state() != before {
-                        self.audit_later(
-                            self.actor_of(Some(peer)),
-                            "task.status",
-                            held.task.id.clone(),
-                            format!("{}: {}", held.task.to.label(), held.task.state()),
-                        );
-                    }
-                }
+                self.take_peer_side(&mut held.task, &theirs, side, peer);
                 let task = held.task.clone();
                 self.store_task(held).await.map_err(|e| e.to_string())?;
                 task
